@@ -1,0 +1,340 @@
+package sign
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/veraison/go-cose"
+
+	"edgeota/protocol"
+)
+
+// Verification failures. Each error a [TrustStore] returns wraps exactly one.
+var (
+	// ErrNotTagged: the input is not a tagged COSE_Sign1 (CBOR tag 18).
+	ErrNotTagged = errors.New("not a tagged COSE_Sign1")
+	// ErrMalformed: the envelope or its protected header does not decode,
+	// or the payload is detached.
+	ErrMalformed = errors.New("malformed COSE_Sign1")
+	// ErrAlgorithm: the protected header names no algorithm or another one
+	// than EdDSA.
+	ErrAlgorithm = errors.New("wrong algorithm")
+	// ErrUnknownKey: no trusted key has the envelope's kid.
+	ErrUnknownKey = errors.New("unknown kid")
+	// ErrContentType: the protected content type is not the expected one.
+	ErrContentType = errors.New("wrong content type")
+	// ErrSignature: the signature does not verify under the key.
+	ErrSignature = errors.New("bad signature")
+)
+
+// Signer signs documents with one Ed25519 key.
+type Signer struct {
+	kid    KeyID
+	signer cose.Signer
+}
+
+// NewSigner returns a Signer for priv.
+func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: Ed25519 private key of %d bytes", ErrKey, len(priv))
+	}
+	s, err := cose.NewSigner(cose.AlgorithmEdDSA, priv)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return &Signer{kid: KeyIDOf(priv.Public().(ed25519.PublicKey)), signer: s}, nil
+}
+
+// KeyID returns the id of the signer's public key.
+func (s *Signer) KeyID() KeyID { return s.kid }
+
+// Sign wraps payload in a tagged COSE_Sign1 whose protected header holds
+// alg EdDSA, the signer's kid and contentType. Ed25519 is deterministic, so
+// the same key, content type and payload always give the same bytes.
+func (s *Signer) Sign(contentType string, payload []byte) ([]byte, error) {
+	if payload == nil {
+		payload = []byte{}
+	}
+	msg := cose.NewSign1Message()
+	msg.Headers.Protected.SetAlgorithm(cose.AlgorithmEdDSA)
+	msg.Headers.Protected[cose.HeaderLabelKeyID] = s.kid[:]
+	msg.Headers.Protected[cose.HeaderLabelContentType] = contentType
+	msg.Payload = payload
+	if err := msg.Sign(nil, nil, s.signer); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return msg.MarshalCBOR()
+}
+
+// SignManifest encodes and signs a manifest.
+func (s *Signer) SignManifest(m *protocol.Manifest) ([]byte, error) {
+	b, err := protocol.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return s.Sign(protocol.ContentTypeManifest, b)
+}
+
+// SignDeployment encodes and signs a deployment.
+func (s *Signer) SignDeployment(d *protocol.Deployment) ([]byte, error) {
+	b, err := protocol.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.Sign(protocol.ContentTypeDeployment, b)
+}
+
+// Envelope is a parsed, not yet verified, COSE_Sign1.
+type Envelope struct {
+	// ContentType is the protected content type (label 3).
+	ContentType string
+	// KeyID is the protected kid (label 4).
+	KeyID KeyID
+	// Payload is the signed payload.
+	Payload []byte
+
+	protected []byte
+	signature []byte
+}
+
+// sign1 is COSE_Sign1 (RFC 9052 section 4.2) without its tag.
+type sign1 struct {
+	_           struct{} `cbor:",toarray"`
+	Protected   []byte
+	Unprotected cbor.RawMessage
+	Payload     cbor.RawMessage
+	Signature   []byte
+}
+
+// protectedHeader holds the labels of RFC 9052 section 3.1 this contract
+// uses; other labels are ignored unless listed as critical.
+type protectedHeader struct {
+	Alg         cbor.RawMessage `cbor:"1,keyasint"`
+	Crit        cbor.RawMessage `cbor:"2,keyasint"`
+	ContentType cbor.RawMessage `cbor:"3,keyasint"`
+	KeyID       []byte          `cbor:"4,keyasint"`
+}
+
+var envMode = func() cbor.DecMode {
+	dm, err := cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
+		MaxNestedLevels:  protocol.MaxDepth,
+		MaxArrayElements: protocol.MaxEntries,
+		MaxMapPairs:      protocol.MaxEntries,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return dm
+}()
+
+var tagPrefix = []byte{0xd2, 0x84} // tag 18, array of 4
+
+// algEdDSA is the protected alg value -8 (EdDSA), encoded.
+var algEdDSA = []byte{0x27}
+
+// Parse decodes a tagged COSE_Sign1 and checks its protected header (alg
+// EdDSA, an 8-byte kid, a text content type, no critical labels) without
+// verifying the signature. Use it to inspect; use [TrustStore.Verify] to
+// trust.
+//
+// Verification does not go through go-cose: its decoder builds maps of
+// interfaces and took 53 allocations per envelope, over the budget of a
+// node; this path takes a handful and is cross-checked against go-cose in
+// the tests and the golden vectors.
+func Parse(b []byte) (*Envelope, error) {
+	if len(b) > protocol.MaxDocSize {
+		return nil, fmt.Errorf("%w: %d bytes is over the %d-byte limit", ErrMalformed, len(b), protocol.MaxDocSize)
+	}
+	if !bytes.HasPrefix(b, tagPrefix) {
+		if len(b) > 0 && b[0] == 0x84 {
+			return nil, fmt.Errorf("%w: untagged COSE_Sign1 (no tag 18)", ErrNotTagged)
+		}
+		return nil, ErrNotTagged
+	}
+	var raw sign1
+	if err := envMode.Unmarshal(b[1:], &raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(raw.Unprotected) == 0 || raw.Unprotected[0]>>5 != 5 {
+		return nil, fmt.Errorf("%w: unprotected header is not a map", ErrMalformed)
+	}
+	if len(raw.Payload) == 0 || raw.Payload[0]>>5 != 2 {
+		return nil, fmt.Errorf("%w: detached or non-bstr payload", ErrMalformed)
+	}
+	e := &Envelope{protected: raw.Protected, signature: raw.Signature}
+	if err := envMode.Unmarshal(raw.Payload, &e.Payload); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	if len(raw.Signature) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature of %d bytes, want %d", ErrMalformed, len(raw.Signature), ed25519.SignatureSize)
+	}
+	if len(raw.Protected) == 0 {
+		return nil, fmt.Errorf("%w: empty protected header (no alg)", ErrAlgorithm)
+	}
+	var h protectedHeader
+	if err := envMode.Unmarshal(raw.Protected, &h); err != nil {
+		return nil, fmt.Errorf("%w: protected header: %v", ErrMalformed, err)
+	}
+	if len(h.Crit) != 0 {
+		return nil, fmt.Errorf("%w: protected header lists critical labels this contract does not define", ErrMalformed)
+	}
+	if !bytes.Equal(h.Alg, algEdDSA) {
+		var alg int64
+		if len(h.Alg) == 0 || envMode.Unmarshal(h.Alg, &alg) != nil {
+			return nil, fmt.Errorf("%w: protected header has no integer alg", ErrAlgorithm)
+		}
+		return nil, fmt.Errorf("%w: %v, want EdDSA (-8)", ErrAlgorithm, cose.Algorithm(alg))
+	}
+	if len(h.KeyID) != len(KeyID{}) {
+		return nil, fmt.Errorf("%w: protected header has no 8-byte kid", ErrMalformed)
+	}
+	copy(e.KeyID[:], h.KeyID)
+	if len(h.ContentType) == 0 || h.ContentType[0]>>5 != 3 || envMode.Unmarshal(h.ContentType, &e.ContentType) != nil {
+		return nil, fmt.Errorf("%w: protected header has no text content type", ErrContentType)
+	}
+	return e, nil
+}
+
+// toBeSigned builds the Sig_structure of RFC 9052 section 4.4 with an empty
+// external AAD: ["Signature1", protected, h”, payload].
+func (e *Envelope) toBeSigned() []byte {
+	out := make([]byte, 0, 32+len(e.protected)+len(e.Payload))
+	out = append(out, 0x84, 0x6a)
+	out = append(out, "Signature1"...)
+	out = appendBstrHead(out, len(e.protected))
+	out = append(out, e.protected...)
+	out = append(out, 0x40)
+	out = appendBstrHead(out, len(e.Payload))
+	return append(out, e.Payload...)
+}
+
+func appendBstrHead(b []byte, n int) []byte {
+	switch {
+	case n < 24:
+		return append(b, 0x40|byte(n))
+	case n <= 0xff:
+		return append(b, 0x58, byte(n))
+	case n <= 0xffff:
+		return append(b, 0x59, byte(n>>8), byte(n))
+	default:
+		return append(b, 0x5a, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// Role is what a trust store's keys may sign (PROTOCOL.md section 1).
+type Role uint8
+
+// Roles.
+const (
+	// RoleManifest keys sign manifests; nodes and gateways trust them.
+	RoleManifest Role = iota + 1
+	// RoleDeployment keys sign deployments; gateways trust them.
+	RoleDeployment
+	// RoleOperator keys sign provisioning bundles; nodes trust them.
+	RoleOperator
+)
+
+// ContentType returns the content type the role's keys sign.
+func (r Role) ContentType() string {
+	switch r {
+	case RoleManifest:
+		return protocol.ContentTypeManifest
+	case RoleDeployment:
+		return protocol.ContentTypeDeployment
+	case RoleOperator:
+		return protocol.ContentTypeProvisioning
+	}
+	return ""
+}
+
+// String returns "manifest", "deployment" or "operator".
+func (r Role) String() string {
+	switch r {
+	case RoleManifest:
+		return "manifest"
+	case RoleDeployment:
+		return "deployment"
+	case RoleOperator:
+		return "operator"
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// TrustStore holds the public keys trusted for one role, by kid. It is
+// immutable once built and safe for concurrent use.
+type TrustStore struct {
+	role Role
+	keys map[KeyID]ed25519.PublicKey
+}
+
+// NewTrustStore returns a trust store for role holding keys.
+func NewTrustStore(role Role, keys ...ed25519.PublicKey) (*TrustStore, error) {
+	if role.ContentType() == "" {
+		return nil, fmt.Errorf("sign: unknown role %d", role)
+	}
+	t := &TrustStore{role: role, keys: make(map[KeyID]ed25519.PublicKey, len(keys))}
+	for _, k := range keys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrKey, len(k))
+		}
+		t.keys[KeyIDOf(k)] = append(ed25519.PublicKey(nil), k...)
+	}
+	return t, nil
+}
+
+// Role returns the store's role.
+func (t *TrustStore) Role() Role { return t.role }
+
+// Len returns the number of keys in the store.
+func (t *TrustStore) Len() int { return len(t.keys) }
+
+// Has reports whether the store holds the key with id kid.
+func (t *TrustStore) Has(kid KeyID) bool { _, ok := t.keys[kid]; return ok }
+
+// Verify checks a COSE_Sign1 envelope against the store: tagged, EdDSA, a
+// known kid, the role's content type, a valid signature. It returns the
+// envelope, whose Payload is then trusted bytes.
+func (t *TrustStore) Verify(b []byte) (*Envelope, error) {
+	e, err := Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := t.keys[e.KeyID]
+	if !ok {
+		return nil, fmt.Errorf("%w %s (not among the %d trusted %s keys)", ErrUnknownKey, e.KeyID, len(t.keys), t.role)
+	}
+	if want := t.role.ContentType(); e.ContentType != want {
+		return nil, fmt.Errorf("%w %q, want %q", ErrContentType, e.ContentType, want)
+	}
+	if !ed25519.Verify(v, e.toBeSigned(), e.signature) {
+		return nil, fmt.Errorf("%w (kid %s)", ErrSignature, e.KeyID)
+	}
+	return e, nil
+}
+
+// VerifyManifest verifies a signed manifest against a manifest-role store
+// and decodes it strictly.
+func (t *TrustStore) VerifyManifest(b []byte) (*protocol.Manifest, error) {
+	e, err := t.Verify(b)
+	if err != nil {
+		return nil, err
+	}
+	return protocol.DecodeManifest(e.Payload)
+}
+
+// VerifyDeployment verifies a signed deployment against a deployment-role
+// store and decodes it strictly. The manifests it embeds are not verified
+// here: they need a manifest-role store.
+func (t *TrustStore) VerifyDeployment(b []byte) (*protocol.Deployment, error) {
+	e, err := t.Verify(b)
+	if err != nil {
+		return nil, err
+	}
+	return protocol.DecodeDeployment(e.Payload)
+}
