@@ -252,3 +252,22 @@ func TestCrossImplementation(t *testing.T) {
 		t.Fatalf("go-cose refuses our envelope: %v", err)
 	}
 }
+
+// BenchmarkVerifyGoCose is the same verification through go-cose's
+// Sign1Message, side by side with BenchmarkVerifyEnvelopeOnly: the reason
+// verification has its own path (README, "Performance").
+func BenchmarkVerifyGoCose(b *testing.B) {
+	in, _ := signedManifest(b)
+	_, pub := testKey()
+	v, _ := cose.NewVerifier(cose.AlgorithmEdDSA, pub)
+	b.ReportAllocs()
+	for b.Loop() {
+		var msg cose.Sign1Message
+		if err := msg.UnmarshalCBOR(in); err != nil {
+			b.Fatal(err)
+		}
+		if err := msg.Verify(nil, v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
