@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -41,12 +42,15 @@ Operator workflow:
 		RunE:          showHelp,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().String("log-format", "text", "log format: text or json (log/slog, on stderr)")
 	root.AddCommand(
 		newKeygenCmd(),
 		newSignCmd(),
 		newVerifyCmd(),
 		newInspectCmd(),
 		newDeployCmd(),
+		newNodeCmd(),
 	)
 	return root
 }
@@ -119,4 +123,20 @@ func writeNewFile(name string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// loggerFrom builds the slog logger the persistent --log-level and
+// --log-format flags ask for, writing to stderr.
+func loggerFrom(cmd *cobra.Command) *slog.Logger {
+	level, _ := cmd.Flags().GetString("log-level")
+	format, _ := cmd.Flags().GetString("log-format")
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts))
+	}
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts))
 }

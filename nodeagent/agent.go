@@ -1,0 +1,339 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"edgeota/nodeagent/internal/latency"
+	"edgeota/nodeagent/internal/probation"
+	"edgeota/nodeagent/simmodel"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+)
+
+// AgentVersion is the version of this node agent, sent in Hello and
+// compared with a manifest's requires key.
+const AgentVersion = "0.1.0"
+
+// Runtime loads model images into something that runs inferences. The
+// default is the simulated runtime of package simmodel.
+type Runtime interface {
+	Load(image io.ReaderAt, size int64) (Model, error)
+}
+
+// Model runs inferences.
+type Model interface {
+	// Infer runs one inference and returns its latency.
+	Infer() (time.Duration, error)
+	// RAMBytes is the RAM the model uses.
+	RAMBytes() uint64
+	// CPUPermille is the CPU the model uses, per-mille of one core.
+	CPUPermille() uint64
+}
+
+// Clock is the agent's time source; tests and the simulator use a virtual
+// one.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Reporter receives what a node tells its gateway (PROTOCOL.md section 4).
+type Reporter interface {
+	Hello(ctx context.Context, h *protocol.Hello) error
+	Status(ctx context.Context, e *protocol.StatusEvent) error
+	Health(ctx context.Context, r *protocol.HealthReport) error
+}
+
+// Config configures an Agent. Flash, Trust, NodeID and Class are required.
+type Config struct {
+	NodeID    string
+	Class     protocol.Class
+	Labels    map[string]string
+	Component string // empty: taken from the first manifest installed
+	Runtime   string // the inference runtime name offered to manifests' requires
+
+	Flash         Flash
+	SlotSize      int64 // default DefaultSlotSize
+	JournalBlocks int   // default DefaultJournalBlocks
+	Checkpoint    int64 // download bytes between progress records, default 64 KiB
+
+	Trust *sign.TrustStore // manifest keys
+
+	Models         Runtime       // default: simmodel with ModelSeed
+	ModelSeed      int64         // seed of the simulated runtime
+	InferenceRate  float64       // inferences per second, default 10
+	HealthInterval time.Duration // default 60s
+	Clock          Clock         // default: the real clock
+	Reporter       Reporter      // default: log only
+	Logger         *slog.Logger  // default: discard
+}
+
+// Agent is a node agent: it boots the device, runs the model, judges a
+// trial against its probation policy, confirms or reverts, and reports.
+type Agent struct {
+	cfg      Config
+	dev      *Device
+	log      *slog.Logger
+	model    Model
+	judge    *probation.Judge
+	trialAt  time.Time
+	window   latency.Histogram
+	winInf   uint64
+	winErr   uint64
+	bootAt   time.Time
+	events   uint64
+	reports  uint64
+	pendingE []protocol.StatusEvent
+}
+
+type simRuntime struct{ rt simmodel.Runtime }
+
+func (s simRuntime) Load(image io.ReaderAt, size int64) (Model, error) { return s.rt.Load(image, size) }
+
+// New opens the device on cfg.Flash. It does not boot: see Boot.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Flash == nil || cfg.Trust == nil {
+		return nil, errors.New("nodeagent: Flash and Trust are required")
+	}
+	if !protocol.ValidID(cfg.NodeID) {
+		return nil, fmt.Errorf("nodeagent: node id %q does not match [A-Za-z0-9._-]{1,64}", cfg.NodeID)
+	}
+	if err := protocol.ValidateLabels(cfg.Labels); err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
+	if cfg.SlotSize == 0 {
+		cfg.SlotSize = DefaultSlotSize
+	}
+	if cfg.JournalBlocks == 0 {
+		cfg.JournalBlocks = DefaultJournalBlocks
+	}
+	if cfg.Checkpoint == 0 {
+		cfg.Checkpoint = 64 << 10
+	}
+	if cfg.Models == nil {
+		cfg.Models = simRuntime{simmodel.Runtime{Seed: cfg.ModelSeed}}
+	}
+	if cfg.InferenceRate <= 0 {
+		cfg.InferenceRate = 10
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger}
+	dev, err := OpenDevice(cfg.Flash, cfg.Trust,
+		Identity{Class: cfg.Class, Component: cfg.Component, AgentVersion: AgentVersion, Runtime: cfg.Runtime},
+		WithLayout(cfg.SlotSize, cfg.JournalBlocks), WithCheckpoint(cfg.Checkpoint), WithTransitions(a.onTransition))
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
+	if cfg.Component != "" && dev.st.Component != "" && dev.st.Component != cfg.Component {
+		return nil, fmt.Errorf("nodeagent: flash holds component %q, configured %q", dev.st.Component, cfg.Component)
+	}
+	a.dev = dev
+	return a, nil
+}
+
+// Device returns the agent's device.
+func (a *Agent) Device() *Device { return a.dev }
+
+func (a *Agent) onTransition(t Transition) {
+	a.events++
+	e := protocol.StatusEvent{NodeID: a.cfg.NodeID, State: t.State, Seq: t.Seq, Digest: t.Digest, Reason: t.Text,
+		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.events}
+	a.log.Info("status", "state", t.State.String(), "seq", t.Seq, "reason_code", t.Code.String(), "reason", t.Text, "bytes", t.Bytes)
+	a.pendingE = append(a.pendingE, e)
+}
+
+// flushEvents sends the status events queued by transitions.
+func (a *Agent) flushEvents(ctx context.Context) {
+	if a.cfg.Reporter == nil {
+		a.pendingE = a.pendingE[:0]
+		return
+	}
+	for i := range a.pendingE {
+		if err := a.cfg.Reporter.Status(ctx, &a.pendingE[i]); err != nil {
+			a.log.Warn("status event not delivered", "err", err)
+		}
+	}
+	a.pendingE = a.pendingE[:0]
+}
+
+// Boot runs the bootloader, loads the model it chose and says Hello. With
+// no runnable model it returns nil: the node runs nothing and waits for an
+// update. A model that crashes on boot makes the device boot again, so a
+// trial model that never starts is reverted after MaxTrialBoots.
+func (a *Agent) Boot(ctx context.Context) error {
+	a.events, a.reports = 0, 0
+	a.model, a.judge = nil, nil
+	for {
+		run, err := a.dev.Boot()
+		a.bootAt = a.cfg.Clock.Now()
+		if errors.Is(err, ErrNoRunnable) {
+			a.log.Warn("no runnable model; waiting for one", "state", a.dev.String())
+			break
+		}
+		if err != nil {
+			return err
+		}
+		m, lerr := a.cfg.Models.Load(io.NewSectionReader(a.cfg.Flash, a.dev.layout.Slots[run.Slot].DataOff, int64(run.Manifest.Size)), int64(run.Manifest.Size))
+		if lerr != nil {
+			a.log.Error("model failed to start; rebooting", "slot", run.Slot.String(), "version", run.Manifest.Version, "err", lerr)
+			if !run.Trial {
+				break // a confirmed model that no longer starts: run nothing
+			}
+			a.flushEvents(ctx)
+			continue
+		}
+		a.model = m
+		if run.Trial {
+			a.judge = probation.New(run.Manifest.Probation)
+			a.trialAt = a.bootAt
+		}
+		a.log.Info("booted", "slot", run.Slot.String(), "version", run.Manifest.Version, "seq", run.Manifest.Seq, "trial", run.Trial)
+		break
+	}
+	a.flushEvents(ctx)
+	a.window.Reset()
+	a.winInf, a.winErr = 0, 0
+	return a.hello(ctx)
+}
+
+func (a *Agent) hello(ctx context.Context) error {
+	if a.cfg.Reporter == nil {
+		return nil
+	}
+	if err := a.cfg.Reporter.Hello(ctx, a.dev.Hello(a.cfg.NodeID, a.cfg.Labels)); err != nil {
+		a.log.Warn("hello not delivered", "err", err)
+	}
+	return nil
+}
+
+// Install takes a signed manifest and its image through the update up to
+// the trial: verify, download into the inactive slot (resuming an
+// interrupted download), verify the bytes and mark the slot pending. The
+// next Boot runs it on trial, judged by Run or Settle.
+func (a *Agent) Install(ctx context.Context, signed []byte, src ImageSource, progress func(done, total int64)) error {
+	defer a.flushEvents(ctx)
+	u, err := a.dev.Begin(signed)
+	if err != nil {
+		return err
+	}
+	if u.Resumed > 0 && !u.Revert {
+		a.log.Info("resuming download", "seq", u.Manifest.Seq, "from", u.Resumed, "size", u.Manifest.Size)
+	}
+	if err := a.dev.Write(ctx, u, src, progress); err != nil {
+		return err
+	}
+	if err := a.dev.Verify(u); err != nil {
+		return err
+	}
+	return a.dev.Activate(u)
+}
+
+// Run runs the model until ctx ends: inferences at the configured rate,
+// health reports, and the trial's probation.
+func (a *Agent) Run(ctx context.Context) error { return a.loop(ctx, false) }
+
+// Settle runs like Run until no trial is pending: the trial was confirmed
+// or reverted. It returns at once when nothing is on trial.
+func (a *Agent) Settle(ctx context.Context) error { return a.loop(ctx, true) }
+
+// OnTrial reports whether the running model is on trial.
+func (a *Agent) OnTrial() bool { return a.judge != nil }
+
+func (a *Agent) loop(ctx context.Context, settle bool) error {
+	interval := time.Duration(float64(time.Second) / a.cfg.InferenceRate)
+	nextHealth := a.cfg.Clock.Now().Add(a.cfg.HealthInterval)
+	for n := uint64(0); ; n++ {
+		if settle && a.judge == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.cfg.Clock.After(interval):
+		}
+		now := a.cfg.Clock.Now()
+		if a.model != nil {
+			lat, err := a.model.Infer()
+			a.window.Record(uint64(lat / time.Microsecond))
+			a.winInf++
+			if err != nil {
+				a.winErr++
+			}
+			if a.judge != nil {
+				a.judge.Observe(lat, err == nil)
+				a.judge.Sample(a.model.RAMBytes(), a.model.CPUPermille())
+				if err := a.decide(ctx, now); err != nil {
+					return err
+				}
+			}
+		}
+		if !now.Before(nextHealth) {
+			a.health(ctx, now)
+			nextHealth = nextHealth.Add(a.cfg.HealthInterval)
+		}
+	}
+}
+
+func (a *Agent) decide(ctx context.Context, now time.Time) error {
+	res := a.judge.Decide(now.Sub(a.trialAt))
+	switch res.Verdict {
+	case probation.Confirm:
+		if err := a.dev.Confirm(); err != nil {
+			return err
+		}
+		a.judge = nil
+		a.flushEvents(ctx)
+		return a.hello(ctx)
+	case probation.Revert:
+		if err := a.dev.Revert(res.Reason, res.Text); err != nil {
+			return err
+		}
+		a.flushEvents(ctx)
+		return a.Boot(ctx)
+	}
+	return nil
+}
+
+func (a *Agent) health(ctx context.Context, now time.Time) {
+	a.reports++
+	r := &protocol.HealthReport{NodeID: a.cfg.NodeID, UptimeSeconds: uint64(now.Sub(a.bootAt) / time.Second),
+		Inferences: a.winInf, Errors: a.winErr, LatencyP50Micros: a.window.Quantile(0.5), LatencyP99Micros: a.window.Quantile(0.99),
+		BootCount: a.dev.BootCount(), Number: a.reports}
+	if t := now.Unix(); t > 0 {
+		r.Time = uint64(t)
+	}
+	if run := a.dev.Running(); run != nil {
+		r.RunningSeq, r.ActiveSlot = run.Manifest.Seq, run.Slot
+	}
+	if a.model != nil {
+		r.RAMBytes, r.CPUPermille = a.model.RAMBytes(), a.model.CPUPermille()
+	}
+	a.window.Reset()
+	a.winInf, a.winErr = 0, 0
+	if a.cfg.Reporter != nil {
+		if err := a.cfg.Reporter.Health(ctx, r); err != nil {
+			a.log.Warn("health report not delivered", "err", err)
+		}
+	}
+}
