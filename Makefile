@@ -1,14 +1,16 @@
 # edgeota: build, test and demo. `make help` lists the targets.
 GO       ?= go
+SHELL    := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 BIN      := bin/edgeota
 FUZZTIME ?= 10s
 PKGS     := ./...
 
-.PHONY: help build test deps fmt vet lint unit fuzz bench demo clean
+.PHONY: help build test deps fmt vet lint unit sweep fuzz bench demo clean
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
-	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race"
+	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, power-cut sweeps"
 	@echo "make build  build $(BIN)"
 	@echo "make fmt    fail if gofmt would change a file (never rewrites)"
 	@echo "make lint   staticcheck"
@@ -19,7 +21,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/edgeota
 
 # Everything CI runs (.ci/run calls this target).
-test: deps fmt vet lint unit
+test: deps fmt vet lint unit sweep
 
 deps:
 	@scripts/ensure-system-packages
@@ -35,7 +37,12 @@ lint:
 	$(GO) tool staticcheck $(PKGS)
 
 unit:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -short -count=1 -timeout 15m $(PKGS)
+
+# The exhaustive power-cut sweeps, without -race, printing their counts.
+sweep:
+	@$(GO) test -count=1 -timeout 10m -run 'Sweep' -v ./nodeagent/... | \
+		awk '/sweep: /{print} /^(FAIL|--- FAIL)/{print; bad=1} END{exit bad}'
 
 fuzz:
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-all

@@ -206,7 +206,9 @@ func (d *Device) Boot() (*Running, error) {
 			d.step(Transition{State: protocol.StateTrial, Seq: m.Seq, Digest: m.Digest, Bytes: m.Size})
 			return d.booted, nil
 		}
-		if err := d.commit(func(s *bootState) { revertState(s, p, protocol.ReasonDigest, "trial slot does not verify: "+err.Error()) }); err != nil {
+		if err := d.commit(func(s *bootState) {
+			revertState(s, p, protocol.ReasonDigest, "trial slot does not verify: "+err.Error())
+		}); err != nil {
 			return nil, err
 		}
 		d.step(d.transition(protocol.StateReverted, p))
@@ -606,6 +608,6 @@ func (d *Device) Revert(code protocol.Reason, text string) error {
 		return err
 	}
 	d.booted = nil
-	d.step(Transition{State: protocol.StateReverted, Seq: run.Manifest.Seq, Digest: run.Manifest.Digest, Code: code, Text: truncate(text)})
+	d.step(Transition{State: protocol.StateReverted, Seq: run.Manifest.Seq, Digest: run.Manifest.Digest, Code: code, Text: truncate(text), Bytes: run.Manifest.Size})
 	return nil
 }

@@ -286,15 +286,16 @@ interrupt it.`,
 				if bar == nil {
 					bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(cmd.ErrOrStderr()),
 						progressbar.OptionShowBytes(true), progressbar.OptionSetDescription("writing slot"),
-						progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+						progressbar.OptionThrottle(100*time.Millisecond),
+						progressbar.OptionOnCompletion(func() { fmt.Fprintln(cmd.ErrOrStderr()) }))
 				}
 				bar.Set64(done)
+				if done == total {
+					bar.Finish()
+				}
 			}
 			if err := a.Install(ctx, signed, src, progress); err != nil {
 				return err
-			}
-			if bar != nil {
-				bar.Finish()
 			}
 			if settle {
 				if err := a.Boot(ctx); err != nil {
@@ -374,7 +375,10 @@ func printStatus(w io.Writer, _ *cobra.Command, f flashFlags, asJSON bool) error
 		fmt.Fprintf(w, "slot %s: seq %d %s, %d of %d bytes durable\n", d.Slot, d.Seq, what, d.WrittenBytes, d.SizeBytes)
 	}
 	fmt.Fprintf(w, "last state: %s", st.LastState)
-	if st.LastReason != "" {
+	switch {
+	case st.LastReason != "" && strings.HasPrefix(st.LastReason, st.LastCode):
+		fmt.Fprintf(w, " (%s)", st.LastReason)
+	case st.LastReason != "":
 		fmt.Fprintf(w, " (%s: %s)", st.LastCode, st.LastReason)
 	}
 	fmt.Fprintln(w)

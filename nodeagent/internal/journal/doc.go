@@ -13,8 +13,8 @@
 //
 // # Record layout
 //
-// A record is written as two identical copies, one right after the other,
-// that differ only in their copy tag. Each copy starts at a multiple of the
+// A record is written as two copies, one right after the other, identical
+// but for their copy tag and so their CRC. Each copy starts at a multiple of the
 // write size and is laid out as follows (multi-byte fields little-endian):
 //
 //	offset  size  field

@@ -18,12 +18,10 @@
 //     [protocol.ReasonProbationResources].
 //   - Errors: judged over every inference observed once probation ends;
 //     errors*1000 > MaxErrorPermille*inferences reverts with
-//     [protocol.ReasonProbationErrors]. A single early error in a small
-//     sample thus does not revert. The exception: Decide reverts early when
-//     the errors so far break the bound even if every inference still
-//     required succeeds, that is when errors*1000 > MaxErrorPermille*max(
-//     inferences, MinInferences). Once MinInferences are reached this is the
-//     bound over the inferences so far, judged at every Decide.
+//     [protocol.ReasonProbationErrors]. Nothing is judged early: how many
+//     inferences the probation will see is only known at its end (its
+//     seconds may bring more than the minimum), and the contract judges the
+//     bound over all of them.
 //   - Latency: the p99 of every inference observed, failed ones included,
 //     is judged once probation ends; a p99 over MaxP99Micros reverts with
 //     [protocol.ReasonProbationLatency]. The p99 comes from a fixed-memory

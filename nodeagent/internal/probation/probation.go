@@ -134,9 +134,6 @@ func (j *Judge) decide(elapsed time.Duration) Result {
 	if j.breach != "" {
 		return revert(protocol.ReasonProbationResources, j.breach)
 	}
-	if b := p.MaxErrorPermille; b != nil && over(j.errors, *b, max(j.inferences, p.MinInferences)) {
-		return j.errorsRevert(*b)
-	}
 	enough := j.inferences >= p.MinInferences
 	switch {
 	case enough && reached(elapsed, p.Seconds, 1):

@@ -1,0 +1,154 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const class = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+type nodeStatus struct {
+	Active string `json:"active"`
+	Slots  []struct {
+		Slot, State, Version string
+		Seq                  uint64
+	} `json:"slots"`
+	EpochFloor uint64 `json:"epoch_floor"`
+	LastState  string `json:"last_state"`
+	LastReason string `json:"last_reason"`
+	Download   *struct {
+		WrittenBytes uint64 `json:"written_bytes"`
+		SizeBytes    uint64 `json:"size_bytes"`
+	} `json:"download"`
+}
+
+func readStatus(t *testing.T, dir string) nodeStatus {
+	t.Helper()
+	out := mustRun(t, dir, "node", "status", "--flash", "node.flash", "--slot-size", "1048576", "--json")
+	var st nodeStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status JSON %q: %v", out, err)
+	}
+	return st
+}
+
+func writeModel(t *testing.T, path, header string, size int) {
+	t.Helper()
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(uint64(size), 1))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, header+"\n")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNodeApplyKilledResumes is the README's story: install a signed model
+// on a file-backed node, kill -9 the install mid-write, start it again and
+// see it resume where the last progress record left it and finish.
+func TestNodeApplyKilledResumes(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	header := "edgeota-sim-model error_permille=1 p50_us=5000 p99_us=20000 ram_bytes=100000 crash_on_boot=0"
+	writeModel(t, filepath.Join(dir, "v1.bin"), header, 100_000)
+	writeModel(t, filepath.Join(dir, "v2.bin"), header, 600_000)
+	sign := func(img, ver, seq, out string) {
+		mustRun(t, dir, "sign", "--key", "op.key", "--image", img, "--component", "kws", "--version", ver, "--seq", seq,
+			"--class", class, "--probation-seconds", "1", "--min-inferences", "20", "--max-error-permille", "100", "--out", out)
+	}
+	sign("v1.bin", "1.0.0", "1", "v1.cose")
+	sign("v2.bin", "2.0.0", "2", "v2.cose")
+	node := []string{"--flash", "node.flash", "--slot-size", "1048576", "--class", class, "--trust", "op.pub", "--inference-rate", "100"}
+	mustRun(t, dir, append([]string{"node", "apply", "--manifest", "v1.cose", "--image", "v1.bin", "--settle"}, node...)...)
+	st := readStatus(t, dir)
+	if st.Slots[0].State != "confirmed" || st.Slots[0].Version != "1.0.0" {
+		t.Fatalf("after v1: %+v", st)
+	}
+
+	// Start v2 at 200 KB/s and kill -9 it once a progress record is down.
+	cmd := exec.Command(edgeota(t), append([]string{"node", "apply", "--manifest", "v2.cose", "--image", "v2.bin", "--bandwidth", "200000"}, node...)...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var written uint64
+	for time.Now().Before(deadline) {
+		st = readStatus(t, dir)
+		if st.Download != nil && st.Download.WrittenBytes > 0 {
+			written = st.Download.WrittenBytes
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if written == 0 {
+		t.Fatalf("no download progress seen before the deadline; stderr:\n%s", stderr.String())
+	}
+	st = readStatus(t, dir)
+	if st.Active != "A" || st.Slots[0].State != "confirmed" || st.Download == nil || st.Download.WrittenBytes >= st.Download.SizeBytes {
+		t.Fatalf("after kill: %+v", st)
+	}
+	t.Logf("killed at %d of %d bytes durable", st.Download.WrittenBytes, st.Download.SizeBytes)
+
+	// Again: it resumes from the progress record, not from 0, and finishes.
+	_, errs, code := run(t, dir, append([]string{"node", "apply", "--manifest", "v2.cose", "--image", "v2.bin", "--settle"}, node...)...)
+	if code != 0 {
+		t.Fatalf("second apply: exit %d\n%s", code, errs)
+	}
+	want := fmt.Sprintf("from=%d", st.Download.WrittenBytes)
+	if !strings.Contains(errs, "resuming download") || !strings.Contains(errs, want) {
+		t.Fatalf("second apply did not resume from %d:\n%s", st.Download.WrittenBytes, errs)
+	}
+	st = readStatus(t, dir)
+	if st.Active != "B" || st.Slots[1].State != "confirmed" || st.Slots[1].Version != "2.0.0" || st.LastState != "confirmed" {
+		t.Fatalf("after resume: %+v", st)
+	}
+	// A second agent on the same flash is refused while one holds it.
+	lock := exec.Command(edgeota(t), append([]string{"node", "--id", "n1"}, node...)...)
+	lock.Dir = dir
+	if err := lock.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { lock.Process.Kill(); lock.Wait() }()
+	waitLocked(t, filepath.Join(dir, "node.flash.lock"))
+	_, errs, code = run(t, dir, append([]string{"node", "apply", "--manifest", "v2.cose", "--image", "v2.bin"}, node...)...)
+	if code != 1 || !strings.Contains(errs, "in use by another edgeota node") {
+		t.Fatalf("concurrent apply: exit %d\n%s", code, errs)
+	}
+}
+
+// waitLocked waits until another process holds the flock on path.
+func waitLocked(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := os.Open(path)
+		if err == nil {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			if err == nil {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			}
+			f.Close()
+			if err != nil {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never locked", path)
+}
