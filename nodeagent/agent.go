@@ -76,6 +76,27 @@ type Config struct {
 	Clock          Clock         // default: the real clock
 	Reporter       Reporter      // default: log only
 	Logger         *slog.Logger  // default: discard
+
+	// Gateway is the gateway's CoAP URL, coap://HOST:PORT: the agent says
+	// Hello, sends its status events and health reports there, and installs
+	// the manifest the gateway assigns it (observed, with polling).
+	Gateway string
+
+	// Offers carries what the node should run when there is no Gateway
+	// (tests, other transports); Run installs each new one.
+	Offers <-chan Offer
+	// RetryInterval is how long a download that failed on its link waits
+	// before it is tried again (default 10s).
+	RetryInterval time.Duration
+}
+
+// Offer is a signed manifest the node is told to run, and where its image
+// comes from.
+type Offer struct {
+	// Signed is the COSE_Sign1 manifest; empty means nothing is assigned.
+	Signed []byte
+	// Source returns the image source for the verified manifest.
+	Source func(m *protocol.Manifest) ImageSource
 }
 
 // Agent is a node agent: it boots the device, runs the model, judges a
@@ -94,6 +115,9 @@ type Agent struct {
 	events   uint64
 	reports  uint64
 	pendingE []protocol.StatusEvent
+	offer    *Offer    // an offer not yet installed
+	retryAt  time.Time // when to try it again
+	link     *link
 }
 
 type simRuntime struct{ rt simmodel.Runtime }
@@ -138,12 +162,20 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = map[string]string{}
 	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 10 * time.Second
+	}
 	a := &Agent{cfg: cfg, log: cfg.Logger}
 	dev, err := OpenDevice(cfg.Flash, cfg.Trust,
 		Identity{Class: cfg.Class, Component: cfg.Component, AgentVersion: AgentVersion, Runtime: cfg.Runtime},
 		WithLayout(cfg.SlotSize, cfg.JournalBlocks), WithCheckpoint(cfg.Checkpoint), WithTransitions(a.onTransition))
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
+	if cfg.Gateway != "" {
+		if _, err := gatewayAddr(cfg.Gateway); err != nil {
+			return nil, fmt.Errorf("nodeagent: %w", err)
+		}
 	}
 	if cfg.Component != "" && dev.st.Component != "" && dev.st.Component != cfg.Component {
 		return nil, fmt.Errorf("nodeagent: flash holds component %q, configured %q", dev.st.Component, cfg.Component)
@@ -182,6 +214,9 @@ func (a *Agent) flushEvents(ctx context.Context) {
 // update. A model that crashes on boot makes the device boot again, so a
 // trial model that never starts is reverted after MaxTrialBoots.
 func (a *Agent) Boot(ctx context.Context) error {
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
 	a.events, a.reports = 0, 0
 	a.model, a.judge = nil, nil
 	for {
@@ -250,8 +285,16 @@ func (a *Agent) Install(ctx context.Context, signed []byte, src ImageSource, pro
 }
 
 // Run runs the model until ctx ends: inferences at the configured rate,
-// health reports, and the trial's probation.
-func (a *Agent) Run(ctx context.Context) error { return a.loop(ctx, false) }
+// health reports, the trial's probation, and (with a Gateway) the link:
+// reports delivered in order and assignments installed as they come.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
+	stop := a.runLink(ctx)
+	defer stop()
+	return a.loop(ctx, false)
+}
 
 // Settle runs like Run until no trial is pending: the trial was confirmed
 // or reverted. It returns at once when nothing is on trial.
@@ -273,6 +316,9 @@ func (a *Agent) loop(ctx context.Context, settle bool) error {
 		case <-a.cfg.Clock.After(interval):
 		}
 		now := a.cfg.Clock.Now()
+		if err := a.takeOffers(ctx, now); err != nil {
+			return err
+		}
 		if a.model != nil {
 			lat, err := a.model.Infer()
 			a.window.Record(uint64(lat / time.Microsecond))
@@ -293,6 +339,75 @@ func (a *Agent) loop(ctx context.Context, settle bool) error {
 			nextHealth = nextHealth.Add(a.cfg.HealthInterval)
 		}
 	}
+}
+
+// takeOffers installs the newest offer when there is one and no trial is
+// pending. A download that fails on its link is retried later; any other
+// refusal was reported in a status event and the offer is dropped (the
+// gateway sees it in the node's state).
+func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
+	for a.cfg.Offers != nil {
+		select {
+		case o := <-a.cfg.Offers:
+			a.offer, a.retryAt = &o, time.Time{}
+			continue
+		default:
+		}
+		break
+	}
+	o := a.offer
+	if o == nil || a.judge != nil || now.Before(a.retryAt) {
+		return nil
+	}
+	if len(o.Signed) == 0 {
+		a.offer = nil
+		return nil
+	}
+	m, err := a.cfg.Trust.VerifyManifest(o.Signed)
+	if err == nil {
+		if run := a.dev.Running(); run != nil && run.Manifest.Seq == m.Seq && run.Manifest.Digest == m.Digest {
+			a.offer = nil // already running it
+			return nil
+		}
+	}
+	var src ImageSource
+	if m != nil && o.Source != nil {
+		src = o.Source(m)
+	}
+	a.log.Info("installing offered manifest", "seq", manifestSeq(m), "version", manifestVersion(m))
+	err = a.Install(ctx, o.Signed, src, nil)
+	var ue *UpdateError
+	switch {
+	case err == nil:
+		a.offer = nil
+		return a.Boot(ctx)
+	case errors.As(err, &ue) && ue.Code == protocol.ReasonLink, errors.Is(err, ErrBusy):
+		a.retryAt = now.Add(a.cfg.RetryInterval)
+		a.log.Warn("update postponed", "err", err, "retry_in", a.cfg.RetryInterval)
+		return nil
+	case errors.As(err, &ue):
+		a.offer = nil
+		a.log.Warn("update refused", "err", err, "reason_code", ue.Code.String())
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return err // flash failure: the device is gone
+	}
+}
+
+func manifestSeq(m *protocol.Manifest) uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.Seq
+}
+
+func manifestVersion(m *protocol.Manifest) string {
+	if m == nil {
+		return ""
+	}
+	return m.Version
 }
 
 func (a *Agent) decide(ctx context.Context, now time.Time) error {

@@ -68,6 +68,7 @@ type nodeFlags struct {
 	flashFlags
 	id, class, component, labels string
 	trust                        []string
+	gateway                      string
 	rate                         float64
 	health                       time.Duration
 	seed                         int64
@@ -81,6 +82,9 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&n.component, "component", "", "component this node runs (default: that of the first model installed)")
 	fl.StringVar(&n.labels, "labels", "", "labels for cohorts, k=v,k=v")
 	fl.StringArrayVar(&n.trust, "trust", nil, "trusted manifest key (PKIX PEM); repeat for several")
+	if cmd.Name() == "node" {
+		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL, coap://HOST:PORT (plain UDP: development only)")
+	}
 	fl.Float64Var(&n.rate, "inference-rate", 10, "simulated inferences per second")
 	fl.DurationVar(&n.health, "health-interval", time.Minute, "time between health reports")
 	fl.Int64Var(&n.seed, "model-seed", 1, "seed of the simulated model runtime")
@@ -145,7 +149,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter) (*nodeagent.
 	}
 	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, ModelSeed: n.seed,
-		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log})
+		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway})
 	if err != nil {
 		f.Close()
 		unlock()
@@ -188,9 +192,15 @@ whose first line is
   edgeota-sim-model error_permille=N p50_us=N p99_us=N ram_bytes=N crash_on_boot=0|1
 behaves that way (docs/simulator.md); any other image is a healthy model.
 
-Until the gateway lands, install models with 'edgeota node apply'.`,
+With --gateway coap://HOST:PORT the node says Hello to its gateway (on
+start and after every activation or revert), observes its assigned
+manifest (polling as a fallback) and installs each new one, downloading the
+image block by block into the inactive slot and resuming after a dropped
+link, a gateway restart or a power cut; status events and health reports go
+to the gateway, queued while it is unreachable. Without --gateway, install
+models with 'edgeota node apply'.`,
 		Example: `  edgeota node --id node-1 --flash node-1.flash --class 6ba7b810-9dad-11d1-80b4-00c04fd430c8 \
-      --trust operator.pub --labels region=us-east,hw=rev2`,
+      --trust operator.pub --labels region=us-east,hw=rev2 --gateway coap://127.0.0.1:5683`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := loggerFrom(cmd)

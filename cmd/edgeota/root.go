@@ -51,6 +51,9 @@ Operator workflow:
 		newInspectCmd(),
 		newDeployCmd(),
 		newNodeCmd(),
+		newGatewayCmd(),
+		newModelCmd(),
+		newNodesCmd(),
 	)
 	return root
 }

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"edgeota/gateway"
+)
+
+func newModelCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "model",
+		Short: "Manage the models a gateway caches",
+		Args:  noArgs,
+		RunE:  showHelp,
+	}
+	cmd.AddCommand(newModelPushCmd(), newModelListCmd())
+	return cmd
+}
+
+func newModelPushCmd() *cobra.Command {
+	var admin, manifest, image, assign string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "push --admin URL --manifest M.cose --image FILE [--assign all|ID,ID...]",
+		Short: "Upload a signed model to a gateway, and optionally assign it",
+		Long: `Upload a signed model (its manifest and image) to a gateway's admin API.
+The gateway stores it only when the manifest verifies against its trust
+keys and the image's size and digest match; otherwise nothing is stored and
+the reason is printed.
+
+--assign ID,ID assigns the manifest to those nodes; --assign all assigns it
+to every node, including nodes that say Hello later (a standing rule, until
+another assignment or a rollout replaces it). Nodes observing their
+manifest are notified at once.`,
+		Example: "  edgeota model push --admin http://127.0.0.1:8080 --manifest kws-1.4.0.cose --image kws-1.4.0.bin --assign all",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if manifest == "" || image == "" {
+				return usagef("--manifest M.cose and --image FILE are required")
+			}
+			c, err := newAdminClient(admin)
+			if err != nil {
+				return err
+			}
+			signed, err := os.ReadFile(manifest)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(image)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			var body io.Reader = f
+			if !asJSON {
+				bar := progressbar.NewOptions64(st.Size(), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+					progressbar.OptionShowBytes(true), progressbar.OptionSetDescription("uploading"),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionOnCompletion(func() { fmt.Fprintln(cmd.ErrOrStderr()) }))
+				r := progressbar.NewReader(f, bar)
+				body = &r
+			}
+			pr, pw := io.Pipe()
+			mw := multipart.NewWriter(pw)
+			go func() {
+				err := func() error {
+					part, err := mw.CreateFormFile("manifest", "manifest.cose")
+					if err != nil {
+						return err
+					}
+					if _, err := part.Write(signed); err != nil {
+						return err
+					}
+					part, err = mw.CreateFormFile("image", "image.bin")
+					if err != nil {
+						return err
+					}
+					if _, err := io.Copy(part, body); err != nil {
+						return err
+					}
+					return mw.Close()
+				}()
+				pw.CloseWithError(err)
+			}()
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPut, c.base+"/v1/models", pr)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", mw.FormDataContentType())
+			var m gateway.ModelView
+			if err := c.do(req, &m); err != nil {
+				return err
+			}
+			out := map[string]any{"model": m}
+			if assign != "" {
+				ar := gateway.AssignmentRequest{Manifest: base64.StdEncoding.EncodeToString(signed)}
+				if assign == "all" {
+					ar.All = true
+				} else {
+					ar.Nodes = strings.Split(assign, ",")
+				}
+				var res map[string]any
+				if err := c.postJSON("/v1/assignments", ar, &res); err != nil {
+					return fmt.Errorf("model stored, but the assignment failed: %w", err)
+				}
+				out["assignment"] = res
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "stored %s %s seq %d (%d bytes, sha256 %s)\n", m.Component, m.Version, m.Seq, m.SizeBytes, m.Digest)
+			if assign == "all" {
+				fmt.Fprintln(cmd.OutOrStdout(), "assigned to every node, including nodes that say Hello later")
+			} else if assign != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "assigned to %s\n", assign)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	fl.StringVar(&manifest, "manifest", "", "signed manifest (from edgeota sign)")
+	fl.StringVar(&image, "image", "", "model image")
+	fl.StringVar(&assign, "assign", "", "assign to nodes: all, or ID,ID,...")
+	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func newModelListCmd() *cobra.Command {
+	var admin string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list --admin URL [--json]",
+		Short: "List the models a gateway caches",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAdminClient(admin)
+			if err != nil {
+				return err
+			}
+			var ms []gateway.ModelView
+			if err := c.getJSON("/v1/models", &ms); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), ms)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%-16s  %-12s  %-10s  %5s  %5s  %10s  %s\n", "DIGEST", "COMPONENT", "VERSION", "SEQ", "EPOCH", "BYTES", "LAST USED")
+			for _, m := range ms {
+				fmt.Fprintf(w, "%-16s  %-12s  %-10s  %5d  %5d  %10d  %s\n", m.Digest[:16], m.Component, m.Version, m.Seq, m.Epoch, m.SizeBytes, m.LastUsed.Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+func newNodesCmd() *cobra.Command {
+	var admin string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "nodes --admin URL [--json]",
+		Short: "List the nodes a gateway knows, with what they run",
+		Long: `List the nodes that said Hello to a gateway: labels, the manifest each runs
+(seq, slot, trial or confirmed), its epoch floor, its last state, when it
+was last seen, and the manifest assigned to it.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAdminClient(admin)
+			if err != nil {
+				return err
+			}
+			var ns []gateway.NodeView
+			if err := c.getJSON("/v1/nodes", &ns); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), ns)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%-16s  %5s  %4s  %-9s  %5s  %-12s  %8s  %-20s  %s\n", "NODE", "SEQ", "SLOT", "STATE", "FLOOR", "LAST", "ASSIGNED", "LAST SEEN", "LABELS")
+			for _, n := range ns {
+				var labels []string
+				for k, v := range n.Labels {
+					labels = append(labels, k+"="+v)
+				}
+				assigned := "-"
+				if n.AssignedSeq > 0 {
+					assigned = fmt.Sprintf("seq %d", n.AssignedSeq)
+				}
+				fmt.Fprintf(w, "%-16s  %5d  %4s  %-9s  %5d  %-12s  %8s  %-20s  %s\n", n.ID, n.RunningSeq, n.ActiveSlot, n.ActiveState,
+					n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), strings.Join(slices.Sorted(slices.Values(labels)), ","))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+

@@ -1,0 +1,290 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"edgeota/gateway/internal/coapd"
+	"edgeota/gateway/internal/store"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+)
+
+// Config configures a Gateway. The zero value of every optional field
+// works.
+type Config struct {
+	// DataDir holds the gateway's database (gateway.db). Required.
+	DataDir string
+	// CoAPAddr is the UDP address of the CoAP service (default ":5683").
+	CoAPAddr string
+	// AdminAddr is the TCP address of the admin HTTP API (default
+	// "127.0.0.1:8080"); "" keeps the default, "-" disables it.
+	AdminAddr string
+	// Trust holds the manifest keys: a model is cached only when its
+	// manifest verifies against one of them. Required.
+	Trust []ed25519.PublicKey
+	// CacheMaxBytes bounds the cached images (0: no bound); least recently
+	// used images that no node is assigned are evicted beyond it.
+	CacheMaxBytes int64
+	// MaxTransfers and MaxTransfersPerNode bound concurrent image
+	// transfers (defaults 512 and 2); beyond them a transfer's first block
+	// is answered 5.03 with Max-Age.
+	MaxTransfers, MaxTransfersPerNode int
+	// TransferIdle ends a transfer whose node asked nothing for that long
+	// (default 30s).
+	TransferIdle time.Duration
+	// ConfirmableEvery is how often each observer gets a confirmable
+	// notification (default 24h, PROTOCOL.md section 5).
+	ConfirmableEvery time.Duration
+	// Logger receives structured logs (default: discard).
+	Logger *slog.Logger
+	// CoAPConn and AdminListener, when set, are used instead of listening
+	// on CoAPAddr and AdminAddr (tests, socket activation).
+	CoAPConn      *net.UDPConn
+	AdminListener net.Listener
+}
+
+// Gateway is an edge gateway: a signed-model cache served to nodes over
+// CoAP, a node registry and per-node assignments, an admin API.
+type Gateway struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *store.DB
+	trust     *sign.TrustStore
+	index     modelIndex
+	observers *observers
+	transfers *transfers
+	metrics   *metrics
+	coap      *coapd.Server
+	admin     net.Listener
+	clock     func() time.Time
+	touchMu   sync.Mutex
+	touched   map[protocol.Digest]bool
+	origin    origins
+	runCtx    context.Context
+}
+
+// New validates cfg, opens the database and listens; Run serves.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("gateway: DataDir is required")
+	}
+	if len(cfg.Trust) == 0 {
+		return nil, errors.New("gateway: at least one manifest key (Trust) is required")
+	}
+	if cfg.CoAPAddr == "" {
+		cfg.CoAPAddr = ":5683"
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = "127.0.0.1:8080"
+	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = 512
+	}
+	if cfg.MaxTransfersPerNode <= 0 {
+		cfg.MaxTransfersPerNode = 2
+	}
+	if cfg.TransferIdle <= 0 {
+		cfg.TransferIdle = 30 * time.Second
+	}
+	if cfg.ConfirmableEvery <= 0 {
+		cfg.ConfirmableEvery = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	trust, err := sign.NewTrustStore(sign.RoleManifest, cfg.Trust...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{runCtx: context.Background(), cfg: cfg, log: cfg.Logger, trust: trust, observers: newObservers(),
+		transfers: newTransfers(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
+		clock: time.Now, touched: map[protocol.Digest]bool{},
+		origin: origins{active: map[protocol.Digest]bool{}, client: &http.Client{Timeout: 30 * time.Minute}, maxWait: 24 * time.Hour}}
+	g.metrics = newMetrics(g)
+	db, err := store.Open(filepath.Join(cfg.DataDir, "gateway.db"), store.WithLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.store = db
+	models, err := db.Models()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	for _, m := range models {
+		g.index.set(m.Digest, m.Size)
+	}
+	conn := cfg.CoAPConn
+	if conn == nil {
+		ua, err := net.ResolveUDPAddr("udp", cfg.CoAPAddr)
+		if err == nil {
+			conn, err = net.ListenUDP("udp", ua)
+		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("gateway: listen CoAP %s: %w", cfg.CoAPAddr, err)
+		}
+	}
+	g.coap = coapd.New(conn, g, coapd.WithLogger(cfg.Logger), coapd.WithRequestHook(g.logRequest))
+	g.admin = cfg.AdminListener
+	if g.admin == nil && cfg.AdminAddr != "-" {
+		if g.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			conn.Close()
+			db.Close()
+			return nil, fmt.Errorf("gateway: listen admin %s: %w", cfg.AdminAddr, err)
+		}
+	}
+	return g, nil
+}
+
+// CoAPAddr returns the address the CoAP service listens on.
+func (g *Gateway) CoAPAddr() net.Addr { return g.coap.Addr() }
+
+// AdminAddr returns the address of the admin API, or nil.
+func (g *Gateway) AdminAddr() net.Addr {
+	if g.admin == nil {
+		return nil
+	}
+	return g.admin.Addr()
+}
+
+// Run serves CoAP and the admin API until ctx ends, then closes everything.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.store.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g.runCtx = ctx
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- g.coap.Serve(ctx)
+	}()
+	if g.admin != nil {
+		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(g.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+				cancel()
+			}
+		}()
+		context.AfterFunc(ctx, func() {
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			defer c()
+			srv.Shutdown(sctx)
+		})
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.housekeeping(ctx)
+	}()
+	g.log.Info("gateway serving", "coap", g.coap.Addr().String(), "admin", addrString(g.AdminAddr()),
+		"models", len(g.index.list()), "transport", "udp (plain: development only, no DTLS)")
+	wg.Wait()
+	g.origin.wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+// housekeeping ends idle transfers, sends the daily confirmable
+// notifications, flushes the models' last use and enforces the cache quota.
+func (g *Gateway) housekeeping(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := g.clock()
+		g.transfers.sweep(now)
+		for _, ob := range g.observers.due(now, g.cfg.ConfirmableEvery) {
+			g.notifyManifest(ob.node, true, []observer{ob})
+		}
+		g.flushTouched()
+		g.enforceQuota()
+	}
+}
+
+// touch records that a transfer of d started (LRU), in memory; flushed by
+// housekeeping so the block path never writes to the database.
+func (g *Gateway) touch(d protocol.Digest) {
+	g.touchMu.Lock()
+	g.touched[d] = true
+	g.touchMu.Unlock()
+}
+
+func (g *Gateway) flushTouched() {
+	g.touchMu.Lock()
+	ds := g.touched
+	g.touched = map[protocol.Digest]bool{}
+	g.touchMu.Unlock()
+	for d := range ds {
+		if err := g.store.Touch(d); err != nil && !errors.Is(err, store.ErrNotFound) {
+			g.log.Warn("touch model", "digest", d.String(), "err", err)
+		}
+	}
+}
+
+func (g *Gateway) enforceQuota() {
+	if n, err := g.store.CacheBytes(); err == nil {
+		g.metrics.cacheBytes.Set(float64(n))
+	}
+	if g.cfg.CacheMaxBytes <= 0 {
+		return
+	}
+	evicted, err := g.store.Evict(g.cfg.CacheMaxBytes)
+	if err != nil {
+		g.log.Error("cache eviction", "err", err)
+	}
+	for _, d := range evicted {
+		g.index.del(d)
+		g.metrics.evictions.Inc()
+		g.log.Info("evicted model", "digest", d.String())
+	}
+}
+
+func (g *Gateway) logRequest(r *coapd.Request, code codes.Code, took time.Duration) {
+	kind := "other"
+	switch {
+	case len(r.Path) > 3 && r.Path[:3] == "/m/":
+		kind = "image"
+	case len(r.Path) > 3 && r.Path[:3] == "/n/":
+		kind = "node"
+	case r.Path == "/.well-known/core":
+		kind = "core"
+	}
+	g.metrics.requests.WithLabelValues(kind, code.String()).Inc()
+	if g.log.Enabled(context.Background(), slog.LevelDebug) {
+		g.log.Debug("coap request", "method", r.Msg.Code.String(), "path", r.Path, "from", r.From.String(),
+			"code", code.String(), "took_us", took.Microseconds())
+	}
+}

@@ -1,0 +1,428 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"edgeota/gateway"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+)
+
+var testClass = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+
+type env struct {
+	t      *testing.T
+	g      *gateway.Gateway
+	admin  string
+	coap   string
+	signer *sign.Signer
+	cancel context.CancelFunc
+	done   chan error
+	dir    string
+}
+
+type opts struct {
+	maxPerNode int
+	dir        string
+}
+
+func newEnv(t *testing.T, o opts) *env {
+	t.Helper()
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	s, _ := sign.NewSigner(priv)
+	if o.dir == "" {
+		o.dir = t.TempDir()
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
+		CoAPConn: conn, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, g: g, admin: "http://" + ln.Addr().String(), coap: conn.LocalAddr().String(), signer: s,
+		cancel: cancel, done: make(chan error, 1), dir: o.dir}
+	go func() { e.done <- g.Run(ctx) }()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *env) stop() {
+	if e.cancel != nil {
+		e.cancel()
+		if err := <-e.done; err != nil {
+			e.t.Errorf("gateway Run: %v", err)
+		}
+		e.cancel = nil
+	}
+}
+
+type model struct {
+	signed []byte
+	image  []byte
+	m      *protocol.Manifest
+}
+
+func (e *env) model(seq uint64, size int) model {
+	img := make([]byte, size)
+	r := rand.New(rand.NewPCG(seq, uint64(size)))
+	for i := range img {
+		img[i] = byte(r.Uint32())
+	}
+	m := &protocol.Manifest{Format: 1, Seq: seq, Component: "kws", Version: fmt.Sprintf("1.%d", seq),
+		Digest: sha256.Sum256(img), Size: uint64(size), Class: testClass, Epoch: 1}
+	signed, err := e.signer.SignManifest(m)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return model{signed, img, m}
+}
+
+// push PUTs a model through the admin API and returns the status code and
+// the decoded body.
+func (e *env) push(signed, image []byte) (int, map[string]any) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	p, _ := mw.CreateFormFile("manifest", "m.cose")
+	p.Write(signed)
+	p, _ = mw.CreateFormFile("image", "i.bin")
+	p.Write(image)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPut, e.admin+"/v1/models", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (e *env) assign(signed []byte, nodes []string, all bool) {
+	body, _ := json.Marshal(gateway.AssignmentRequest{Manifest: base64.StdEncoding.EncodeToString(signed), Nodes: nodes, All: all})
+	resp, err := http.Post(e.admin+"/v1/assignments", "application/json", bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("assign: %s", resp.Status)
+	}
+}
+
+func (e *env) getJSON(path string, out any) int {
+	resp, err := http.Get(e.admin + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(out)
+	return resp.StatusCode
+}
+
+func (e *env) dial() *udpClient.Conn {
+	c, err := udp.Dial(e.coap, options.WithBlockwise(false, blockwise.SZX1024, time.Minute), options.WithErrors(func(error) {}))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func post(t *testing.T, c *udpClient.Conn, path string, cf message.MediaType, body []byte) *pool.Message {
+	t.Helper()
+	resp, err := c.Post(ctxT(t), path, cf, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func hello(t *testing.T, c *udpClient.Conn, id string) {
+	t.Helper()
+	b, err := protocol.Marshal(&protocol.Hello{NodeID: id, Class: testClass, AgentVersion: "0.1.0", Component: "kws",
+		Labels: map[string]string{"hw": "rev2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := post(t, c, "/n/"+id+"/hello", message.AppCBOR, b); r.Code() != codes.Changed {
+		t.Fatalf("hello: %v", r.Code())
+	}
+}
+
+// fetch downloads an image block by block at the given size.
+func fetch(t *testing.T, c *udpClient.Conn, d protocol.Digest, size int) []byte {
+	t.Helper()
+	szx, _ := sizeSZX(size)
+	var out []byte
+	for n := int64(0); ; n++ {
+		req, _ := c.NewGetRequest(ctxT(t), "/m/"+d.String())
+		v, _ := blockwise.EncodeBlockOption(szx, n, false)
+		req.SetOptionUint32(message.Block2, v)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Code() != codes.Content {
+			t.Fatalf("block %d: %v", n, resp.Code())
+		}
+		if tag, _ := resp.Options().GetBytes(message.ETag); !bytes.Equal(tag, d[:8]) {
+			t.Fatalf("block %d: ETag %x", n, tag)
+		}
+		body, _ := resp.ReadBody()
+		out = append(out, body...)
+		bv, _ := resp.Options().GetUint32(message.Block2)
+		_, num, more, _ := blockwise.DecodeBlockOption(bv)
+		if num != n {
+			t.Fatalf("asked block %d, got %d", n, num)
+		}
+		if !more {
+			return out
+		}
+	}
+}
+
+func sizeSZX(size int) (blockwise.SZX, bool) {
+	for s := blockwise.SZX16; s <= blockwise.SZX1024; s++ {
+		if int(s.Size()) == size {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+func TestPushAndServeImage(t *testing.T) {
+	e := newEnv(t, opts{})
+	md := e.model(5, 300_000)
+	if code, body := e.push(md.signed, md.image); code != http.StatusCreated {
+		t.Fatalf("push: %d %v", code, body)
+	}
+	c := e.dial()
+	for _, bs := range []int{1024, 256, 64} {
+		if got := fetch(t, c, md.m.Digest, bs); !bytes.Equal(got, md.image) {
+			t.Fatalf("block size %d: image differs (%d bytes)", bs, len(got))
+		}
+	}
+	// A node resumes with a plain request for block N.
+	req, _ := c.NewGetRequest(ctxT(t), "/m/"+md.m.Digest.String())
+	v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, 100, false)
+	req.SetOptionUint32(message.Block2, v)
+	resp, err := c.Do(req)
+	if err != nil || resp.Code() != codes.Content {
+		t.Fatalf("block 100: %v %v", resp, err)
+	}
+	body, _ := resp.ReadBody()
+	if !bytes.Equal(body, md.image[100*1024:101*1024]) {
+		t.Fatal("block 100 differs")
+	}
+	// Past the end: 4.02; unknown image: 4.04; upper-case hex: 4.04.
+	v, _ = blockwise.EncodeBlockOption(blockwise.SZX1024, 300, false)
+	req, _ = c.NewGetRequest(ctxT(t), "/m/"+md.m.Digest.String())
+	req.SetOptionUint32(message.Block2, v)
+	if resp, _ := c.Do(req); resp.Code() != codes.BadOption {
+		t.Fatalf("past the end: %v", resp.Code())
+	}
+	other := e.model(6, 10)
+	if resp, _ := c.Get(ctxT(t), "/m/"+other.m.Digest.String()); resp.Code() != codes.NotFound {
+		t.Fatalf("unknown image: %v", resp.Code())
+	}
+	// Link-format discovery lists the image and no node.
+	resp, _ = c.Get(ctxT(t), "/.well-known/core")
+	body, _ = resp.ReadBody()
+	want := fmt.Sprintf(`</m/%s>;rt="edgeota.image";ct=42;sz=300000`, md.m.Digest)
+	if string(body) != want {
+		t.Fatalf("core: %s", body)
+	}
+}
+
+func TestPushRefusesBadModels(t *testing.T) {
+	e := newEnv(t, opts{})
+	md := e.model(5, 5000)
+	bad := append([]byte(nil), md.image...)
+	bad[100] ^= 1
+	tampered := append([]byte(nil), md.signed...)
+	tampered[len(tampered)-70] ^= 1
+	intruder, _ := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{4}, 32)))
+	foreign, _ := intruder.SignManifest(md.m)
+	tests := []struct {
+		name          string
+		signed, image []byte
+		reason        string
+	}{
+		{"wrong digest", md.signed, bad, "digest mismatch"},
+		{"short image", md.signed, md.image[:4000], "size mismatch"},
+		{"long image", md.signed, append(md.image, 1), "size mismatch"},
+		{"tampered manifest", tampered, md.image, "bad signature"},
+		{"unknown key", foreign, md.image, "unknown kid"},
+		{"not COSE", []byte("hello"), md.image, "malformed manifest"},
+	}
+	for _, tt := range tests {
+		code, body := e.push(tt.signed, tt.image)
+		if code != http.StatusUnprocessableEntity || body["reason"] != tt.reason {
+			t.Errorf("%s: %d %v", tt.name, code, body)
+		}
+	}
+	var models []any
+	e.getJSON("/v1/models", &models)
+	if len(models) != 0 {
+		t.Fatalf("a refused model was stored: %v", models)
+	}
+}
+
+func TestManifestObserveAndNodeDocuments(t *testing.T) {
+	e := newEnv(t, opts{})
+	c := e.dial()
+	// A node that never said Hello: 4.04.
+	if resp, _ := c.Get(ctxT(t), "/n/node-1/manifest"); resp.Code() != codes.NotFound {
+		t.Fatalf("unknown node: %v", resp.Code())
+	}
+	hello(t, c, "node-1")
+	notes := make(chan []byte, 8)
+	obs, err := c.Observe(ctxT(t), "/n/node-1/manifest", func(m *pool.Message) {
+		b, _ := m.ReadBody()
+		notes <- append([]byte{}, b...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Cancel(context.Background())
+	if first := <-notes; len(first) != 0 {
+		t.Fatalf("nothing assigned, got %d bytes", len(first))
+	}
+	md := e.model(7, 2000)
+	e.push(md.signed, md.image)
+	e.assign(md.signed, []string{"node-1"}, false)
+	select {
+	case got := <-notes:
+		if !bytes.Equal(got, md.signed) {
+			t.Fatal("notification is not the assigned manifest")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification after the assignment")
+	}
+	// Polling: ETag and 2.03.
+	resp, _ := c.Get(ctxT(t), "/n/node-1/manifest")
+	etag, _ := resp.Options().GetBytes(message.ETag)
+	if ma, _ := resp.Options().GetUint32(message.MaxAge); ma != 3600 {
+		t.Fatalf("Max-Age %d", ma)
+	}
+	req, _ := c.NewGetRequest(ctxT(t), "/n/node-1/manifest")
+	req.SetOptionBytes(message.ETag, etag)
+	if resp, _ := c.Do(req); resp.Code() != codes.Valid {
+		t.Fatalf("conditional GET: %v", resp.Code())
+	}
+	// A health report retransmitted by the client is stored once; bad
+	// documents get 4.xx and change nothing.
+	hb, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "node-1", Inferences: 10, Number: 1})
+	if r := post(t, c, "/n/node-1/health", message.AppCBOR, hb); r.Code() != codes.Changed {
+		t.Fatalf("health: %v", r.Code())
+	}
+	if r := post(t, c, "/n/node-1/health", message.TextPlain, hb); r.Code() != codes.UnsupportedMediaType {
+		t.Fatalf("wrong content format: %v", r.Code())
+	}
+	if r := post(t, c, "/n/node-2/health", message.AppCBOR, hb); r.Code() != codes.BadRequest {
+		t.Fatalf("node id mismatch: %v", r.Code())
+	}
+	if r := post(t, c, "/n/node-1/health", message.AppCBOR, []byte{0xa1, 0x01}); r.Code() != codes.BadRequest {
+		t.Fatalf("malformed CBOR: %v", r.Code())
+	}
+	otherClass := testClass
+	otherClass[0] ^= 1
+	hl, _ := protocol.Marshal(&protocol.Hello{NodeID: "node-1", Class: otherClass, AgentVersion: "0.1.0", Component: "kws"})
+	if r := post(t, c, "/n/node-1/hello", message.AppCBOR, hl); r.Code() != codes.Forbidden {
+		t.Fatalf("class change: %v", r.Code())
+	}
+	var node gateway.NodeView
+	e.getJSON("/v1/nodes/node-1", &node)
+	if node.HealthReports != 1 || node.AssignedSeq != 7 || node.Labels["hw"] != "rev2" {
+		t.Fatalf("node %+v", node)
+	}
+}
+
+// TestTransferLimit: beyond the per-node transfer limit a new transfer's
+// first block gets 5.03 with Max-Age; an admitted transfer is never
+// refused.
+func TestTransferLimit(t *testing.T) {
+	e := newEnv(t, opts{maxPerNode: 1})
+	a, b := e.model(1, 5000), e.model(2, 5000)
+	e.push(a.signed, a.image)
+	e.push(b.signed, b.image)
+	c := e.dial()
+	get := func(d protocol.Digest, n int64) *pool.Message {
+		req, _ := c.NewGetRequest(ctxT(t), "/m/"+d.String())
+		v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, n, false)
+		req.SetOptionUint32(message.Block2, v)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := get(a.m.Digest, 0); r.Code() != codes.Content {
+		t.Fatalf("first transfer: %v", r.Code())
+	}
+	r := get(b.m.Digest, 0)
+	if ma, _ := r.Options().GetUint32(message.MaxAge); r.Code() != codes.ServiceUnavailable || ma == 0 {
+		t.Fatalf("second transfer: %v, Max-Age %d", r.Code(), ma)
+	}
+	for n := int64(1); n < 5; n++ {
+		if r := get(a.m.Digest, n); r.Code() != codes.Content {
+			t.Fatalf("admitted transfer refused at block %d: %v", n, r.Code())
+		}
+	}
+	// The last block ended it: the other image is admitted now.
+	if r := get(b.m.Digest, 0); r.Code() != codes.Content {
+		t.Fatalf("after the first ended: %v", r.Code())
+	}
+}
+
+func TestBackupWhileRunning(t *testing.T) {
+	e := newEnv(t, opts{})
+	md := e.model(9, 100_000)
+	e.push(md.signed, md.image)
+	resp, err := http.Get(e.admin + "/v1/backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || len(b) < 100_000 {
+		t.Fatalf("backup %s, %d bytes", resp.Status, len(b))
+	}
+}

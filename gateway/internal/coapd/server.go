@@ -1,0 +1,433 @@
+package coapd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+)
+
+// Request is a decoded request. It is valid only while the handler runs.
+type Request struct {
+	// Msg is the decoded message; its options and payload point into the
+	// worker's receive buffer.
+	Msg message.Message
+	// From is the sender's endpoint.
+	From netip.AddrPort
+	// Path is the Uri-Path, with a leading slash.
+	Path string
+}
+
+// Block2 returns the Block2 option of the request: the block number and
+// size it asks for; ok is false without the option.
+func (r *Request) Block2() (num int64, size int, ok bool, err error) {
+	v, err := r.Msg.Options.GetUint32(message.Block2)
+	if errors.Is(err, message.ErrOptionNotFound) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, err
+	}
+	szx, num, _, err := blockwise.DecodeBlockOption(v)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	return num, int(szx.Size()), true, nil
+}
+
+// Response is what a handler answers.
+type Response struct {
+	Code    codes.Code
+	Options message.Options
+	Payload []byte
+	buf     []byte
+	used    int
+}
+
+func (r *Response) reset() {
+	r.Code, r.Options, r.Payload, r.used = codes.Empty, r.Options[:0], nil, 0
+}
+
+// scratch returns n bytes of the response's option buffer.
+func (r *Response) scratch(n int) []byte {
+	if r.used+n > len(r.buf) {
+		r.buf = append(r.buf, make([]byte, n+64)...)
+	}
+	b := r.buf[r.used : r.used+n]
+	r.used += n
+	return b
+}
+
+// Buffer returns n bytes owned by the worker for the response's payload;
+// they stay valid until the handler returns.
+func (r *Response) Buffer(n int) []byte { return r.scratch(n) }
+
+// SetUint32 sets an unsigned integer option.
+func (r *Response) SetUint32(id message.OptionID, v uint32) {
+	b := r.scratch(4)
+	n := 0
+	for x := v; x > 0; x >>= 8 {
+		n++
+	}
+	for i := n - 1; i >= 0; i-- {
+		b[n-1-i] = byte(v >> (8 * i))
+	}
+	r.Options = r.Options.Set(message.Option{ID: id, Value: b[:n]})
+}
+
+// SetBytes sets an opaque option (the bytes are copied).
+func (r *Response) SetBytes(id message.OptionID, v []byte) {
+	b := r.scratch(len(v))
+	copy(b, v)
+	r.Options = r.Options.Set(message.Option{ID: id, Value: b})
+}
+
+// SetContentFormat sets the Content-Format option.
+func (r *Response) SetContentFormat(mt message.MediaType) { r.SetUint32(message.ContentFormat, uint32(mt)) }
+
+// Handler answers requests. It runs on the worker that read the datagram
+// and must not keep the request or response after it returns.
+type Handler interface {
+	ServeCoAP(w *Response, r *Request)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(w *Response, r *Request)
+
+// ServeCoAP calls f.
+func (f HandlerFunc) ServeCoAP(w *Response, r *Request) { f(w, r) }
+
+// Stats are the endpoint's counters.
+type Stats struct {
+	Received, Sent, Malformed, BadOption, TooLarge, Duplicates, Resets uint64
+	NotifyAcked, NotifyFailed, Retransmits                               uint64
+}
+
+// Server is a CoAP endpoint on one UDP socket.
+type Server struct {
+	conn     *net.UDPConn
+	h        Handler
+	log      *slog.Logger
+	workers  int
+	maxSize  int
+	dedup    *dedup
+	out      *outstanding
+	mid      atomic.Uint32
+	stats    struct{ received, sent, malformed, badOption, tooLarge, duplicates, resets, acked, failed, retrans atomic.Uint64 }
+	onReq    func(r *Request, code codes.Code, took time.Duration)
+	wg       sync.WaitGroup
+	ackTO    time.Duration
+	maxRetry int
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithWorkers sets how many goroutines read the socket (default GOMAXPROCS).
+func WithWorkers(n int) Option { return func(s *Server) { s.workers = n } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithMaxMessageSize sets the largest datagram accepted (default 1152:
+// a 1024-byte payload and its header and options); larger ones get 4.13.
+func WithMaxMessageSize(n int) Option { return func(s *Server) { s.maxSize = n } }
+
+// WithDedup sets how many non-idempotent exchanges are remembered for
+// duplicate detection (default 65536) and for how long (default
+// EXCHANGE_LIFETIME, 247 s).
+func WithDedup(entries int, lifetime time.Duration) Option {
+	return func(s *Server) { s.dedup = newDedup(entries, lifetime) }
+}
+
+// WithRequestHook sets a function called after every request is answered,
+// for logs and metrics.
+func WithRequestHook(f func(r *Request, code codes.Code, took time.Duration)) Option {
+	return func(s *Server) { s.onReq = f }
+}
+
+// WithTransmission sets ACK_TIMEOUT and MAX_RETRANSMIT for confirmable
+// notifications (defaults 2 s and 4, RFC 7252 section 4.8).
+func WithTransmission(ackTimeout time.Duration, maxRetransmit int) Option {
+	return func(s *Server) { s.ackTO, s.maxRetry = ackTimeout, maxRetransmit }
+}
+
+// New returns a server for conn. It raises the socket's buffers to 4 MiB.
+func New(conn *net.UDPConn, h Handler, opts ...Option) *Server {
+	s := &Server{conn: conn, h: h, log: slog.New(slog.DiscardHandler), workers: runtime.GOMAXPROCS(0),
+		maxSize: 1152, ackTO: 2 * time.Second, maxRetry: 4}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.dedup == nil {
+		s.dedup = newDedup(1<<16, 247*time.Second)
+	}
+	s.out = newOutstanding(1 << 16)
+	s.mid.Store(uint32(time.Now().UnixNano()))
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	return s
+}
+
+// Addr returns the local address.
+func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{Received: s.stats.received.Load(), Sent: s.stats.sent.Load(), Malformed: s.stats.malformed.Load(),
+		BadOption: s.stats.badOption.Load(), TooLarge: s.stats.tooLarge.Load(), Duplicates: s.stats.duplicates.Load(),
+		Resets: s.stats.resets.Load(), NotifyAcked: s.stats.acked.Load(), NotifyFailed: s.stats.failed.Load(),
+		Retransmits: s.stats.retrans.Load()}
+}
+
+// Serve reads and answers datagrams until ctx ends; it then closes the
+// socket and waits for its workers.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	defer stop()
+	errc := make(chan error, s.workers)
+	for i := 0; i < s.workers; i++ {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			errc <- s.worker(ctx)
+		}()
+	}
+	s.wg.Wait()
+	s.out.stopAll()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return <-errc
+}
+
+func (s *Server) nextMID() int32 { return int32(uint16(s.mid.Add(1))) }
+
+type workerState struct {
+	in   []byte
+	out  []byte
+	opts message.Options // decoded request options, reused
+	resp Response
+}
+
+func (s *Server) worker(ctx context.Context) error {
+	ws := &workerState{in: make([]byte, s.maxSize+1), out: make([]byte, 2048), opts: make(message.Options, 0, 32)}
+	ws.resp.buf = make([]byte, 256)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(ws.in)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			s.log.Warn("coap read", "err", err)
+			continue
+		}
+		s.stats.received.Add(1)
+		s.handleDatagram(ws, ws.in[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+}
+
+// known lists the request options this endpoint understands; an unknown
+// critical (odd-numbered) option gets 4.02 (RFC 7252 section 5.4.1).
+func known(id message.OptionID) bool {
+	switch id {
+	case message.IfMatch, message.URIHost, message.ETag, message.IfNoneMatch, message.Observe, message.URIPort,
+		message.URIPath, message.ContentFormat, message.MaxAge, message.URIQuery, message.Accept,
+		message.Block2, message.Block1, message.Size2, message.Size1:
+		return true
+	}
+	return false
+}
+
+func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPort) {
+	if len(data) > s.maxSize {
+		s.stats.tooLarge.Add(1)
+		s.rejectTooLarge(ws, data, from)
+		return
+	}
+	req := Request{Msg: message.Message{Options: ws.opts[:0]}}
+	if _, err := coder.DefaultCoder.Decode(data, &req.Msg); err != nil {
+		s.stats.malformed.Add(1)
+		s.resetMalformed(ws, data, from)
+		return
+	}
+	m := &req.Msg
+	req.From = from
+	switch {
+	case m.Code == codes.Empty && (m.Type == message.Acknowledgement || m.Type == message.Reset):
+		s.out.resolve(uint16(m.MessageID), from, m.Type == message.Reset, &s.stats.acked, &s.stats.failed)
+		if m.Type == message.Reset {
+			s.stats.resets.Add(1)
+		}
+		return
+	case m.Code == codes.Empty && m.Type == message.Confirmable: // CoAP ping
+		s.sendEmpty(ws, message.Reset, m.MessageID, from)
+		return
+	case m.Code < codes.GET || m.Code > codes.DELETE:
+		if m.Type == message.Confirmable {
+			s.sendEmpty(ws, message.Reset, m.MessageID, from)
+		}
+		return
+	case m.Type != message.Confirmable && m.Type != message.NonConfirmable:
+		return
+	}
+	idempotent := m.Code == codes.GET
+	if !idempotent {
+		if prev, ok := s.dedup.lookup(from, uint16(m.MessageID)); ok {
+			s.stats.duplicates.Add(1)
+			if prev != nil {
+				s.write(prev, from)
+			}
+			return
+		}
+	}
+	start := time.Now()
+	w := &ws.resp
+	w.reset()
+	for _, o := range m.Options {
+		if o.ID&1 == 1 && !known(o.ID) {
+			s.stats.badOption.Add(1)
+			w.Code = codes.BadOption
+			break
+		}
+	}
+	if w.Code == codes.Empty {
+		path, err := m.Options.Path()
+		if err != nil {
+			w.Code = codes.BadRequest
+		} else {
+			req.Path = path
+			if len(req.Path) == 0 || req.Path[0] != '/' {
+				req.Path = "/" + req.Path
+			}
+			s.h.ServeCoAP(w, &req)
+			if w.Code == codes.Empty {
+				w.Code = codes.InternalServerError
+			}
+		}
+	}
+	out := message.Message{Token: m.Token, Options: w.Options, Code: w.Code, Payload: w.Payload}
+	if m.Type == message.Confirmable {
+		out.Type, out.MessageID = message.Acknowledgement, m.MessageID
+	} else {
+		out.Type, out.MessageID = message.NonConfirmable, s.nextMID()
+	}
+	b, err := s.encode(ws, out)
+	if err != nil {
+		s.log.Error("coap encode", "path", req.Path, "err", err)
+		return
+	}
+	if !idempotent {
+		s.dedup.store(from, uint16(m.MessageID), append([]byte(nil), b...))
+	}
+	s.write(b, from)
+	if s.onReq != nil {
+		s.onReq(&req, w.Code, time.Since(start))
+	}
+}
+
+func (s *Server) encode(ws *workerState, m message.Message) ([]byte, error) {
+	n, err := coder.DefaultCoder.Encode(m, ws.out)
+	if errors.Is(err, message.ErrTooSmall) {
+		ws.out = make([]byte, n+64)
+		n, err = coder.DefaultCoder.Encode(m, ws.out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ws.out[:n], nil
+}
+
+func (s *Server) write(b []byte, to netip.AddrPort) {
+	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
+		s.log.Debug("coap write", "to", to.String(), "err", err)
+		return
+	}
+	s.stats.sent.Add(1)
+}
+
+func (s *Server) sendEmpty(ws *workerState, t message.Type, mid int32, to netip.AddrPort) {
+	b, err := s.encode(ws, message.Message{Type: t, Code: codes.Empty, MessageID: mid})
+	if err == nil {
+		s.write(b, to)
+	}
+}
+
+// resetMalformed answers an undecodable confirmable message with a Reset
+// when its header can be read (RFC 7252 section 4.2).
+func (s *Server) resetMalformed(ws *workerState, data []byte, from netip.AddrPort) {
+	if len(data) >= 4 && data[0]>>6 == 1 && (data[0]>>4)&3 == byte(message.Confirmable) {
+		s.sendEmpty(ws, message.Reset, int32(uint16(data[2])<<8|uint16(data[3])), from)
+	}
+}
+
+// rejectTooLarge answers an oversized request with 4.13 and Size1 when its
+// header can be read.
+func (s *Server) rejectTooLarge(ws *workerState, data []byte, from netip.AddrPort) {
+	if len(data) < 4 || data[0]>>6 != 1 {
+		return
+	}
+	tkl := int(data[0] & 0x0f)
+	if tkl > 8 || len(data) < 4+tkl {
+		return
+	}
+	typ := message.Type((data[0] >> 4) & 3)
+	mid := int32(uint16(data[2])<<8 | uint16(data[3]))
+	w := &ws.resp
+	w.reset()
+	w.SetUint32(message.Size1, uint32(s.maxSize))
+	out := message.Message{Token: data[4 : 4+tkl], Code: codes.RequestEntityTooLarge, Options: w.Options}
+	switch typ {
+	case message.Confirmable:
+		out.Type, out.MessageID = message.Acknowledgement, mid
+	case message.NonConfirmable:
+		out.Type, out.MessageID = message.NonConfirmable, s.nextMID()
+	default:
+		return
+	}
+	if b, err := s.encode(ws, out); err == nil {
+		s.write(b, from)
+	}
+}
+
+// Notify sends a notification (or any separate response) to an endpoint:
+// build fills the response, token is the observation's token.
+// Non-confirmable unless confirmable is set; a confirmable one is
+// retransmitted on timers, never blocking the caller. onFail (may be nil)
+// is called once when the endpoint answers with a Reset or never
+// acknowledges.
+func (s *Server) Notify(to netip.AddrPort, token []byte, confirmable bool, build func(w *Response), onFail func()) error {
+	ws := &workerState{out: make([]byte, 2048)}
+	ws.resp.buf = make([]byte, 128)
+	ws.resp.reset()
+	build(&ws.resp)
+	m := message.Message{Token: token, Code: ws.resp.Code, Options: ws.resp.Options, Payload: ws.resp.Payload,
+		MessageID: s.nextMID(), Type: message.NonConfirmable}
+	if confirmable {
+		m.Type = message.Confirmable
+	}
+	b, err := s.encode(ws, m)
+	if err != nil {
+		return fmt.Errorf("coapd: encode notification: %w", err)
+	}
+	b = append([]byte(nil), b...)
+	mid := uint16(m.MessageID)
+	if confirmable {
+		s.out.addConfirmable(s, mid, to, b, onFail)
+	} else {
+		s.out.addNon(mid, to, onFail)
+	}
+	s.write(b, to)
+	return nil
+}

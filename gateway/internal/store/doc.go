@@ -1,0 +1,48 @@
+// Package store is the edge gateway's persistent state in one bbolt file:
+// the cache of verified signed models, the registry of nodes and the
+// manifest assigned to each node.
+//
+// Every change is one bbolt transaction committed with fsync (the store
+// never sets NoSync), so a kill -9 or a power cut at any moment leaves the
+// file at the last committed change. Values bbolt hands out point into its
+// mmap and are only valid inside their transaction: everything this package
+// returns is copied out first.
+//
+// # Layout
+//
+// Top-level buckets of format version 1 (meta/format):
+//
+//	meta          format -> 1; standing -> assignment record of the standing rule
+//	models        digest (32 bytes) -> model record
+//	images        digest -> bucket: chunk index (8-byte big-endian) -> chunk bytes
+//	staging       random id -> bucket: digest -> bucket of chunks, while a put runs
+//	nodes         node id -> node record
+//	assignments   node id -> assignment record
+//
+// Records are a format byte (1) followed by CBOR (Core Deterministic
+// Encoding, integer keys). An image bucket's sequence (bbolt
+// [go.etcd.io/bbolt.Bucket.Sequence]) is the image size in bytes; every
+// chunk but the last holds exactly the chunk size of the put that wrote it,
+// so [DB.ReadAt] learns the chunk size from chunk 0 and reads only the
+// chunks that cover the range asked for.
+//
+// # Putting a model
+//
+// [DB.PutModel] verifies the signed manifest before anything is written.
+// It then streams the image into staging/<random id>/<digest>, a few MiB per
+// transaction, hashing as it goes and refusing as soon as the stream is
+// longer than the manifest says. When the digest and size match, one final
+// transaction moves the staged bucket to images/<digest> with
+// [go.etcd.io/bbolt.Bucket.MoveBucket] (a pointer move, no copy of the
+// chunks) and writes the model record; a model is therefore visible
+// entirely or not at all. A failed put deletes its staging bucket; a put
+// cut by a crash leaves one that [Open] deletes.
+//
+// # Assignments
+//
+// An assignment is the signed manifest a node should run now ([DB.Assign]).
+// A standing rule ([DB.SetStandingRule]) assigns one manifest to every node
+// of its class and component, including nodes that say Hello later. An
+// image assigned to a node or named by the standing rule is never evicted
+// or deleted.
+package store

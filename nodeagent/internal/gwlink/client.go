@@ -1,0 +1,371 @@
+package gwlink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/pkg/runner/periodic"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"edgeota/protocol"
+)
+
+// Errors callers branch on.
+var (
+	// ErrRefused is matched by a *StatusError with a 4.xx code: the gateway
+	// refused the request and asking again will not help.
+	ErrRefused = errors.New("gwlink: refused by the gateway")
+	// ErrNotCached means the gateway does not hold the image (4.04).
+	ErrNotCached = errors.New("gwlink: image not cached at the gateway")
+	// ErrImageChanged means a block came with an ETag other than the
+	// image's: the gateway serves other bytes under that path.
+	ErrImageChanged = errors.New("gwlink: image changed at the gateway")
+	// ErrUnreachable means the gateway did not answer for the maximum
+	// elapsed time (WithMaxElapsed).
+	ErrUnreachable = errors.New("gwlink: gateway unreachable")
+	// ErrClosed means the Client was closed.
+	ErrClosed = errors.New("gwlink: client closed")
+)
+
+// StatusError is an answer the operation cannot go on with.
+type StatusError struct {
+	// Op is the request, such as "POST /n/node-1/hello".
+	Op string
+	// Code is the response code.
+	Code codes.Code
+	// Diagnostic is the response payload, when the gateway explained.
+	Diagnostic string
+}
+
+// Error returns, for example, "gwlink: POST /n/a/hello: 4.00 BadRequest".
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("gwlink: %s: %s", e.Op, codeString(e.Code))
+	if e.Diagnostic != "" {
+		s += ": " + e.Diagnostic
+	}
+	return s
+}
+
+// Is reports whether target is ErrRefused and the code a 4.xx.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrRefused && e.Code>>5 == 4
+}
+
+func codeString(c codes.Code) string {
+	return fmt.Sprintf("%d.%02d %v", c>>5, c&31, c)
+}
+
+// transientError is a failure worth retrying after a backoff: no answer, a
+// closed connection, a 5.xx other than 5.03.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// busyError is a 5.03 answer: retry after wait.
+type busyError struct {
+	op   string
+	wait time.Duration
+}
+
+func (e *busyError) Error() string { return fmt.Sprintf("%s: 5.03 busy, retry in %v", e.op, e.wait) }
+
+// maxRequestsPerConn is how many requests a connection carries before it is
+// replaced, so that its 16-bit message ids are never reused within a
+// server's EXCHANGE_LIFETIME.
+const maxRequestsPerConn = 60000
+
+// Client is a node's link to its gateway. Its methods are safe for
+// concurrent use; go-coap sends one request at a time on the connection
+// (NSTART 1), so concurrent calls take turns.
+type Client struct {
+	addr   string
+	node   string
+	cfg    config
+	log    *slog.Logger
+	stop   chan struct{}
+	runner periodic.Func
+
+	mu     sync.Mutex
+	conn   *udpclient.Conn
+	gen    uint64
+	used   int
+	closed bool
+
+	lastRx atomic.Int64 // Unix nanoseconds of the last datagram answered
+
+	helloMu sync.Mutex
+	hello   []byte // the last Hello the gateway accepted
+}
+
+// Dial returns the link of node nodeID to the gateway at addr (host:port).
+// It resolves and connects the UDP socket but sends nothing: a gateway that
+// is not up yet is found by the first request.
+func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, error) {
+	if !protocol.ValidID(nodeID) {
+		return nil, fmt.Errorf("gwlink: node id %q does not match [A-Za-z0-9._-]{1,64}", nodeID)
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	c := &Client{
+		addr:   addr,
+		node:   nodeID,
+		cfg:    cfg,
+		log:    cfg.log.With("gateway", addr, "node", nodeID),
+		stop:   stop,
+		runner: periodic.New(stop, cfg.tick()),
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		close(stop)
+		return nil, err
+	}
+	c.conn, c.gen = conn, 1
+	return c, nil
+}
+
+// dial connects a new go-coap connection: block-wise off (package doc),
+// the configured transmission parameters, errors to the logger.
+func (c *Client) dial(ctx context.Context) (*udpclient.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "udp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("gwlink: dial %s: %w", c.addr, err)
+	}
+	uc, ok := nc.(*net.UDPConn)
+	if !ok {
+		_ = nc.Close()
+		return nil, fmt.Errorf("gwlink: dial %s: not a UDP connection (%T)", c.addr, nc)
+	}
+	log := c.log
+	conn := udp.Client(uc,
+		options.WithBlockwise(false, c.cfg.szx(), c.cfg.requestTimeout),
+		options.WithErrors(func(err error) { log.Debug("coap", "err", err) }),
+		options.WithPeriodicRunner(c.runner),
+		options.WithTransmission(1, c.cfg.ackTimeout, uint32(c.cfg.maxRetransmit)),
+		options.WithCloseSocket(),
+	)
+	local := uc.LocalAddr().String()
+	conn.AddOnClose(func() { log.Debug("connection closed", "local", local) })
+	log.Debug("connected", "local", local)
+	return conn, nil
+}
+
+// current returns the connection to send one request on, dialling a new
+// one when the last was closed or has carried maxRequestsPerConn requests,
+// and its generation (it grows with every new connection).
+func (c *Client) current(ctx context.Context) (*udpclient.Conn, uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, 0, ErrClosed
+	}
+	if c.conn != nil && c.conn.Context().Err() == nil && c.used < maxRequestsPerConn {
+		c.used++
+		return c.conn, c.gen, nil
+	}
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, 0, &transientError{err}
+	}
+	c.conn, c.used = conn, 1
+	c.gen++
+	return conn, c.gen, nil
+}
+
+// Close closes the connection. Calls in progress and later calls fail
+// with ErrClosed or a closed-connection error.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	close(c.stop)
+	if c.conn != nil {
+		return c.conn.Close()
+	}
+	return nil
+}
+
+// NodeID returns the node the link speaks for.
+func (c *Client) NodeID() string { return c.node }
+
+func (c *Client) touch() { c.lastRx.Store(time.Now().UnixNano()) }
+
+func (c *Client) idleFor() time.Duration {
+	return time.Duration(time.Now().UnixNano() - c.lastRx.Load())
+}
+
+// response is what this package reads from an answer, copied out of
+// go-coap's pooled message.
+type response struct {
+	code      codes.Code
+	body      []byte
+	etag      []byte
+	maxAge    uint32
+	hasMaxAge bool
+	block     uint32
+	hasBlock  bool
+	size2     int64 // -1 when absent
+	observe   bool
+}
+
+func readResponse(m *pool.Message) (response, error) {
+	r := response{code: m.Code(), size2: -1}
+	body, err := m.ReadBody()
+	if err != nil {
+		return r, fmt.Errorf("read payload: %w", err)
+	}
+	r.body = body
+	if et, err := m.ETag(); err == nil {
+		r.etag = bytes.Clone(et)
+	}
+	opts := m.Options()
+	if v, err := opts.GetUint32(message.MaxAge); err == nil {
+		r.maxAge, r.hasMaxAge = v, true
+	}
+	if v, err := opts.GetUint32(message.Block2); err == nil {
+		r.block, r.hasBlock = v, true
+	}
+	if v, err := opts.GetUint32(message.Size2); err == nil {
+		r.size2 = int64(v)
+	}
+	r.observe = m.HasOption(message.Observe)
+	return r, nil
+}
+
+// diagnostic is the payload of an error answer as text, shortened.
+func (r *response) diagnostic() string {
+	if len(r.body) > 128 {
+		return string(r.body[:128]) + "..."
+	}
+	return string(r.body)
+}
+
+// exchange sends one request, built by build on the current connection
+// with a context bounded by the request timeout, and returns the answer.
+// A failure to get one is a *transientError unless ctx ended.
+func (c *Client) exchange(ctx context.Context, build func(ctx context.Context, conn *udpclient.Conn) (*pool.Message, error)) (response, error) {
+	conn, _, err := c.current(ctx)
+	if err != nil {
+		return response{}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout)
+	defer cancel()
+	req, err := build(rctx, conn)
+	if err != nil {
+		return response{}, fmt.Errorf("gwlink: build request: %w", err)
+	}
+	defer conn.ReleaseMessage(req)
+	resp, err := conn.Do(req)
+	if err != nil {
+		if cerr := context.Cause(ctx); cerr != nil {
+			return response{}, cerr
+		}
+		return response{}, &transientError{err}
+	}
+	defer conn.ReleaseMessage(resp)
+	c.touch()
+	r, err := readResponse(resp)
+	if err != nil {
+		return r, &transientError{err}
+	}
+	return r, nil
+}
+
+// busy turns a 5.03 answer into a busyError: wait Max-Age (60 s when
+// absent, RFC 7252 section 5.10.5), at most maxWait, at least the first
+// backoff.
+func (c *Client) busy(op string, r response) error {
+	wait := 60 * time.Second
+	if r.hasMaxAge {
+		wait = time.Duration(r.maxAge) * time.Second
+	}
+	wait = max(min(wait, c.cfg.maxWait), c.cfg.backoffInitial)
+	return &busyError{op: op, wait: wait}
+}
+
+// answerError classifies an answer that is not a success: 5.03 waits, 4.xx
+// is a *StatusError, anything else is transient.
+func (c *Client) answerError(op string, r response) error {
+	switch {
+	case r.code == codes.ServiceUnavailable:
+		return c.busy(op, r)
+	case r.code>>5 == 4:
+		return &StatusError{Op: op, Code: r.code, Diagnostic: r.diagnostic()}
+	default:
+		return &transientError{fmt.Errorf("%s: %s", op, codeString(r.code))}
+	}
+}
+
+func (c *Client) newBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = c.cfg.backoffInitial
+	b.MaxInterval = c.cfg.backoffMax
+	return b
+}
+
+// retry runs op until it succeeds, fails for good or ctx ends. A
+// *transientError is retried after a backoff; after maxElapsed (0: no
+// bound) of transient failures in a row it gives up with ErrUnreachable. A
+// *busyError waits its time and ends a run of transient failures. Any other
+// error is returned as is.
+func retry[T any](ctx context.Context, c *Client, op string, maxElapsed time.Duration, f func() (T, error)) (T, error) {
+	var since time.Time // start of the current run of transient failures
+	wrapped := func() (T, error) {
+		v, err := f()
+		var te *transientError
+		var be *busyError
+		switch {
+		case err == nil:
+			return v, nil
+		case errors.As(err, &be):
+			since = time.Time{}
+			return v, &backoff.RetryAfterError{Duration: be.wait}
+		case errors.As(err, &te):
+			if since.IsZero() {
+				since = time.Now()
+			} else if maxElapsed > 0 && time.Since(since) >= maxElapsed {
+				return v, backoff.Permanent(fmt.Errorf("%w: %s: %w", ErrUnreachable, op, te.err))
+			}
+			return v, err
+		default:
+			return v, backoff.Permanent(err)
+		}
+	}
+	notify := func(err error, next time.Duration) {
+		c.log.Debug("retrying", "op", op, "in", next, "err", err)
+	}
+	return backoff.Retry(ctx, wrapped, backoff.WithBackOff(c.newBackoff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(notify))
+}
+
+// encodeBlock2 is the Block2 option value asking for block num of size szx.
+func encodeBlock2(szx blockwise.SZX, num int64) (uint32, error) {
+	return blockwise.EncodeBlockOption(szx, num, false)
+}

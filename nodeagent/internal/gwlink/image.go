@@ -1,0 +1,173 @@
+package gwlink
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"edgeota/protocol"
+)
+
+// Image reads an image from the gateway, block by block; it is the node
+// agent's ImageSource. It is safe for concurrent use.
+type Image struct {
+	c      *Client
+	path   string
+	digest protocol.Digest
+	etag   []byte
+	size   int64
+	szx    atomic.Uint32         // Block2 SZX asked for; lowered when the gateway answers smaller blocks
+	last   atomic.Pointer[block] // the last block fetched, for reads that end inside it
+}
+
+// Image returns the image of the given digest and size at its default path
+// /m/{hex digest}.
+func (c *Client) Image(digest protocol.Digest, size int64) *Image {
+	return c.ImageAt("/m/"+digest.String(), digest, size)
+}
+
+// ImageFor returns the image a manifest names, at its location.
+func (c *Client) ImageFor(m *protocol.Manifest) *Image {
+	return c.ImageAt(m.ImagePath(), m.Digest, int64(m.Size))
+}
+
+// ImageAt returns the image of the given digest and size at a CoAP path.
+func (c *Client) ImageAt(path string, digest protocol.Digest, size int64) *Image {
+	im := &Image{c: c, path: path, digest: digest, etag: digest.ETag(), size: size}
+	im.szx.Store(uint32(c.cfg.szx()))
+	return im
+}
+
+// Size returns the image size given when the Image was made.
+func (im *Image) Size() int64 { return im.size }
+
+// ReadAt reads len(p) bytes of the image at off, as io.ReaderAt does: past
+// the image size it returns io.EOF, and io.ErrUnexpectedEOF when the
+// gateway's image ends first. Each block is its own request, so a read may
+// start at any offset (a download resumes where it stopped). 4.04 is
+// ErrNotCached and an ETag other than the digest's ErrImageChanged; 5.03
+// waits and transport failures are retried until ctx ends.
+func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("gwlink: read of %s at negative offset %d", im.path, off)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if off >= im.size {
+		return 0, io.EOF
+	}
+	want, eof := p, false
+	if rest := im.size - off; int64(len(p)) > rest {
+		want, eof = p[:rest], true
+	}
+	n := 0
+	for n < len(want) {
+		pos := off + int64(n)
+		b := im.last.Load()
+		if b == nil || pos < b.off || pos >= b.off+int64(len(b.data)) {
+			fetched, err := im.block(ctx, pos)
+			if err != nil {
+				return n, err
+			}
+			b = &fetched
+			im.last.Store(b)
+		}
+		end := b.off + int64(len(b.data))
+		if pos >= end {
+			return n, io.ErrUnexpectedEOF
+		}
+		n += copy(want[n:], b.data[pos-b.off:])
+		if !b.more && n < len(want) {
+			return n, io.ErrUnexpectedEOF
+		}
+	}
+	if eof {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// block is a piece of the image: data at off, and whether more follows.
+type block struct {
+	off  int64
+	data []byte
+	more bool
+}
+
+// block fetches the block that holds pos, retrying as ReadAt says. A
+// returned block starts at or before pos, and holds pos unless it is the
+// last one.
+func (im *Image) block(ctx context.Context, pos int64) (block, error) {
+	return retry(ctx, im.c, "GET "+im.path, 0, func() (block, error) {
+		for {
+			szx := blockwise.SZX(im.szx.Load())
+			b, smaller, err := im.fetch(ctx, szx, pos)
+			if err != nil || !smaller {
+				return b, err
+			}
+			// The gateway answered with blocks smaller than asked, and not
+			// the one holding pos: ask again at its size.
+		}
+	})
+}
+
+// fetch sends one GET for the block of size szx holding pos. smaller
+// reports an answer at a smaller size that does not hold pos; im.szx is
+// then lowered to it.
+func (im *Image) fetch(ctx context.Context, szx blockwise.SZX, pos int64) (b block, smaller bool, err error) {
+	num := pos / szx.Size()
+	op := "GET " + im.path
+	r, err := im.c.exchange(ctx, func(ctx context.Context, conn *udpclient.Conn) (*pool.Message, error) {
+		v, err := encodeBlock2(szx, num)
+		if err != nil {
+			return nil, err
+		}
+		req, err := conn.NewGetRequest(ctx, im.path)
+		if err != nil {
+			return nil, err
+		}
+		req.SetOptionUint32(message.Block2, v)
+		return req, nil
+	})
+	if err != nil {
+		return block{}, false, err
+	}
+	switch {
+	case r.code == codes.Content:
+	case r.code == codes.NotFound:
+		return block{}, false, fmt.Errorf("%w: %s", ErrNotCached, im.path)
+	default:
+		return block{}, false, im.c.answerError(op, r)
+	}
+	if !bytes.Equal(r.etag, im.etag) {
+		return block{}, false, fmt.Errorf("%w: block %d of %s has ETag %x, want %x", ErrImageChanged, num, im.path, r.etag, im.etag)
+	}
+	if !r.hasBlock {
+		// The whole image in one answer.
+		return block{off: 0, data: r.body}, false, nil
+	}
+	rszx, rnum, more, err := blockwise.DecodeBlockOption(r.block)
+	if err != nil {
+		return block{}, false, fmt.Errorf("gwlink: %s: answer's Block2: %w", op, err)
+	}
+	if rszx < szx {
+		im.szx.CompareAndSwap(uint32(szx), uint32(rszx))
+	}
+	b = block{off: rnum * rszx.Size(), data: r.body, more: more}
+	if b.off <= pos && (pos < b.off+int64(len(b.data)) || !more) {
+		return b, false, nil
+	}
+	if rszx < szx {
+		return block{}, true, nil
+	}
+	return block{}, false, fmt.Errorf("gwlink: %s: asked for block %d of %d bytes, got block %d of %d bytes", op, num, szx.Size(), rnum, rszx.Size())
+}

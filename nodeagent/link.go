@@ -1,0 +1,209 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"edgeota/nodeagent/internal/gwlink"
+	"edgeota/protocol"
+)
+
+// ErrScheme reports a gateway URL this agent cannot speak.
+var ErrScheme = errors.New("unsupported gateway URL")
+
+// gatewayAddr turns coap://host[:port] into host:port.
+func gatewayAddr(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrScheme, raw, err)
+	}
+	switch u.Scheme {
+	case "coap":
+	case "coaps":
+		return "", fmt.Errorf("%w %q: CoAP over DTLS (coaps://) is not available in this build yet", ErrScheme, raw)
+	default:
+		return "", fmt.Errorf("%w %q: want coap://HOST:PORT", ErrScheme, raw)
+	}
+	if u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("%w %q: want coap://HOST:PORT", ErrScheme, raw)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "5683"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// link is the agent's connection to its gateway: reports go through an
+// ordered queue so that a slow or absent gateway never stalls the model,
+// and assignments arrive as offers.
+type link struct {
+	client *gwlink.Client
+	queue  *reportQueue
+	offers chan Offer
+}
+
+// connect dials the gateway (a UDP socket: nothing is sent yet).
+func (a *Agent) connect(ctx context.Context) error {
+	if a.link != nil || a.cfg.Gateway == "" {
+		return nil
+	}
+	addr, err := gatewayAddr(a.cfg.Gateway)
+	if err != nil {
+		return err
+	}
+	c, err := gwlink.Dial(ctx, addr, a.cfg.NodeID, gwlink.WithLogger(a.log))
+	if err != nil {
+		return fmt.Errorf("nodeagent: gateway %s: %w", a.cfg.Gateway, err)
+	}
+	a.log.Warn("talking to the gateway over plain CoAP/UDP: development only; manifests are still verified end to end", "gateway", a.cfg.Gateway)
+	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1)}
+	a.cfg.Reporter = a.link.queue
+	a.cfg.Offers = a.link.offers
+	return nil
+}
+
+// runLink runs the report queue and the manifest watch until ctx ends.
+func (a *Agent) runLink(ctx context.Context) func() {
+	if a.link == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.link.queue.run(ctx) }()
+	go func() {
+		defer wg.Done()
+		err := a.link.client.Watch(ctx, func(signed []byte) {
+			o := Offer{Signed: signed, Source: func(m *protocol.Manifest) ImageSource { return a.link.client.ImageFor(m) }}
+			select { // the newest assignment replaces one not yet taken
+			case <-a.link.offers:
+			default:
+			}
+			a.link.offers <- o
+		})
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("manifest watch ended", "err", err)
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+		a.link.client.Close()
+	}
+}
+
+// reportQueue sends a node's Hello, status events and health reports to
+// the gateway in order, from its own goroutine. Hellos and status events
+// are kept until delivered; when the queue is full the oldest health
+// report is dropped (and counted).
+type reportQueue struct {
+	mu      sync.Mutex
+	items   []queued
+	wake    chan struct{}
+	c       *gwlink.Client
+	log     interface{ Warn(string, ...any) }
+	dropped uint64
+}
+
+type queued struct {
+	hello  *protocol.Hello
+	status *protocol.StatusEvent
+	health *protocol.HealthReport
+}
+
+const maxQueued = 1024
+
+func newReportQueue(c *gwlink.Client, log interface{ Warn(string, ...any) }) *reportQueue {
+	return &reportQueue{c: c, log: log, wake: make(chan struct{}, 1)}
+}
+
+func (q *reportQueue) push(it queued) {
+	q.mu.Lock()
+	if len(q.items) >= maxQueued {
+		for i, old := range q.items {
+			if old.health != nil {
+				q.items = append(q.items[:i], q.items[i+1:]...)
+				q.dropped++
+				break
+			}
+		}
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Hello queues a Hello.
+func (q *reportQueue) Hello(_ context.Context, h *protocol.Hello) error {
+	q.push(queued{hello: h})
+	return nil
+}
+
+// Status queues a status event.
+func (q *reportQueue) Status(_ context.Context, e *protocol.StatusEvent) error {
+	c := *e
+	q.push(queued{status: &c})
+	return nil
+}
+
+// Health queues a health report.
+func (q *reportQueue) Health(_ context.Context, r *protocol.HealthReport) error {
+	c := *r
+	q.push(queued{health: &c})
+	return nil
+}
+
+func (q *reportQueue) run(ctx context.Context) {
+	for {
+		q.mu.Lock()
+		var it *queued
+		if len(q.items) > 0 {
+			it = &q.items[0]
+		}
+		q.mu.Unlock()
+		if it == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-q.wake:
+			}
+			continue
+		}
+		var err error
+		switch {
+		case it.hello != nil:
+			err = q.c.Hello(ctx, it.hello)
+		case it.status != nil:
+			err = q.c.Status(ctx, it.status)
+		default:
+			err = q.c.Health(ctx, it.health)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, gwlink.ErrRefused) {
+			q.log.Warn("gateway unreachable; report kept for later", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
+		if err != nil {
+			q.log.Warn("gateway refused a report; dropped", "err", err)
+		}
+		q.mu.Lock()
+		q.items = q.items[1:]
+		q.mu.Unlock()
+	}
+}
