@@ -42,7 +42,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/assignments", g.postAssignment)
 	mux.HandleFunc("GET /v1/backup", g.getBackup)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	return mux
 }
 

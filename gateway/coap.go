@@ -379,4 +379,3 @@ func (x *modelIndex) list() []indexed {
 func sortIndexed(v []indexed) {
 	slices.SortFunc(v, func(a, b indexed) int { return strings.Compare(a.digest.String(), b.digest.String()) })
 }
-

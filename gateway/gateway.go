@@ -109,7 +109,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{runCtx: context.Background(), cfg: cfg, log: cfg.Logger, trust: trust, observers: newObservers(),
 		transfers: newTransfers(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
-		clock: time.Now, touched: map[protocol.Digest]bool{},
+		clock:     time.Now, touched: map[protocol.Digest]bool{},
 		origin: origins{active: map[protocol.Digest]bool{}, client: &http.Client{Timeout: 30 * time.Minute}, maxWait: 24 * time.Hour}}
 	g.metrics = newMetrics(g)
 	db, err := store.Open(filepath.Join(cfg.DataDir, "gateway.db"), store.WithLogger(cfg.Logger))

@@ -216,4 +216,3 @@ was last seen, and the manifest assigned to it.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
-

@@ -94,7 +94,9 @@ func (r *Response) SetBytes(id message.OptionID, v []byte) {
 }
 
 // SetContentFormat sets the Content-Format option.
-func (r *Response) SetContentFormat(mt message.MediaType) { r.SetUint32(message.ContentFormat, uint32(mt)) }
+func (r *Response) SetContentFormat(mt message.MediaType) {
+	r.SetUint32(message.ContentFormat, uint32(mt))
+}
 
 // Handler answers requests. It runs on the worker that read the datagram
 // and must not keep the request or response after it returns.
@@ -111,7 +113,7 @@ func (f HandlerFunc) ServeCoAP(w *Response, r *Request) { f(w, r) }
 // Stats are the endpoint's counters.
 type Stats struct {
 	Received, Sent, Malformed, BadOption, TooLarge, Duplicates, Resets uint64
-	NotifyAcked, NotifyFailed, Retransmits                               uint64
+	NotifyAcked, NotifyFailed, Retransmits                             uint64
 }
 
 // Server is a CoAP endpoint on one UDP socket.
