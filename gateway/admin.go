@@ -201,6 +201,7 @@ func (g *Gateway) deleteModel(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, "store", err)
 	default:
 		g.index.del(d)
+		g.blocks.drop(d)
 		w.WriteHeader(http.StatusNoContent)
 	}
 }

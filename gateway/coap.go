@@ -114,7 +114,7 @@ func (g *Gateway) serveImage(w *coapd.Response, r *coapd.Request) {
 	}
 	n := min(int64(size), m.size-off)
 	buf := w.Buffer(int(n))
-	if _, err := g.store.ReadAt(d, buf, off); err != nil {
+	if err := g.blocks.readAt(d, m.size, buf, off, func(p []byte, o int64) (int, error) { return g.store.ReadAt(d, p, o) }); err != nil {
 		g.log.Error("read image block", "digest", d.String(), "offset", off, "err", err)
 		w.Code = codes.InternalServerError
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"edgeota/gateway/internal/coapd"
 	"edgeota/gateway/internal/store"
@@ -46,6 +47,9 @@ type Config struct {
 	// ConfirmableEvery is how often each observer gets a confirmable
 	// notification (default 24h, PROTOCOL.md section 5).
 	ConfirmableEvery time.Duration
+	// BlockCacheBytes bounds the image chunks kept in memory, shared by
+	// every transfer (default 64 MiB; negative: none).
+	BlockCacheBytes int64
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
 	// CoAPConn and AdminListener, when set, are used instead of listening
@@ -72,6 +76,8 @@ type Gateway struct {
 	touched   map[protocol.Digest]bool
 	origin    origins
 	runCtx    context.Context
+	blocks    *blockCache
+	reqCount  sync.Map // uint16 (kind<<8 | code) -> prometheus.Counter
 }
 
 // New validates cfg, opens the database and listens; Run serves.
@@ -103,6 +109,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.BlockCacheBytes == 0 {
+		cfg.BlockCacheBytes = 64 << 20
+	}
 	trust, err := sign.NewTrustStore(sign.RoleManifest, cfg.Trust...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -112,6 +121,7 @@ func New(cfg Config) (*Gateway, error) {
 		clock:     time.Now, touched: map[protocol.Digest]bool{},
 		origin: origins{active: map[protocol.Digest]bool{}, client: &http.Client{Timeout: 30 * time.Minute}, maxWait: 24 * time.Hour}}
 	g.metrics = newMetrics(g)
+	g.blocks = newBlockCache(cfg.BlockCacheBytes)
 	db, err := store.Open(filepath.Join(cfg.DataDir, "gateway.db"), store.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -147,6 +157,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	return g, nil
 }
+
+// ActiveTransfers returns the number of image transfers in progress.
+func (g *Gateway) ActiveTransfers() int { return g.transfers.count() }
 
 // CoAPAddr returns the address the CoAP service listens on.
 func (g *Gateway) CoAPAddr() net.Addr { return g.coap.Addr() }
@@ -267,22 +280,28 @@ func (g *Gateway) enforceQuota() {
 	}
 	for _, d := range evicted {
 		g.index.del(d)
+		g.blocks.drop(d)
 		g.metrics.evictions.Inc()
 		g.log.Info("evicted model", "digest", d.String())
 	}
 }
 
 func (g *Gateway) logRequest(r *coapd.Request, code codes.Code, took time.Duration) {
-	kind := "other"
+	kind := 0
 	switch {
 	case len(r.Path) > 3 && r.Path[:3] == "/m/":
-		kind = "image"
+		kind = 1
 	case len(r.Path) > 3 && r.Path[:3] == "/n/":
-		kind = "node"
+		kind = 2
 	case r.Path == "/.well-known/core":
-		kind = "core"
+		kind = 3
 	}
-	g.metrics.requests.WithLabelValues(kind, code.String()).Inc()
+	key := uint16(kind)<<8 | uint16(code)
+	c, ok := g.reqCount.Load(key)
+	if !ok {
+		c, _ = g.reqCount.LoadOrStore(key, g.metrics.requests.WithLabelValues([]string{"other", "image", "node", "core"}[kind], code.String()))
+	}
+	c.(prometheus.Counter).Inc()
 	if g.log.Enabled(context.Background(), slog.LevelDebug) {
 		g.log.Debug("coap request", "method", r.Msg.Code.String(), "path", r.Path, "from", r.From.String(),
 			"code", code.String(), "took_us", took.Microseconds())

@@ -32,7 +32,7 @@ import (
 var testClass = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	g      *gateway.Gateway
 	admin  string
 	coap   string
@@ -43,11 +43,12 @@ type env struct {
 }
 
 type opts struct {
-	maxPerNode int
-	dir        string
+	maxPerNode   int
+	maxTransfers int
+	dir          string
 }
 
-func newEnv(t *testing.T, o opts) *env {
+func newEnv(t testing.TB, o opts) *env {
 	t.Helper()
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
 	s, _ := sign.NewSigner(priv)
@@ -63,7 +64,7 @@ func newEnv(t *testing.T, o opts) *env {
 		t.Fatal(err)
 	}
 	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode})
+		CoAPConn: conn, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers})
 	if err != nil {
 		t.Fatal(err)
 	}

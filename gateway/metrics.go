@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the gateway's Prometheus metrics, served on the admin port at
@@ -57,6 +58,6 @@ func newMetrics(g *Gateway) *metrics {
 			func() float64 { return float64(g.cfg.MaxTransfers) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_per_node", Help: "Configured limit of concurrent transfers per node."},
 			func() float64 { return float64(g.cfg.MaxTransfersPerNode) }),
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -81,6 +81,9 @@ type Config struct {
 	// Hello, sends its status events and health reports there, and installs
 	// the manifest the gateway assigns it (observed, with polling).
 	Gateway string
+	// AckTimeout is the CoAP ACK_TIMEOUT of the link (default 2s, RFC
+	// 7252); lower it on fast simulated links.
+	AckTimeout time.Duration
 
 	// Offers carries what the node should run when there is no Gateway
 	// (tests, other transports); Run installs each new one.

@@ -57,7 +57,11 @@ func (a *Agent) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := gwlink.Dial(ctx, addr, a.cfg.NodeID, gwlink.WithLogger(a.log))
+	opts := []gwlink.Option{gwlink.WithLogger(a.log)}
+	if a.cfg.AckTimeout > 0 {
+		opts = append(opts, gwlink.WithTransmission(a.cfg.AckTimeout, 4), gwlink.WithBackoff(a.cfg.AckTimeout, 10*a.cfg.AckTimeout))
+	}
+	c, err := gwlink.Dial(ctx, addr, a.cfg.NodeID, opts...)
 	if err != nil {
 		return fmt.Errorf("nodeagent: gateway %s: %w", a.cfg.Gateway, err)
 	}

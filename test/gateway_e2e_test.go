@@ -30,7 +30,7 @@ func requirePeer(t *testing.T, name, pkg string) string {
 }
 
 // freePort returns a free port on 127.0.0.1 for the given network.
-func freePort(t *testing.T, network string) int {
+func freePort(t testing.TB, network string) int {
 	t.Helper()
 	if network == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -22,6 +22,7 @@ type gatewayFile struct {
 	CacheMaxBytes       int64    `yaml:"cache-max-bytes"`
 	MaxTransfers        int      `yaml:"max-transfers"`
 	MaxTransfersPerNode int      `yaml:"max-transfers-per-node"`
+	BlockCacheBytes     int64    `yaml:"block-cache-bytes"`
 	LogLevel            string   `yaml:"log-level"`
 	LogFormat           string   `yaml:"log-format"`
 }
@@ -74,6 +75,7 @@ func newGatewayCmd() *cobra.Command {
 	var trust []string
 	var cacheMax int64
 	var maxTransfers, maxPerNode int
+	var blockCache int64
 	cmd := &cobra.Command{
 		Use:   "gateway --data DIR --trust KEY.pub [--coap ADDR] [--admin ADDR]",
 		Short: "Run the edge gateway: signed-model cache, CoAP service to nodes, admin API",
@@ -122,7 +124,7 @@ names, and flags given on the command line win.`,
 			}
 			log := loggerFrom(cmd)
 			g, err := gateway.New(gateway.Config{DataDir: data, CoAPAddr: coapAddr, AdminAddr: admin, Trust: keys,
-				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, Logger: log})
+				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, BlockCacheBytes: blockCache, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -143,5 +145,6 @@ names, and flags given on the command line win.`,
 	fl.Int64Var(&cacheMax, "cache-max-bytes", 0, "bound on cached images; least recently used unassigned images are evicted (0: none)")
 	fl.IntVar(&maxTransfers, "max-transfers", 512, "concurrent image transfers in total")
 	fl.IntVar(&maxPerNode, "max-transfers-per-node", 2, "concurrent image transfers per node")
+	fl.Int64Var(&blockCache, "block-cache-bytes", 64<<20, "image chunks kept in memory, shared by all transfers (-1: none)")
 	return cmd
 }

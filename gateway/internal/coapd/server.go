@@ -16,6 +16,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Request is a decoded request. It is valid only while the handler runs.
@@ -216,18 +218,51 @@ func (s *Server) Serve(ctx context.Context) error {
 
 func (s *Server) nextMID() int32 { return int32(uint16(s.mid.Add(1))) }
 
+// batchSize is how many datagrams a worker reads (recvmmsg) and answers
+// (sendmmsg) per system call at most.
+const batchSize = 32
+
 type workerState struct {
 	in   []byte
 	out  []byte
 	opts message.Options // decoded request options, reused
 	resp Response
+
+	// Batched I/O: the datagrams read, and the answers queued for one
+	// WriteBatch, each to the address its request came from.
+	rmsgs   []ipv4.Message
+	wmsgs   []ipv4.Message
+	wbufs   [][]byte
+	nout    int
+	curAddr net.Addr
+}
+
+// batchConn is the batched I/O of golang.org/x/net's ipv4 and ipv6
+// PacketConn (recvmmsg and sendmmsg on Linux).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+func (s *Server) batchConn() batchConn {
+	if la, ok := s.conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil {
+		return ipv4.NewPacketConn(s.conn)
+	}
+	return ipv6.NewPacketConn(s.conn)
 }
 
 func (s *Server) worker(ctx context.Context) error {
-	ws := &workerState{in: make([]byte, s.maxSize+1), out: make([]byte, 2048), opts: make(message.Options, 0, 32)}
+	ws := &workerState{out: make([]byte, 2048), opts: make(message.Options, 0, 32),
+		rmsgs: make([]ipv4.Message, batchSize), wmsgs: make([]ipv4.Message, batchSize), wbufs: make([][]byte, batchSize)}
 	ws.resp.buf = make([]byte, 256)
+	for i := range ws.rmsgs {
+		ws.rmsgs[i].Buffers = [][]byte{make([]byte, s.maxSize+1)}
+		ws.wbufs[i] = make([]byte, 0, 2048)
+		ws.wmsgs[i].Buffers = make([][]byte, 1)
+	}
+	bc := s.batchConn()
 	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(ws.in)
+		n, err := bc.ReadBatch(ws.rmsgs, 0)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -235,9 +270,50 @@ func (s *Server) worker(ctx context.Context) error {
 			s.log.Warn("coap read", "err", err)
 			continue
 		}
-		s.stats.received.Add(1)
-		s.handleDatagram(ws, ws.in[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		ws.nout = 0
+		for i := 0; i < n; i++ {
+			m := &ws.rmsgs[i]
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			s.stats.received.Add(1)
+			ws.curAddr = ua
+			ap := ua.AddrPort()
+			s.handleDatagram(ws, m.Buffers[0][:m.N], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+		ws.curAddr = nil
+		s.flush(ws, bc)
 	}
+}
+
+// flush sends the answers a worker queued, in as few system calls as the
+// kernel takes them.
+func (s *Server) flush(ws *workerState, bc batchConn) {
+	for sent := 0; sent < ws.nout; {
+		k, err := bc.WriteBatch(ws.wmsgs[sent:ws.nout], 0)
+		if err != nil || k == 0 {
+			s.log.Debug("coap write batch", "err", err)
+			break
+		}
+		s.stats.sent.Add(uint64(k))
+		sent += k
+	}
+	ws.nout = 0
+}
+
+// reply queues an answer to the datagram being handled (or sends it at
+// once outside a batch).
+func (s *Server) reply(ws *workerState, b []byte, to netip.AddrPort) {
+	if ws.curAddr == nil || ws.rmsgs == nil {
+		s.write(b, to)
+		return
+	}
+	i := ws.nout
+	ws.wbufs[i] = append(ws.wbufs[i][:0], b...)
+	ws.wmsgs[i].Buffers[0] = ws.wbufs[i]
+	ws.wmsgs[i].Addr = ws.curAddr
+	ws.nout++
 }
 
 // known lists the request options this endpoint understands; an unknown
@@ -289,7 +365,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 		if prev, ok := s.dedup.lookup(from, uint16(m.MessageID)); ok {
 			s.stats.duplicates.Add(1)
 			if prev != nil {
-				s.write(prev, from)
+				s.reply(ws, prev, from)
 			}
 			return
 		}
@@ -333,7 +409,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 	if !idempotent {
 		s.dedup.store(from, uint16(m.MessageID), append([]byte(nil), b...))
 	}
-	s.write(b, from)
+	s.reply(ws, b, from)
 	if s.onReq != nil {
 		s.onReq(&req, w.Code, time.Since(start))
 	}
@@ -362,7 +438,7 @@ func (s *Server) write(b []byte, to netip.AddrPort) {
 func (s *Server) sendEmpty(ws *workerState, t message.Type, mid int32, to netip.AddrPort) {
 	b, err := s.encode(ws, message.Message{Type: t, Code: codes.Empty, MessageID: mid})
 	if err == nil {
-		s.write(b, to)
+		s.reply(ws, b, to)
 	}
 }
 
@@ -399,7 +475,7 @@ func (s *Server) rejectTooLarge(ws *workerState, data []byte, from netip.AddrPor
 		return
 	}
 	if b, err := s.encode(ws, out); err == nil {
-		s.write(b, from)
+		s.reply(ws, b, from)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -106,11 +107,11 @@ func putModel(models *bolt.Bucket, d protocol.Digest, r *modelRecord) error {
 // staging bucket a few MiB per transaction and becomes visible, with its
 // record, in one final transaction.
 //
-// When the digest is already stored, image is not read: the existing model
-// is returned, and signed replaces its manifest if its seq is higher (a
-// re-signed manifest for the same image); a manifest of equal or lower seq
-// leaves the stored one. A manifest for a stored digest but another size
-// fails with [ErrSize].
+// When the digest is already stored, image is read and hashed but not
+// stored again: a mismatch fails with [ErrDigest] or [ErrSize] and changes
+// nothing; otherwise the existing model is returned, and signed replaces
+// its manifest if its seq is higher (a re-signed manifest for the same
+// image); a manifest of equal or lower seq leaves the stored one.
 func (db *DB) PutModel(signed []byte, image io.Reader, trust *sign.TrustStore) (*Model, error) {
 	if trust == nil {
 		return nil, errors.New("store: put model: no trust store")
@@ -130,6 +131,12 @@ func (db *DB) PutModel(signed []byte, image io.Reader, trust *sign.TrustStore) (
 		rec, stale, err = mergeManifest(tx.Bucket(bucketModels), m, signed, false)
 		return err
 	})
+	if err == nil && rec != nil {
+		// Already cached: the image must still be the one the manifest
+		// signs, or nothing changes (a wrong push is refused the same way
+		// whether the digest is cached or not).
+		err = checkStream(image, m)
+	}
 	if err == nil && rec != nil && stale {
 		err = db.bolt.Update(func(tx *bolt.Tx) error {
 			var err error
@@ -194,9 +201,13 @@ func mergeManifest(models *bolt.Bucket, m *protocol.Manifest, signed []byte, wri
 // digest against m. On error the caller drops the staging bucket.
 func (db *DB) stage(id []byte, m *protocol.Manifest, image io.Reader) error {
 	cs := db.chunkSize
-	buf := make([]byte, min(uint64(db.stageBytes), m.Size+1))
+	bufLen := db.stageBytes // a multiple of cs
+	if m.Size < uint64(bufLen) {
+		bufLen = int(m.Size) + 1 // room to see one byte too many
+	}
+	buf := make([]byte, bufLen)
 	h := sha256.New()
-	src := io.LimitReader(image, int64(min(m.Size, 1<<62))+1)
+	src := io.LimitReader(image, int64(min(m.Size, math.MaxInt64-1))+1)
 	var total, next uint64 // bytes read, next chunk index
 	for {
 		n, rerr := io.ReadFull(src, buf)
@@ -406,7 +417,8 @@ func (db *DB) ReadAt(d protocol.Digest, p []byte, off int64) (int, error) {
 }
 
 // Touch sets the model's LastUsed to now; call it when a transfer starts.
-// Concurrent calls share transactions ([go.etcd.io/bbolt.DB.Batch]).
+// Concurrent calls share transactions ([go.etcd.io/bbolt.DB.Batch]), so a
+// call may wait up to bbolt's MaxBatchDelay (10 ms) before it commits.
 func (db *DB) Touch(d protocol.Digest) error {
 	now := unixNano(db.now())
 	err := db.bolt.Batch(func(tx *bolt.Tx) error {
@@ -556,4 +568,21 @@ func (db *DB) Evict(maxBytes int64) ([]protocol.Digest, error) {
 		db.log.Info("store: models evicted", "count", len(evicted), "bytes", freed, "limit", maxBytes)
 	}
 	return evicted, nil
+}
+
+// checkStream reads image to its end and checks its size and SHA-256
+// against the manifest, storing nothing.
+func checkStream(image io.Reader, m *protocol.Manifest) error {
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(image, int64(m.Size)+1))
+	if err != nil {
+		return fmt.Errorf("read image: %w", err)
+	}
+	if n != int64(m.Size) {
+		return fmt.Errorf("%w: image of %d bytes or more, manifest says %d", ErrSize, n, m.Size)
+	}
+	if !bytes.Equal(h.Sum(nil), m.Digest[:]) {
+		return fmt.Errorf("%w", ErrDigest)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"testing/iotest"
@@ -97,6 +98,8 @@ func TestPutModelRefused(t *testing.T) {
 		b[i] ^= 1
 		return b
 	}
+	hugeManifest := manifestFor(small, 1)
+	hugeManifest.Size = math.MaxUint64
 	cases := []struct {
 		name   string
 		signed []byte
@@ -113,6 +116,7 @@ func TestPutModelRefused(t *testing.T) {
 		{"truncated", k.sign(t, manifestFor(small, 1)), bytes.NewReader(small[:2999]), ErrSize},
 		{"truncated, several staging transactions", k.sign(t, manifestFor(big, 1)), bytes.NewReader(big[:5<<20]), ErrSize},
 		{"empty reader", k.sign(t, manifestFor(small, 1)), bytes.NewReader(nil), ErrSize},
+		{"manifest size 2^64-1", k.sign(t, hugeManifest), bytes.NewReader(small), ErrSize},
 		{"reader error at once", k.sign(t, manifestFor(small, 1)), iotest.ErrReader(errBroken), errBroken},
 		{"reader error midway", k.sign(t, manifestFor(big, 1)), &errReader{big[:4<<20+5], errBroken}, errBroken},
 		{"reader timeout", k.sign(t, manifestFor(small, 1)), iotest.TimeoutReader(bytes.NewReader(small)), iotest.ErrTimeout},
@@ -157,23 +161,33 @@ func TestPutModelAgain(t *testing.T) {
 	db, _ := openTest(t)
 	image := randomImage(rand.New(rand.NewPCG(3, 3)), 70_000)
 	first := putImage(t, db, k, image, 5)
-	unread := iotest.ErrReader(errors.New("the image must not be read again"))
+	img := func() io.Reader { return bytes.NewReader(image) }
 
-	// Same manifest: a no-op that does not read the image.
-	m, err := db.PutModel(first.Signed, unread, k.trust)
+	// Same manifest: the image is checked again, nothing is rewritten.
+	m, err := db.PutModel(first.Signed, img(), k.trust)
 	if err != nil || !bytes.Equal(m.Signed, first.Signed) || !m.Added.Equal(first.Added) {
 		t.Fatalf("same put again = %+v, %v", m, err)
 	}
+	// The wrong image for a cached digest is refused and changes nothing.
+	wrongImage := bytes.Clone(image)
+	wrongImage[500] ^= 1
+	if _, err := db.PutModel(k.sign(t, manifestFor(image, 7)), bytes.NewReader(wrongImage), k.trust); !errors.Is(err, ErrDigest) {
+		t.Fatalf("wrong image for a cached digest: %v, want ErrDigest", err)
+	}
+	if got, _ := db.Model(first.Digest); got.Manifest.Seq != 5 {
+		t.Fatalf("a refused put changed the manifest to seq %d", got.Manifest.Seq)
+	}
 	// Re-signed under a higher seq: the new manifest replaces the stored one.
 	higher := k.sign(t, manifestFor(image, 9))
-	if m, err = db.PutModel(higher, unread, k.trust); err != nil || m.Manifest.Seq != 9 || !bytes.Equal(m.Signed, higher) {
+	if m, err = db.PutModel(higher, img(), k.trust); err != nil || m.Manifest.Seq != 9 || !bytes.Equal(m.Signed, higher) {
 		t.Fatalf("higher seq = %+v, %v", m, err)
 	}
 	// A lower seq leaves the highest.
-	if m, err = db.PutModel(k.sign(t, manifestFor(image, 6)), unread, k.trust); err != nil || m.Manifest.Seq != 9 {
+	if m, err = db.PutModel(k.sign(t, manifestFor(image, 6)), img(), k.trust); err != nil || m.Manifest.Seq != 9 {
 		t.Fatalf("lower seq = %+v, %v", m, err)
 	}
 	// Still verified first.
+	unread := iotest.ErrReader(errors.New("the image must not be read for a bad manifest"))
 	bad := bytes.Clone(higher)
 	bad[len(bad)-1] ^= 1
 	if _, err := db.PutModel(bad, unread, k.trust); !errors.Is(err, sign.ErrSignature) {
@@ -182,7 +196,7 @@ func TestPutModelAgain(t *testing.T) {
 	// Same digest, another size: refused.
 	wrong := manifestFor(image, 10)
 	wrong.Size++
-	if _, err := db.PutModel(k.sign(t, wrong), unread, k.trust); !errors.Is(err, ErrSize) {
+	if _, err := db.PutModel(k.sign(t, wrong), img(), k.trust); !errors.Is(err, ErrSize) {
 		t.Fatalf("stored digest with another size: %v, want ErrSize", err)
 	}
 	if got, _ := db.Model(first.Digest); got.Manifest.Seq != 9 {

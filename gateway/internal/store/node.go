@@ -120,7 +120,8 @@ func putNode(nodes *bolt.Bucket, id string, r *nodeRecord) error {
 // LastSeen. When the node has no assignment and the standing rule's
 // manifest is for its class and component, the rule is assigned to it and
 // changed is true, so the caller can notify the node's observers.
-// Concurrent calls share transactions.
+// Concurrent calls share transactions, so a call may wait up to bbolt's
+// MaxBatchDelay (10 ms) before it commits.
 func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, err error) {
 	if err := h.Validate(); err != nil {
 		return nil, false, fmt.Errorf("store: hello: %w", err)
@@ -179,7 +180,7 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 // and sets LastSeen and Addr. The node must have said Hello
 // ([ErrUnknownNode]). A duplicate of the latest report (same boot count and
 // number, e.g. a retransmission) only refreshes LastSeen. Concurrent calls
-// share transactions.
+// share transactions and may wait up to 10 ms.
 func (db *DB) PutHealth(r *protocol.HealthReport, addr string) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("store: health report: %w", err)

@@ -86,8 +86,8 @@ func (e *busyError) Error() string { return fmt.Sprintf("%s: 5.03 busy, retry in
 
 // maxRequestsPerConn is how many requests a connection carries before it is
 // replaced, so that its 16-bit message ids are never reused within a
-// server's EXCHANGE_LIFETIME.
-const maxRequestsPerConn = 60000
+// server's EXCHANGE_LIFETIME. A variable for the tests.
+var maxRequestsPerConn = 60000
 
 // Client is a node's link to its gateway. Its methods are safe for
 // concurrent use; go-coap sends one request at a time on the connection

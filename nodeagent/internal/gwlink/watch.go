@@ -95,7 +95,7 @@ func (w *watcher) run(ctx context.Context) error {
 	defer poll.Stop()
 	var keep <-chan time.Time
 	if c.cfg.keepAlive > 0 {
-		kt := time.NewTicker(c.cfg.keepAlive / 2)
+		kt := time.NewTicker(max(c.cfg.keepAlive/2, time.Millisecond))
 		defer kt.Stop()
 		keep = kt.C
 	}

@@ -219,3 +219,18 @@ func TestWatchClosed(t *testing.T) {
 		t.Fatalf("Watch on a closed client: %v, want ErrClosed", err)
 	}
 }
+
+// TestManifestBlocks: a manifest over one block, split by go-coap's
+// block-wise server, arrives whole.
+func TestManifestBlocks(t *testing.T) {
+	g := newGateway(t, "127.0.0.1:0", true)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 200) // 3200 bytes
+	g.setKnown(testNode, true)
+	g.setManifest(testNode, big)
+	c := dial(t, g.addr, fastOpts()...)
+	signed, etag, err := c.Manifest(context.Background())
+	must(t, err)
+	if !bytes.Equal(signed, big) || !bytes.Equal(etag, etagOf(big)) {
+		t.Fatalf("Manifest = %d bytes, ETag %x; want %d bytes", len(signed), etag, len(big))
+	}
+}

@@ -1,0 +1,109 @@
+package nodeagent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"edgeota/firmware-sim/radio"
+	"edgeota/gateway"
+	"edgeota/nodeagent"
+)
+
+// TestDownloadAcrossLossyLink: a node behind a radio link that loses 20% of
+// the datagrams in each direction downloads, verifies and confirms a model
+// from a real gateway through its own per-block request loop.
+func TestDownloadAcrossLossyLink(t *testing.T) {
+	tb := newTestbed(t)
+	rel := tb.release(t, 5, 1, "1.0.0", goodModel, 48<<10)
+	rel.m.Probation.Seconds, rel.m.Probation.MinInferences = 1, 20
+	rel.signed, _ = tb.signer.SignManifest(rel.m)
+
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
+		CoAPConn: conn, AdminListener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	gdone := make(chan error, 1)
+	go func() { gdone <- g.Run(ctx) }()
+	defer func() { cancel(); <-gdone }()
+	admin := "http://" + ln.Addr().String()
+
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	p, _ := mw.CreateFormFile("manifest", "m")
+	p.Write(rel.signed)
+	p, _ = mw.CreateFormFile("image", "i")
+	p.Write(rel.image)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPut, admin+"/v1/models", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("push: %v %v", resp, err)
+	}
+	ab, _ := json.Marshal(gateway.AssignmentRequest{Manifest: base64.StdEncoding.EncodeToString(rel.signed), All: true})
+	if resp, err := http.Post(admin+"/v1/assignments", "application/json", bytes.NewReader(ab)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("assign: %v %v", resp, err)
+	}
+
+	lossy := radio.Link{Loss: 0.2}
+	relay, err := radio.New("127.0.0.1:0", conn.LocalAddr().String(), radio.Config{Up: lossy, Down: lossy, Seed: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdone := make(chan error, 1)
+	go func() { rdone <- relay.Run(ctx) }()
+	defer func() { relay.Close(); <-rdone }()
+
+	f := newSim(t, geometry{4096, 8, 4}, 1)
+	a, err := nodeagent.New(nodeagent.Config{NodeID: "lossy-1", Class: testClass, Component: "kws-model", Flash: f, Trust: tb.trust,
+		SlotSize: sweepSlot, JournalBlocks: 4, InferenceRate: 100, HealthInterval: time.Second,
+		Gateway: "coap://" + relay.Addr().String(), AckTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan error, 1)
+	go func() {
+		if err := a.Boot(actx); err != nil {
+			adone <- err
+			return
+		}
+		adone <- a.Run(actx)
+	}()
+	deadline := time.Now().Add(90 * time.Second)
+	var st *nodeagent.Status
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		if st, err = nodeagent.ReadStatus(f.Clone(), sweepSlot, 4); err == nil && st.LastState == "confirmed" {
+			break
+		}
+	}
+	acancel()
+	if err := <-adone; err != nil && ctx.Err() == nil && err != context.Canceled {
+		t.Fatalf("agent: %v", err)
+	}
+	if st == nil || st.LastState != "confirmed" || st.Slots[0].Seq != 5 {
+		t.Fatalf("not confirmed across the lossy link: %+v", st)
+	}
+	stats := relay.Stats()
+	t.Logf("relay: up %d in, %d dropped; down %d in, %d dropped", stats.Up.In, stats.Up.Dropped, stats.Down.In, stats.Down.Dropped)
+	if stats.Up.Dropped == 0 || stats.Down.Dropped == 0 {
+		t.Fatal("the link lost nothing: the test proves nothing")
+	}
+}
