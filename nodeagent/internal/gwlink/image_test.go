@@ -264,7 +264,7 @@ func TestReadImageRotates(t *testing.T) {
 	c.mu.Lock()
 	gen := c.gen
 	c.mu.Unlock()
-	if want := uint64(len(p)/1024/50 + 1); gen != want {
+	if want := uint64((len(p)/1024 + 49) / 50); gen != want {
 		t.Errorf("%d connections for %d requests, want %d", gen, len(p)/1024, want)
 	}
 }
