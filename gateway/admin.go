@@ -242,6 +242,7 @@ func (g *Gateway) nodeView(n *store.Node) NodeView {
 }
 
 func (g *Gateway) getNodes(w http.ResponseWriter, _ *http.Request) {
+	g.flushActivity() // the registry as of now, not as of the last second
 	ns, err := g.store.Nodes()
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "store", err)
@@ -255,6 +256,7 @@ func (g *Gateway) getNodes(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (g *Gateway) getNode(w http.ResponseWriter, r *http.Request) {
+	g.flushActivity()
 	n, err := g.store.Node(r.PathValue("id"))
 	if errors.Is(err, store.ErrUnknownNode) || errors.Is(err, store.ErrNotFound) {
 		writeErr(w, http.StatusNotFound, "not found", err)

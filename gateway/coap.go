@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 
 	"edgeota/gateway/internal/coapd"
-	"edgeota/gateway/internal/store"
+	"edgeota/gateway/internal/outbox"
 	"edgeota/protocol"
 )
 
@@ -270,12 +269,16 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		_, changed, err := g.store.PutHello(h, addr)
+		g.act.known.Store(node, struct{}{})
 		if err != nil {
 			g.log.Error("store hello", "node", node, "err", err)
 			w.Code = codes.InternalServerError
 			return
 		}
 		g.log.Info("hello", "node", node, "from", addr, "running_seq", h.RunningSeq, "slot", h.ActiveSlot.String(), "state", h.ActiveState.String())
+		if g.deploymentForNewNode(node) {
+			changed = true
+		}
 		if changed {
 			g.notifyManifest(node, false, g.observers.next(node))
 		}
@@ -289,11 +292,16 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			bad(fmt.Errorf("health report for %q posted to /n/%s", rep.NodeID, node))
 			return
 		}
-		if err := g.store.PutHealth(&rep, addr); err != nil {
-			g.uploadErr(w, node, err)
+		if _, ok := g.act.known.Load(node); !ok {
+			g.unknownNode(w)
 			return
 		}
+		g.act.health(&rep, addr, g.clock())
 		g.metrics.health.Inc()
+		if g.outbox != nil {
+			g.relay(w, outbox.KindHealth, node, body)
+			return
+		}
 	case "status":
 		e, err := protocol.DecodeStatusEvent(body)
 		if err != nil {
@@ -304,24 +312,26 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			bad(fmt.Errorf("status event for %q posted to /n/%s", e.NodeID, node))
 			return
 		}
-		if err := g.store.PutStatus(e, addr); err != nil {
-			g.uploadErr(w, node, err)
+		if _, ok := g.act.known.Load(node); !ok {
+			g.unknownNode(w)
 			return
+		}
+		g.act.status(e, addr, g.clock())
+		if g.outbox != nil {
+			g.relay(w, outbox.KindEvent, node, body)
 		}
 		g.log.Info("status", "node", node, "state", e.State.String(), "seq", e.Seq, "reason_code", e.Code.String(), "reason", e.Reason)
 		g.metrics.events.Inc()
+		if g.outbox != nil {
+			return
+		}
 	}
 	w.Code = codes.Changed
 }
 
-func (g *Gateway) uploadErr(w *coapd.Response, node string, err error) {
-	if errors.Is(err, store.ErrUnknownNode) {
-		w.Code = codes.NotFound
-		w.Payload = []byte("say hello first")
-		return
-	}
-	g.log.Error("store node document", "node", node, "err", err)
-	w.Code = codes.InternalServerError
+func (g *Gateway) unknownNode(w *coapd.Response) {
+	w.Code = codes.NotFound
+	w.Payload = []byte("say hello first")
 }
 
 func truncate(s string, n int) string {

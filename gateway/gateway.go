@@ -3,11 +3,13 @@ package gateway
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -15,8 +17,11 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"edgeota/gateway/internal/broker"
 	"edgeota/gateway/internal/coapd"
+	"edgeota/gateway/internal/outbox"
 	"edgeota/gateway/internal/store"
+	"edgeota/gateway/internal/uplink"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -50,6 +55,30 @@ type Config struct {
 	// BlockCacheBytes bounds the image chunks kept in memory, shared by
 	// every transfer (default 64 MiB; negative: none).
 	BlockCacheBytes int64
+	// MQTT is the uplink's broker: tcp://HOST:1883, ssl://HOST:8883,
+	// "embedded" (an embedded broker on 127.0.0.1, a free port) or
+	// "embedded:ADDR"; empty: no uplink.
+	MQTT string
+	// GatewayID names this gateway in MQTT topics and deployments
+	// (default: the host name).
+	GatewayID string
+	// MQTTPrefix is the topic prefix (default "edgeota/v1").
+	MQTTPrefix string
+	// MQTTTLS, MQTTUsername and MQTTPassword authenticate to the broker.
+	MQTTTLS                    *tls.Config
+	MQTTUsername, MQTTPassword string
+	// BatchMax and BatchInterval shape the uplink's batches (defaults 512
+	// items and 100ms).
+	BatchMax      int
+	BatchInterval time.Duration
+	// OutboxMaxItems and OutboxMaxBytes bound the uplink's outbox
+	// (defaults 1,000,000 items and 256 MiB); beyond them the oldest health
+	// reports are dropped, then nodes are told 5.03.
+	OutboxMaxItems int
+	OutboxMaxBytes int64
+	// DeployTrust holds the deployment keys; without them deployments from
+	// MQTT are refused.
+	DeployTrust []ed25519.PublicKey
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
 	// CoAPConn and AdminListener, when set, are used instead of listening
@@ -78,6 +107,12 @@ type Gateway struct {
 	runCtx    context.Context
 	blocks    *blockCache
 	reqCount  sync.Map // uint16 (kind<<8 | code) -> prometheus.Counter
+	act       activity
+
+	outbox      *outbox.Outbox
+	uplink      *uplink.Uplink
+	broker      *broker.Broker
+	deployTrust *sign.TrustStore
 }
 
 // New validates cfg, opens the database and listens; Run serves.
@@ -134,6 +169,21 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	for _, m := range models {
 		g.index.set(m.Digest, m.Size)
+	}
+	for _, n := range nodesOrNil(db) {
+		g.act.known.Store(n, struct{}{})
+	}
+	if len(cfg.DeployTrust) > 0 {
+		if g.deployTrust, err = sign.NewTrustStore(sign.RoleDeployment, cfg.DeployTrust...); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if cfg.MQTT != "" {
+		if err := g.openUplink(); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	conn := cfg.CoAPConn
 	if conn == nil {
@@ -206,10 +256,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 		defer wg.Done()
 		g.housekeeping(ctx)
 	}()
+	if g.outbox != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.uplink.Run(ctx)
+		}()
+	}
 	g.log.Info("gateway serving", "coap", g.coap.Addr().String(), "admin", addrString(g.AdminAddr()),
 		"models", len(g.index.list()), "transport", "udp (plain: development only, no DTLS)")
 	wg.Wait()
 	g.origin.wg.Wait()
+	g.flushActivity()
+	if g.outbox != nil {
+		g.outbox.Close()
+	}
+	if g.broker != nil {
+		g.broker.Close()
+	}
 	close(errc)
 	for err := range errc {
 		if err != nil {
@@ -229,13 +293,17 @@ func addrString(a net.Addr) string {
 // housekeeping ends idle transfers, sends the daily confirmable
 // notifications, flushes the models' last use and enforces the cache quota.
 func (g *Gateway) housekeeping(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		g.flushActivity()
+		if tick%5 != 0 {
+			continue
 		}
 		now := g.clock()
 		g.transfers.sweep(now)
@@ -306,4 +374,68 @@ func (g *Gateway) logRequest(r *coapd.Request, code codes.Code, took time.Durati
 		g.log.Debug("coap request", "method", r.Msg.Code.String(), "path", r.Path, "from", r.From.String(),
 			"code", code.String(), "took_us", took.Microseconds())
 	}
+}
+
+func nodesOrNil(db *store.DB) []string {
+	ns, err := db.Nodes()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.ID
+	}
+	return out
+}
+
+// openUplink opens the outbox, starts the embedded broker when asked, and
+// builds the MQTT uplink.
+func (g *Gateway) openUplink() error {
+	cfg := &g.cfg
+	if cfg.GatewayID == "" {
+		h, err := os.Hostname()
+		if err != nil || !protocol.ValidID(h) {
+			return errors.New("gateway: GatewayID is required with MQTT (the host name is not a valid id)")
+		}
+		cfg.GatewayID = h
+	}
+	if !protocol.ValidID(cfg.GatewayID) {
+		return fmt.Errorf("gateway: gateway id %q does not match [A-Za-z0-9._-]{1,64}", cfg.GatewayID)
+	}
+	url, embedded, addr := parseMQTT(cfg.MQTT)
+	if embedded {
+		b, err := broker.Start(addr, g.log)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		g.broker = b
+		url = b.URL()
+		g.log.Info("embedded MQTT broker listening", "url", url)
+	}
+	ob, err := outbox.Open(outbox.Config{Path: filepath.Join(cfg.DataDir, "outbox.db"), MaxItems: cfg.OutboxMaxItems,
+		MaxBytes: cfg.OutboxMaxBytes, Logger: g.log, OnDrop: func(n int) {
+			g.metrics.outboxDropped.Add(float64(n))
+			g.log.Warn("outbox full: oldest health reports dropped", "count", n)
+		}})
+	if err != nil {
+		if g.broker != nil {
+			g.broker.Close()
+		}
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.outbox = ob
+	up, err := uplink.New(uplink.Config{Broker: url, GatewayID: cfg.GatewayID, Prefix: cfg.MQTTPrefix, TLS: cfg.MQTTTLS,
+		Username: cfg.MQTTUsername, Password: cfg.MQTTPassword, BatchMax: cfg.BatchMax, BatchInterval: cfg.BatchInterval,
+		OnDeployment: g.onDeployment, Logger: g.log, Registerer: g.metrics.reg}, ob)
+	if err != nil {
+		ob.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.uplink = up
+	g.metrics.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_outbox_depth", Help: "Items waiting in the uplink outbox."},
+			func() float64 { st := ob.Stats(); return float64(st.Health.Depth + st.Events.Depth) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_outbox_oldest_seconds", Help: "Age of the oldest item in the outbox."},
+			func() float64 { st := ob.Stats(); return max(st.Health.OldestAge, st.Events.OldestAge).Seconds() }))
+	return nil
 }

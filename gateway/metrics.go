@@ -21,6 +21,7 @@ type metrics struct {
 	events           prometheus.Counter
 	cacheBytes       prometheus.Gauge
 	evictions        prometheus.Counter
+	outboxDropped    prometheus.Counter
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -49,11 +50,13 @@ func newMetrics(g *Gateway) *metrics {
 			Help: "Bytes of cached model images."}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_cache_evictions_total",
 			Help: "Model images evicted by the cache quota."}),
+		outboxDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_outbox_dropped_total",
+			Help: "Health reports dropped from a full outbox (oldest first; status events are never dropped)."}),
 	}
 	m.transfersActive = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_image_transfers_active",
 		Help: "Image transfers in progress."}, func() float64 { return float64(g.transfers.count()) })
 	reg.MustRegister(m.requests, m.blocks, m.bytes, m.transfersStarted, m.transfersActive, m.refused, m.observers,
-		m.notifications, m.health, m.events, m.cacheBytes, m.evictions,
+		m.notifications, m.health, m.events, m.cacheBytes, m.evictions, m.outboxDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_total", Help: "Configured limit of concurrent transfers."},
 			func() float64 { return float64(g.cfg.MaxTransfers) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_per_node", Help: "Configured limit of concurrent transfers per node."},

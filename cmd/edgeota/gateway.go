@@ -23,6 +23,19 @@ type gatewayFile struct {
 	MaxTransfers        int      `yaml:"max-transfers"`
 	MaxTransfersPerNode int      `yaml:"max-transfers-per-node"`
 	BlockCacheBytes     int64    `yaml:"block-cache-bytes"`
+	MQTT                string   `yaml:"mqtt"`
+	GatewayID           string   `yaml:"gateway-id"`
+	MQTTPrefix          string   `yaml:"mqtt-prefix"`
+	MQTTCA              string   `yaml:"mqtt-ca"`
+	MQTTCert            string   `yaml:"mqtt-cert"`
+	MQTTKey             string   `yaml:"mqtt-key"`
+	MQTTUsername        string   `yaml:"mqtt-username"`
+	MQTTPasswordFile    string   `yaml:"mqtt-password-file"`
+	BatchMax            int      `yaml:"batch-max"`
+	BatchInterval       string   `yaml:"batch-interval"`
+	OutboxMaxItems      int      `yaml:"outbox-max-items"`
+	OutboxMaxBytes      int64    `yaml:"outbox-max-bytes"`
+	DeployTrust         []string `yaml:"deploy-trust"`
 	LogLevel            string   `yaml:"log-level"`
 	LogFormat           string   `yaml:"log-format"`
 }
@@ -76,6 +89,7 @@ func newGatewayCmd() *cobra.Command {
 	var cacheMax int64
 	var maxTransfers, maxPerNode int
 	var blockCache int64
+	var mq mqttFlags
 	cmd := &cobra.Command{
 		Use:   "gateway --data DIR --trust KEY.pub [--coap ADDR] [--admin ADDR]",
 		Short: "Run the edge gateway: signed-model cache, CoAP service to nodes, admin API",
@@ -87,6 +101,14 @@ and size match. It serves nodes over CoAP on UDP (--coap, default :5683):
 images block-wise (RFC 7959) at the block size a node asks, each node's
 assigned manifest with Observe (RFC 7641), and node Hello, health reports
 and status events. Plain UDP is for development: the log says so.
+
+With --mqtt the gateway relays every health report and status event
+upstream (PROTOCOL.md section 6) in CBOR batches, through a durable bbolt
+outbox: a report is on disk before its node gets 2.04 and leaves only when
+the broker acknowledged it, so a broker outage or a kill -9 loses nothing.
+--mqtt embedded runs a broker inside the gateway on 127.0.0.1 (a free port,
+logged), for machines without one. Signed deployments arrive on the
+retained deployment topics and are verified with --deploy-trust.
 
 The admin API (--admin, default 127.0.0.1:8080, JSON over HTTP) takes models
 (edgeota model push), assignments, lists nodes (edgeota nodes) and models,
@@ -123,8 +145,12 @@ names, and flags given on the command line win.`,
 				return err
 			}
 			log := loggerFrom(cmd)
-			g, err := gateway.New(gateway.Config{DataDir: data, CoAPAddr: coapAddr, AdminAddr: admin, Trust: keys,
-				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, BlockCacheBytes: blockCache, Logger: log})
+			gc := gateway.Config{DataDir: data, CoAPAddr: coapAddr, AdminAddr: admin, Trust: keys,
+				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, BlockCacheBytes: blockCache, Logger: log}
+			if err := mq.apply(&gc); err != nil {
+				return err
+			}
+			g, err := gateway.New(gc)
 			if err != nil {
 				return err
 			}
@@ -146,5 +172,6 @@ names, and flags given on the command line win.`,
 	fl.IntVar(&maxTransfers, "max-transfers", 512, "concurrent image transfers in total")
 	fl.IntVar(&maxPerNode, "max-transfers-per-node", 2, "concurrent image transfers per node")
 	fl.Int64Var(&blockCache, "block-cache-bytes", 64<<20, "image chunks kept in memory, shared by all transfers (-1: none)")
+	mq.register(cmd)
 	return cmd
 }

@@ -54,6 +54,7 @@ Operator workflow:
 		newGatewayCmd(),
 		newModelCmd(),
 		newNodesCmd(),
+		newWatchCmd(),
 	)
 	return root
 }

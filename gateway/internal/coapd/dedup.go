@@ -46,6 +46,10 @@ func (d *dedup) store(from netip.AddrPort, mid uint16, resp []byte) {
 	k := exchangeKey{from, mid}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, ok := d.m[k]; ok { // in progress: now answered
+		d.m[k] = exchange{resp: resp, at: time.Now()}
+		return
+	}
 	if old := d.ring[d.next]; old.from.IsValid() {
 		delete(d.m, old)
 	}

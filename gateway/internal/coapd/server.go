@@ -55,10 +55,65 @@ type Response struct {
 	Payload []byte
 	buf     []byte
 	used    int
+	defer_  *Deferred
+	seed    Deferred // the request's identity, for Defer
 }
 
 func (r *Response) reset() {
-	r.Code, r.Options, r.Payload, r.used = codes.Empty, r.Options[:0], nil, 0
+	r.Code, r.Options, r.Payload, r.used, r.defer_ = codes.Empty, r.Options[:0], nil, 0, nil
+}
+
+// Deferred is a response a handler completes later, from any goroutine:
+// for example once what the request carried is durable. The request's
+// retransmissions are ignored meanwhile (duplicate detection), and the
+// answer is sent once, piggybacked on the ACK of a confirmable request.
+type Deferred struct {
+	s     *Server
+	to    netip.AddrPort
+	mid   int32
+	typ   message.Type
+	token []byte
+	store bool
+	done  *atomic.Bool
+}
+
+// Defer turns this response into a deferred one: the worker sends nothing
+// now, and the caller must call Complete exactly once.
+func (r *Response) Defer() *Deferred {
+	d := r.seed
+	d.token = append([]byte(nil), d.token...)
+	d.done = new(atomic.Bool)
+	r.defer_ = &d
+	return r.defer_
+}
+
+// Complete builds and sends the deferred answer.
+func (d *Deferred) Complete(build func(w *Response)) {
+	if !d.done.CompareAndSwap(false, true) {
+		return
+	}
+	func() {
+		ws := &workerState{out: make([]byte, 2048)}
+		ws.resp.buf = make([]byte, 128)
+		ws.resp.reset()
+		build(&ws.resp)
+		m := message.Message{Token: d.token, Code: ws.resp.Code, Options: ws.resp.Options, Payload: ws.resp.Payload}
+		if d.typ == message.Confirmable {
+			m.Type, m.MessageID = message.Acknowledgement, d.mid
+		} else {
+			m.Type, m.MessageID = message.NonConfirmable, d.s.nextMID()
+		}
+		b, err := d.s.encode(ws, m)
+		if err != nil {
+			d.s.log.Error("coap encode deferred", "err", err)
+			return
+		}
+		b = append([]byte(nil), b...)
+		if d.store {
+			d.s.dedup.store(d.to, uint16(d.mid), b)
+		}
+		d.s.write(b, d.to)
+	}()
 }
 
 // scratch returns n bytes of the response's option buffer.
@@ -389,7 +444,19 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 			if len(req.Path) == 0 || req.Path[0] != '/' {
 				req.Path = "/" + req.Path
 			}
+			w.seed = Deferred{s: s, to: from, mid: m.MessageID, typ: m.Type, token: m.Token, store: !idempotent}
+			if !idempotent {
+				// Marked in progress before the handler runs, so that a
+				// deferred answer completed at once is not overwritten.
+				s.dedup.store(from, uint16(m.MessageID), nil)
+			}
 			s.h.ServeCoAP(w, &req)
+			if w.defer_ != nil {
+				if s.onReq != nil {
+					s.onReq(&req, codes.Empty, time.Since(start))
+				}
+				return
+			}
 			if w.Code == codes.Empty {
 				w.Code = codes.InternalServerError
 			}

@@ -252,3 +252,44 @@ func TestNotifyAckAndReset(t *testing.T) {
 		t.Fatalf("%d failures, want 1", fails.Load())
 	}
 }
+
+// TestDeferredResponse: a deferred answer is sent later, piggybacked, and
+// retransmissions while it is pending are ignored.
+func TestDeferredResponse(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := make(chan *coapd.Deferred, 4)
+	var calls atomic.Int32
+	srv := coapd.New(conn, coapd.HandlerFunc(func(w *coapd.Response, r *coapd.Request) {
+		calls.Add(1)
+		pending <- w.Defer()
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	c := dial(t, &harness{addr: conn.LocalAddr().(*net.UDPAddr)})
+	c.send(request(codes.POST, message.Confirmable, 300, "/n/x/health", "d"))
+	d := <-pending
+	if _, ok := c.recv(200 * time.Millisecond); ok {
+		t.Fatal("answered before Complete")
+	}
+	c.send(request(codes.POST, message.Confirmable, 300, "/n/x/health", "d")) // retransmission
+	if _, ok := c.recv(200 * time.Millisecond); ok {
+		t.Fatal("a pending retransmission was answered")
+	}
+	d.Complete(func(w *coapd.Response) { w.Code = codes.Changed })
+	m, ok := c.recv(2 * time.Second)
+	if !ok || m.Type != message.Acknowledgement || m.MessageID != 300 || m.Code != codes.Changed || string(m.Token) != "d" {
+		t.Fatalf("deferred answer %+v", m)
+	}
+	c.send(request(codes.POST, message.Confirmable, 300, "/n/x/health", "d")) // late retransmission: stored answer
+	if m, ok := c.recv(2 * time.Second); !ok || m.Code != codes.Changed {
+		t.Fatalf("late retransmission answered %+v", m)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler ran %d times", calls.Load())
+	}
+}

@@ -1,0 +1,511 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/spf13/cobra"
+
+	"edgeota/protocol"
+)
+
+// watchFlags are the flags of edgeota watch.
+type watchFlags struct {
+	broker, gateway, prefix      string
+	asJSON                       bool
+	caFile, certFile, keyFile    string
+	username, password, passFile string
+}
+
+func newWatchCmd() *cobra.Command {
+	var f watchFlags
+	cmd := &cobra.Command{
+		Use:   "watch --mqtt URL [--gateway-id ID] [--prefix edgeota/v1] [--json]",
+		Short: "Print what gateways publish over MQTT: health, status events, rollouts, state",
+		Long: `Subscribe to the MQTT topics of one gateway (--gateway-id) or of every
+gateway, and print one line per node health report, node status event,
+rollout status and gateway state change, until interrupted (Ctrl-C).
+
+Topics (QoS 1), under --prefix (default edgeota/v1), with GW the gateway id
+or + for every gateway:
+  PREFIX/gw/GW/health        CBOR batches of health reports
+  PREFIX/gw/GW/events        CBOR batches of status events
+  PREFIX/gw/GW/rollouts/+    JSON rollout status, retained
+  PREFIX/gw/GW/state         online or offline (the gateway's last will), retained
+
+Lines look like:
+  gw-1 health node-7 boot 3 #12 seq 42 slot A: 600 inferences, 3 errors, p50 12.0ms p99 41.0ms, cpu 35.0%, ram 176 KiB, up 2h0m0s
+  gw-1 event node-7 boot 3 #4: reverted seq 42 (probation latency: p99 93000 us over 80000)
+  gw-1 rollout kws-1.4: {...the status JSON, on one line...}
+  gw-1 state online (retained)
+"#12" is the report or event number within the node's boot. "(retained)"
+marks what the broker kept from before the subscription (rollouts and
+state, sent again after every reconnection) rather than news.
+
+--json prints one JSON object per line (NDJSON) instead, with "gateway",
+"topic", "kind" (health, event, rollout or state) and "retained" (only when
+true), plus: the fields of edgeota inspect for a health report or status
+event; "deployment" and "status" (the JSON as published, null when the
+retained status was cleared) for a rollout; "state" for a state change.
+
+A payload that does not decode is reported on stderr, naming its topic and
+the error, and skipped. Messages are shown as they arrive: a broker
+redelivery (QoS 1) can show a report twice; (node, boot, number) tells.
+
+The broker URL is tcp://HOST[:1883] or, with TLS, ssl://HOST[:8883]
+(mqtt:// and mqtts:// are the same). TLS verifies the broker against the
+system roots or --ca-file; --cert-file and --key-file give a client
+certificate. Prefer --password-file to --password, which other users of
+the machine can see in the process list. The watcher connects with a fresh
+client id and a clean session: it fails at once when the first connection
+fails, and afterwards reconnects by itself, logging outages on stderr;
+messages published while it was disconnected are not shown.`,
+		Example: `  edgeota watch --mqtt tcp://localhost:1883
+  edgeota watch --mqtt ssl://broker.example.com --ca-file ca.pem \
+      --username ops --password-file ops.pass --gateway-id gw-1
+  edgeota watch --mqtt tcp://localhost:1883 --json | jq 'select(.kind == "event")'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.broker, "mqtt", "", "broker URL: tcp://HOST[:PORT] or ssl://HOST[:PORT]")
+	fl.StringVar(&f.gateway, "gateway-id", "", "watch only this gateway (default: every gateway)")
+	fl.StringVar(&f.prefix, "prefix", "edgeota/v1", "topic prefix the gateways publish under")
+	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object per line (NDJSON)")
+	fl.StringVar(&f.caFile, "ca-file", "", "PEM CA certificates to verify the broker with (ssl:// only; default: system roots)")
+	fl.StringVar(&f.certFile, "cert-file", "", "PEM client certificate (ssl:// only, with --key-file)")
+	fl.StringVar(&f.keyFile, "key-file", "", "PEM private key of --cert-file")
+	fl.StringVar(&f.username, "username", "", "MQTT user name")
+	fl.StringVar(&f.password, "password", "", "MQTT password (visible in the process list: prefer --password-file)")
+	fl.StringVar(&f.passFile, "password-file", "", "file holding the MQTT password (one line)")
+	return cmd
+}
+
+// runWatch connects, subscribes and prints until the command's context ends.
+func runWatch(cmd *cobra.Command, f *watchFlags) error {
+	ctx := cmd.Context()
+	opts, err := f.clientOptions()
+	if err != nil {
+		return err
+	}
+	prefix := strings.TrimSuffix(f.prefix, "/")
+	gw := f.gateway
+	if gw == "" {
+		gw = "+"
+	}
+	base := prefix + "/gw/" + gw + "/"
+	filters := map[string]byte{base + "health": 1, base + "events": 1, base + "rollouts/+": 1, base + "state": 1}
+	log := loggerFrom(cmd)
+	p := &watchPrinter{out: cmd.OutOrStdout(), log: log, prefix: prefix, asJSON: f.asJSON}
+
+	// Handlers run in order on paho's router goroutine and must not block
+	// it for long: they hand messages to this goroutine, which prints.
+	msgs := make(chan mqtt.Message, 256)
+	onMessage := func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}
+	// A clean session loses its subscriptions: subscribe on every
+	// connection. OnConnect runs on its own goroutine, so it may wait. A
+	// refused subscription, even after a reconnection, ends the command:
+	// watching nothing would look like a quiet fleet.
+	subscribed := make(chan error, 1)
+	var connections atomic.Int64
+	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		err := waitMQTTToken(c.SubscribeMultiple(filters, onMessage))
+		if err != nil {
+			err = fmt.Errorf("subscribe to %s: %w", base+"...", err)
+		} else if connections.Add(1) > 1 {
+			log.Info("reconnected and subscribed again", "broker", f.broker)
+		}
+		select {
+		case subscribed <- err:
+		default: // an earlier result is still unread
+		}
+	})
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		log.Warn("connection to the broker lost; reconnecting", "broker", f.broker, "error", err)
+	})
+	opts.SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
+		log.Debug("reconnecting", "broker", f.broker)
+	})
+	client := mqtt.NewClient(opts)
+	tok := client.Connect()
+	defer client.Disconnect(250)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("connect to %s: %w", f.broker, err)
+		}
+	case <-ctx.Done():
+		return nil
+	}
+	select {
+	case err := <-subscribed:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return nil
+	}
+	log.Info("watching", "broker", f.broker, "topics", base+"{health,events,rollouts/+,state}")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-subscribed:
+			if err != nil {
+				return err
+			}
+		case m := <-msgs:
+			if err := p.print(m.Topic(), m.Payload(), m.Retained()); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// clientOptions checks the flags and turns them into paho options.
+func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
+	if f.broker == "" {
+		return nil, usagef("--mqtt URL is required (tcp://HOST:1883 or ssl://HOST:8883)")
+	}
+	u, err := url.Parse(f.broker)
+	if err != nil || u.Hostname() == "" || u.Opaque != "" {
+		return nil, usagef("--mqtt %q: want tcp://HOST[:PORT] or ssl://HOST[:PORT]", f.broker)
+	}
+	var secure bool
+	var port string
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		port = "1883"
+	case "ssl", "tls", "mqtts":
+		secure, port = true, "8883"
+	default:
+		return nil, usagef("--mqtt %q: scheme %q, want tcp:// or ssl://", f.broker, u.Scheme)
+	}
+	if u.User != nil {
+		return nil, usagef("--mqtt: give credentials with --username and --password-file, not in the URL")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, usagef("--mqtt %q: a broker URL has no path or query", f.broker)
+	}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	broker := u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port)
+
+	prefix := strings.TrimSuffix(f.prefix, "/")
+	if prefix == "" || strings.ContainsAny(prefix, "+#\x00") || strings.HasPrefix(prefix, "/") {
+		return nil, usagef("--prefix %q: want topic levels without wildcards, such as edgeota/v1", f.prefix)
+	}
+	if f.gateway != "" && !protocol.ValidID(f.gateway) {
+		return nil, usagef("--gateway-id %q does not match [A-Za-z0-9._-]{1,64}", f.gateway)
+	}
+
+	opts := mqtt.NewClientOptions().
+		AddBroker(broker).
+		SetClientID(watchClientID()).
+		SetCleanSession(true).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(30 * time.Second).
+		SetConnectTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second)
+
+	if f.password != "" && f.passFile != "" {
+		return nil, usagef("--password and --password-file exclude each other")
+	}
+	password := f.password
+	if f.passFile != "" {
+		b, err := os.ReadFile(f.passFile)
+		if err != nil {
+			return nil, err
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+		if password == "" {
+			return nil, fmt.Errorf("--password-file %s is empty", f.passFile)
+		}
+	}
+	if password != "" && f.username == "" {
+		return nil, usagef("a password needs --username (MQTT 3.1.1)")
+	}
+	opts.SetUsername(f.username).SetPassword(password)
+
+	if !secure {
+		if f.caFile != "" || f.certFile != "" || f.keyFile != "" {
+			return nil, usagef("--ca-file, --cert-file and --key-file need an ssl:// broker URL, not %s://", u.Scheme)
+		}
+		return opts, nil
+	}
+	if (f.certFile == "") != (f.keyFile == "") {
+		return nil, usagef("--cert-file and --key-file go together")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+		}
+	}
+	if f.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return opts.SetTLSConfig(tc), nil
+}
+
+// waitMQTT waits for a paho token and returns its error, including a
+// subscription the broker refused (SUBACK 0x80).
+func waitMQTTToken(t mqtt.Token) error {
+	if !t.WaitTimeout(30 * time.Second) {
+		return fmt.Errorf("no answer from the broker in 30s")
+	}
+	if err := t.Error(); err != nil {
+		return err
+	}
+	if st, ok := t.(*mqtt.SubscribeToken); ok {
+		for filter, code := range st.Result() {
+			if code == 0x80 {
+				return fmt.Errorf("the broker refused %s", filter)
+			}
+		}
+	}
+	return nil
+}
+
+// watchClientID is a fresh MQTT client id of 22 characters (3.1.1 brokers
+// must accept 23).
+func watchClientID() string {
+	b := make([]byte, 4)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24)
+	return "edgeota-watch-" + hex.EncodeToString(b)
+}
+
+// watchPrinter renders the messages of the gateway topics, as text lines
+// or NDJSON, and logs those it cannot decode.
+type watchPrinter struct {
+	out    io.Writer
+	log    *slog.Logger
+	prefix string // without the trailing slash
+	asJSON bool
+}
+
+// watchHeader starts every --json line.
+type watchHeader struct {
+	Gateway  string `json:"gateway"`
+	Topic    string `json:"topic"`
+	Kind     string `json:"kind"`
+	Retained bool   `json:"retained,omitempty"`
+}
+
+// print renders one message; it returns only errors writing the output.
+func (p *watchPrinter) print(topic string, payload []byte, retained bool) error {
+	rest, ok := strings.CutPrefix(topic, p.prefix+"/gw/")
+	gw, sub, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 {
+		p.warn(topic, fmt.Errorf("not a gateway topic"))
+		return nil
+	}
+	h := watchHeader{Gateway: gw, Topic: topic, Retained: retained}
+	switch {
+	case sub == "health":
+		h.Kind = "health"
+		rs, err := protocol.DecodeHealthBatch(payload)
+		if err != nil {
+			p.warn(topic, err)
+			return nil
+		}
+		for i := range rs {
+			if err := p.emit(struct {
+				watchHeader
+				healthJSON
+			}{h, healthView(&rs[i])}, func() string { return healthText(gw, &rs[i]) }); err != nil {
+				return err
+			}
+		}
+	case sub == "events":
+		h.Kind = "event"
+		es, err := protocol.DecodeEventBatch(payload)
+		if err != nil {
+			p.warn(topic, err)
+			return nil
+		}
+		for i := range es {
+			if err := p.emit(struct {
+				watchHeader
+				statusJSON
+			}{h, statusView(&es[i])}, func() string { return eventText(gw, &es[i]) }); err != nil {
+				return err
+			}
+		}
+	case strings.HasPrefix(sub, "rollouts/"):
+		h.Kind = "rollout"
+		dep := strings.TrimPrefix(sub, "rollouts/")
+		var status json.RawMessage // nil: the retained status was cleared
+		if len(payload) > 0 {
+			if !json.Valid(payload) {
+				p.warn(topic, fmt.Errorf("rollout status is not JSON"))
+				return nil
+			}
+			status = payload
+		}
+		return p.emit(struct {
+			watchHeader
+			Deployment string          `json:"deployment"`
+			Status     json.RawMessage `json:"status"`
+		}{h, dep, status}, func() string { return rolloutText(gw, dep, status) + retainedText(retained) })
+	case sub == "state":
+		h.Kind = "state"
+		state := string(payload)
+		if state != "online" && state != "offline" {
+			p.warn(topic, fmt.Errorf("state %q, want online or offline", state))
+			return nil
+		}
+		return p.emit(struct {
+			watchHeader
+			State string `json:"state"`
+		}{h, state}, func() string { return quoteUnprintable(gw) + " state " + state + retainedText(retained) })
+	default:
+		p.warn(topic, fmt.Errorf("not a gateway topic"))
+	}
+	return nil
+}
+
+// emit writes v as one JSON line, or the text line.
+func (p *watchPrinter) emit(v any, text func() string) error {
+	if p.asJSON {
+		enc := json.NewEncoder(p.out)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(v)
+	}
+	_, err := io.WriteString(p.out, text()+"\n")
+	return err
+}
+
+func (p *watchPrinter) warn(topic string, err error) {
+	p.log.Warn("payload skipped", "topic", topic, "error", err)
+}
+
+func healthText(gw string, r *protocol.HealthReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s health %s boot %d #%d seq %d slot %s: %s, %s, p50 %s p99 %s, cpu %s, ram %s, up %s",
+		quoteUnprintable(gw), r.NodeID, r.BootCount, r.Number, r.RunningSeq, r.ActiveSlot,
+		countText(r.Inferences, "inference"), countText(r.Errors, "error"),
+		millisText(r.LatencyP50Micros), millisText(r.LatencyP99Micros), percentText(r.CPUPermille), bytesText(r.RAMBytes),
+		time.Duration(min(r.UptimeSeconds, uint64(1<<63-1)/uint64(time.Second)))*time.Second)
+	keys := make([]string, 0, len(r.Metrics))
+	for k := range r.Metrics {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, ", %s %d", quoteUnprintable(k), r.Metrics[k])
+	}
+	return b.String()
+}
+
+func eventText(gw string, e *protocol.StatusEvent) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s event %s boot %d #%d: %s seq %d", quoteUnprintable(gw), e.NodeID, e.BootCount, e.Number, e.State, e.Seq)
+	if e.BytesReceived > 0 {
+		fmt.Fprintf(&b, ", %d bytes received", e.BytesReceived)
+	}
+	switch {
+	case e.Code != protocol.ReasonNone && e.Reason != "":
+		fmt.Fprintf(&b, " (%s: %s)", e.Code, quoteUnprintable(e.Reason))
+	case e.Code != protocol.ReasonNone:
+		fmt.Fprintf(&b, " (%s)", e.Code)
+	case e.Reason != "":
+		fmt.Fprintf(&b, " (%s)", quoteUnprintable(e.Reason))
+	}
+	if e.Actor != "" {
+		fmt.Fprintf(&b, " by %s", quoteUnprintable(e.Actor))
+	}
+	return b.String()
+}
+
+func rolloutText(gw, dep string, status json.RawMessage) string {
+	if status == nil {
+		return quoteUnprintable(gw) + " rollout " + quoteUnprintable(dep) + " cleared"
+	}
+	var b bytes.Buffer
+	b.WriteString(quoteUnprintable(gw) + " rollout " + quoteUnprintable(dep) + ": ")
+	if err := json.Compact(&b, status); err != nil {
+		b.Write(status) // validated before; not reached
+	}
+	return b.String()
+}
+
+func retainedText(retained bool) string {
+	if retained {
+		return " (retained)"
+	}
+	return ""
+}
+
+// printable quotes text from the network that would break a line or
+// drive the terminal.
+func quoteUnprintable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+func countText(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatUint(n, 10) + " " + noun + "s"
+}
+
+// millis renders microseconds as milliseconds with one decimal: "12.0ms".
+func millisText(us uint64) string { return tenthsText(us, 100) + "ms" }
+
+// percent renders per-mille as a percentage with one decimal: "35.0%".
+func percentText(permille uint64) string { return tenthsText(permille, 1) + "%" }
+
+// decimalOne renders v/(10*unit) with one decimal, rounding half up.
+func tenthsText(v, unit uint64) string {
+	tenths := (v + unit/2) / unit
+	return fmt.Sprintf("%d.%d", tenths/10, tenths%10)
+}
+
+// sizeText renders bytes: "900 B", "176 KiB", "1.5 MiB".
+func bytesText(n uint64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 10<<20:
+		return fmt.Sprintf("%d KiB", (n+512)/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}

@@ -1,0 +1,334 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"edgeota/gateway/internal/outbox"
+)
+
+// Queue is the durable outbox the uplink drains (package outbox).
+type Queue interface {
+	Peek(kind outbox.Kind, max int) ([]outbox.Item, error)
+	Ack(items []outbox.Item) error
+	Nack(kind outbox.Kind)
+	Stats() outbox.Stats
+}
+
+// Config configures an Uplink.
+type Config struct {
+	// Broker is the broker URL: tcp://HOST:1883 or ssl://HOST:8883.
+	Broker string
+	// GatewayID names the gateway in topics ({gw}).
+	GatewayID string
+	// Prefix of every topic (default "edgeota/v1").
+	Prefix string
+	// TLS configures ssl:// brokers (CA, client certificate).
+	TLS *tls.Config
+	// Username and Password authenticate to the broker.
+	Username, Password string
+	// BatchMax is the most items per publish (default 512, at most 1024);
+	// BatchInterval the longest an item waits for a batch to fill (default
+	// 100ms).
+	BatchMax      int
+	BatchInterval time.Duration
+	// InFlight is how many batches per kind may await their PUBACK
+	// (default 8).
+	InFlight int
+	// OnDeployment receives deployment messages (topic, payload; an empty
+	// payload withdraws). It runs on its own goroutine.
+	OnDeployment func(topic string, payload []byte)
+	// Logger receives structured logs (default: discard).
+	Logger *slog.Logger
+	// Registerer receives the uplink's metrics (default: none).
+	Registerer prometheus.Registerer
+}
+
+// Uplink is a gateway's MQTT connection.
+type Uplink struct {
+	cfg       Config
+	q         Queue
+	log       *slog.Logger
+	client    mqtt.Client
+	connected atomic.Bool
+	kick      [2]chan struct{}
+	reconnect chan struct{}
+	inflight  [2]atomic.Int64 // items peeked and not yet acked or nacked, per kind
+	m         metrics
+}
+
+type metrics struct {
+	batches   *prometheus.CounterVec
+	items     *prometheus.CounterVec
+	latency   prometheus.Histogram
+	connected prometheus.GaugeFunc
+	bytes     *prometheus.CounterVec
+}
+
+// MaxBatch is the most items in one publish (PROTOCOL.md section 6).
+const MaxBatch = 1024
+
+// Topic returns a topic of this gateway: Topic("health") is
+// {prefix}/gw/{gw}/health.
+func (u *Uplink) Topic(leaf string) string {
+	return u.cfg.Prefix + "/gw/" + u.cfg.GatewayID + "/" + leaf
+}
+
+// New builds an uplink draining q; Run connects.
+func New(cfg Config, q Queue) (*Uplink, error) {
+	if cfg.Broker == "" || cfg.GatewayID == "" {
+		return nil, errors.New("uplink: Broker and GatewayID are required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "edgeota/v1"
+	}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 512
+	}
+	cfg.BatchMax = min(cfg.BatchMax, MaxBatch)
+	if cfg.BatchInterval <= 0 {
+		cfg.BatchInterval = 100 * time.Millisecond
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	u := &Uplink{cfg: cfg, q: q, log: cfg.Logger, reconnect: make(chan struct{}, 1)}
+	for i := range u.kick {
+		u.kick[i] = make(chan struct{}, 1)
+	}
+	u.m = metrics{
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_uplink_batches_published_total",
+			Help: "Batches acknowledged by the broker, by kind."}, []string{"kind"}),
+		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_uplink_items_published_total",
+			Help: "Reports and events acknowledged by the broker, by kind."}, []string{"kind"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_uplink_bytes_published_total",
+			Help: "Payload bytes acknowledged by the broker, by kind."}, []string{"kind"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeota_uplink_publish_seconds",
+			Help: "Time from publish to PUBACK of a batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+	}
+	u.m.connected = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_uplink_connected",
+		Help: "1 while the broker connection is up."}, func() float64 {
+		if u.connected.Load() {
+			return 1
+		}
+		return 0
+	})
+	if r := cfg.Registerer; r != nil {
+		r.MustRegister(u.m.batches, u.m.items, u.m.bytes, u.m.latency, u.m.connected)
+	}
+	opts := mqtt.NewClientOptions().AddBroker(cfg.Broker).SetClientID("edgeota-gw-"+cfg.GatewayID).
+		SetCleanSession(true).SetOrderMatters(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(5*time.Second).
+		SetKeepAlive(15*time.Second).SetPingTimeout(5*time.Second).SetWriteTimeout(10*time.Second).
+		SetConnectTimeout(5*time.Second).
+		SetWill(u.Topic("state"), "offline", 1, true).
+		SetOnConnectHandler(u.onConnect).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			u.connected.Store(false)
+			u.log.Warn("broker connection lost; reports stay in the outbox", "broker", cfg.Broker, "err", err)
+		})
+	if cfg.TLS != nil {
+		opts.SetTLSConfig(cfg.TLS)
+	}
+	if cfg.Username != "" {
+		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
+	}
+	u.client = mqtt.NewClient(opts)
+	return u, nil
+}
+
+// Connected reports whether the broker connection is up.
+func (u *Uplink) Connected() bool { return u.connected.Load() }
+
+// Kick tells the publisher of kind that items were appended.
+func (u *Uplink) Kick(kind outbox.Kind) {
+	select {
+	case u.kick[kind&1] <- struct{}{}:
+	default:
+	}
+}
+
+func (u *Uplink) onConnect(c mqtt.Client) {
+	u.log.Info("broker connected", "broker", u.cfg.Broker, "gateway", u.cfg.GatewayID)
+	go func() {
+		if t := c.Publish(u.Topic("state"), 1, true, "online"); t.WaitTimeout(10*time.Second) && t.Error() != nil {
+			u.log.Warn("publish online state", "err", t.Error())
+		}
+		if u.cfg.OnDeployment != nil {
+			filters := map[string]byte{u.Topic("deployments/+"): 1, u.cfg.Prefix + "/fleet/deployments/+": 1}
+			t := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
+				u.cfg.OnDeployment(m.Topic(), append([]byte(nil), m.Payload()...))
+			})
+			if t.WaitTimeout(10*time.Second) && t.Error() != nil {
+				u.log.Error("subscribe to deployments", "err", t.Error())
+			}
+		}
+		u.connected.Store(true)
+		select {
+		case u.reconnect <- struct{}{}:
+		default:
+		}
+		for k := range u.kick {
+			u.Kick(outbox.Kind(k))
+		}
+	}()
+}
+
+// Run connects to the broker (retrying until it answers) and publishes
+// until ctx ends; it then says "offline" and disconnects.
+func (u *Uplink) Run(ctx context.Context) error {
+	u.client.Connect() // with ConnectRetry, connects in the background
+	var wg sync.WaitGroup
+	for _, k := range []outbox.Kind{outbox.KindHealth, outbox.KindEvent} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u.publisher(ctx, k)
+		}()
+	}
+	wg.Wait()
+	if u.client.IsConnectionOpen() {
+		t := u.client.Publish(u.Topic("state"), 1, true, "offline")
+		t.WaitTimeout(2 * time.Second)
+	}
+	u.client.Disconnect(500)
+	return nil
+}
+
+// PublishRetained publishes a retained QoS 1 message of this gateway (a
+// rollout status) and waits for its PUBACK up to timeout.
+func (u *Uplink) PublishRetained(leaf string, payload []byte, timeout time.Duration) error {
+	t := u.client.Publish(u.Topic(leaf), 1, true, payload)
+	if !t.WaitTimeout(timeout) {
+		return fmt.Errorf("uplink: publish %s: no PUBACK within %v", leaf, timeout)
+	}
+	return t.Error()
+}
+
+// publisher drains one kind: batches of up to BatchMax items, each sent
+// when full or when its first item waited BatchInterval, InFlight at once.
+func (u *Uplink) publisher(ctx context.Context, kind outbox.Kind) {
+	topic := u.Topic(kind.String())
+	slots := make(chan struct{}, u.cfg.InFlight)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if !u.connected.Load() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-u.reconnect:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		// Wait for a full batch or the batch interval.
+		if n := u.waiting(kind); n < u.cfg.BatchMax {
+			if n == 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-u.kick[kind&1]:
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			timer.Reset(u.cfg.BatchInterval)
+		fill:
+			for u.waiting(kind) < u.cfg.BatchMax {
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+					break fill
+				case <-u.kick[kind&1]:
+				}
+			}
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		items, err := u.q.Peek(kind, u.cfg.BatchMax)
+		u.inflight[kind&1].Add(int64(len(items)))
+		if err != nil || len(items) == 0 {
+			<-slots
+			if err != nil {
+				u.log.Error("outbox peek", "kind", kind.String(), "err", err)
+			}
+			continue
+		}
+		payload := batchPayload(items)
+		start := time.Now()
+		tok := u.client.Publish(topic, 1, false, payload)
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-slots }()
+			defer u.inflight[kind&1].Add(-int64(len(items)))
+			select {
+			case <-tok.Done():
+			case <-ctx.Done():
+				return // unacknowledged items stay in the outbox
+			}
+			if err := tok.Error(); err != nil {
+				u.log.Warn("publish failed; batch stays in the outbox", "kind", kind.String(), "items", len(items), "err", err)
+				u.q.Nack(kind)
+				u.inflight[kind&1].Store(int64(len(items))) // every peeked item is waiting again
+				return
+			}
+			if err := u.q.Ack(items); err != nil {
+				u.log.Error("outbox ack", "err", err)
+				return
+			}
+			u.m.latency.Observe(time.Since(start).Seconds())
+			u.m.batches.WithLabelValues(kind.String()).Inc()
+			u.m.items.WithLabelValues(kind.String()).Add(float64(len(items)))
+			u.m.bytes.WithLabelValues(kind.String()).Add(float64(len(payload)))
+		}()
+	}
+}
+
+// waiting is how many committed items of kind wait for a publish: the
+// outbox's depth less what is in flight.
+func (u *Uplink) waiting(kind outbox.Kind) int {
+	st := u.q.Stats()
+	return st.Kind(kind).Depth - int(u.inflight[kind&1].Load())
+}
+
+// batchPayload is a CBOR array of the items' documents, whose bytes are
+// already CBOR: an array head, then the items as they are.
+func batchPayload(items []outbox.Item) []byte {
+	n := 0
+	for _, it := range items {
+		n += len(it.Data)
+	}
+	out := make([]byte, 0, n+3)
+	switch c := len(items); {
+	case c < 24:
+		out = append(out, 0x80|byte(c))
+	case c < 256:
+		out = append(out, 0x98, byte(c))
+	default:
+		out = append(out, 0x99, byte(c>>8), byte(c))
+	}
+	for _, it := range items {
+		out = append(out, it.Data...)
+	}
+	return out
+}

@@ -1,0 +1,234 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"edgeota/protocol"
+	"edgeota/test/mqttpeer"
+)
+
+type reportKey struct {
+	node         string
+	boot, number uint64
+}
+
+// sender plays nodes that post health reports and status events to a
+// gateway over CoAP, retrying each until it gets 2.04, and remembers every
+// document the gateway accepted.
+type sender struct {
+	t        *testing.T
+	addr     string
+	mu       sync.Mutex
+	accepted []reportKey
+	clients  map[string]*udpClient.Conn
+}
+
+func newSender(t *testing.T, addr string) *sender {
+	return &sender{t: t, addr: addr, clients: map[string]*udpClient.Conn{}}
+}
+
+func (s *sender) conn(node string) *udpClient.Conn {
+	if c := s.clients[node]; c != nil {
+		return c
+	}
+	c, err := udp.Dial(s.addr, options.WithErrors(func(error) {}))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.clients[node] = c
+	return c
+}
+
+// post sends one document until the gateway answers 2.04 or the deadline.
+func (s *sender) post(node, kind string, doc any, deadline time.Time) bool {
+	body, err := protocol.Marshal(doc)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		resp, err := s.conn(node).Post(ctx, "/n/"+node+"/"+kind, message.AppCBOR, bytes.NewReader(body))
+		cancel()
+		if err == nil && resp.Code() == codes.Changed {
+			return true
+		}
+		if err != nil { // the link or the gateway went away: a fresh socket
+			s.clients[node].Close()
+			delete(s.clients, node)
+			time.Sleep(100 * time.Millisecond)
+		} else {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return false
+}
+
+func (s *sender) hello(node string) {
+	h := &protocol.Hello{NodeID: node, Class: protocol.Class{1}, AgentVersion: "0.1.0", Component: "kws", Labels: map[string]string{"hw": "rev2"}}
+	if !s.post(node, "hello", h, time.Now().Add(20*time.Second)) {
+		s.t.Fatalf("hello of %s refused", node)
+	}
+}
+
+// stream posts reports 1..n of every node, round by round, calling between
+// after each round.
+func (s *sender) stream(nodes []string, n int, between func(round int)) {
+	for i := 1; i <= n; i++ {
+		for _, node := range nodes {
+			r := &protocol.HealthReport{NodeID: node, UptimeSeconds: uint64(i), Inferences: 10, Errors: 1, BootCount: 1, Number: uint64(i)}
+			if s.post(node, "health", r, time.Now().Add(60*time.Second)) {
+				s.mu.Lock()
+				s.accepted = append(s.accepted, reportKey{node, 1, uint64(i)})
+				s.mu.Unlock()
+			}
+		}
+		if between != nil {
+			between(i)
+		}
+	}
+}
+
+// received decodes every health batch the subscriber got, in arrival
+// order.
+func received(t *testing.T, msgs []mqttpeer.Message) []reportKey {
+	var out []reportKey
+	for _, m := range msgs {
+		if len(m.Topic) < 7 || m.Topic[len(m.Topic)-7:] != "/health" {
+			continue
+		}
+		rs, err := protocol.DecodeHealthBatch(m.Payload)
+		if err != nil {
+			t.Fatalf("undecodable batch on %s: %v", m.Topic, err)
+		}
+		for _, r := range rs {
+			out = append(out, reportKey{r.NodeID, r.BootCount, r.Number})
+		}
+	}
+	return out
+}
+
+// checkDelivered checks every accepted report arrived, and in order per
+// node (first arrivals; QoS 1 duplicates allowed).
+func checkDelivered(t *testing.T, accepted, got []reportKey) {
+	t.Helper()
+	seen := map[reportKey]bool{}
+	last := map[string]uint64{}
+	dups := 0
+	for _, k := range got {
+		if seen[k] {
+			dups++
+			continue
+		}
+		seen[k] = true
+		if k.number < last[k.node] {
+			t.Errorf("node %s: report %d arrived after %d", k.node, k.number, last[k.node])
+		}
+		last[k.node] = k.number
+	}
+	missing := 0
+	for _, k := range accepted {
+		if !seen[k] {
+			missing++
+		}
+	}
+	t.Logf("accepted %d reports, received %d distinct (%d duplicates), %d missing", len(accepted), len(seen), dups, missing)
+	if missing > 0 {
+		t.Fatalf("%d accepted reports never reached the broker", missing)
+	}
+}
+
+func startUplinkGateway(t *testing.T, dir, broker, coap, admin string) *daemon {
+	return startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--coap", coap, "--admin", admin,
+		"--mqtt", broker, "--gateway-id", "gw1", "--batch-interval", "50ms")
+}
+
+// TestUplinkSurvivesBrokerOutage: mosquitto is stopped for a while under a
+// steady stream of reports and started again; every report the gateway
+// accepted reaches the broker, in order per node.
+func TestUplinkSurvivesBrokerOutage(t *testing.T) {
+	b := mqttpeer.Start(t)
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	sub := mqttpeer.Subscribe(t, b.URL(), "edgeota/v1/gw/gw1/#")
+	startUplinkGateway(t, dir, b.URL(), coap, admin)
+	s := newSender(t, coap)
+	nodes := []string{"n1", "n2", "n3", "n4", "n5"}
+	for _, n := range nodes {
+		s.hello(n)
+	}
+	s.stream(nodes, 120, func(round int) {
+		switch round {
+		case 30:
+			b.Stop()
+			t.Log("broker stopped")
+		case 90:
+			b.Restart()
+			t.Log("broker restarted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	})
+	sub.WaitFor(t, func(msgs []mqttpeer.Message) bool {
+		got := map[reportKey]bool{}
+		for _, k := range received(t, msgs) {
+			got[k] = true
+		}
+		return len(got) >= len(s.accepted)
+	}, 60*time.Second)
+	checkDelivered(t, s.accepted, received(t, sub.Messages()))
+	if len(s.accepted) != len(nodes)*120 {
+		t.Fatalf("the gateway accepted %d of %d reports while the broker was down", len(s.accepted), len(nodes)*120)
+	}
+	online := false
+	for _, m := range sub.Messages() {
+		online = online || (m.Topic == "edgeota/v1/gw/gw1/state" && string(m.Payload) == "online")
+	}
+	if !online {
+		t.Fatal("no online state published")
+	}
+}
+
+// TestUplinkSurvivesGatewayKill: the gateway process is killed with
+// SIGKILL mid-stream and restarted; every report it had accepted (answered
+// 2.04) reaches the broker.
+func TestUplinkSurvivesGatewayKill(t *testing.T) {
+	b := mqttpeer.Start(t)
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	sub := mqttpeer.Subscribe(t, b.URL(), "edgeota/v1/gw/gw1/#")
+	g := startUplinkGateway(t, dir, b.URL(), coap, admin)
+	s := newSender(t, coap)
+	nodes := []string{"k1", "k2", "k3"}
+	for _, n := range nodes {
+		s.hello(n)
+	}
+	s.stream(nodes, 100, func(round int) {
+		if round == 40 {
+			g.cmd.Process.Signal(syscall.SIGKILL)
+			g.cmd.Wait()
+			t.Log("gateway killed with SIGKILL")
+			g = startUplinkGateway(t, dir, b.URL(), coap, admin)
+		}
+	})
+	sub.WaitFor(t, func(msgs []mqttpeer.Message) bool {
+		got := map[reportKey]bool{}
+		for _, k := range received(t, msgs) {
+			got[k] = true
+		}
+		return len(got) >= len(s.accepted)
+	}, 60*time.Second)
+	checkDelivered(t, s.accepted, received(t, sub.Messages()))
+}
