@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -242,4 +243,8 @@ func TestMemoryPerTransferFlat(t *testing.T) {
 			t.Fatalf("more than 16 KiB per transfer: %v", per)
 		}
 	}
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
 }

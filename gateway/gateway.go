@@ -208,6 +208,15 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
+// MQTTBrokerURL returns the URL of the embedded broker, or "" when the
+// gateway runs none.
+func (g *Gateway) MQTTBrokerURL() string {
+	if g.broker == nil {
+		return ""
+	}
+	return g.broker.URL()
+}
+
 // ActiveTransfers returns the number of image transfers in progress.
 func (g *Gateway) ActiveTransfers() int { return g.transfers.count() }
 

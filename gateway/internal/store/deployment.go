@@ -33,7 +33,15 @@ func (db *DB) DeploymentSeq() (uint64, error) {
 // active one (nil: withdrawn), and signed manifest is assigned to nodes.
 // It refuses (returning applied == false) a seq not above the highest.
 func (db *DB) ApplyDeployment(seq uint64, deployment []byte, nodes []string, manifest []byte) (applied bool, err error) {
+	if err := validIDs(nodes); err != nil {
+		return false, fmt.Errorf("store: apply deployment: %w", err)
+	}
+	rec, _, err := newAssignment(manifest)
+	if err != nil {
+		return false, fmt.Errorf("store: apply deployment: %w", err)
+	}
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		applied = false
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyDeploySeq); len(v) == 8 && binary.BigEndian.Uint64(v) >= seq {
 			return nil
@@ -48,7 +56,7 @@ func (db *DB) ApplyDeployment(seq uint64, deployment []byte, nodes []string, man
 		}
 		assignments := tx.Bucket(bucketAssignments)
 		for _, id := range nodes {
-			if err := assignments.Put([]byte(id), manifest); err != nil {
+			if err := assignments.Put([]byte(id), rec); err != nil {
 				return err
 			}
 		}

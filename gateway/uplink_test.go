@@ -1,0 +1,165 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"edgeota/gateway"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+	"edgeota/test/mqttpeer"
+)
+
+// mqttEnv is a gateway with an uplink to a broker, and its keys.
+type mqttEnv struct {
+	*env
+	deployer *sign.Signer
+}
+
+func newMQTTEnv(t *testing.T, broker string) *mqttEnv {
+	t.Helper()
+	manifestKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	deployKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32))
+	ds, _ := sign.NewSigner(deployKey)
+	ms, _ := sign.NewSigner(manifestKey)
+	conn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{manifestKey.Public().(ed25519.PublicKey)},
+		DeployTrust: []ed25519.PublicKey{deployKey.Public().(ed25519.PublicKey)}, CoAPConn: conn, AdminListener: ln,
+		MQTT: broker, GatewayID: "gw-1", BatchInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, g: g, admin: "http://" + ln.Addr().String(), coap: conn.LocalAddr().String(), signer: ms, cancel: cancel, done: make(chan error, 1)}
+	go func() { e.done <- g.Run(ctx) }()
+	t.Cleanup(e.stop)
+	return &mqttEnv{env: e, deployer: ds}
+}
+
+func (e *mqttEnv) deployment(mod func(d *protocol.Deployment), manifest []byte) []byte {
+	now := uint64(time.Now().Unix())
+	d := &protocol.Deployment{ID: "dep-1", Seq: 5, Manifest: manifest, Cohort: "hw:rev2", Waves: []protocol.Wave{{BasisPoints: 10000}},
+		OnFailure: protocol.FailurePause, NodeTimeoutSeconds: 60, MaxConcurrent: 10, Issued: now, Expires: now + 3600}
+	if mod != nil {
+		mod(d)
+	}
+	b, err := e.deployer.SignDeployment(d)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func assignedSeq(e *env, node string) uint64 {
+	var n gateway.NodeView
+	e.getJSON("/v1/nodes/"+node, &n)
+	return n.AssignedSeq
+}
+
+// TestDeploymentDownlink: a signed deployment on the gateway's retained
+// deployment topic assigns its manifest to the cohort; deployments that do
+// not verify, are expired, name other gateways or repeat an applied seq
+// change nothing.
+func TestDeploymentDownlink(t *testing.T) {
+	b := mqttpeer.Start(t)
+	e := newMQTTEnv(t, b.URL())
+	c := e.dial()
+	hello(t, c, "node-1") // labels hw=rev2
+	md := e.model(7, 3000)
+	e.push(md.signed, md.image)
+	topic := "edgeota/v1/gw/gw-1/deployments/dep-1"
+	other, _ := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32)))
+	forged := func() []byte {
+		now := uint64(time.Now().Unix())
+		b, _ := other.SignDeployment(&protocol.Deployment{ID: "dep-1", Seq: 9, Manifest: md.signed, Cohort: "*",
+			Waves: []protocol.Wave{{BasisPoints: 10000}}, NodeTimeoutSeconds: 60, MaxConcurrent: 1, Issued: now, Expires: now + 60})
+		return b
+	}()
+	refused := []struct {
+		name    string
+		payload []byte
+	}{
+		{"signed by an unknown key", forged},
+		{"expired", e.deployment(func(d *protocol.Deployment) { d.Issued, d.Expires = 1000, 2000 }, md.signed)},
+		{"for another gateway", e.deployment(func(d *protocol.Deployment) { d.Gateways = []string{"gw-2"} }, md.signed)},
+		{"a cohort that excludes the node", e.deployment(func(d *protocol.Deployment) { d.Cohort = "hw:rev1"; d.Seq = 4 }, md.signed)},
+	}
+	for _, r := range refused {
+		mqttpeer.Publish(t, b.URL(), topic, r.payload, true)
+	}
+	time.Sleep(500 * time.Millisecond) // nothing must happen: give the gateway time to get it wrong
+	if s := assignedSeq(e.env, "node-1"); s != 0 {
+		t.Fatalf("a refused deployment assigned seq %d", s)
+	}
+	mqttpeer.Publish(t, b.URL(), topic, e.deployment(nil, md.signed), true)
+	deadline := time.Now().Add(10 * time.Second)
+	for assignedSeq(e.env, "node-1") != 7 {
+		if time.Now().After(deadline) {
+			t.Fatal("the verified deployment was not applied")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The same seq again (a retained message after a reconnect) and a lower
+	// one change nothing.
+	md2 := e.model(8, 3000)
+	mqttpeer.Publish(t, b.URL(), topic, e.deployment(func(d *protocol.Deployment) { d.Seq = 5 }, md2.signed), true)
+	time.Sleep(500 * time.Millisecond)
+	if s := assignedSeq(e.env, "node-1"); s != 7 {
+		t.Fatalf("a repeated seq reassigned seq %d", s)
+	}
+	// A node of the cohort that says Hello later gets it too.
+	hello(t, c, "node-2")
+	if s := assignedSeq(e.env, "node-2"); s != 7 {
+		t.Fatalf("a later node got seq %d", s)
+	}
+}
+
+// TestEmbeddedBroker: --mqtt embedded runs a broker in the gateway and the
+// uplink publishes to it; the state topic says online.
+func TestEmbeddedBroker(t *testing.T) {
+	e := newMQTTEnv(t, "embedded")
+	c := e.dial()
+	hello(t, c, "node-1")
+	hb, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "node-1", Inferences: 1, Number: 1, BootCount: 1})
+	post(t, c, "/n/node-1/health", 60, hb)
+	url := e.g.MQTTBrokerURL()
+	if url == "" {
+		t.Fatal("no embedded broker URL")
+	}
+	got := make(chan string, 16)
+	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("t"))
+	if tk := cl.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("connect to the embedded broker: %v", tk.Error())
+	}
+	defer cl.Disconnect(100)
+	cl.Subscribe("edgeota/v1/gw/gw-1/#", 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Topic() + " " + string(m.Payload()) })
+	select {
+	case s := <-got:
+		if s != "edgeota/v1/gw/gw-1/state online" {
+			t.Logf("first message: %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing from the embedded broker")
+	}
+}
+
+// testLogger writes the gateway's logs to the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
