@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
@@ -29,6 +30,10 @@ import (
 //	GET    /v1/nodes/{id}       one node
 //	POST   /v1/assignments      {"manifest": base64 COSE, "nodes": [ids] | "all": true}
 //	GET    /v1/backup           a consistent copy of the database, while running
+//	POST   /v1/deployments      body: a signed deployment (COSE); starts its rollout
+//	GET    /v1/rollouts         every rollout's status
+//	GET    /v1/rollouts/{id}    one rollout's status: waves, gates, nodes, decisions
+//	POST   /v1/rollouts/{id}/pause|resume|abort
 //	GET    /metrics             Prometheus metrics
 //	GET    /healthz             liveness
 func (g *Gateway) adminHandler() http.Handler {
@@ -41,6 +46,10 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/nodes/{id}", g.getNode)
 	mux.HandleFunc("POST /v1/assignments", g.postAssignment)
 	mux.HandleFunc("GET /v1/backup", g.getBackup)
+	mux.HandleFunc("POST /v1/deployments", g.postDeployment)
+	mux.HandleFunc("GET /v1/rollouts", g.getRollouts)
+	mux.HandleFunc("GET /v1/rollouts/{id}", g.getRollout)
+	mux.HandleFunc("POST /v1/rollouts/{id}/{action}", g.postRolloutAction)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -331,5 +340,68 @@ func (g *Gateway) getBackup(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Disposition", `attachment; filename="gateway.db"`)
 	if _, err := g.store.Backup(w); err != nil {
 		g.log.Error("backup", "err", err)
+	}
+}
+
+func (g *Gateway) postDeployment(w http.ResponseWriter, r *http.Request) {
+	signed, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxDocSize+1))
+	if err != nil || len(signed) > protocol.MaxDocSize {
+		writeErr(w, http.StatusRequestEntityTooLarge, "size", fmt.Errorf("deployment over %d bytes", protocol.MaxDocSize))
+		return
+	}
+	d, err := g.applyDeployment(signed)
+	if errors.Is(err, ErrDeployment) {
+		writeErr(w, http.StatusUnprocessableEntity, "refused", err)
+		return
+	}
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "rollout", err)
+		return
+	}
+	st, _ := g.rollouts.Get(d.ID, g.clock())
+	writeJSON(w, http.StatusCreated, st)
+}
+
+func (g *Gateway) getRollouts(w http.ResponseWriter, _ *http.Request) {
+	out := g.rollouts.List(g.clock())
+	if out == nil {
+		out = []rollout.StatusView{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (g *Gateway) getRollout(w http.ResponseWriter, r *http.Request) {
+	st, err := g.rollouts.Get(r.PathValue("id"), g.clock())
+	if err != nil {
+		writeErr(w, http.StatusNotFound, "not found", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (g *Gateway) postRolloutAction(w http.ResponseWriter, r *http.Request) {
+	id, now := r.PathValue("id"), g.clock()
+	var err error
+	switch r.PathValue("action") {
+	case "pause":
+		err = g.rollouts.Pause(id, now)
+	case "resume":
+		err = g.rollouts.Resume(id, now)
+	case "abort":
+		err = g.rollouts.Abort(id, now)
+	default:
+		writeErr(w, http.StatusNotFound, "action", errors.New("want pause, resume or abort"))
+		return
+	}
+	switch {
+	case errors.Is(err, rollout.ErrUnknown):
+		writeErr(w, http.StatusNotFound, "not found", err)
+	case errors.Is(err, rollout.ErrState):
+		writeErr(w, http.StatusConflict, "state", err)
+	case err != nil:
+		writeErr(w, http.StatusInternalServerError, "rollout", err)
+	default:
+		st, _ := g.rollouts.Get(id, now)
+		writeJSON(w, http.StatusOK, st)
 	}
 }

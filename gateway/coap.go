@@ -276,8 +276,10 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		g.log.Info("hello", "node", node, "from", addr, "running_seq", h.RunningSeq, "slot", h.ActiveSlot.String(), "state", h.ActiveState.String())
-		if g.deploymentForNewNode(node) {
-			changed = true
+		if n, err := g.store.Node(node); err == nil {
+			if err := g.rollouts.Hello(nodeInfo(n), g.previousManifest, g.clock()); err != nil {
+				g.log.Error("rollout: hello", "node", node, "err", err)
+			}
 		}
 		if changed {
 			g.notifyManifest(node, false, g.observers.next(node))
@@ -297,6 +299,9 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		g.act.health(&rep, addr, g.clock())
+		if err := g.rollouts.Health(&rep, g.clock()); err != nil {
+			g.log.Error("rollout: health", "node", node, "err", err)
+		}
 		g.metrics.health.Inc()
 		if g.outbox != nil {
 			g.relay(w, outbox.KindHealth, node, body)
@@ -317,6 +322,9 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		g.act.status(e, addr, g.clock())
+		if err := g.rollouts.Status(e, g.clock()); err != nil {
+			g.log.Error("rollout: status", "node", node, "err", err)
+		}
 		if g.outbox != nil {
 			g.relay(w, outbox.KindEvent, node, body)
 		}

@@ -1,138 +1,148 @@
 package gateway
 
 import (
-	"bytes"
+	"errors"
+	"fmt"
 	"path"
 	"time"
 
+	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
-	"edgeota/protocol/cohort"
 )
 
-// onDeployment handles a message on a deployment topic (PROTOCOL.md
-// sections 6 and 7). A deployment that does not verify against the
-// deployment keys, is expired, names other gateways, or whose seq is not
-// above the highest applied is refused and logged, and nothing else
-// happens. A verified one assigns its manifest to every node of its cohort
-// at once (and to nodes of the cohort that say Hello later); its image
+// ErrDeployment is wrapped by every reason a deployment is refused.
+var ErrDeployment = errors.New("deployment refused")
+
+// acceptDeployment checks a signed deployment (PROTOCOL.md section 7, and
+// the uplink issue): it must verify against the deployment keys, not be
+// expired, name this gateway when it names gateways, have a seq above the
+// highest applied, and carry a manifest that verifies against the manifest
+// keys. A refused deployment changes nothing.
+func (g *Gateway) acceptDeployment(signed []byte) (*protocol.Deployment, *protocol.Manifest, error) {
+	if g.deployTrust == nil {
+		return nil, nil, fmt.Errorf("%w: this gateway has no deployment key (--deploy-trust)", ErrDeployment)
+	}
+	d, err := g.deployTrust.VerifyDeployment(signed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: does not verify: %w", ErrDeployment, err)
+	}
+	if now := uint64(g.clock().Unix()); d.Expires <= now {
+		return nil, nil, fmt.Errorf("%w: expired at %s", ErrDeployment, time.Unix(int64(d.Expires), 0).UTC().Format(time.RFC3339))
+	}
+	if !d.AppliesTo(g.cfg.GatewayID) {
+		return nil, nil, fmt.Errorf("%w: it names gateways %v, not this one (%s)", ErrDeployment, d.Gateways, g.cfg.GatewayID)
+	}
+	if highest, err := g.store.DeploymentSeq(); err != nil {
+		return nil, nil, err
+	} else if d.Seq <= highest {
+		return nil, nil, fmt.Errorf("%w: seq %d is not above the highest applied %d", ErrDeployment, d.Seq, highest)
+	}
+	m, err := g.trust.VerifyManifest(d.Manifest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: its manifest does not verify: %w", ErrDeployment, err)
+	}
+	if len(d.RollbackManifest) > 0 {
+		if _, err := g.trust.VerifyManifest(d.RollbackManifest); err != nil {
+			return nil, nil, fmt.Errorf("%w: its rollback manifest does not verify: %w", ErrDeployment, err)
+		}
+	}
+	return d, m, nil
+}
+
+// applyDeployment accepts a deployment and starts its rollout; the image
 // comes from the deployment's origin when the gateway does not hold it.
-// An empty payload withdraws the deployment.
+func (g *Gateway) applyDeployment(signed []byte) (*protocol.Deployment, error) {
+	d, m, err := g.acceptDeployment(signed)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := g.index.get(m.Digest); !ok {
+		if d.Origin == "" {
+			g.log.Warn("deployment's image is not cached and it names no origin; nodes get 4.04 until it is pushed",
+				"deployment", d.ID, "digest", m.Digest.String())
+		} else if _, err := g.FetchModel(g.runCtx, d.Manifest, d.Origin); err != nil {
+			g.log.Warn("fetch from origin", "deployment", d.ID, "origin", d.Origin, "err", err)
+		}
+	}
+	// The seq is recorded first: a deployment is applied at most once.
+	if applied, err := g.store.ApplyDeployment(d.Seq, signed, nil, d.Manifest); err != nil {
+		return nil, err
+	} else if !applied {
+		return nil, fmt.Errorf("%w: seq %d already applied", ErrDeployment, d.Seq)
+	}
+	nodes, err := g.store.Nodes()
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]rollout.NodeInfo, len(nodes))
+	for i, n := range nodes {
+		infos[i] = nodeInfo(n)
+	}
+	if err := g.rollouts.Start(d, signed, m, infos, g.previousManifest, g.clock()); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// onDeployment handles a message on a deployment topic (PROTOCOL.md
+// section 6). A refused deployment is logged and nothing else happens; an
+// empty payload withdraws a deployment (its retained message was cleared).
 func (g *Gateway) onDeployment(topic string, payload []byte) {
 	id := path.Base(topic)
 	log := g.log.With("deployment", id, "topic", topic)
 	if len(payload) == 0 {
-		err := g.store.WithdrawDeployment(func(signed []byte) bool {
-			d, err := g.deployTrust.VerifyDeployment(signed)
-			return err == nil && d.ID == id
-		})
-		if err != nil {
-			log.Error("withdraw deployment", "err", err)
-		}
-		log.Info("deployment withdrawn")
+		log.Info("deployment withdrawn from MQTT (its rollout goes on unless paused or aborted: edgeota rollout abort)")
 		return
 	}
-	if g.deployTrust == nil {
-		log.Warn("deployment refused: no deployment trust key (--deploy-trust)")
-		return
-	}
-	d, err := g.deployTrust.VerifyDeployment(payload)
+	d, err := g.applyDeployment(payload)
 	if err != nil {
-		log.Warn("deployment refused: does not verify", "err", err)
+		if errors.Is(err, ErrDeployment) {
+			log.Info("deployment not applied", "reason", err)
+		} else {
+			log.Error("apply deployment", "err", err)
+		}
 		return
 	}
 	if d.ID != id {
-		log.Warn("deployment refused: its id differs from its topic", "id", d.ID)
-		return
+		log.Warn("deployment id differs from its topic", "id", d.ID)
 	}
-	if now := uint64(g.clock().Unix()); d.Expires <= now {
-		log.Warn("deployment refused: expired", "expired", time.Unix(int64(d.Expires), 0).UTC().Format(time.RFC3339))
-		return
-	}
-	if !d.AppliesTo(g.cfg.GatewayID) {
-		log.Info("deployment refused: it names other gateways", "gateways", d.Gateways, "this", g.cfg.GatewayID)
-		return
-	}
-	if highest, err := g.store.DeploymentSeq(); err == nil && d.Seq <= highest {
-		log.Info("deployment ignored: seq not above the highest applied", "seq", d.Seq, "highest", highest)
-		return
-	}
-	m, err := g.trust.VerifyManifest(d.Manifest)
-	if err != nil {
-		log.Warn("deployment refused: its manifest does not verify", "err", err)
-		return
-	}
-	expr, err := cohort.Parse(d.Cohort)
-	if err != nil {
-		log.Warn("deployment refused: cohort", "err", err)
-		return
-	}
-	if _, ok := g.index.get(m.Digest); !ok {
-		if d.Origin == "" {
-			log.Warn("deployment's image is not cached and it names no origin; nodes will get 4.04 until it is pushed", "digest", m.Digest.String())
-		} else if _, err := g.FetchModel(g.runCtx, d.Manifest, d.Origin); err != nil {
-			log.Warn("fetch from origin", "origin", d.Origin, "err", err)
-		}
-	}
-	nodes, err := g.store.Nodes()
-	if err != nil {
-		log.Error("list nodes", "err", err)
-		return
-	}
-	var targets []string
-	for _, n := range nodes {
-		if inCohort(n, m, expr) {
-			targets = append(targets, n.ID)
-		}
-	}
-	applied, err := g.store.ApplyDeployment(d.Seq, payload, targets, d.Manifest)
-	if err != nil || !applied {
-		log.Error("apply deployment", "err", err, "applied", applied)
-		return
-	}
-	for _, id := range targets {
-		g.notifyManifest(id, false, g.observers.next(id))
-	}
-	log.Info("deployment applied", "seq", d.Seq, "version", m.Version, "cohort", d.Cohort, "nodes", len(targets))
+	log.Info("deployment accepted: rollout started", "seq", d.Seq, "cohort", d.Cohort)
 }
 
-func inCohort(n *store.Node, m *protocol.Manifest, expr *cohort.Expr) bool {
-	return n.Class == m.Class && n.Component == m.Component && expr.Match(n.Labels)
+func nodeInfo(n *store.Node) rollout.NodeInfo {
+	return rollout.NodeInfo{ID: n.ID, Class: n.Class, Component: n.Component, Labels: n.Labels, RunningSeq: n.RunningSeq,
+		Running: n.RunningDigest, ActiveState: n.ActiveState, Other: n.Other, LastSeen: n.LastSeen}
 }
 
-// deploymentForNewNode assigns the active deployment's manifest to a node
-// that just said Hello when it belongs to the cohort and is not assigned
-// it yet; it reports whether the assignment changed.
-func (g *Gateway) deploymentForNewNode(node string) bool {
-	if g.deployTrust == nil {
-		return false
+// previousManifest returns the signed manifest a node runs now, to roll it
+// back to: the cached model's manifest of its running digest, or its
+// current assignment when that is what it runs.
+func (g *Gateway) previousManifest(n rollout.NodeInfo) []byte {
+	if n.RunningSeq == 0 {
+		return nil
 	}
-	signed, err := g.store.ActiveDeployment()
-	if err != nil || signed == nil {
-		return false
+	if m, err := g.store.Model(n.Running); err == nil && m.Manifest.Seq == n.RunningSeq {
+		return m.Signed
 	}
-	d, err := g.deployTrust.VerifyDeployment(signed)
-	if err != nil || d.Expires <= uint64(g.clock().Unix()) {
-		return false
+	if a, err := g.store.Assignment(n.ID); err == nil && a != nil {
+		if m, err := g.trust.VerifyManifest(a); err == nil && m.Seq == n.RunningSeq && m.Digest == n.Running {
+			return a
+		}
 	}
-	m, err := g.trust.VerifyManifest(d.Manifest)
-	if err != nil {
-		return false
+	return nil
+}
+
+// assigner assigns manifests for the rollout engine and notifies the
+// nodes' observers.
+type assigner struct{ g *Gateway }
+
+func (a assigner) Assign(nodes []string, signed []byte) error {
+	if err := a.g.store.Assign(nodes, signed); err != nil {
+		return err
 	}
-	expr, err := cohort.Parse(d.Cohort)
-	if err != nil {
-		return false
+	for _, id := range nodes {
+		a.g.notifyManifest(id, false, a.g.observers.next(id))
 	}
-	n, err := g.store.Node(node)
-	if err != nil || !inCohort(n, m, expr) {
-		return false
-	}
-	if cur, _ := g.store.Assignment(node); bytes.Equal(cur, d.Manifest) {
-		return false
-	}
-	if err := g.store.Assign([]string{node}, d.Manifest); err != nil {
-		g.log.Error("assign deployment to a new node", "node", node, "err", err)
-		return false
-	}
-	return true
+	return nil
 }

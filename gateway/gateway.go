@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"edgeota/gateway/internal/broker"
 	"edgeota/gateway/internal/coapd"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/gateway/internal/uplink"
 	"edgeota/protocol"
@@ -113,6 +115,10 @@ type Gateway struct {
 	uplink      *uplink.Uplink
 	broker      *broker.Broker
 	deployTrust *sign.TrustStore
+	rollouts    *rollout.Engine
+	rpMu        sync.Mutex
+	rpLatest    map[string]rollout.StatusView // rollout statuses not yet published
+	rpWake      chan struct{}
 }
 
 // New validates cfg, opens the database and listens; Run serves.
@@ -151,7 +157,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g := &Gateway{runCtx: context.Background(), cfg: cfg, log: cfg.Logger, trust: trust, observers: newObservers(),
+	g := &Gateway{runCtx: context.Background(), rpWake: make(chan struct{}, 1), cfg: cfg, log: cfg.Logger, trust: trust, observers: newObservers(),
 		transfers: newTransfers(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
 		clock:     time.Now, touched: map[protocol.Digest]bool{},
 		origin: origins{active: map[protocol.Digest]bool{}, client: &http.Client{Timeout: 30 * time.Minute}, maxWait: 24 * time.Hour}}
@@ -183,6 +189,20 @@ func New(cfg Config) (*Gateway, error) {
 		if err := g.openUplink(); err != nil {
 			db.Close()
 			return nil, err
+		}
+	}
+	g.rollouts = rollout.NewEngine(db, assigner{g}, rollout.WithLogger(cfg.Logger), rollout.WithPublish(g.publishRollout))
+	if states, err := db.Rollouts(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	} else if len(states) > 0 {
+		if g.deployTrust == nil {
+			db.Close()
+			return nil, errors.New("gateway: the database holds rollouts; give the deployment keys (--deploy-trust)")
+		}
+		if err := g.rollouts.Load(states, g.deployTrust.VerifyDeployment); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
 	conn := cfg.CoAPConn
@@ -271,6 +291,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			defer wg.Done()
 			g.uplink.Run(ctx)
 		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.publishRollouts(ctx)
+		}()
 	}
 	g.log.Info("gateway serving", "coap", g.coap.Addr().String(), "admin", addrString(g.AdminAddr()),
 		"models", len(g.index.list()), "transport", "udp (plain: development only, no DTLS)")
@@ -311,6 +336,9 @@ func (g *Gateway) housekeeping(ctx context.Context) {
 		case <-t.C:
 		}
 		g.flushActivity()
+		if err := g.rollouts.Tick(g.clock()); err != nil {
+			g.log.Error("rollout tick", "err", err)
+		}
 		if tick%5 != 0 {
 			continue
 		}
@@ -447,4 +475,47 @@ func (g *Gateway) openUplink() error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_outbox_oldest_seconds", Help: "Age of the oldest item in the outbox."},
 			func() float64 { st := ob.Stats(); return max(st.Health.OldestAge, st.Events.OldestAge).Seconds() }))
 	return nil
+}
+
+// publishRollout publishes a rollout's status, retained, on its rollout
+// topic (PROTOCOL.md section 6), when there is an uplink.
+// Statuses are queued latest-wins and sent in order by publishRollouts.
+func (g *Gateway) publishRollout(id string, st rollout.StatusView) {
+	if g.uplink == nil {
+		return
+	}
+	g.rpMu.Lock()
+	if g.rpLatest == nil {
+		g.rpLatest = map[string]rollout.StatusView{}
+	}
+	g.rpLatest[id] = st
+	g.rpMu.Unlock()
+	select {
+	case g.rpWake <- struct{}{}:
+	default:
+	}
+}
+
+// publishRollouts sends queued rollout statuses until ctx ends.
+func (g *Gateway) publishRollouts(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.rpWake:
+		}
+		g.rpMu.Lock()
+		batch := g.rpLatest
+		g.rpLatest = nil
+		g.rpMu.Unlock()
+		for id, st := range batch {
+			b, err := json.Marshal(st)
+			if err != nil {
+				continue
+			}
+			if err := g.uplink.PublishRetained("rollouts/"+id, b, 10*time.Second); err != nil {
+				g.log.Debug("publish rollout status", "deployment", id, "err", err)
+			}
+		}
+	}
 }

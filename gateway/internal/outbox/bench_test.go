@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-var benchInterval time.Duration
-var PeekNS, AckNS, AckC, AckL atomic.Int64
-
 // benchPayload is about the size of a health report in CBOR.
 var benchPayload = make([]byte, 120)
 
@@ -21,7 +18,7 @@ var benchPayload = make([]byte, 120)
 func BenchmarkAppendGroupCommit(b *testing.B) {
 	for _, senders := range []int{8, 256} {
 		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
-			o, _ := openTest(b, Config{CommitInterval: benchInterval})
+			o, _ := openTest(b, Config{})
 			var left atomic.Int64
 			left.Store(int64(b.N))
 			b.ReportAllocs()
@@ -52,8 +49,7 @@ func BenchmarkAppendGroupCommit(b *testing.B) {
 			st := o.Stats()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "appends/s")
 			b.ReportMetric(float64(st.Commits)/float64(b.N), "commits/op")
-			b.ReportMetric(float64(CommitNS.Swap(0))/float64(st.Commits), "ns/commit")
-			b.ReportMetric(float64(LingerNS.Swap(0))/float64(st.Commits), "ns/sincefirst")
+
 		})
 	}
 }
@@ -91,27 +87,14 @@ func BenchmarkPeekAck1024(b *testing.B) {
 			fill()
 			b.StartTimer()
 		}
-		t0 := time.Now()
 		items, err := o.Peek(KindHealth, 1024)
 		if err != nil || len(items) != 1024 {
 			b.Fatal(len(items), err)
 		}
-		PeekNS.Add(int64(time.Since(t0)))
-		t0 = time.Now()
-		c0, l0 := CommitNS.Load(), LingerNS.Load()
 		if err := o.Ack(items); err != nil {
 			b.Fatal(err)
 		}
-		AckNS.Add(int64(time.Since(t0)))
-		AckC.Add(CommitNS.Load() - c0)
-		AckL.Add(LingerNS.Load() - l0)
 	}
-	b.ReportMetric(float64(AckNS.Swap(0))/float64(b.N), "ackns")
-	b.ReportMetric(float64(AckC.Swap(0))/float64(b.N), "ackcommitns")
-	b.ReportMetric(float64(AckL.Swap(0))/float64(b.N), "acklingerns")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1024, "ns/item")
-	b.ReportMetric(float64(PeekNS.Swap(0))/float64(b.N), "peekns")
-	b.ReportMetric(float64(CommitNS.Swap(0))/float64(b.N), "commitns")
-	b.ReportMetric(float64(LingerNS.Swap(0))/float64(b.N), "lingerns")
+
 }
-func init(){ _ = 0 }

@@ -231,8 +231,7 @@ func Open(cfg Config) (*Outbox, error) {
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout:      lockTimeout,
 		NoStatistics: true,
-		FreelistType: XFreelist,
-		NoFreelistSync: XNoFLSync,
+		FreelistType: bolt.FreelistMapType,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("outbox: open %s: %w: another handle held it for the whole %v lock timeout", cfg.Path, ErrLocked, lockTimeout)
@@ -406,6 +405,3 @@ func (o *Outbox) Stats() Stats {
 	}
 	return s
 }
-
-var XFreelist = bolt.FreelistMapType
-var XNoFLSync = false

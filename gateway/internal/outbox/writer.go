@@ -3,7 +3,6 @@ package outbox
 import (
 	"encoding/binary"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,7 +47,6 @@ func (o *Outbox) run() {
 			timer.Stop()
 			o.mu.Lock()
 		}
-		LingerNS.Add(int64(time.Since(o.firstAt)))
 		n := min(len(o.appendQ), o.batchMax)
 		apps = append(apps[:0], o.appendQ[:n]...)
 		rest := copy(o.appendQ, o.appendQ[n:])
@@ -62,9 +60,7 @@ func (o *Outbox) run() {
 		o.ackQ = o.ackQ[:0]
 		o.mu.Unlock()
 
-		t0 := time.Now()
 		o.commit(apps, acks)
-		CommitNS.Add(int64(time.Since(t0)))
 		clear(apps)
 		clear(acks)
 	}
@@ -251,5 +247,3 @@ func (o *Outbox) commit(apps []appendReq, acks []*ackReq) {
 		}
 	}
 }
-
-var CommitNS, LingerNS atomic.Int64

@@ -1,0 +1,260 @@
+package rollout
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"edgeota/protocol"
+)
+
+// fake records saves and assignments, checking every assignment was
+// preceded by a save of the state that announced it.
+type fake struct {
+	saves    int
+	assigned map[string][]byte
+	log      []string
+}
+
+func (f *fake) PutRollout(id string, b []byte) error { f.saves++; return nil }
+func (f *fake) Assign(nodes []string, signed []byte) error {
+	if f.assigned == nil {
+		f.assigned = map[string][]byte{}
+	}
+	for _, n := range nodes {
+		f.assigned[n] = signed
+		f.log = append(f.log, n)
+	}
+	return nil
+}
+
+var class = protocol.Class{1}
+
+func u(v uint64) *uint64 { return &v }
+
+type fixture struct {
+	t    *testing.T
+	e    *Engine
+	f    *fake
+	now  time.Time
+	d    *protocol.Deployment
+	m    *protocol.Manifest
+	prev map[string][]byte
+}
+
+const (
+	newSeq  = 20
+	prevSeq = 10
+)
+
+var newDigest = sha256.Sum256([]byte("new"))
+var prevDigest = sha256.Sum256([]byte("prev"))
+
+func setup(t *testing.T, nodes int, edit func(d *protocol.Deployment)) *fixture {
+	fx := &fixture{t: t, f: &fake{}, now: time.Unix(1795000000, 0), prev: map[string][]byte{}}
+	fx.e = NewEngine(fx.f, fx.f)
+	fx.m = &protocol.Manifest{Format: 1, Seq: newSeq, Component: "kws", Version: "2.0", Digest: newDigest, Size: 1, Class: class}
+	fx.d = &protocol.Deployment{ID: "dep", Seq: 1, Manifest: []byte("NEW"), Cohort: "hw:rev2",
+		Waves:     []protocol.Wave{{BasisPoints: 1000, BakeSeconds: 60}, {BasisPoints: 5000, BakeSeconds: 60}, {BasisPoints: 10000}},
+		Gates:     protocol.Gates{MaxFailed: u(0), MinReports: u(2), MaxLatencyP99Micros: u(50000)},
+		OnFailure: protocol.FailureRollback, NodeTimeoutSeconds: 600, MaxConcurrent: 100}
+	if edit != nil {
+		edit(fx.d)
+	}
+	var infos []NodeInfo
+	for i := 0; i < nodes; i++ {
+		infos = append(infos, fx.info(fmt.Sprintf("n%02d", i), prevSeq, prevDigest, protocol.SlotConfirmed))
+	}
+	infos = append(infos, NodeInfo{ID: "other", Class: class, Component: "kws", Labels: map[string]string{"hw": "rev1"}})
+	if err := fx.e.Start(fx.d, []byte("DEP"), fx.m, infos, fx.prevOf, fx.now); err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+func (fx *fixture) info(id string, seq uint64, d protocol.Digest, st protocol.SlotState) NodeInfo {
+	return NodeInfo{ID: id, Class: class, Component: "kws", Labels: map[string]string{"hw": "rev2"}, RunningSeq: seq, Running: d, ActiveState: st}
+}
+
+func (fx *fixture) prevOf(n NodeInfo) []byte { return []byte("PREV") }
+
+func (fx *fixture) status() StatusView {
+	v, err := fx.e.Get("dep", fx.now)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return v
+}
+
+func (fx *fixture) assignedNew() []string {
+	var out []string
+	for n, m := range fx.f.assigned {
+		if string(m) == "NEW" {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// succeed drives a node through trial, confirmation, reports and soak.
+func (fx *fixture) activate(id string, p99 uint64) {
+	fx.e.Hello(fx.info(id, newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
+	fx.e.Hello(fx.info(id, newSeq, newDigest, protocol.SlotConfirmed), fx.prevOf, fx.now)
+	for i := 0; i < 2; i++ {
+		fx.e.Health(&protocol.HealthReport{NodeID: id, RunningSeq: newSeq, Inferences: 100, LatencyP99Micros: p99, Number: uint64(i + 1)}, fx.now)
+	}
+}
+
+func (fx *fixture) advance(d time.Duration) {
+	fx.now = fx.now.Add(d)
+	if err := fx.e.Tick(fx.now); err != nil {
+		fx.t.Fatal(err)
+	}
+}
+
+func TestGoodModelWaveByWave(t *testing.T) {
+	fx := setup(t, 20, nil)
+	// Wave 1: 10% of 20 = 2 nodes; the node outside the cohort is not
+	// touched.
+	w1 := fx.assignedNew()
+	if len(w1) != 2 || fx.f.assigned["other"] != nil {
+		t.Fatalf("wave 1 assigned %v", w1)
+	}
+	// Nothing advances while no node of the wave was activated, whatever
+	// the time.
+	fx.advance(5 * time.Minute)
+	if st := fx.status(); st.Wave != 1 || len(fx.assignedNew()) != 2 {
+		t.Fatalf("advanced without an activated node: wave %d", st.Wave)
+	}
+	for _, id := range w1 {
+		fx.activate(id, 20000)
+	}
+	fx.advance(30 * time.Second)
+	if st := fx.status(); st.Wave != 1 {
+		t.Fatalf("advanced before the bake: wave %d", st.Wave)
+	}
+	fx.advance(31 * time.Second) // soak passed: succeeded, wave 2
+	if st := fx.status(); st.Wave != 2 || len(fx.assignedNew()) != 10 {
+		t.Fatalf("wave 2: %d, assigned %d", st.Wave, len(fx.assignedNew()))
+	}
+	for _, id := range fx.assignedNew() {
+		fx.activate(id, 20000)
+	}
+	fx.advance(61 * time.Second)
+	fx.advance(time.Second)
+	if len(fx.assignedNew()) != 20 {
+		t.Fatalf("wave 3 assigned %d", len(fx.assignedNew()))
+	}
+	for _, id := range fx.assignedNew() {
+		fx.activate(id, 20000)
+	}
+	fx.advance(time.Second)
+	st := fx.status()
+	if st.Phase != Completed || st.Totals["succeeded"] != 20 {
+		t.Fatalf("status %+v", st.Totals)
+	}
+	if fx.f.saves == 0 {
+		t.Fatal("nothing was saved")
+	}
+}
+
+func TestBadModelStoppedInWave1AndRolledBack(t *testing.T) {
+	fx := setup(t, 20, nil)
+	w1 := fx.assignedNew()
+	// One node reverts in probation: max_failed 0 is breached.
+	fx.e.Hello(fx.info(w1[0], newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
+	fx.e.Status(&protocol.StatusEvent{NodeID: w1[0], State: protocol.StateReverted, Seq: newSeq, Code: protocol.ReasonProbationErrors,
+		Reason: "probation errors: 300 of 1000", Number: 5}, fx.now)
+	st := fx.status()
+	if st.Phase != RolledBack {
+		t.Fatalf("phase %s after a revert with max_failed 0", st.Phase)
+	}
+	// Every touched node is assigned its previous manifest; no other node
+	// was ever offered the bad one.
+	for _, id := range w1 {
+		if string(fx.f.assigned[id]) != "PREV" {
+			t.Fatalf("%s assigned %q", id, fx.f.assigned[id])
+		}
+	}
+	if n := len(fx.f.log); n > 4 {
+		t.Fatalf("%d assignments: the bad model spread beyond wave 1", n)
+	}
+	fx.e.Hello(fx.info(w1[1], prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now)
+	st = fx.status()
+	if st.Waves[0].RolledBack != 1 || st.Waves[0].Reverted != 1 {
+		t.Fatalf("wave 1: %+v", st.Waves[0])
+	}
+	found := false
+	for _, d := range st.Decisions {
+		found = found || strings.Contains(d.What, "gate red")
+	}
+	if !found {
+		t.Fatalf("no explained decision: %+v", st.Decisions)
+	}
+}
+
+func TestLatencyGatePauses(t *testing.T) {
+	fx := setup(t, 10, func(d *protocol.Deployment) { d.OnFailure = protocol.FailurePause })
+	w1 := fx.assignedNew()
+	fx.activate(w1[0], 90000) // p99 over 50 ms
+	st := fx.status()
+	if st.Phase != Paused || st.Waves[0].Failed != 1 {
+		t.Fatalf("phase %s, wave 1 %+v", st.Phase, st.Waves[0])
+	}
+	if err := fx.e.Resume("dep", fx.now); err != nil {
+		t.Fatal(err)
+	}
+	if st := fx.status(); st.Phase != Paused {
+		t.Fatalf("a red gate let it resume: %s", st.Phase)
+	}
+}
+
+func TestNodeTimeoutAndMaxConcurrent(t *testing.T) {
+	fx := setup(t, 20, func(d *protocol.Deployment) {
+		d.MaxConcurrent = 3
+		d.Waves = []protocol.Wave{{BasisPoints: 10000}}
+		d.Gates.MaxFailed = u(20)
+		d.NodeTimeoutSeconds = 60
+	})
+	if n := len(fx.assignedNew()); n != 3 {
+		t.Fatalf("%d assigned at once, max_concurrent 3", n)
+	}
+	fx.advance(61 * time.Second) // nobody progresses: timed out, the next 3
+	st := fx.status()
+	if st.Totals["timed-out"] != 3 || len(fx.assignedNew()) != 3 {
+		t.Fatalf("totals %v, assigned new %d", st.Totals, len(fx.assignedNew()))
+	}
+	for n, m := range fx.f.assigned {
+		if string(m) == "PREV" && !strings.HasPrefix(n, "n") {
+			t.Fatal("odd assignment")
+		}
+	}
+}
+
+func TestLateJoinerPlacedAndReload(t *testing.T) {
+	fx := setup(t, 9, nil)
+	// A node that says Hello later joins by the same rule.
+	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+		t.Fatal(err)
+	}
+	if st := fx.status(); st.Totals["waiting"]+st.Totals["assigned"] != 10 {
+		t.Fatalf("late node not in the cohort: %v", st.Totals)
+	}
+	// Saved state reloads into an equivalent engine.
+	fx.e.mu.Lock()
+	b, _ := fx.e.rollouts["dep"].Marshal()
+	fx.e.mu.Unlock()
+	e2 := NewEngine(fx.f, fx.f)
+	if err := e2.Load(map[string][]byte{"dep": b}, func([]byte) (*protocol.Deployment, error) { return fx.d, nil }); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := fx.e.Get("dep", fx.now)
+	c, _ := e2.Get("dep", fx.now)
+	if fmt.Sprint(a.Totals, a.Wave) != fmt.Sprint(c.Totals, c.Wave) {
+		t.Fatalf("reloaded %v, was %v", c.Totals, a.Totals)
+	}
+}

@@ -1,0 +1,180 @@
+package rollout
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"edgeota/protocol"
+	"edgeota/protocol/cohort"
+	"edgeota/protocol/wave"
+)
+
+// Phase is the state of a rollout.
+type Phase string
+
+// Phases.
+const (
+	Pending    Phase = "pending"
+	Running    Phase = "running" // in wave Wave+1
+	Superseded Phase = "superseded"
+	Completed  Phase = "completed"
+	Paused     Phase = "paused"
+	Aborted    Phase = "aborted"
+	RolledBack Phase = "rolled-back"
+)
+
+// NodeState is the state of one node in a rollout.
+type NodeState string
+
+// Node states.
+const (
+	NodeWaiting    NodeState = "waiting"
+	NodeAssigned   NodeState = "assigned"    // told to download
+	NodeTrial      NodeState = "trial"       // booted the new image on trial
+	NodeConfirmed  NodeState = "confirmed"   // confirmed, soaking
+	NodeSucceeded  NodeState = "succeeded"   // confirmed, reports and soak done, gates green
+	NodeFailed     NodeState = "failed"      // reverted, refused or breached a gate
+	NodeTimedOut   NodeState = "timed-out"   // no progress within node_timeout
+	NodeRolledBack NodeState = "rolled-back" // runs the previous manifest again
+	NodeStuck      NodeState = "rollback-stuck"
+)
+
+func (s NodeState) done() bool {
+	return s == NodeSucceeded || s == NodeFailed || s == NodeTimedOut || s == NodeRolledBack || s == NodeStuck
+}
+
+func (s NodeState) failed() bool { return s == NodeFailed || s == NodeTimedOut }
+
+// Node is what a rollout knows and decided about one node.
+type Node struct {
+	ID    string    `json:"id"`
+	Key   uint64    `json:"key"` // wave order (package wave)
+	Wave  int       `json:"wave"`
+	State NodeState `json:"state"`
+	// Prev is the manifest the node ran before (signed), to roll back to;
+	// PrevSeq and PrevDigest what its Hello said it ran.
+	Prev       []byte          `json:"prev,omitempty"`
+	PrevSeq    uint64          `json:"prev_seq"`
+	PrevDigest protocol.Digest `json:"prev_digest"`
+	// Since is when the node entered its state.
+	Since       time.Time `json:"since"`
+	AssignedAt  time.Time `json:"assigned_at"`
+	ActivatedAt time.Time `json:"activated_at"`
+	ConfirmedAt time.Time `json:"confirmed_at"`
+	// Reports, Inferences, Errors, MaxP99 are over health reports since
+	// activation; BaselineP99 is the highest p99 of the hour before it.
+	Reports     uint64           `json:"reports"`
+	Inferences  uint64           `json:"inferences"`
+	Errors      uint64           `json:"errors"`
+	MaxP99      uint64           `json:"max_p99_us"`
+	BaselineP99 uint64           `json:"baseline_p99_us"`
+	BaselineAt  time.Time        `json:"baseline_at"`
+	Metrics     map[string]int64 `json:"metrics,omitempty"`
+	BootLoop    bool             `json:"boot_loop,omitempty"`
+	// Returned is set once the node was assigned back its previous
+	// manifest (after failing, or in a rollback).
+	Returned bool `json:"returned,omitempty"`
+	LastSeen    time.Time        `json:"last_seen"`
+	Reason      string           `json:"reason,omitempty"`
+}
+
+// Rollout is the persisted state of one deployment on this gateway.
+type Rollout struct {
+	ID         string           `json:"id"`
+	Seq        uint64           `json:"seq"`
+	Deployment []byte           `json:"deployment"` // the signed deployment
+	Manifest   []byte           `json:"manifest"`   // its signed manifest
+	Version    string           `json:"version"`
+	ManSeq     uint64           `json:"manifest_seq"`
+	Digest     protocol.Digest  `json:"digest"`
+	Class      protocol.Class   `json:"class"`
+	Component  string           `json:"component"`
+	Phase      Phase            `json:"phase"`
+	Wave       int              `json:"wave"` // current wave, 0-based
+	WaveSince  time.Time        `json:"wave_since"`
+	Started    time.Time        `json:"started"`
+	Updated    time.Time        `json:"updated"`
+	Nodes      map[string]*Node `json:"nodes"`
+	Decisions  []Decision       `json:"decisions"`
+	d          *protocol.Deployment
+	expr       *cohort.Expr
+}
+
+// Decision is one explained decision, for the status.
+type Decision struct {
+	At   time.Time `json:"at"`
+	Node string    `json:"node,omitempty"`
+	What string    `json:"what"`
+}
+
+const maxDecisions = 200
+
+func (r *Rollout) decide(now time.Time, node, format string, args ...any) {
+	r.Decisions = append(r.Decisions, Decision{At: now, Node: node, What: fmt.Sprintf(format, args...)})
+	if len(r.Decisions) > maxDecisions {
+		r.Decisions = r.Decisions[len(r.Decisions)-maxDecisions:]
+	}
+}
+
+// Marshal encodes the state for the Saver.
+func (r *Rollout) Marshal() ([]byte, error) { return json.Marshal(r) }
+
+// restore decodes a saved state; d and expr are rebuilt by the engine.
+func restore(b []byte) (*Rollout, error) {
+	var r Rollout
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("rollout: saved state: %w", err)
+	}
+	if r.Nodes == nil {
+		r.Nodes = map[string]*Node{}
+	}
+	return &r, nil
+}
+
+// NodeInfo is what the gateway knows of a node from its last Hello.
+type NodeInfo struct {
+	ID          string
+	Class       protocol.Class
+	Component   string
+	Labels      map[string]string
+	RunningSeq  uint64
+	Running     protocol.Digest
+	ActiveState protocol.SlotState
+	Other       *protocol.OtherSlot
+	LastSeen    time.Time
+}
+
+func (r *Rollout) inCohort(n NodeInfo) bool {
+	return n.Class == r.Class && n.Component == r.Component && r.expr.Match(n.Labels)
+}
+
+// waveOf returns the wave a node of the ordered cohort falls in.
+func waveOf(pos, n int, waves []protocol.Wave) int {
+	for k, w := range waves {
+		if pos < wave.Target(uint32(w.BasisPoints), n) {
+			return k
+		}
+	}
+	return len(waves) - 1
+}
+
+// ordered returns the cohort ids in wave order.
+func (r *Rollout) ordered() []*Node {
+	ns := make([]*Node, 0, len(r.Nodes))
+	for _, n := range r.Nodes {
+		ns = append(ns, n)
+	}
+	slices.SortFunc(ns, func(a, b *Node) int {
+		if a.Key != b.Key {
+			if a.Key < b.Key {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return ns
+}
