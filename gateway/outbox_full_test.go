@@ -46,7 +46,9 @@ func TestOutboxFullPolicy(t *testing.T) {
 		return r.Code(), ma
 	}
 	health := func(n uint64) any { return &protocol.HealthReport{NodeID: "node-1", Number: n, BootCount: 1} }
-	event := func(n uint64) any { return &protocol.StatusEvent{NodeID: "node-1", State: protocol.StateIdle, Number: n, BootCount: 1} }
+	event := func(n uint64) any {
+		return &protocol.StatusEvent{NodeID: "node-1", State: protocol.StateIdle, Number: n, BootCount: 1}
+	}
 	for n := uint64(1); n <= 3; n++ {
 		if code, _ := send("health", health(n)); code != codes.Changed {
 			t.Fatalf("health %d: %v", n, code)

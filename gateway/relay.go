@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 
@@ -20,7 +19,7 @@ const outboxFullMaxAge = 30
 // dropping old health reports (status events are never dropped).
 func (g *Gateway) relay(w *coapd.Response, kind outbox.Kind, node string, body []byte) {
 	d := w.Defer()
-	err := g.outbox.Append(kind, node, bytes.Clone(body), func(err error) {
+	err := g.outbox.Append(kind, node, body, func(err error) { // Append copies body
 		if err != nil {
 			g.log.Error("outbox append", "node", node, "kind", kind.String(), "err", err)
 			d.Complete(func(w *coapd.Response) {

@@ -84,6 +84,10 @@ type Config struct {
 	// AckTimeout is the CoAP ACK_TIMEOUT of the link (default 2s, RFC
 	// 7252); lower it on fast simulated links.
 	AckTimeout time.Duration
+	// PollInterval is how often the node polls its manifest besides
+	// observing it (default 60s): after a gateway restart, the gateway has
+	// forgotten its observers until the node registers again.
+	PollInterval time.Duration
 
 	// Offers carries what the node should run when there is no Gateway
 	// (tests, other transports); Run installs each new one.

@@ -58,6 +58,9 @@ func (a *Agent) connect(ctx context.Context) error {
 		return err
 	}
 	opts := []gwlink.Option{gwlink.WithLogger(a.log)}
+	if a.cfg.PollInterval > 0 {
+		opts = append(opts, gwlink.WithPollInterval(a.cfg.PollInterval))
+	}
 	if a.cfg.AckTimeout > 0 {
 		opts = append(opts, gwlink.WithTransmission(a.cfg.AckTimeout, 4), gwlink.WithBackoff(a.cfg.AckTimeout, 10*a.cfg.AckTimeout))
 	}

@@ -19,7 +19,7 @@ func newDeployCmd() *cobra.Command {
 		Args:  noArgs,
 		RunE:  showHelp,
 	}
-	cmd.AddCommand(newDeploySignCmd())
+	cmd.AddCommand(newDeploySignCmd(), newDeployApplyCmd())
 	return cmd
 }
 

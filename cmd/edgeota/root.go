@@ -55,6 +55,7 @@ Operator workflow:
 		newModelCmd(),
 		newNodesCmd(),
 		newWatchCmd(),
+		newRolloutCmd(),
 	)
 	return root
 }

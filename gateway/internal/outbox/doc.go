@@ -8,7 +8,8 @@
 //
 // [Open] starts a writer goroutine and [Outbox.Close] stops it; there is no
 // Run method. Close refuses new appends and acks, commits everything already
-// accepted (so every done callback runs), and closes the file.
+// accepted (so every done callback runs before it returns), and closes the
+// file.
 //
 // # Durability and group commit
 //

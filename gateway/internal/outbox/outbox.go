@@ -307,8 +307,8 @@ func (o *Outbox) initTx(tx *bolt.Tx) error {
 }
 
 // Close stops taking appends and acks, commits every append and ack
-// already accepted (their callbacks run), stops the writer and closes the
-// file. Later calls return the first call's result.
+// already accepted (their callbacks run before it returns), stops the
+// writer and closes the file. Later calls return the first call's result.
 func (o *Outbox) Close() error {
 	o.closeOnce.Do(func() {
 		o.mu.Lock()

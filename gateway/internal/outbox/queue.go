@@ -37,8 +37,10 @@ type itemKey struct {
 // called exactly once, from the writer goroutine, after the commit that
 // carried it: with nil once the item is durable (or, under the full
 // policy, was dropped by that very commit), or with the commit's error, in
-// which case nothing of the item is stored. done must not block or call the
-// Outbox; answer the node from it, or hand off to a channel.
+// which case nothing of the item is stored. Callbacks run one at a time, in
+// append order, and the next commit waits for them: done must be short and
+// must not block or call Ack or Close (they wait for the writer). Sending
+// the CoAP answer from it is fine; Append and Peek may be called.
 //
 // It returns an error wrapping [ErrFull], and queues nothing, when the item
 // cannot be admitted even after dropping every health report, when the

@@ -69,7 +69,7 @@ func (o *Outbox) run() {
 // kindDelta is what one commit changes in a kind.
 type kindDelta struct {
 	added, addedBytes     int // appends stored
-	failed, failedBytes   int // appends refused inside the commit
+	failed                int // appends refused inside the commit
 	acked, ackedBytes     int
 	dropped, droppedBytes int
 	corrupt, corruptBytes int
@@ -153,7 +153,6 @@ func (o *Outbox) commit(apps []appendReq, acks []*ackReq) {
 				}
 				failed[i] = true
 				kd.failed++
-				kd.failedBytes += len(a.value)
 				continue
 			}
 			seq++

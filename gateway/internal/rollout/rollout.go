@@ -76,9 +76,9 @@ type Node struct {
 	BootLoop    bool             `json:"boot_loop,omitempty"`
 	// Returned is set once the node was assigned back its previous
 	// manifest (after failing, or in a rollback).
-	Returned bool `json:"returned,omitempty"`
-	LastSeen    time.Time        `json:"last_seen"`
-	Reason      string           `json:"reason,omitempty"`
+	Returned bool      `json:"returned,omitempty"`
+	LastSeen time.Time `json:"last_seen"`
+	Reason   string    `json:"reason,omitempty"`
 }
 
 // Rollout is the persisted state of one deployment on this gateway.

@@ -63,6 +63,7 @@ type Uplink struct {
 	kick      [2]chan struct{}
 	reconnect chan struct{}
 	inflight  [2]atomic.Int64 // items peeked and not yet acked or nacked, per kind
+	gen       [2]atomic.Int64 // bumped by a Nack: batches of older generations no longer count
 	m         metrics
 }
 
@@ -265,6 +266,7 @@ func (u *Uplink) publisher(ctx context.Context, kind outbox.Kind) {
 			return
 		}
 		items, err := u.q.Peek(kind, u.cfg.BatchMax)
+		gen := u.gen[kind&1].Load()
 		u.inflight[kind&1].Add(int64(len(items)))
 		if err != nil || len(items) == 0 {
 			<-slots
@@ -280,7 +282,11 @@ func (u *Uplink) publisher(ctx context.Context, kind outbox.Kind) {
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
-			defer u.inflight[kind&1].Add(-int64(len(items)))
+			defer func() {
+				if u.gen[kind&1].Load() == gen {
+					u.inflight[kind&1].Add(-int64(len(items)))
+				}
+			}()
 			select {
 			case <-tok.Done():
 			case <-ctx.Done():
@@ -288,8 +294,11 @@ func (u *Uplink) publisher(ctx context.Context, kind outbox.Kind) {
 			}
 			if err := tok.Error(); err != nil {
 				u.log.Warn("publish failed; batch stays in the outbox", "kind", kind.String(), "items", len(items), "err", err)
+				// Every item peeked so far waits again (the outbox's cursor
+				// goes back to the oldest unacknowledged one).
+				u.gen[kind&1].Add(1)
+				u.inflight[kind&1].Store(0)
 				u.q.Nack(kind)
-				u.inflight[kind&1].Store(int64(len(items))) // every peeked item is waiting again
 				return
 			}
 			if err := u.q.Ack(items); err != nil {

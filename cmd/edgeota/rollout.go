@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"edgeota/gateway/rolloutview"
+)
+
+func newDeployApplyCmd() *cobra.Command {
+	var admin string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "apply --admin URL D.cose",
+		Short: "Hand a signed deployment to a gateway: its rollout starts",
+		Long: `Hand a signed deployment (edgeota deploy sign) to a gateway's admin API.
+The gateway verifies it (deployment keys, expiry, gateways named, a seq
+above the highest applied, the manifests) and starts its rollout: canary
+waves over the cohort, health gates, pause or rollback on a red gate. A
+refused deployment changes nothing and the reason is printed.
+
+Follow it with 'edgeota rollout status ID --follow'.`,
+		Example: "  edgeota deploy apply --admin http://127.0.0.1:8080 rollout.cose",
+		Args:    exactArgs(1, "one signed deployment (D.cose)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAdminClient(admin)
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, c.base+"/v1/deployments", bytes.NewReader(b))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/cose")
+			var st rolloutview.Status
+			if err := c.do(req, &st); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rollout %s started: %s %s (seq %d) to %q in %d waves\n", st.ID, st.Component, st.Version, st.ManSeq, st.Cohort, len(st.Waves))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the rollout's status as JSON")
+	return cmd
+}
+
+func newRolloutCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Follow and control a gateway's rollouts (canary waves)",
+		Long: `Follow and control the rollouts a gateway runs: list them, show one's
+waves (nodes targeted, downloading, in trial, confirmed, succeeded,
+reverted, failed, timed out, offline, rolled back), its gates against their
+bounds and every decision with its reason; pause, resume or abort one.`,
+		Args: noArgs,
+		RunE: showHelp,
+	}
+	var admin string
+	var asJSON, follow bool
+	client := func() (*adminClient, error) { return newAdminClient(admin) }
+	list := &cobra.Command{
+		Use:   "list --admin URL [--json]",
+		Short: "List the rollouts",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var sts []rolloutview.Status
+			if err := c.getJSON("/v1/rollouts", &sts); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), sts)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%-20s  %-11s  %-10s  %-12s  %4s  %s\n", "ID", "PHASE", "VERSION", "COMPONENT", "WAVE", "NODES")
+			for _, st := range sts {
+				fmt.Fprintf(w, "%-20s  %-11s  %-10s  %-12s  %d/%d  %s\n", st.ID, st.Phase, st.Version, st.Component, st.Wave, len(st.Waves), totals(st))
+			}
+			return nil
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status ID --admin URL [--json] [--follow]",
+		Short: "Show a rollout: waves, gates, nodes and decisions",
+		Long: `Show a rollout: per wave the nodes targeted, downloading, in trial,
+confirmed (soaking), succeeded, reverted, failed, timed out, offline and
+rolled back; each gate's value against its bound; each node's state and
+reason; the latest decisions. --follow redraws it every second on a terminal
+until the rollout ends.`,
+		Args: exactArgs(1, "a rollout id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			tty := false
+			if f, ok := w.(*os.File); ok {
+				tty = term.IsTerminal(int(f.Fd()))
+			}
+			for {
+				var st rolloutview.Status
+				if err := c.getJSON("/v1/rollouts/"+args[0], &st); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(w, st)
+				}
+				var buf bytes.Buffer
+				printRollout(&buf, st)
+				if follow && tty {
+					fmt.Fprint(w, "\033[H\033[2J")
+				}
+				w.Write(buf.Bytes())
+				if !follow || st.Phase != "running" {
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				if !tty {
+					fmt.Fprintln(w, "---")
+				}
+			}
+		},
+	}
+	status.Flags().BoolVar(&follow, "follow", false, "redraw every second until the rollout ends")
+	action := func(name, short string) *cobra.Command {
+		return &cobra.Command{
+			Use:   name + " ID --admin URL",
+			Short: short,
+			Args:  exactArgs(1, "a rollout id"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := client()
+				if err != nil {
+					return err
+				}
+				var st rolloutview.Status
+				if err := c.postJSON("/v1/rollouts/"+args[0]+"/"+name, struct{}{}, &st); err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), st)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "rollout %s is %s\n", st.ID, st.Phase)
+				return nil
+			},
+		}
+	}
+	cmd.AddCommand(list, status, action("pause", "Pause a rollout: no more nodes are assigned"),
+		action("resume", "Resume a paused rollout"), action("abort", "End a rollout; nodes keep what they run"))
+	for _, c := range cmd.Commands() {
+		c.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	}
+	return cmd
+}
+
+func totals(st rolloutview.Status) string {
+	var parts []string
+	for _, k := range []string{"succeeded", "confirmed", "trial", "assigned", "waiting", "failed", "timed-out", "rolled-back", "rollback-stuck"} {
+		if n := st.Totals[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printRollout(w io.Writer, st rolloutview.Status) {
+	fmt.Fprintf(w, "rollout %s (seq %d): %s\n", st.ID, st.Seq, st.Phase)
+	fmt.Fprintf(w, "  %s %s (manifest seq %d, %s…) to %q, wave %d of %d\n", st.Component, st.Version, st.ManSeq, st.Digest[:12], st.Cohort, st.Wave, len(st.Waves))
+	fmt.Fprintf(w, "  %-4s %7s %6s  %8s %7s %5s %9s %9s %8s %6s %8s %7s %11s\n", "WAVE", "PERCENT", "BAKE", "TARGETED", "WAITING",
+		"DOWN", "TRIAL", "CONFIRMED", "SUCCEEDED", "REVERT", "FAILED", "TIMEOUT", "OFFLINE/RB")
+	for _, wv := range st.Waves {
+		mark := " "
+		if wv.Wave == st.Wave {
+			mark = ">"
+		}
+		fmt.Fprintf(w, " %s%-4d %6s%% %5ds  %8d %7d %5d %9d %9d %8d %6d %8d %7d %5d/%-5d\n", mark, wv.Wave, wv.Percent, wv.BakeSeconds,
+			wv.Targeted, wv.Waiting, wv.Downloading, wv.Trial, wv.Confirmed, wv.Succeeded, wv.Reverted, wv.Failed, wv.TimedOut, wv.Offline, wv.RolledBack)
+	}
+	if len(st.Gates) > 0 {
+		fmt.Fprintln(w, "  gates:")
+		for _, g := range st.Gates {
+			ok := "ok"
+			if !g.OK {
+				ok = "RED"
+			}
+			fmt.Fprintf(w, "    %-24s %-32s bound %-10s %s\n", g.Name, g.Value, g.Bound, ok)
+		}
+	}
+	fmt.Fprintln(w, "  nodes:")
+	for _, n := range st.Nodes {
+		fmt.Fprintf(w, "    %-16s wave %d  %-14s %s\n", n.ID, n.Wave, n.State, n.Reason)
+	}
+	fmt.Fprintln(w, "  decisions (latest last):")
+	ds := st.Decisions
+	if len(ds) > 12 {
+		ds = ds[len(ds)-12:]
+	}
+	for _, d := range ds {
+		who := ""
+		if d.Node != "" {
+			who = d.Node + ": "
+		}
+		fmt.Fprintf(w, "    %s  %s%s\n", d.At.UTC().Format("15:04:05"), who, d.What)
+	}
+}

@@ -1,0 +1,154 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type rolloutStatus struct {
+	Phase  string         `json:"phase"`
+	Wave   int            `json:"wave"`
+	Totals map[string]int `json:"totals"`
+	Nodes  []struct {
+		ID, State, Reason string
+		Wave              int
+	} `json:"nodes"`
+}
+
+func getRollout(t *testing.T, dir, admin, id string) rolloutStatus {
+	out, _, code := run(t, dir, "rollout", "status", id, "--admin", admin, "--json")
+	var st rolloutStatus
+	if code == 0 {
+		json.Unmarshal([]byte(out), &st)
+	}
+	return st
+}
+
+// TestRolloutsWithRealNodes: real edgeota node processes behind a real
+// gateway; a good model reaches 100% wave by wave; a bad one (errors in
+// probation) is stopped in wave 1 and every touched node ends confirmed on
+// the previous model.
+func TestRolloutsWithRealNodes(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	mustRun(t, dir, "keygen", "--out", "deployer")
+	good := "edgeota-sim-model error_permille=1 p50_us=5000 p99_us=20000"
+	bad := "edgeota-sim-model error_permille=300 p50_us=5000 p99_us=20000"
+	for _, v := range []struct{ name, header, seq string }{{"v1", good, "1"}, {"v2", good, "2"}, {"v3", bad, "3"}} {
+		writeModel(t, filepath.Join(dir, v.name+".bin"), v.header, 60_000+len(v.name))
+		mustRun(t, dir, "sign", "--key", "op.key", "--image", v.name+".bin", "--component", "kws", "--version", v.name, "--seq", v.seq,
+			"--class", class, "--probation-seconds", "1", "--min-inferences", "20", "--max-error-permille", "50", "--out", v.name+".cose")
+	}
+	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	gwArgs := []string{"gateway", "--data", "gw-data", "--trust", "op.pub", "--deploy-trust", "deployer.pub",
+		"--coap", coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--gateway-id", "gw-1"}
+	gw := startDaemon(t, dir, gwArgs...)
+	nodes := []string{"r1", "r2", "r3", "r4", "r5", "r6", "other"}
+	for _, id := range nodes {
+		hw := "rev2"
+		if id == "other" {
+			hw = "rev1"
+		}
+		startDaemon(t, dir, "node", "--id", id, "--flash", id+".flash", "--slot-size", "262144", "--class", class, "--component", "kws",
+			"--trust", "op.pub", "--labels", "hw="+hw, "--gateway", "coap://"+coap, "--inference-rate", "100", "--health-interval", "500ms", "--poll-interval", "2s")
+	}
+	waitFor(t, "the nodes to say hello", 20*time.Second, func() bool { return len(gatewayNodes(t, dir, admin)) == len(nodes) })
+	mustRun(t, dir, "model", "push", "--admin", admin, "--manifest", "v1.cose", "--image", "v1.bin", "--assign", "all")
+	runs := func(seq uint64, ids ...string) func() bool {
+		return func() bool {
+			ns := gatewayNodes(t, dir, admin)
+			for _, id := range ids {
+				if n := ns[id]; n.RunningSeq != seq || n.ActiveState != "confirmed" {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, "every node to confirm v1", 60*time.Second, runs(1, nodes...))
+	mustRun(t, dir, "model", "push", "--admin", admin, "--manifest", "v2.cose", "--image", "v2.bin")
+	mustRun(t, dir, "model", "push", "--admin", admin, "--manifest", "v3.cose", "--image", "v3.bin")
+	deploy := func(id, seq, manifest string) {
+		spec := fmt.Sprintf(`id: %s
+seq: %s
+manifest: %s
+target_cohort: hw:rev2
+waves:
+  - {percent: 20, bake: 1s}
+  - {percent: 100, bake: 1s}
+gates: {max_failed: 0, min_reports: 1}
+on_failure: rollback
+node_timeout: 60s
+max_concurrent: 10
+`, id, seq, manifest)
+		os.WriteFile(filepath.Join(dir, id+".yaml"), []byte(spec), 0o644)
+		mustRun(t, dir, "deploy", "sign", "--key", "deployer.key", id+".yaml", "--out", id+".dep")
+		mustRun(t, dir, "deploy", "apply", "--admin", admin, id+".dep")
+	}
+	// A good model, wave by wave to 100%, with the gateway killed (SIGKILL)
+	// in the middle of wave 1 and restarted.
+	deploy("good", "1", "v2.cose")
+	waitFor(t, "wave 1 to start", 30*time.Second, func() bool { return getRollout(t, dir, admin, "good").Totals["assigned"] > 0 })
+	gw.cmd.Process.Signal(syscall.SIGKILL)
+	gw.cmd.Wait()
+	startDaemon(t, dir, gwArgs...)
+	waitFor(t, "the gateway to come back", 20*time.Second, func() bool {
+		_, _, code := run(t, dir, "rollout", "list", "--admin", admin)
+		return code == 0
+	})
+	waitFor(t, "the good rollout to complete", 90*time.Second, func() bool { return getRollout(t, dir, admin, "good").Phase == "completed" })
+	perWave := map[int]int{}
+	for _, n := range getRollout(t, dir, admin, "good").Nodes {
+		perWave[n.Wave]++
+	}
+	if perWave[1] != 2 || perWave[2] != 4 { // 20% of 6 is max(1, ceil(1.2)) = 2
+		t.Errorf("nodes per wave %v, want 2 in wave 1 and 4 in wave 2", perWave)
+	}
+	waitFor(t, "the cohort to run v2", 30*time.Second, runs(2, "r1", "r2", "r3", "r4", "r5", "r6"))
+	var full struct {
+		Decisions []struct{ Node, What string } `json:"decisions"`
+	}
+	json.Unmarshal([]byte(mustRun(t, dir, "rollout", "status", "good", "--admin", admin, "--json")), &full)
+	assigned := map[string]int{}
+	for _, d := range full.Decisions {
+		if strings.HasPrefix(d.What, "assigned in wave") {
+			assigned[d.Node]++
+		}
+	}
+	for _, id := range []string{"r1", "r2", "r3", "r4", "r5", "r6"} {
+		if assigned[id] != 1 {
+			t.Errorf("node %s assigned %d times across the gateway restart", id, assigned[id])
+		}
+	}
+	if n := gatewayNodes(t, dir, admin)["other"]; n.RunningSeq != 1 {
+		t.Fatalf("the node outside the cohort runs seq %d", n.RunningSeq)
+	}
+	// A bad model: stopped in wave 1 and rolled back.
+	deploy("bad", "2", "v3.cose")
+	waitFor(t, "the bad rollout to roll back", 90*time.Second, func() bool { return getRollout(t, dir, admin, "bad").Phase == "rolled-back" })
+	st := getRollout(t, dir, admin, "bad")
+	touched := 0
+	for _, n := range st.Nodes {
+		if n.State != "waiting" {
+			touched++
+			if n.Wave != 1 {
+				t.Errorf("node %s touched in wave %d", n.ID, n.Wave)
+			}
+		}
+	}
+	if touched == 0 || touched > 2 {
+		t.Fatalf("%d nodes touched by the bad model, want the 2 of wave 1", touched)
+	}
+	waitFor(t, "every node back on v2", 60*time.Second, runs(2, "r1", "r2", "r3", "r4", "r5", "r6"))
+	out := mustRun(t, dir, "rollout", "status", "bad", "--admin", admin)
+	if !strings.Contains(out, "gate red") || !strings.Contains(out, "reverted") {
+		t.Fatalf("the status does not explain the decision:\n%s", out)
+	}
+}
