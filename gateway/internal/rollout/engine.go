@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -253,6 +254,9 @@ func minReports(d *protocol.Deployment) uint64 {
 
 func (r *Rollout) setState(n *Node, s NodeState, now time.Time, why string) {
 	n.State, n.Since, n.Reason = s, now, why
+	if s.failed() {
+		n.Failed = true
+	}
 	r.decide(now, n.ID, "%s: %s", s, why)
 }
 
@@ -373,7 +377,7 @@ func permille(v uint64) string { return fmt.Sprintf("%d.%03d", v/1000, v%1000) }
 func (r *Rollout) deploymentGate() string {
 	failed, loops := 0, 0
 	for _, n := range r.Nodes {
-		if n.State.failed() {
+		if n.Failed {
 			failed++
 		}
 		if n.BootLoop {
@@ -469,12 +473,12 @@ func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) error {
 			if x.ActivatedAt.IsZero() {
 				x.ActivatedAt = now
 			}
-			r.setState(x, NodeFailed, now, fmt.Sprintf("reverted (%s: %s)", ev.Code, ev.Reason))
+			r.setState(x, NodeFailed, now, "reverted ("+explain(ev)+")")
 		case protocol.StateFailed:
 			if x.State != NodeAssigned {
 				continue
 			}
-			r.setState(x, NodeFailed, now, fmt.Sprintf("refused or failed the update (%s: %s)", ev.Code, ev.Reason))
+			r.setState(x, NodeFailed, now, "refused or failed the update ("+explain(ev)+")")
 		case protocol.StateTrial:
 			if x.State != NodeAssigned {
 				continue
@@ -598,4 +602,17 @@ func (e *Engine) sorted() []*Rollout {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// explain is a status event's reason code and text, without saying the
+// code twice when the text starts with it.
+func explain(ev *protocol.StatusEvent) string {
+	code := ev.Code.String()
+	if ev.Reason == "" {
+		return code
+	}
+	if strings.HasPrefix(ev.Reason, code) {
+		return ev.Reason
+	}
+	return code + ": " + ev.Reason
 }

@@ -76,7 +76,10 @@ type Node struct {
 	BootLoop    bool             `json:"boot_loop,omitempty"`
 	// Returned is set once the node was assigned back its previous
 	// manifest (after failing, or in a rollback).
-	Returned bool      `json:"returned,omitempty"`
+	Returned bool `json:"returned,omitempty"`
+	// Failed stays set once the node failed or timed out, whatever it
+	// does after: it counts against max_failed for good.
+	Failed   bool      `json:"failed,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
 	Reason   string    `json:"reason,omitempty"`
 }

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -76,7 +77,7 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 	for _, n := range r.ordered() {
 		v.Totals[string(n.State)]++
 		v.Nodes = append(v.Nodes, NodeView{ID: n.ID, Wave: n.Wave + 1, State: n.State, Since: n.Since, Reason: n.Reason})
-		if n.State.failed() {
+		if n.Failed {
 			failed++
 		}
 		if n.BootLoop {
@@ -119,6 +120,9 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 			w.TimedOut++
 		case NodeRolledBack:
 			w.RolledBack++
+			if n.Failed && strings.HasPrefix(n.Reason, "runs seq") {
+				w.Reverted++ // it reverted first, then was put back
+			}
 		}
 	}
 	g := r.d.Gates
