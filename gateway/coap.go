@@ -304,8 +304,15 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 		}
 		g.metrics.health.Inc()
 		if g.outbox != nil {
-			g.relay(w, outbox.KindHealth, node, body)
+			g.relay(w, outbox.KindHealth, node, body, func() {
+				if g.cfg.OnHealthAccepted != nil {
+					g.cfg.OnHealthAccepted(rep)
+				}
+			})
 			return
+		}
+		if g.cfg.OnHealthAccepted != nil {
+			g.cfg.OnHealthAccepted(rep)
 		}
 	case "status":
 		e, err := protocol.DecodeStatusEvent(body)
@@ -326,7 +333,7 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			g.log.Error("rollout: status", "node", node, "err", err)
 		}
 		if g.outbox != nil {
-			g.relay(w, outbox.KindEvent, node, body)
+			g.relay(w, outbox.KindEvent, node, body, nil)
 		}
 		g.log.Info("status", "node", node, "state", e.State.String(), "seq", e.Seq, "reason_code", e.Code.String(), "reason", e.Reason)
 		g.metrics.events.Inc()

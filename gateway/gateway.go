@@ -81,6 +81,21 @@ type Config struct {
 	// DeployTrust holds the deployment keys; without them deployments from
 	// MQTT are refused.
 	DeployTrust []ed25519.PublicKey
+	// Clock is the gateway's time for rollouts (bakes, soaks, timeouts),
+	// deployments' expiry and node registry times (default time.Now). The
+	// fleet simulator gives a compressed clock; see TimeScale.
+	Clock func() time.Time
+	// TimeScale is how many seconds of the gateway's Clock pass per real
+	// second, recorded for the logs; anything but 1 requires Sim.
+	TimeScale float64
+	// Sim marks a gateway run by, or for, the fleet simulator: the only
+	// one allowed a TimeScale other than 1.
+	Sim bool
+	// OnHealthAccepted, when set, is told each health report the gateway
+	// answered 2.04 (with an uplink: once the report is durable in the
+	// outbox). The fleet simulator uses it to check that every accepted
+	// report reached the broker.
+	OnHealthAccepted func(r protocol.HealthReport)
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
 	// CoAPConn and AdminListener, when set, are used instead of listening
@@ -150,6 +165,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TimeScale == 0 {
+		cfg.TimeScale = 1
+	}
+	if cfg.TimeScale != 1 && !cfg.Sim {
+		return nil, fmt.Errorf("gateway: time scale %g refused: compressed time is for the simulator only (--sim)", cfg.TimeScale)
+	}
 	if cfg.BlockCacheBytes == 0 {
 		cfg.BlockCacheBytes = 64 << 20
 	}
@@ -159,7 +180,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{runCtx: context.Background(), rpWake: make(chan struct{}, 1), cfg: cfg, log: cfg.Logger, trust: trust, observers: newObservers(),
 		transfers: newTransfers(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
-		clock:     time.Now, touched: map[protocol.Digest]bool{},
+		clock:     orNow(cfg.Clock), touched: map[protocol.Digest]bool{},
 		origin: origins{active: map[protocol.Digest]bool{}, client: &http.Client{Timeout: 30 * time.Minute}, maxWait: 24 * time.Hour}}
 	g.metrics = newMetrics(g)
 	g.blocks = newBlockCache(cfg.BlockCacheBytes)
@@ -298,7 +319,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}()
 	}
 	g.log.Info("gateway serving", "coap", g.coap.Addr().String(), "admin", addrString(g.AdminAddr()),
-		"models", len(g.index.list()), "transport", "udp (plain: development only, no DTLS)")
+		"models", len(g.index.list()), "transport", "udp (plain: development only, no DTLS)", "time_scale", g.cfg.TimeScale)
 	wg.Wait()
 	g.origin.wg.Wait()
 	g.flushActivity()
@@ -517,5 +538,21 @@ func (g *Gateway) publishRollouts(ctx context.Context) {
 				g.log.Debug("publish rollout status", "deployment", id, "err", err)
 			}
 		}
+	}
+}
+
+func orNow(f func() time.Time) func() time.Time {
+	if f == nil {
+		return time.Now
+	}
+	return f
+}
+
+// ScaledClock returns a clock that starts at the real now and runs scale
+// times faster than real time (the simulator's time compression).
+func ScaledClock(scale float64) func() time.Time {
+	start := time.Now()
+	return func() time.Time {
+		return start.Add(time.Duration(float64(time.Since(start)) * scale))
 	}
 }

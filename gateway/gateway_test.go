@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -425,5 +426,15 @@ func TestBackupWhileRunning(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || len(b) < 100_000 {
 		t.Fatalf("backup %s, %d bytes", resp.Status, len(b))
+	}
+}
+
+// TestTimeScaleOnlyForSimulations: compressed time is refused unless the
+// gateway is marked as serving a simulation.
+func TestTimeScaleOnlyForSimulations(t *testing.T) {
+	pub := ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey)
+	_, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, TimeScale: 60, AdminAddr: "-", CoAPAddr: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "simulator only") {
+		t.Fatalf("time scale 60 without Sim: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"edgeota/nodeagent/internal/journal"
 	"edgeota/protocol"
@@ -74,7 +75,7 @@ type Device struct {
 	st         bootState
 	checkpoint int64
 	chunk      int
-	booted     *Running
+	booted     atomic.Pointer[Running] // read by other goroutines (status, simulators)
 	onStep     func(Transition)
 
 	slotSize      int64
@@ -171,8 +172,9 @@ func (d *Device) step(t Transition) {
 // BootCount returns the persisted number of boots.
 func (d *Device) BootCount() uint64 { return d.st.BootCount }
 
-// Running returns what the last Boot runs, or nil.
-func (d *Device) Running() *Running { return d.booted }
+// Running returns what the last Boot runs, or nil. It is safe to call from
+// any goroutine.
+func (d *Device) Running() *Running { return d.booted.Load() }
 
 // Boot is the bootloader: it counts the boot, gives a pending slot its
 // trial boot (reverting it after MaxTrialBoots), and otherwise runs the
@@ -180,7 +182,7 @@ func (d *Device) Running() *Running { return d.booted }
 // verify. It never runs an image whose bytes do not match its signed
 // manifest; with no such image it returns ErrNoRunnable.
 func (d *Device) Boot() (*Running, error) {
-	d.booted = nil
+	d.booted.Store(nil)
 	looped, loopSlot := false, protocol.SlotA
 	if err := d.commit(func(s *bootState) {
 		s.BootCount++
@@ -202,9 +204,9 @@ func (d *Device) Boot() (*Running, error) {
 	if p, ok := d.st.pendingSlot(); ok {
 		m, err := d.verifySlot(p)
 		if err == nil {
-			d.booted = &Running{Slot: p, Manifest: m, Trial: true}
+			d.booted.Store(&Running{Slot: p, Manifest: m, Trial: true})
 			d.step(Transition{State: protocol.StateTrial, Seq: m.Seq, Digest: m.Digest, Bytes: m.Size})
-			return d.booted, nil
+			return d.booted.Load(), nil
 		}
 		if err := d.commit(func(s *bootState) {
 			revertState(s, p, protocol.ReasonDigest, "trial slot does not verify: "+err.Error())
@@ -234,8 +236,8 @@ func (d *Device) Boot() (*Running, error) {
 				return nil, err
 			}
 		}
-		d.booted = &Running{Slot: slot, Manifest: m}
-		return d.booted, nil
+		d.booted.Store(&Running{Slot: slot, Manifest: m})
+		return d.booted.Load(), nil
 	}
 	return nil, ErrNoRunnable
 }
@@ -312,7 +314,7 @@ func (d *Device) nodeState() protocol.NodeState {
 	if ns.Component == "" {
 		ns.Component = "\x00unset"
 	}
-	if run := d.booted; run != nil {
+	if run := d.booted.Load(); run != nil {
 		o := run.Slot.Other()
 		if d.st.Slots[o].State == slotConfirmed {
 			if m, _, err := d.readManifest(o); err == nil {
@@ -363,14 +365,14 @@ func (d *Device) Begin(signed []byte) (*Update, error) {
 		return nil, d.refuse(&UpdateError{Code: code, Err: err}, m.Digest, m.Seq)
 	}
 	running := d.st.Active
-	if d.booted != nil {
-		running = d.booted.Slot
+	if b := d.booted.Load(); b != nil {
+		running = b.Slot
 	}
 	if adm == protocol.AdmitRevert {
 		return &Update{Manifest: m, Target: running.Other(), Revert: true, signed: signed}, nil
 	}
 	target := running.Other()
-	if d.booted == nil && d.st.Slots[running].State != slotConfirmed {
+	if d.booted.Load() == nil && d.st.Slots[running].State != slotConfirmed {
 		target = running // nothing runs: the first image goes to the active slot
 	}
 	region := d.layout.Slots[target]
@@ -575,7 +577,7 @@ func (d *Device) Activate(u *Update) error {
 // confirmed slot, the epoch floor rises to its epoch and an image in the
 // other slot below the new floor is marked invalid.
 func (d *Device) Confirm() error {
-	run := d.booted
+	run := d.booted.Load()
 	if run == nil || !run.Trial {
 		return ErrNotOnTrial
 	}
@@ -592,7 +594,7 @@ func (d *Device) Confirm() error {
 	}); err != nil {
 		return err
 	}
-	d.booted = &Running{Slot: p, Manifest: run.Manifest}
+	d.booted.Store(&Running{Slot: p, Manifest: run.Manifest})
 	d.step(Transition{State: protocol.StateConfirmed, Seq: run.Manifest.Seq, Digest: run.Manifest.Digest, Bytes: run.Manifest.Size})
 	return nil
 }
@@ -600,14 +602,14 @@ func (d *Device) Confirm() error {
 // Revert ends a failed trial: the trial slot is marked invalid and never runs
 // again; the caller reboots (Boot) into the active slot.
 func (d *Device) Revert(code protocol.Reason, text string) error {
-	run := d.booted
+	run := d.booted.Load()
 	if run == nil || !run.Trial {
 		return ErrNotOnTrial
 	}
 	if err := d.commit(func(s *bootState) { revertState(s, run.Slot, code, truncate(text)) }); err != nil {
 		return err
 	}
-	d.booted = nil
+	d.booted.Store(nil)
 	d.step(Transition{State: protocol.StateReverted, Seq: run.Manifest.Seq, Digest: run.Manifest.Digest, Code: code, Text: truncate(text), Bytes: run.Manifest.Size})
 	return nil
 }

@@ -108,7 +108,7 @@ func (d *Device) Hello(nodeID string, labels map[string]string) *protocol.Hello 
 		h.Component = "unprovisioned"
 	}
 	other := d.st.Active.Other()
-	if run := d.booted; run != nil {
+	if run := d.booted.Load(); run != nil {
 		h.ActiveSlot, other = run.Slot, run.Slot.Other()
 		h.RunningSeq, h.RunningDigest = run.Manifest.Seq, run.Manifest.Digest
 		h.ActiveState = protocol.SlotConfirmed

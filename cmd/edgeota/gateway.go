@@ -90,6 +90,8 @@ func newGatewayCmd() *cobra.Command {
 	var maxTransfers, maxPerNode int
 	var blockCache int64
 	var mq mqttFlags
+	var timeScale float64
+	var sim bool
 	cmd := &cobra.Command{
 		Use:   "gateway --data DIR --trust KEY.pub [--coap ADDR] [--admin ADDR]",
 		Short: "Run the edge gateway: signed-model cache, CoAP service to nodes, admin API",
@@ -150,6 +152,13 @@ names, and flags given on the command line win.`,
 			if err := mq.apply(&gc); err != nil {
 				return err
 			}
+			if timeScale != 1 {
+				if !sim {
+					return usagef("--time-scale %g needs --sim: compressed time is for simulations, never production", timeScale)
+				}
+				gc.TimeScale, gc.Sim, gc.Clock = timeScale, true, gateway.ScaledClock(timeScale)
+				log.Warn("SIMULATION: the gateway's clock runs faster than real time", "time_scale", timeScale)
+			}
 			g, err := gateway.New(gc)
 			if err != nil {
 				return err
@@ -173,5 +182,7 @@ names, and flags given on the command line win.`,
 	fl.IntVar(&maxPerNode, "max-transfers-per-node", 2, "concurrent image transfers per node")
 	fl.Int64Var(&blockCache, "block-cache-bytes", 64<<20, "image chunks kept in memory, shared by all transfers (-1: none)")
 	mq.register(cmd)
+	fl.Float64Var(&timeScale, "time-scale", 1, "simulated seconds per real second for rollouts (needs --sim)")
+	fl.BoolVar(&sim, "sim", false, "this gateway serves a simulated fleet (allows --time-scale)")
 	return cmd
 }

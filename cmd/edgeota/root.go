@@ -56,6 +56,7 @@ Operator workflow:
 		newNodesCmd(),
 		newWatchCmd(),
 		newRolloutCmd(),
+		newSimCmd(),
 	)
 	return root
 }

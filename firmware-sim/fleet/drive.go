@@ -1,0 +1,273 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"edgeota/firmware-sim/scenario"
+	"edgeota/gateway/rolloutview"
+	"edgeota/protocol"
+)
+
+// event is something the scenario makes happen at a simulated time.
+type event struct {
+	at   time.Duration
+	what string
+	do   func() error
+}
+
+// drive plays the scenario's deployments and faults on the simulated
+// clock and returns when every deployment ended (and every fault is past),
+// or at the scenario's duration.
+func (s *sim) drive(ctx context.Context) (bool, error) {
+	var evs []event
+	for i := range s.sc.Deployments {
+		d := &s.sc.Deployments[i]
+		evs = append(evs, event{d.At, "deployment " + d.ID, func() error { return s.deploy(d, uint64(i+1)) }})
+	}
+	lastFault := time.Duration(0)
+	for i := range s.sc.Faults {
+		f := s.sc.Faults[i]
+		lastFault = max(lastFault, f.At+f.For)
+		evs = append(evs, event{f.At, f.Kind, func() error { return s.fault(f) }})
+		if f.For > 0 && f.Kind == "broker-outage" {
+			evs = append(evs, event{f.At + f.For, "broker back", func() error { return s.startBroker(s.brAddr) }})
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastProgress := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-tick.C:
+		}
+		now := s.clock.Elapsed()
+		for len(evs) > 0 && evs[0].at <= now {
+			ev := evs[0]
+			evs = evs[1:]
+			s.progress(fmt.Sprintf("t=%s: %s", now.Round(time.Second), ev.what))
+			if err := ev.do(); err != nil {
+				return false, fmt.Errorf("fleet: %s at %s: %w", ev.what, ev.at, err)
+			}
+		}
+		if time.Since(lastProgress) >= time.Second {
+			lastProgress = time.Now()
+			s.progress(s.line(now))
+		}
+		if now >= s.sc.Duration {
+			return false, nil
+		}
+		if len(evs) == 0 && now >= lastFault && s.rolloutsEnded() && s.settled() {
+			return true, nil
+		}
+	}
+}
+
+func (s *sim) progress(line string) {
+	if s.opts.Progress != nil {
+		s.opts.Progress(line)
+	}
+}
+
+// deploy signs a scenario deployment and applies it through the admin API.
+func (s *sim) deploy(d *scenario.Deployment, seq uint64) error {
+	m := s.models[d.Model]
+	issued := uint64(s.clock.Now().Unix())
+	dep := &protocol.Deployment{ID: d.ID, Seq: seq, Manifest: m.signed, Cohort: d.Cohort, OnFailure: protocol.FailurePause,
+		NodeTimeoutSeconds: uint64(d.NodeTimeout / time.Second), MaxConcurrent: d.MaxConcurrent, Issued: issued,
+		Expires: issued + uint64(s.sc.Duration/time.Second) + 3600,
+		Gates: protocol.Gates{MaxFailed: d.Gates.MaxFailed, MaxErrorPermille: d.Gates.MaxErrorPermille,
+			MaxLatencyP99Micros: d.Gates.MaxLatencyP99Micros, MinReports: d.Gates.MinReports, MaxBootLoops: d.Gates.MaxBootLoops}}
+	if d.OnFailure == "rollback" {
+		dep.OnFailure = protocol.FailureRollback
+	}
+	for _, w := range d.Waves {
+		dep.Waves = append(dep.Waves, protocol.Wave{BasisPoints: w.BasisPoints, BakeSeconds: w.BakeSeconds})
+	}
+	signed, err := s.signer.SignDeployment(dep)
+	if err != nil {
+		return err
+	}
+	return s.adminJSON("POST", "/v1/deployments", signed, nil)
+}
+
+// fault makes a scenario fault strike.
+func (s *sim) fault(f scenario.Fault) error {
+	pick := func() []*node {
+		var out []*node
+		for _, i := range f.Nodes.Pick(len(s.nodes), s.rng) {
+			out = append(out, s.nodes[i])
+		}
+		return out
+	}
+	switch f.Kind {
+	case "power-cut":
+		for _, n := range pick() {
+			s.powerCut(n)
+		}
+	case "reboot":
+		for _, n := range pick() {
+			s.reboot(n)
+		}
+	case "link-outage":
+		until := time.Now().Add(s.clock.real(f.For)).UnixNano()
+		for _, n := range pick() {
+			n.linkDown.Store(until)
+		}
+	case "gateway-restart":
+		return s.restartGateway()
+	case "broker-outage":
+		s.brMu.Lock()
+		b := s.broker
+		s.broker = nil
+		s.brMu.Unlock()
+		if b != nil {
+			b.Close()
+		}
+		// Wait until the port is free again for the restart.
+		for i := 0; i < 100; i++ {
+			if c, err := net.Dial("tcp", s.brAddr); err != nil {
+				break
+			} else {
+				c.Close()
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	default:
+		return fmt.Errorf("unknown fault %q", f.Kind)
+	}
+	return nil
+}
+
+func (s *sim) rollouts() []rolloutview.Status {
+	var out []rolloutview.Status
+	if err := s.adminJSON("GET", "/v1/rollouts", nil, &out); err != nil {
+		return nil
+	}
+	return out
+}
+
+func (s *sim) rolloutsEnded() bool {
+	rs := s.rollouts()
+	if len(rs) < len(s.sc.Deployments) {
+		return false
+	}
+	for _, r := range rs {
+		if r.Phase == "running" {
+			return false
+		}
+		if r.Phase == "rolled-back" {
+			for _, n := range r.Nodes {
+				if n.State != "waiting" && n.State != "rolled-back" && n.State != "rollback-stuck" {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// settled reports whether every health report the gateway accepted has
+// reached the broker.
+func (s *sim) settled() bool {
+	acc, del := s.healthCounts()
+	return del >= acc
+}
+
+// healthCounts returns how many distinct health reports the gateway
+// accepted, and how many of those reached the broker.
+func (s *sim) healthCounts() (accepted, delivered int) {
+	s.accepted.Range(func(k, _ any) bool {
+		accepted++
+		if _, ok := s.received.Load(k); ok {
+			delivered++
+		}
+		return true
+	})
+	return accepted, delivered
+}
+
+// line is a one-line progress report.
+func (s *sim) line(now time.Duration) string {
+	counts := map[string]int{}
+	for _, n := range s.nodes {
+		n.mu.Lock()
+		a := n.agent
+		n.mu.Unlock()
+		name := "none"
+		if a != nil {
+			if run := a.Device().Running(); run != nil {
+				name = s.byDigest[run.Manifest.Digest]
+				if run.Trial {
+					name += "(trial)"
+				}
+			}
+		}
+		counts[name]++
+	}
+	var parts []string
+	for k, v := range counts {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(parts)
+	var rs []string
+	for _, r := range s.rollouts() {
+		rs = append(rs, fmt.Sprintf("%s %s wave %d/%d", r.ID, r.Phase, r.Wave, len(r.Waves)))
+	}
+	acc, del := s.healthCounts()
+	return fmt.Sprintf("t=%s  nodes: %s  rollouts: %s  health %d/%d delivered", now.Round(time.Second),
+		strings.Join(parts, ", "), strings.Join(rs, "; "), del, acc)
+}
+
+// result gathers what happened.
+func (s *sim) result() *scenario.Result {
+	r := &scenario.Result{Seed: s.seed, SimElapsed: s.clock.Elapsed()}
+	for _, n := range s.nodes {
+		nr := scenario.NodeResult{ID: n.id, Labels: n.labels, State: "none", Unbootable: int(n.unboot.Load()), PowerCuts: int(n.cuts.Load())}
+		n.mu.Lock()
+		a := n.agent
+		n.mu.Unlock()
+		if a != nil {
+			if run := a.Device().Running(); run != nil {
+				nr.Model = s.byDigest[run.Manifest.Digest]
+				nr.State = "confirmed"
+				if run.Trial {
+					nr.State = "trial"
+				}
+			}
+			nr.Boots = a.Device().BootCount()
+		}
+		r.Nodes = append(r.Nodes, nr)
+	}
+	for _, ro := range s.rollouts() {
+		rr := scenario.RolloutResult{ID: ro.ID, Phase: string(ro.Phase)}
+		for name, m := range s.models {
+			if m.m.Digest.String() == ro.Digest {
+				rr.Model = name
+			}
+		}
+		for _, n := range ro.Nodes {
+			if n.State != "waiting" {
+				rr.Touched++
+				rr.MaxWave = max(rr.MaxWave, n.Wave)
+			}
+			switch n.State {
+			case "succeeded":
+				rr.Succeeded++
+			case "failed", "timed-out":
+				rr.Failed++
+			}
+		}
+		r.Rollouts = append(r.Rollouts, rr)
+	}
+	r.HealthAccepted, r.HealthDelivered = s.healthCounts()
+	r.HealthDuplicates = int(s.dups.Load())
+	return r
+}

@@ -1,0 +1,372 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"edgeota/firmware-sim/flash"
+	"edgeota/firmware-sim/radio"
+	"edgeota/firmware-sim/scenario"
+	"edgeota/gateway"
+	"edgeota/nodeagent"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+)
+
+// Options configure a run.
+type Options struct {
+	// Seed overrides the scenario's seed; 0 keeps it (or picks one).
+	Seed uint64
+	// Dir holds the gateway's data; default a temporary directory.
+	Dir string
+	// Progress, when set, gets a one-line progress report about every
+	// second of real time.
+	Progress func(line string)
+	// Logger receives the gateway's logs (default: discard).
+	Logger *slog.Logger
+}
+
+// model is a scenario model, built and signed.
+type model struct {
+	spec   *scenario.Model
+	image  []byte
+	signed []byte
+	m      *protocol.Manifest
+}
+
+// node is one virtual node.
+type node struct {
+	id       string
+	labels   map[string]string
+	flash    *flash.Sim
+	relay    *radio.Relay
+	mu       sync.Mutex
+	cancel   context.CancelFunc // stops the running agent (a power cut or reboot)
+	agent    *nodeagent.Agent
+	hadModel bool
+	unboot   atomic.Int32
+	cuts     atomic.Int32
+	restart  chan string  // "cut" or "reboot"
+	linkDown atomic.Int64 // real unix nanos until which the link is out
+	seed     int64        // of its simulated model runtime
+}
+
+// sim is one run.
+type sim struct {
+	sc       *scenario.Scenario
+	opts     Options
+	seed     uint64
+	rng      *rand.Rand
+	clock    *scaledClock
+	key      ed25519.PrivateKey
+	signer   *sign.Signer
+	trust    *sign.TrustStore
+	models   map[string]*model
+	byDigest map[protocol.Digest]string
+	nodes    []*node
+	dir      string
+	log      *slog.Logger
+
+	gwMu     sync.Mutex
+	gw       *gateway.Gateway
+	gwCancel context.CancelFunc
+	gwDone   chan error
+	coapAddr string
+	admin    string
+
+	brMu     sync.Mutex
+	broker   *mqtt.Server
+	brAddr   string
+	received sync.Map // "node/boot/number" -> struct{}: reached the broker
+	accepted sync.Map // "node/boot/number" -> struct{}: answered 2.04 by the gateway
+	dups     atomic.Int64
+}
+
+// Run runs a scenario to its end and returns what happened.
+func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Result, error) {
+	s := &sim{sc: sc, opts: opts, models: map[string]*model{}, byDigest: map[protocol.Digest]string{}, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.seed = opts.Seed
+	if s.seed == 0 {
+		s.seed = sc.Seed
+	}
+	if s.seed == 0 {
+		s.seed = rand.Uint64()
+	}
+	s.rng = rand.New(rand.NewPCG(s.seed, 0x5eed))
+	s.dir = opts.Dir
+	if s.dir == "" {
+		d, err := os.MkdirTemp("", "edgeota-sim-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		s.dir = d
+	}
+	realStart := time.Now()
+	if err := s.setup(ctx); err != nil {
+		s.teardown()
+		return nil, err
+	}
+	defer s.teardown()
+	finished, err := s.drive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := s.result()
+	res.Finished, res.RealElapsed = finished, time.Since(realStart)
+	return res, nil
+}
+
+// setup builds keys and models, starts the broker, the gateway and the
+// nodes (with the initial model installed).
+func (s *sim) setup(ctx context.Context) error {
+	seed := make([]byte, 32)
+	for i := range seed {
+		seed[i] = byte(s.rng.Uint32())
+	}
+	s.key = ed25519.NewKeyFromSeed(seed)
+	s.signer, _ = sign.NewSigner(s.key)
+	s.trust, _ = sign.NewTrustStore(sign.RoleManifest, s.key.Public().(ed25519.PublicKey))
+	var maxSize int
+	for i := range s.sc.Models {
+		spec := &s.sc.Models[i]
+		img := make([]byte, spec.Size)
+		for j := range img {
+			img[j] = byte(s.rng.Uint32())
+		}
+		copy(img, "edgeota-sim-model "+spec.Behaviour+"\n")
+		m := &protocol.Manifest{Format: 1, Seq: uint64(100 + i), Component: "sim-model", Version: spec.Version,
+			Digest: sha256.Sum256(img), Size: uint64(len(img)), Class: simClass, Epoch: 1}
+		if p := spec.Probation; p != nil {
+			m.Probation = &protocol.Probation{Seconds: p.Seconds, MinInferences: p.MinInferences,
+				MaxErrorPermille: p.MaxErrorPermille, MaxP99Micros: p.MaxP99Micros}
+		}
+		signed, err := s.signer.SignManifest(m)
+		if err != nil {
+			return err
+		}
+		s.models[spec.Name] = &model{spec: spec, image: img, signed: signed, m: m}
+		s.byDigest[m.Digest] = spec.Name
+		maxSize = max(maxSize, spec.Size)
+	}
+	s.clock = newScaledClock(time.Now(), s.sc.TimeScale)
+	if err := s.startBroker(""); err != nil {
+		return err
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	s.coapAddr = conn.LocalAddr().String()
+	if err := s.startGateway(conn); err != nil {
+		return err
+	}
+	for _, m := range s.models {
+		if err := s.push(m); err != nil {
+			return err
+		}
+	}
+	slot := int64((maxSize + 8192 + 4095) / 4096 * 4096)
+	n := 0
+	for _, g := range s.sc.Fleet {
+		for i := 0; i < g.Count; i++ {
+			n++
+			nd, err := s.newNode(ctx, fmt.Sprintf("sim-%04d", n), g.Labels, slot)
+			if err != nil {
+				return err
+			}
+			s.nodes = append(s.nodes, nd)
+		}
+	}
+	return nil
+}
+
+var simClass = protocol.Class{0x51, 0x4d}
+
+func (s *sim) startBroker(addr string) error {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("fleet: broker: %w", err)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return err
+	}
+	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		return err
+	}
+	// Count health reports as they arrive: the inline subscription runs on
+	// the publisher's goroutine, before the broker acknowledges.
+	if err := srv.Subscribe("edgeota/v1/gw/+/health", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		rs, err := protocol.DecodeHealthBatch(pk.Payload)
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			if _, dup := s.received.LoadOrStore(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{}); dup {
+				s.dups.Add(1)
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if err := srv.Serve(); err != nil {
+		return err
+	}
+	s.brMu.Lock()
+	s.broker, s.brAddr = srv, ln.Addr().String()
+	s.brMu.Unlock()
+	return nil
+}
+
+func (s *sim) startGateway(conn *net.UDPConn) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	pub := s.key.Public().(ed25519.PublicKey)
+	g, err := gateway.New(gateway.Config{DataDir: s.dir, CoAPConn: conn, AdminListener: ln, Trust: []ed25519.PublicKey{pub},
+		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
+		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
+		OnHealthAccepted: func(r protocol.HealthReport) {
+			s.accepted.Store(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{})
+		}})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	s.gwMu.Lock()
+	s.gw, s.gwCancel, s.gwDone, s.admin = g, cancel, done, "http://"+ln.Addr().String()
+	s.gwMu.Unlock()
+	return nil
+}
+
+func (s *sim) stopGateway() {
+	s.gwMu.Lock()
+	cancel, done := s.gwCancel, s.gwDone
+	s.gwCancel = nil
+	s.gwMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// restartGateway stops the gateway and starts it again on the same port
+// with the same data.
+func (s *sim) restartGateway() error {
+	s.stopGateway()
+	ua, _ := net.ResolveUDPAddr("udp", s.coapAddr)
+	var conn *net.UDPConn
+	var err error
+	for i := 0; i < 50; i++ {
+		if conn, err = net.ListenUDP("udp", ua); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("fleet: reopen the gateway's port: %w", err)
+	}
+	return s.startGateway(conn)
+}
+
+func (s *sim) teardown() {
+	for _, n := range s.nodes {
+		n.mu.Lock()
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.mu.Unlock()
+		if n.relay != nil {
+			n.relay.Close()
+		}
+	}
+	s.stopGateway()
+	s.brMu.Lock()
+	if s.broker != nil {
+		s.broker.Close()
+	}
+	s.brMu.Unlock()
+}
+
+// push stores a model in the gateway through its admin API.
+func (s *sim) push(m *model) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	p, _ := mw.CreateFormFile("manifest", "m.cose")
+	p.Write(m.signed)
+	p, _ = mw.CreateFormFile("image", "i.bin")
+	p.Write(m.image)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPut, s.admin+"/v1/models", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("fleet: push %s: %s %s", m.spec.Name, resp.Status, b)
+	}
+	return nil
+}
+
+func (s *sim) adminJSON(method, path string, in, out any) error {
+	var body io.Reader
+	if b, ok := in.([]byte); ok {
+		body = bytes.NewReader(b)
+	} else if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	s.gwMu.Lock()
+	admin := s.admin
+	s.gwMu.Unlock()
+	req, err := http.NewRequest(method, admin+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"edgeota/firmware-sim/fleet"
+	"edgeota/firmware-sim/scenario"
+)
+
+// TestShippedScenarios runs every scenario of firmware-sim/scenarios and
+// fails on any failed expectation. It takes a minute or two; make test runs
+// it in its own step, without the race detector.
+func TestShippedScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs whole fleets; make test runs it without -short")
+	}
+	files, err := filepath.Glob(filepath.Join("..", "scenarios", "*.yaml"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("scenarios: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			sc, err := scenario.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			res, err := fleet.Run(ctx, sc, fleet.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs := scenario.Evaluate(sc, res)
+			var b bytes.Buffer
+			scenario.WriteSummary(&b, sc, res, outs)
+			t.Log("\n" + b.String())
+			if !scenario.Passed(outs) {
+				t.Fatalf("expectations failed (replay with --seed %d)", res.Seed)
+			}
+		})
+	}
+}
+
+// TestSmallFleetFaults is a quick scenario for the race detector: a few
+// nodes, a bad model, a power cut and a reboot.
+func TestSmallFleetFaults(t *testing.T) {
+	src := `
+name: small
+seed: 1
+time_scale: 60
+duration: 20m
+inference_rate: 1
+health_interval: 30s
+fleet: [{count: 6, labels: {hw: rev2}}]
+models:
+  - {name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 8192}
+  - {name: bad, version: 2.0.0, behaviour: "error_permille=400", size: 8192, probation: {seconds: 60, min_inferences: 10, max_error_permille: 50}}
+initial: v1
+deployments:
+  - {id: d1, at: 10s, model: bad, cohort: "*", waves: [{percent: 50, bake: 1m}, {percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, on_failure: rollback, node_timeout: 10m}
+faults:
+  - {at: 15s, kind: power-cut, nodes: 2}
+  - {at: 20s, kind: reboot, nodes: 1}
+expect:
+  - {kind: rollout, deployment: d1, phase: rolled-back, max_wave: 1}
+  - {kind: all-run, cohort: "*", model: v1}
+  - {kind: no-unbootable}
+  - {kind: health-delivered}
+`
+	sc, err := scenario.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := fleet.Run(ctx, sc, fleet.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := scenario.Evaluate(sc, res)
+	for _, o := range outs {
+		if !o.Passed {
+			var b bytes.Buffer
+			scenario.WriteSummary(&b, sc, res, outs)
+			t.Fatalf("%s\n%s", o.Name, b.String())
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package scenario
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"edgeota/protocol/cohort"
+)
+
+// maxOffenders is how many failing nodes an [Outcome]'s Detail names.
+const maxOffenders = 5
+
+// Result is what the fleet simulator observed in one run, the input of
+// [Evaluate] and the reports.
+type Result struct {
+	// Seed is the seed the run used, to replay it.
+	Seed uint64
+	// SimElapsed is the simulated time the run lasted.
+	SimElapsed time.Duration
+	// RealElapsed is the wall-clock time the run lasted.
+	RealElapsed time.Duration
+	// Finished is true when every deployment ended before the duration.
+	Finished bool
+	// Nodes is every node at the end, in fleet order.
+	Nodes []NodeResult
+	// Rollouts is every deployment of the scenario that was applied.
+	Rollouts []RolloutResult
+	// HealthAccepted is how many health reports the gateway accepted.
+	HealthAccepted int
+	// HealthDelivered is how many distinct accepted reports reached the
+	// MQTT broker.
+	HealthDelivered int
+	// HealthDuplicates is how many reports reached the broker more than
+	// once (counted once per extra copy).
+	HealthDuplicates int
+}
+
+// NodeResult is one node at the end of a run.
+type NodeResult struct {
+	// ID is the node's ID, such as "node-017".
+	ID string
+	// Labels are the node's labels.
+	Labels map[string]string
+	// Model is the name of the model the node runs, "" for none.
+	Model string
+	// State is [StateConfirmed], [StateTrial] or [StateNone].
+	State string
+	// Unbootable is how many times the node booted with no runnable model
+	// after having had one.
+	Unbootable int
+	// PowerCuts is how many power cuts the node went through.
+	PowerCuts int
+	// Boots is the node's boot count at the end.
+	Boots uint64
+}
+
+// RolloutResult is one deployment at the end of a run, as the gateway saw
+// it.
+type RolloutResult struct {
+	// ID is the deployment's ID.
+	ID string
+	// Model is the name of the deployment's model.
+	Model string
+	// Phase is the rollout's phase: pending, running, paused, completed,
+	// aborted, rolled-back or superseded.
+	Phase string
+	// MaxWave is the highest wave reached, 1-based; 0 if none started.
+	MaxWave int
+	// Touched is how many nodes the rollout asked to update.
+	Touched int
+	// Succeeded is how many of them confirmed the model.
+	Succeeded int
+	// Failed is how many of them failed or reverted.
+	Failed int
+}
+
+// Outcome is the verdict on one [Expectation].
+type Outcome struct {
+	// Expectation is the expectation judged.
+	Expectation Expectation
+	// Name is the expectation's name, or its default name if it has none.
+	Name string
+	// Passed tells whether the expectation held.
+	Passed bool
+	// Detail says why, with counts and at most 5 offending nodes, such as
+	// "148 of 150 hw:rev2 nodes run v2; node-017 runs v1 (confirmed), ...".
+	Detail string
+}
+
+// Evaluate judges every expectation of s against r, in order.
+func Evaluate(s *Scenario, r *Result) []Outcome {
+	outs := make([]Outcome, 0, len(s.Expect))
+	for _, e := range s.Expect {
+		o := Outcome{Expectation: e, Name: e.Name}
+		if o.Name == "" {
+			o.Name = defaultName(s, e)
+		}
+		o.Passed, o.Detail = evaluate(s, r, e)
+		outs = append(outs, o)
+	}
+	return outs
+}
+
+// Passed reports whether every outcome passed.
+func Passed(outs []Outcome) bool {
+	for _, o := range outs {
+		if !o.Passed {
+			return false
+		}
+	}
+	return true
+}
+
+func evaluate(s *Scenario, r *Result, e Expectation) (bool, string) {
+	switch e.Kind {
+	case ExpectAllRun:
+		return allRun(r, e)
+	case ExpectNoneRun:
+		return noneRun(r, e)
+	case ExpectNoUnbootable:
+		return noUnbootable(r, e)
+	case ExpectRollout:
+		return rollout(s, r, e)
+	case ExpectHealthDelivered:
+		return healthDelivered(r)
+	}
+	return false, fmt.Sprintf("unknown expectation kind %q", e.Kind)
+}
+
+// cohortNodes returns the nodes of r in the expectation's cohort.
+func cohortNodes(r *Result, expr string) ([]NodeResult, error) {
+	if expr == "" {
+		expr = "*"
+	}
+	c, err := cohort.Parse(expr)
+	if err != nil {
+		return nil, err
+	}
+	var out []NodeResult
+	for _, n := range r.Nodes {
+		if c.Match(n.Labels) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// nodesOf returns "nodes" or "hw:rev2 nodes".
+func nodesOf(expr string) string {
+	if expr == "" || expr == "*" {
+		return "nodes"
+	}
+	return expr + " nodes"
+}
+
+// running describes what a node runs: "runs v1 (confirmed)" or "runs
+// nothing".
+func running(n NodeResult) string {
+	if n.Model == "" {
+		return "runs nothing"
+	}
+	return fmt.Sprintf("runs %s (%s)", n.Model, n.State)
+}
+
+// offenders lists at most maxOffenders items, then how many more.
+func offenders(items []string) string {
+	if len(items) <= maxOffenders {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxOffenders], ", "), len(items)-maxOffenders)
+}
+
+func allRun(r *Result, e Expectation) (bool, string) {
+	nodes, err := cohortNodes(r, e.Cohort)
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(nodes) == 0 {
+		return false, fmt.Sprintf("no node is in the cohort %s", cohortOrAll(e.Cohort))
+	}
+	var bad []string
+	for _, n := range nodes {
+		if n.Model != e.Model || n.State != StateConfirmed {
+			bad = append(bad, n.ID+" "+running(n))
+		}
+	}
+	d := fmt.Sprintf("%d of %d %s run %s", len(nodes)-len(bad), len(nodes), nodesOf(e.Cohort), e.Model)
+	if len(bad) > 0 {
+		d += "; " + offenders(bad)
+	}
+	return len(bad) == 0, d
+}
+
+func noneRun(r *Result, e Expectation) (bool, string) {
+	nodes, err := cohortNodes(r, e.Cohort)
+	if err != nil {
+		return false, err.Error()
+	}
+	var bad []string
+	for _, n := range nodes {
+		if n.Model == e.Model {
+			bad = append(bad, fmt.Sprintf("%s (%s)", n.ID, n.State))
+		}
+	}
+	d := fmt.Sprintf("%d of %d %s run %s", len(bad), len(nodes), nodesOf(e.Cohort), e.Model)
+	if len(bad) > 0 {
+		d += ": " + offenders(bad)
+	}
+	return len(bad) == 0, d
+}
+
+func noUnbootable(r *Result, e Expectation) (bool, string) {
+	nodes, err := cohortNodes(r, e.Cohort)
+	if err != nil {
+		return false, err.Error()
+	}
+	var bad []string
+	total := 0
+	for _, n := range nodes {
+		if n.Unbootable > 0 {
+			total += n.Unbootable
+			bad = append(bad, fmt.Sprintf("%s (%s)", n.ID, times(n.Unbootable)))
+		}
+	}
+	if len(bad) == 0 {
+		return true, fmt.Sprintf("none of %d %s was ever unbootable", len(nodes), nodesOf(e.Cohort))
+	}
+	return false, fmt.Sprintf("%d of %d %s booted with no runnable model, %s in all: %s",
+		len(bad), len(nodes), nodesOf(e.Cohort), times(total), offenders(bad))
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "1 time"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+func rollout(s *Scenario, r *Result, e Expectation) (bool, string) {
+	var ro *RolloutResult
+	for i := range r.Rollouts {
+		if r.Rollouts[i].ID == e.Deployment {
+			ro = &r.Rollouts[i]
+			break
+		}
+	}
+	if ro == nil {
+		return false, fmt.Sprintf("rollout %s is not in the result (never applied?)", e.Deployment)
+	}
+	d := fmt.Sprintf("rollout %s %s at wave %s, %d touched, %d succeeded, %d failed",
+		ro.ID, ro.Phase, waveOf(s, ro), ro.Touched, ro.Succeeded, ro.Failed)
+	var why []string
+	if e.Phase != "" && ro.Phase != e.Phase {
+		why = append(why, "want phase "+e.Phase)
+	}
+	if e.MaxWave > 0 && ro.MaxWave > e.MaxWave {
+		why = append(why, fmt.Sprintf("want at most wave %d", e.MaxWave))
+	}
+	if len(why) > 0 {
+		d += "; " + strings.Join(why, ", ")
+	}
+	return len(why) == 0, d
+}
+
+// waveOf returns "2 of 3", or "2" when the deployment is unknown.
+func waveOf(s *Scenario, ro *RolloutResult) string {
+	if d := s.Deployment(ro.ID); d != nil {
+		return fmt.Sprintf("%d of %d", ro.MaxWave, len(d.Waves))
+	}
+	return fmt.Sprint(ro.MaxWave)
+}
+
+func healthDelivered(r *Result) (bool, string) {
+	if r.HealthAccepted == 0 {
+		return false, "the gateway accepted no health report"
+	}
+	d := fmt.Sprintf("%d of %d accepted health reports reached the broker (%d duplicates)",
+		min(r.HealthDelivered, r.HealthAccepted), r.HealthAccepted, r.HealthDuplicates)
+	return r.HealthDelivered >= r.HealthAccepted, d
+}
+
+func cohortOrAll(expr string) string {
+	if expr == "" {
+		return "*"
+	}
+	return expr
+}
+
+// defaultName is an expectation's name when the scenario gives none.
+func defaultName(s *Scenario, e Expectation) string {
+	model := e.Model
+	if m := s.Model(e.Model); m != nil {
+		model = fmt.Sprintf("%s (%s)", m.Name, m.Version)
+	}
+	every := "every node"
+	none := "no node"
+	if e.Cohort != "" && e.Cohort != "*" {
+		every = "every " + e.Cohort + " node"
+		none = "no " + e.Cohort + " node"
+	}
+	switch e.Kind {
+	case ExpectAllRun:
+		return every + " runs " + model
+	case ExpectNoneRun:
+		return none + " runs " + model
+	case ExpectNoUnbootable:
+		return none + " is ever unbootable"
+	case ExpectRollout:
+		parts := []string{"rollout", e.Deployment}
+		if e.Phase != "" {
+			parts = append(parts, e.Phase)
+		}
+		if e.MaxWave > 0 {
+			parts = append(parts, fmt.Sprintf("within wave %d", e.MaxWave))
+		}
+		return strings.Join(parts, " ")
+	case ExpectHealthDelivered:
+		return "every accepted health report reaches the broker"
+	}
+	return e.Kind
+}

@@ -1,0 +1,160 @@
+package scenario_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"edgeota/firmware-sim/scenario"
+)
+
+func mustParse(t testing.TB, src string) *scenario.Scenario {
+	t.Helper()
+	s, err := scenario.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// goodResult is a run of full in which every expectation holds: 150 rev2
+// nodes on v2, 50 rev1 nodes on v1.
+func goodResult() *scenario.Result {
+	r := &scenario.Result{
+		Seed:        42,
+		SimElapsed:  14*time.Minute + 30*time.Second,
+		RealElapsed: 14500 * time.Millisecond,
+		Finished:    true,
+		Rollouts: []scenario.RolloutResult{
+			{ID: "rollout-v2", Model: "v2", Phase: "completed", MaxWave: 2, Touched: 150, Succeeded: 150},
+			{ID: "bad-v3", Model: "v3", Phase: "rolled-back", MaxWave: 1, Touched: 1, Failed: 1},
+		},
+		HealthAccepted:   5800,
+		HealthDelivered:  5800,
+		HealthDuplicates: 12,
+	}
+	for i := range 200 {
+		n := scenario.NodeResult{ID: fmt.Sprintf("node-%03d", i), Model: "v2", State: "confirmed", Boots: 3,
+			Labels: map[string]string{"region": "us-east", "hw": "rev2"}}
+		if i >= 150 {
+			n.Labels = map[string]string{"region": "us-east", "hw": "rev1"}
+			n.Model = "v1"
+		}
+		r.Nodes = append(r.Nodes, n)
+	}
+	return r
+}
+
+// badResult breaks every expectation of full.
+func badResult() *scenario.Result {
+	r := goodResult()
+	r.Finished = false
+	for i := 10; i < 17; i++ { // seven rev2 nodes left behind
+		r.Nodes[i].Model = "v1"
+	}
+	r.Nodes[17].Model, r.Nodes[17].State = "", "none"
+	r.Nodes[18].State = "trial"
+	r.Nodes[160].Model, r.Nodes[160].State = "v3", "trial"
+	r.Nodes[17].Unbootable = 2
+	r.Rollouts[0].Phase, r.Rollouts[0].MaxWave, r.Rollouts[0].Succeeded, r.Rollouts[0].Failed = "paused", 1, 14, 1
+	r.Rollouts[1].Phase, r.Rollouts[1].MaxWave = "completed", 2
+	r.HealthDelivered = 5790
+	return r
+}
+
+func TestEvaluate(t *testing.T) {
+	s := mustParse(t, full)
+	tests := []struct {
+		name   string
+		result *scenario.Result
+		passed []bool
+		detail []string
+	}{
+		{
+			name:   "good",
+			result: goodResult(),
+			passed: []bool{true, true, true, true, true, true},
+			detail: []string{
+				"150 of 150 hw:rev2 nodes run v2",
+				"0 of 200 nodes run v3",
+				"none of 200 nodes was ever unbootable",
+				"rollout rollout-v2 completed at wave 2 of 2, 150 touched, 150 succeeded, 0 failed",
+				"rollout bad-v3 rolled-back at wave 1 of 2, 1 touched, 0 succeeded, 1 failed",
+				"5800 of 5800 accepted health reports reached the broker (12 duplicates)",
+			},
+		},
+		{
+			name:   "bad",
+			result: badResult(),
+			passed: []bool{false, false, false, false, false, false},
+			detail: []string{
+				"141 of 150 hw:rev2 nodes run v2; node-010 runs v1 (confirmed), node-011 runs v1 (confirmed), " +
+					"node-012 runs v1 (confirmed), node-013 runs v1 (confirmed), node-014 runs v1 (confirmed) and 4 more",
+				"1 of 200 nodes run v3: node-160 (trial)",
+				"1 of 200 nodes booted with no runnable model, 2 times in all: node-017 (2 times)",
+				"rollout rollout-v2 paused at wave 1 of 2, 150 touched, 14 succeeded, 1 failed; want phase completed",
+				"rollout bad-v3 completed at wave 2 of 2, 1 touched, 0 succeeded, 1 failed; want phase rolled-back, want at most wave 1",
+				"5790 of 5800 accepted health reports reached the broker (12 duplicates)",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outs := scenario.Evaluate(s, tt.result)
+			if len(outs) != len(s.Expect) {
+				t.Fatalf("%d outcomes for %d expectations", len(outs), len(s.Expect))
+			}
+			for i, o := range outs {
+				if o.Name != s.Expect[i].Name || o.Expectation != s.Expect[i] {
+					t.Errorf("outcome %d is for %q, want %q", i, o.Name, s.Expect[i].Name)
+				}
+				if o.Passed != tt.passed[i] || o.Detail != tt.detail[i] {
+					t.Errorf("%s: passed %v, %q\nwant passed %v, %q", o.Name, o.Passed, o.Detail, tt.passed[i], tt.detail[i])
+				}
+			}
+			allPassed := !strings.Contains(fmt.Sprint(tt.passed), "false")
+			if scenario.Passed(outs) != allPassed {
+				t.Errorf("Passed = %v, want %v", scenario.Passed(outs), allPassed)
+			}
+		})
+	}
+}
+
+// TestEvaluateEdges covers hand-built expectations without names and the
+// cases that fail for lack of evidence.
+func TestEvaluateEdges(t *testing.T) {
+	s := mustParse(t, full)
+	tests := []struct {
+		name   string
+		exp    scenario.Expectation
+		result *scenario.Result
+		title  string
+		passed bool
+		detail string
+	}{
+		{"empty cohort", scenario.Expectation{Kind: "all-run", Cohort: "hw:rev9", Model: "v2"}, goodResult(),
+			"every hw:rev9 node runs v2 (1.4.0)", false, "no node is in the cohort hw:rev9"},
+		{"trial is not enough", scenario.Expectation{Kind: "all-run", Cohort: "hw:rev1", Model: "v1"},
+			func() *scenario.Result { r := goodResult(); r.Nodes[199].State = "trial"; return r }(),
+			"every hw:rev1 node runs v1 (1.0.0)", false, "49 of 50 hw:rev1 nodes run v1; node-199 runs v1 (trial)"},
+		{"none-run in a cohort", scenario.Expectation{Kind: "none-run", Cohort: "hw:rev1", Model: "v2"}, goodResult(),
+			"no hw:rev1 node runs v2 (1.4.0)", true, "0 of 50 hw:rev1 nodes run v2"},
+		{"unbootable elsewhere", scenario.Expectation{Kind: "no-unbootable", Cohort: "hw:rev1"},
+			func() *scenario.Result { r := goodResult(); r.Nodes[0].Unbootable = 1; return r }(),
+			"no hw:rev1 node is ever unbootable", true, "none of 50 hw:rev1 nodes was ever unbootable"},
+		{"rollout missing", scenario.Expectation{Kind: "rollout", Deployment: "rollout-v2", MaxWave: 1},
+			&scenario.Result{}, "rollout rollout-v2 within wave 1", false, "rollout rollout-v2 is not in the result (never applied?)"},
+		{"no health at all", scenario.Expectation{Kind: "health-delivered"}, &scenario.Result{},
+			"every accepted health report reaches the broker", false, "the gateway accepted no health report"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.Expect = []scenario.Expectation{tt.exp}
+			o := scenario.Evaluate(s, tt.result)[0]
+			if o.Name != tt.title || o.Passed != tt.passed || o.Detail != tt.detail {
+				t.Errorf("got %q %v %q\nwant %q %v %q", o.Name, o.Passed, o.Detail, tt.title, tt.passed, tt.detail)
+			}
+		})
+	}
+}

@@ -1,0 +1,762 @@
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"edgeota/protocol/cohort"
+)
+
+// ErrScenario is wrapped by every error about the scenario file itself.
+var ErrScenario = errors.New("scenario")
+
+// Error is a problem at one line of a scenario file.
+type Error struct {
+	// Line is the 1-based line of the YAML, 0 when unknown.
+	Line int
+	// Msg says what is wrong, without the line.
+	Msg string
+}
+
+// Error returns the message prefixed with the line, as in
+// "line 12: unknown field "bake_time" (known: percent, bake)".
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	}
+	return e.Msg
+}
+
+// Is makes errors.Is(err, ErrScenario) true.
+func (e *Error) Is(target error) bool { return target == ErrScenario }
+
+// errAt returns an [*Error] at n's line; n may be nil (line unknown).
+func errAt(n *yaml.Node, format string, args ...any) error {
+	e := &Error{Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line = n.Line
+	}
+	return e
+}
+
+// file is the top level of a scenario file. Scalars and nested mappings stay
+// YAML nodes so that conversions see the exact text and errors name the line.
+type file struct {
+	Name           yaml.Node `yaml:"name"`
+	Description    yaml.Node `yaml:"description"`
+	Seed           yaml.Node `yaml:"seed"`
+	TimeScale      yaml.Node `yaml:"time_scale"`
+	Duration       yaml.Node `yaml:"duration"`
+	InferenceRate  yaml.Node `yaml:"inference_rate"`
+	HealthInterval yaml.Node `yaml:"health_interval"`
+	Fleet          yaml.Node `yaml:"fleet"`
+	Link           yaml.Node `yaml:"link"`
+	Models         yaml.Node `yaml:"models"`
+	Initial        yaml.Node `yaml:"initial"`
+	Deployments    yaml.Node `yaml:"deployments"`
+	Faults         yaml.Node `yaml:"faults"`
+	Expect         yaml.Node `yaml:"expect"`
+}
+
+var topKeys = []string{"name", "description", "seed", "time_scale", "duration", "inference_rate",
+	"health_interval", "fleet", "link", "models", "initial", "deployments", "faults", "expect"}
+
+// Load reads and parses the scenario file at path. Its errors are those of
+// [Parse], prefixed with the path.
+func Load(path string) (*Scenario, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Parse parses and validates a scenario file (see the package documentation
+// for its form). Every error wraps [ErrScenario] and, when it is about one
+// place of the file, is an [*Error] that names the line.
+func Parse(src []byte) (*Scenario, error) {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeError(src, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return nil, &Error{Line: extra.Line, Msg: "more than one YAML document"}
+	}
+	var root yaml.Node // for the lines of errors about missing keys
+	_ = yaml.Unmarshal(src, &root)
+	p := parser{top: &root}
+	if len(root.Content) == 1 {
+		p.top = root.Content[0]
+	}
+	s, err := p.scenario(&f)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// decodeError turns a YAML decoding error into an [*Error] with a line:
+// unknown top-level fields are reported as knownKeys reports nested ones.
+func decodeError(src []byte, err error) error {
+	if err == io.EOF {
+		return &Error{Msg: "empty scenario file"}
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var doc yaml.Node
+		if yaml.Unmarshal(src, &doc) == nil && len(doc.Content) == 1 {
+			if _, kerr := fields(doc.Content[0], topKeys...); kerr != nil {
+				return kerr
+			}
+		}
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if line, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(line, "line ") {
+		if n, perr := strconv.Atoi(strings.TrimPrefix(line, "line ")); perr == nil {
+			return &Error{Line: n, Msg: rest}
+		}
+	}
+	return &Error{Msg: msg}
+}
+
+type parser struct {
+	top *yaml.Node
+	s   *Scenario
+}
+
+func (p *parser) scenario(f *file) (*Scenario, error) {
+	s := &Scenario{}
+	p.s = s
+	var err error
+	if s.Name, err = requiredString(p.top, &f.Name, "name"); err != nil {
+		return nil, err
+	}
+	if !validID(s.Name) {
+		return nil, errAt(&f.Name, "name %q does not match [A-Za-z0-9._-]{1,64}", s.Name)
+	}
+	if s.Description, err = optionalString(&f.Description, "description"); err != nil {
+		return nil, err
+	}
+	if s.Seed, err = optionalUint(&f.Seed, "seed", 0); err != nil {
+		return nil, err
+	}
+	if s.TimeScale, err = optionalFloat(&f.TimeScale, "time_scale", 1, 1, MaxTimeScale); err != nil {
+		return nil, err
+	}
+	if !isSet(&f.Duration) {
+		return nil, errAt(p.top, "duration is required: the simulated time limit, such as 30m")
+	}
+	if s.Duration, err = duration(&f.Duration, "duration"); err != nil {
+		return nil, err
+	}
+	if s.Duration <= 0 {
+		return nil, errAt(&f.Duration, "duration must be positive")
+	}
+	if s.InferenceRate, err = optionalFloat(&f.InferenceRate, "inference_rate", 2, 0, 1000); err != nil {
+		return nil, err
+	}
+	if s.InferenceRate == 0 {
+		return nil, errAt(&f.InferenceRate, "inference_rate must be above 0")
+	}
+	if s.HealthInterval, err = optionalDuration(&f.HealthInterval, "health_interval", 30*time.Second); err != nil {
+		return nil, err
+	}
+	if s.HealthInterval < time.Second {
+		return nil, errAt(&f.HealthInterval, "health_interval %v: want at least 1s", s.HealthInterval)
+	}
+	if err := p.fleet(&f.Fleet); err != nil {
+		return nil, err
+	}
+	if err := p.link(&f.Link); err != nil {
+		return nil, err
+	}
+	if err := p.models(&f.Models); err != nil {
+		return nil, err
+	}
+	if s.Initial, err = optionalString(&f.Initial, "initial"); err != nil {
+		return nil, err
+	}
+	if s.Initial != "" && s.Model(s.Initial) == nil {
+		return nil, errAt(&f.Initial, "initial: no model named %q", s.Initial)
+	}
+	if err := p.deployments(&f.Deployments); err != nil {
+		return nil, err
+	}
+	if err := p.faults(&f.Faults); err != nil {
+		return nil, err
+	}
+	if err := p.expectations(&f.Expect); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// list returns the items of a sequence; required refuses an absent or
+// empty one.
+func (p *parser) list(n *yaml.Node, name string, required bool, example string) ([]*yaml.Node, error) {
+	if !isSet(n) {
+		if required {
+			return nil, errAt(p.top, "%s is required, e.g. %s", name, example)
+		}
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, errAt(n, "%s: want a list, e.g. %s", name, example)
+	}
+	if required && len(n.Content) == 0 {
+		return nil, errAt(n, "%s: want at least one entry, e.g. %s", name, example)
+	}
+	return n.Content, nil
+}
+
+func (p *parser) fleet(n *yaml.Node) error {
+	items, err := p.list(n, "fleet", true, "fleet: [{count: 100, labels: {hw: rev2}}]")
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, it := range items {
+		m, err := fields(it, "count", "labels")
+		if err != nil {
+			return err
+		}
+		c, ok := m["count"]
+		if !ok {
+			return errAt(it, "fleet: count is required")
+		}
+		count, err := parseUint(c, "count")
+		if err != nil {
+			return err
+		}
+		if count < 1 || count > MaxNodes {
+			return errAt(c, "count %d: want 1 to %d", count, MaxNodes)
+		}
+		total += int(count)
+		if total > MaxNodes {
+			return errAt(c, "the fleet has %d nodes so far, more than %d", total, MaxNodes)
+		}
+		g := Group{Count: int(count), Labels: map[string]string{}}
+		if l, ok := m["labels"]; ok && isSet(l) {
+			if l.Kind != yaml.MappingNode {
+				return errAt(l, "labels: want a mapping such as {region: us-east, hw: rev2}")
+			}
+			for i := 0; i+1 < len(l.Content); i += 2 {
+				k, v := l.Content[i], l.Content[i+1]
+				if !validLabelKey(k.Value) {
+					return errAt(k, "label key %q does not match [a-z0-9_.-]{1,32}", k.Value)
+				}
+				if v.Kind != yaml.ScalarNode || !validLabelValue(v.Value) {
+					return errAt(v, "label %s: value %q does not match [A-Za-z0-9_.:/-]{1,64}", k.Value, v.Value)
+				}
+				if _, dup := g.Labels[k.Value]; dup {
+					return errAt(k, "label %s repeated", k.Value)
+				}
+				g.Labels[k.Value] = v.Value
+			}
+		}
+		p.s.Fleet = append(p.s.Fleet, g)
+	}
+	return nil
+}
+
+func (p *parser) link(n *yaml.Node) error {
+	if !isSet(n) {
+		return nil
+	}
+	m, err := fields(n, "loss", "latency", "jitter", "duplicate", "reorder", "bandwidth")
+	if err != nil {
+		return err
+	}
+	l := &p.s.Link
+	if l.Loss, err = optionalFloat(m["loss"], "loss", 0, 0, 0.9); err != nil {
+		return err
+	}
+	if l.Duplicate, err = optionalFloat(m["duplicate"], "duplicate", 0, 0, 1); err != nil {
+		return err
+	}
+	if l.Reorder, err = optionalFloat(m["reorder"], "reorder", 0, 0, 1); err != nil {
+		return err
+	}
+	if l.Latency, err = optionalDuration(m["latency"], "latency", 0); err != nil {
+		return err
+	}
+	if l.Jitter, err = optionalDuration(m["jitter"], "jitter", 0); err != nil {
+		return err
+	}
+	bw, err := optionalUint(m["bandwidth"], "bandwidth", 0)
+	if err != nil {
+		return err
+	}
+	if bw > math.MaxInt32 {
+		return errAt(m["bandwidth"], "bandwidth %d bits/s is too large", bw)
+	}
+	l.Bandwidth = int(bw)
+	return nil
+}
+
+func (p *parser) models(n *yaml.Node) error {
+	items, err := p.list(n, "models", true, "models: [{name: v1, version: 1.0.0}]")
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		m, err := fields(it, "name", "version", "behaviour", "size", "probation")
+		if err != nil {
+			return err
+		}
+		var md Model
+		if md.Name, err = requiredString(it, m["name"], "model name"); err != nil {
+			return err
+		}
+		if !validID(md.Name) {
+			return errAt(m["name"], "model name %q does not match [A-Za-z0-9._-]{1,64}", md.Name)
+		}
+		if p.s.Model(md.Name) != nil {
+			return errAt(m["name"], "model %s is defined twice", md.Name)
+		}
+		if md.Version, err = requiredString(it, m["version"], "model "+md.Name+": version"); err != nil {
+			return err
+		}
+		if md.Behaviour, err = optionalString(m["behaviour"], "behaviour"); err != nil {
+			return err
+		}
+		if err := checkBehaviour(md.Behaviour); err != nil {
+			return errAt(m["behaviour"], "model %s: behaviour: %v", md.Name, err)
+		}
+		size, err := optionalUint(m["size"], "size", 32768)
+		if err != nil {
+			return err
+		}
+		if size < 1 || size > MaxModelSize {
+			return errAt(m["size"], "model %s: size %d: want 1 to %d bytes", md.Name, size, MaxModelSize)
+		}
+		md.Size = int(size)
+		if pr, ok := m["probation"]; ok && isSet(pr) {
+			if md.Probation, err = probation(pr); err != nil {
+				return err
+			}
+		}
+		p.s.Models = append(p.s.Models, md)
+	}
+	return nil
+}
+
+func probation(n *yaml.Node) (*Probation, error) {
+	m, err := fields(n, "seconds", "min_inferences", "max_error_permille", "max_p99_us")
+	if err != nil {
+		return nil, err
+	}
+	pr := &Probation{}
+	if pr.Seconds, err = optionalUint(m["seconds"], "seconds", 60); err != nil {
+		return nil, err
+	}
+	if pr.MinInferences, err = optionalUint(m["min_inferences"], "min_inferences", 20); err != nil {
+		return nil, err
+	}
+	if pr.MaxErrorPermille, err = optionalUintPtr(m["max_error_permille"], "max_error_permille"); err != nil {
+		return nil, err
+	}
+	if pr.MaxErrorPermille != nil && *pr.MaxErrorPermille > 1000 {
+		return nil, errAt(m["max_error_permille"], "max_error_permille %d is over 1000", *pr.MaxErrorPermille)
+	}
+	if pr.MaxP99Micros, err = optionalUintPtr(m["max_p99_us"], "max_p99_us"); err != nil {
+		return nil, err
+	}
+	return pr, nil
+}
+
+// checkBehaviour checks the syntax of a simulated model's header after the
+// magic word (docs/simulator.md): key=value pairs with known keys, each at
+// most once, with whole numbers. Ranges are left to the model runtime.
+func checkBehaviour(b string) error {
+	seen := map[string]bool{}
+	for _, f := range strings.Fields(b) {
+		key, val, ok := strings.Cut(f, "=")
+		if !ok {
+			return fmt.Errorf("%q is not key=value", f)
+		}
+		switch key {
+		case "error_permille", "p50_us", "p99_us", "ram_bytes", "cpu_permille", "crash_on_boot":
+		default:
+			return fmt.Errorf("unknown key %q (known: error_permille, p50_us, p99_us, ram_bytes, cpu_permille, crash_on_boot)", key)
+		}
+		if seen[key] {
+			return fmt.Errorf("key %q repeated", key)
+		}
+		seen[key] = true
+		if _, err := strconv.ParseUint(val, 10, 64); err != nil {
+			return fmt.Errorf("%s=%q is not a whole number", key, val)
+		}
+	}
+	return nil
+}
+
+func (p *parser) deployments(n *yaml.Node) error {
+	items, err := p.list(n, "deployments", false, "")
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		m, err := fields(it, "id", "at", "model", "cohort", "waves", "gates", "on_failure", "node_timeout", "max_concurrent")
+		if err != nil {
+			return err
+		}
+		var d Deployment
+		if d.ID, err = requiredString(it, m["id"], "deployment id"); err != nil {
+			return err
+		}
+		if !validID(d.ID) {
+			return errAt(m["id"], "deployment id %q does not match [A-Za-z0-9._-]{1,64}", d.ID)
+		}
+		if p.s.Deployment(d.ID) != nil {
+			return errAt(m["id"], "deployment %s is defined twice", d.ID)
+		}
+		if d.At, err = p.at(m["at"], false); err != nil {
+			return err
+		}
+		if d.Model, err = requiredString(it, m["model"], "deployment "+d.ID+": model"); err != nil {
+			return err
+		}
+		if p.s.Model(d.Model) == nil {
+			return errAt(m["model"], "deployment %s: no model named %q", d.ID, d.Model)
+		}
+		if d.Cohort, err = cohortExpr(m["cohort"]); err != nil {
+			return err
+		}
+		w, ok := m["waves"]
+		if !ok {
+			return errAt(it, "deployment %s: waves is required, e.g. waves: [{percent: 10, bake: 2m}, {percent: 100}]", d.ID)
+		}
+		if d.Waves, err = waves(w); err != nil {
+			return err
+		}
+		if g, ok := m["gates"]; ok && isSet(g) {
+			if d.Gates, err = gates(g); err != nil {
+				return err
+			}
+		}
+		switch v, err := optionalString(m["on_failure"], "on_failure"); {
+		case err != nil:
+			return err
+		case v == "" || v == "pause":
+			d.OnFailure = "pause"
+		case v == "rollback":
+			d.OnFailure = v
+		default:
+			return errAt(m["on_failure"], "on_failure %q: want pause or rollback", v)
+		}
+		if d.NodeTimeout, err = optionalDuration(m["node_timeout"], "node_timeout", 30*time.Minute); err != nil {
+			return err
+		}
+		if d.NodeTimeout < time.Second || d.NodeTimeout%time.Second != 0 {
+			return errAt(m["node_timeout"], "node_timeout %v: want a positive whole number of seconds", d.NodeTimeout)
+		}
+		if d.MaxConcurrent, err = optionalUint(m["max_concurrent"], "max_concurrent", 20); err != nil {
+			return err
+		}
+		if d.MaxConcurrent == 0 {
+			return errAt(m["max_concurrent"], "max_concurrent must be at least 1")
+		}
+		p.s.Deployments = append(p.s.Deployments, d)
+	}
+	return nil
+}
+
+// at parses an at: field, a time within the scenario's duration.
+func (p *parser) at(n *yaml.Node, required bool) (time.Duration, error) {
+	if !isSet(n) {
+		if required {
+			return 0, errAt(p.top, "at is required")
+		}
+		return 0, nil
+	}
+	d, err := duration(n, "at")
+	if err != nil {
+		return 0, err
+	}
+	if d > p.s.Duration {
+		return 0, errAt(n, "at %v is after the end of the scenario (duration %v)", d, p.s.Duration)
+	}
+	return d, nil
+}
+
+func cohortExpr(n *yaml.Node) (string, error) {
+	c, err := optionalString(n, "cohort")
+	if err != nil || c == "" {
+		return "*", err
+	}
+	if _, err := cohort.Parse(c); err != nil {
+		return "", errAt(n, "cohort %q: %v", c, err)
+	}
+	return c, nil
+}
+
+func waves(n *yaml.Node) ([]Wave, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		return nil, errAt(n, "waves: want a non-empty list of {percent, bake}")
+	}
+	var out []Wave
+	var prev uint64
+	for i, c := range n.Content {
+		m, err := fields(c, "percent", "bake")
+		if err != nil {
+			return nil, err
+		}
+		pn, ok := m["percent"]
+		if !ok || !isSet(pn) {
+			return nil, errAt(c, "wave %d: percent is required", i+1)
+		}
+		bp, err := decimal(pn, "percent", 2)
+		if err != nil {
+			return nil, err
+		}
+		if bp == 0 || bp > 10000 {
+			return nil, errAt(pn, "wave %d: percent %s: want more than 0 and at most 100", i+1, pn.Value)
+		}
+		if bp <= prev {
+			return nil, errAt(pn, "wave %d: percent %s is not above the previous wave's (percents are cumulative)", i+1, pn.Value)
+		}
+		prev = bp
+		bake, err := optionalDuration(m["bake"], "bake", 0)
+		if err != nil {
+			return nil, err
+		}
+		if bake%time.Second != 0 {
+			return nil, errAt(m["bake"], "bake %v: want whole seconds", bake)
+		}
+		out = append(out, Wave{BasisPoints: bp, BakeSeconds: uint64(bake / time.Second)})
+	}
+	if prev != 10000 {
+		return nil, errAt(n.Content[len(n.Content)-1], "the last wave must reach percent 100")
+	}
+	return out, nil
+}
+
+func gates(n *yaml.Node) (Gates, error) {
+	var g Gates
+	m, err := fields(n, "max_failed", "max_error_rate", "max_latency_p99", "min_reports", "max_boot_loops")
+	if err != nil {
+		return g, err
+	}
+	if g.MaxFailed, err = optionalUintPtr(m["max_failed"], "max_failed"); err != nil {
+		return g, err
+	}
+	if x := m["max_error_rate"]; isSet(x) {
+		v, err := decimal(x, "max_error_rate", 3)
+		if err != nil {
+			return g, err
+		}
+		if v > 1000 {
+			return g, errAt(x, "max_error_rate %s is a fraction and cannot exceed 1", x.Value)
+		}
+		g.MaxErrorPermille = &v
+	}
+	if x := m["max_latency_p99"]; isSet(x) {
+		d, err := duration(x, "max_latency_p99")
+		if err != nil {
+			return g, err
+		}
+		if d%time.Microsecond != 0 {
+			return g, errAt(x, "max_latency_p99 %v: want whole microseconds", d)
+		}
+		v := uint64(d / time.Microsecond)
+		g.MaxLatencyP99Micros = &v
+	}
+	if g.MinReports, err = optionalUintPtr(m["min_reports"], "min_reports"); err != nil {
+		return g, err
+	}
+	if g.MaxBootLoops, err = optionalUintPtr(m["max_boot_loops"], "max_boot_loops"); err != nil {
+		return g, err
+	}
+	return g, nil
+}
+
+func (p *parser) faults(n *yaml.Node) error {
+	items, err := p.list(n, "faults", false, "")
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		m, err := fields(it, "at", "kind", "for", "nodes")
+		if err != nil {
+			return err
+		}
+		var f Fault
+		if f.Kind, err = requiredString(it, m["kind"], "fault kind"); err != nil {
+			return err
+		}
+		var outage, selects bool
+		switch f.Kind {
+		case FaultPowerCut, FaultReboot:
+			selects = true
+		case FaultLinkOutage:
+			outage, selects = true, true
+		case FaultBrokerOutage:
+			outage = true
+		case FaultGatewayRestart:
+		default:
+			return errAt(m["kind"], "fault kind %q: want power-cut, gateway-restart, broker-outage, link-outage or reboot", f.Kind)
+		}
+		if !isSet(m["at"]) {
+			return errAt(it, "%s: at is required", f.Kind)
+		}
+		if f.At, err = p.at(m["at"], true); err != nil {
+			return err
+		}
+		switch fn := m["for"]; {
+		case outage && !isSet(fn):
+			return errAt(it, "%s: for is required: how long the outage lasts, such as for: 30s", f.Kind)
+		case outage:
+			if f.For, err = duration(fn, "for"); err != nil {
+				return err
+			}
+			if f.For <= 0 {
+				return errAt(fn, "for must be positive")
+			}
+		case isSet(fn):
+			return errAt(fn, "%s: for applies only to broker-outage and link-outage", f.Kind)
+		}
+		switch nn := m["nodes"]; {
+		case selects && !isSet(nn):
+			return errAt(it, "%s: nodes is required: a share such as 10%% or a number of nodes", f.Kind)
+		case selects:
+			if f.Nodes, err = p.selector(nn); err != nil {
+				return err
+			}
+		case isSet(nn):
+			return errAt(nn, "%s: nodes applies only to power-cut, link-outage and reboot", f.Kind)
+		}
+		p.s.Faults = append(p.s.Faults, f)
+	}
+	return nil
+}
+
+func (p *parser) selector(n *yaml.Node) (Selector, error) {
+	v, err := scalar(n, "nodes")
+	if err != nil {
+		return Selector{}, err
+	}
+	if pct, ok := strings.CutSuffix(v, "%"); ok {
+		bp, err := decimal(&yaml.Node{Line: n.Line, Kind: yaml.ScalarNode, Value: strings.TrimSpace(pct)}, "nodes", 2)
+		if err != nil {
+			return Selector{}, err
+		}
+		if bp > 10000 {
+			return Selector{}, errAt(n, "nodes %s: want a percent from 0 to 100", v)
+		}
+		return Selector{Percent: bp}, nil
+	}
+	c, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return Selector{}, errAt(n, "nodes %q: want a share such as 10%% or a number of nodes", v)
+	}
+	if total := p.s.Nodes(); int(c) > total {
+		return Selector{}, errAt(n, "nodes %d: the fleet has only %d nodes", c, total)
+	}
+	return Selector{Count: int(c)}, nil
+}
+
+var phases = []string{"pending", "running", "paused", "completed", "aborted", "rolled-back", "superseded"}
+
+func (p *parser) expectations(n *yaml.Node) error {
+	items, err := p.list(n, "expect", true, "expect: [{kind: all-run, model: v2}]")
+	if err != nil {
+		return err
+	}
+	names := map[string]int{}
+	for _, it := range items {
+		m, err := fields(it, "name", "kind", "cohort", "model", "deployment", "phase", "max_wave")
+		if err != nil {
+			return err
+		}
+		var e Expectation
+		if e.Kind, err = requiredString(it, m["kind"], "expectation kind"); err != nil {
+			return err
+		}
+		var allowed []string
+		switch e.Kind {
+		case ExpectAllRun, ExpectNoneRun:
+			allowed = []string{"cohort", "model"}
+		case ExpectNoUnbootable:
+			allowed = []string{"cohort"}
+		case ExpectRollout:
+			allowed = []string{"deployment", "phase", "max_wave"}
+		case ExpectHealthDelivered:
+		default:
+			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout or health-delivered", e.Kind)
+		}
+		for i := 0; i+1 < len(it.Content); i += 2 {
+			k := it.Content[i].Value
+			if k != "name" && k != "kind" && !contains(allowed, k) {
+				return errAt(it.Content[i], "%s does not apply to an expectation of kind %s", k, e.Kind)
+			}
+		}
+		if e.Name, err = optionalString(m["name"], "name"); err != nil {
+			return err
+		}
+		if contains(allowed, "cohort") {
+			if e.Cohort, err = cohortExpr(m["cohort"]); err != nil {
+				return err
+			}
+		}
+		if contains(allowed, "model") {
+			if e.Model, err = requiredString(it, m["model"], e.Kind+": model"); err != nil {
+				return err
+			}
+			if p.s.Model(e.Model) == nil {
+				return errAt(m["model"], "%s: no model named %q", e.Kind, e.Model)
+			}
+		}
+		if e.Kind == ExpectRollout {
+			if e.Deployment, err = requiredString(it, m["deployment"], "rollout: deployment"); err != nil {
+				return err
+			}
+			d := p.s.Deployment(e.Deployment)
+			if d == nil {
+				return errAt(m["deployment"], "rollout: no deployment with id %q", e.Deployment)
+			}
+			if e.Phase, err = optionalString(m["phase"], "phase"); err != nil {
+				return err
+			}
+			if e.Phase != "" && !contains(phases, e.Phase) {
+				return errAt(m["phase"], "phase %q: want one of %s", e.Phase, strings.Join(phases, ", "))
+			}
+			mw, err := optionalUint(m["max_wave"], "max_wave", 0)
+			if err != nil {
+				return err
+			}
+			if isSet(m["max_wave"]) && (mw < 1 || mw > uint64(len(d.Waves))) {
+				return errAt(m["max_wave"], "max_wave %d: deployment %s has waves 1 to %d", mw, d.ID, len(d.Waves))
+			}
+			e.MaxWave = int(mw)
+			if e.Phase == "" && e.MaxWave == 0 {
+				return errAt(it, "rollout: want phase, max_wave or both")
+			}
+		}
+		if e.Name == "" {
+			e.Name = defaultName(p.s, e)
+		}
+		if prev, dup := names[e.Name]; dup {
+			return errAt(it, "expectation %q repeats the one at line %d; give one a name:", e.Name, prev)
+		}
+		names[e.Name] = it.Line
+		p.s.Expect = append(p.s.Expect, e)
+	}
+	return nil
+}

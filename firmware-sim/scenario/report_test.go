@@ -1,0 +1,136 @@
+package scenario_test
+
+import (
+	"bytes"
+	"encoding/xml"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"edgeota/firmware-sim/scenario"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t testing.TB, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+func TestWriteSummary(t *testing.T) {
+	s := mustParse(t, full)
+	for _, tc := range []struct {
+		file   string
+		result *scenario.Result
+	}{
+		{"summary_pass.golden", goodResult()},
+		{"summary_fail.golden", badResult()},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			var b bytes.Buffer
+			scenario.WriteSummary(&b, s, tc.result, scenario.Evaluate(s, tc.result))
+			golden(t, tc.file, b.Bytes())
+		})
+	}
+}
+
+// The shape of the XML as a JUnit reader sees it.
+type testsuite struct {
+	XMLName    xml.Name `xml:"testsuite"`
+	Name       string   `xml:"name,attr"`
+	Tests      int      `xml:"tests,attr"`
+	Failures   int      `xml:"failures,attr"`
+	Time       float64  `xml:"time,attr"`
+	Properties []struct {
+		Name  string `xml:"name,attr"`
+		Value string `xml:"value,attr"`
+	} `xml:"properties>property"`
+	Cases []struct {
+		Name      string  `xml:"name,attr"`
+		Classname string  `xml:"classname,attr"`
+		Time      float64 `xml:"time,attr"`
+		Failure   *struct {
+			Message string `xml:"message,attr"`
+			Text    string `xml:",chardata"`
+		} `xml:"failure"`
+	} `xml:"testcase"`
+	SystemOut string `xml:"system-out"`
+}
+
+func TestWriteJUnit(t *testing.T) {
+	s := mustParse(t, full)
+	r := badResult()
+	r.Nodes[0].Model = "v<2>&\"" // checks escaping
+	outs := scenario.Evaluate(s, r)
+	var b bytes.Buffer
+	if err := scenario.WriteJUnit(&b, s, r, outs); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "junit.golden.xml", b.Bytes())
+
+	var got testsuite
+	if err := xml.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("the XML does not parse: %v", err)
+	}
+	if got.Name != "good-rollout" || got.Tests != len(outs) || got.Failures != 6 || got.Time != 14.5 {
+		t.Errorf("suite %q tests=%d failures=%d time=%v", got.Name, got.Tests, got.Failures, got.Time)
+	}
+	props := map[string]string{}
+	for _, p := range got.Properties {
+		props[p.Name] = p.Value
+	}
+	if props["seed"] != "42" || props["time_scale"] != "60" {
+		t.Errorf("properties = %v, want seed 42 and time_scale 60", props)
+	}
+	if len(got.Cases) != len(outs) {
+		t.Fatalf("%d test cases, want %d", len(got.Cases), len(outs))
+	}
+	for i, c := range got.Cases {
+		o := outs[i]
+		if c.Name != o.Name || c.Classname != "edgeota.sim.good-rollout" {
+			t.Errorf("case %d = %q %q", i, c.Name, c.Classname)
+		}
+		if (c.Failure == nil) != o.Passed {
+			t.Errorf("case %q: failure %v, passed %v", c.Name, c.Failure, o.Passed)
+		}
+		if c.Failure != nil && (c.Failure.Message != o.Detail || c.Failure.Text != o.Detail) {
+			t.Errorf("case %q: failure %q, want %q", c.Name, c.Failure.Message, o.Detail)
+		}
+	}
+	var summary bytes.Buffer
+	scenario.WriteSummary(&summary, s, r, outs)
+	if got.SystemOut != summary.String() {
+		t.Errorf("system-out is not the summary:\n%s", got.SystemOut)
+	}
+}
+
+func TestWriteJUnitPass(t *testing.T) {
+	s := mustParse(t, full)
+	r := goodResult()
+	var b bytes.Buffer
+	if err := scenario.WriteJUnit(&b, s, r, scenario.Evaluate(s, r)); err != nil {
+		t.Fatal(err)
+	}
+	var got testsuite
+	if err := xml.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Failures != 0 || got.Tests != 6 {
+		t.Errorf("tests=%d failures=%d, want 6 and 0", got.Tests, got.Failures)
+	}
+}

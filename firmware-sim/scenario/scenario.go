@@ -1,0 +1,313 @@
+package scenario
+
+import (
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// Fault kinds, the values of a fault's kind field.
+const (
+	// FaultPowerCut cuts the power of the selected nodes, each at a random
+	// flash operation within the next few simulated seconds.
+	FaultPowerCut = "power-cut"
+	// FaultGatewayRestart kills the gateway and starts it again.
+	FaultGatewayRestart = "gateway-restart"
+	// FaultBrokerOutage stops the MQTT broker for the fault's For.
+	FaultBrokerOutage = "broker-outage"
+	// FaultLinkOutage silences the radio of the selected nodes for the
+	// fault's For.
+	FaultLinkOutage = "link-outage"
+	// FaultReboot reboots the selected nodes cleanly.
+	FaultReboot = "reboot"
+)
+
+// Expectation kinds, the values of an expectation's kind field.
+const (
+	// ExpectAllRun: every node of the cohort runs the model, confirmed.
+	ExpectAllRun = "all-run"
+	// ExpectNoneRun: no node of the cohort runs the model, confirmed or on
+	// trial.
+	ExpectNoneRun = "none-run"
+	// ExpectNoUnbootable: no node of the cohort ever booted with no runnable
+	// model after having had one.
+	ExpectNoUnbootable = "no-unbootable"
+	// ExpectRollout: a deployment ended in the given phase and/or reached at
+	// most the given wave.
+	ExpectRollout = "rollout"
+	// ExpectHealthDelivered: every health report the gateway accepted reached
+	// the MQTT broker.
+	ExpectHealthDelivered = "health-delivered"
+)
+
+// Node states, the values of [NodeResult].State.
+const (
+	// StateConfirmed: the running model passed its probation.
+	StateConfirmed = "confirmed"
+	// StateTrial: the running model is still on probation.
+	StateTrial = "trial"
+	// StateNone: the node runs no model.
+	StateNone = "none"
+)
+
+// Limits on a scenario.
+const (
+	// MaxNodes is the most nodes a fleet may have, all groups together.
+	MaxNodes = 2000
+	// MaxModelSize is the largest model image, in bytes.
+	MaxModelSize = 4 << 20
+	// MaxTimeScale is the largest time_scale: an hour of simulated time per
+	// real second.
+	MaxTimeScale = 3600
+)
+
+// Scenario is a parsed and validated scenario file. Every duration is
+// simulated time. See the package documentation for the YAML form.
+type Scenario struct {
+	// Name is key name: [A-Za-z0-9._-], 1 to 64 bytes.
+	Name string
+	// Description is key description, free text.
+	Description string
+	// Seed is key seed; 0 lets the simulator pick one (and print it).
+	Seed uint64
+	// TimeScale is key time_scale: simulated seconds per real second, 1 to
+	// [MaxTimeScale] (default 1).
+	TimeScale float64
+	// Duration is key duration: the simulated time limit.
+	Duration time.Duration
+	// InferenceRate is key inference_rate: inferences per simulated second
+	// per node (default 2).
+	InferenceRate float64
+	// HealthInterval is key health_interval: how often a node reports its
+	// health (default 30s).
+	HealthInterval time.Duration
+	// Fleet is key fleet: the groups of nodes, at least one.
+	Fleet []Group
+	// Link is key link: the radio link of every node.
+	Link Link
+	// Models is key models: the simulated models, at least one, names
+	// unique.
+	Models []Model
+	// Initial is key initial: the name of the model every node starts with,
+	// installed and confirmed; "" for none.
+	Initial string
+	// Deployments is key deployments, in the order written.
+	Deployments []Deployment
+	// Faults is key faults, in the order written.
+	Faults []Fault
+	// Expect is key expect: what must hold at the end, at least one.
+	Expect []Expectation
+}
+
+// Group is one entry of fleet: Count nodes with the same labels.
+type Group struct {
+	// Count is key count, at least 1.
+	Count int
+	// Labels is key labels: label key to value, with the label syntax of
+	// PROTOCOL.md section 0. It may be empty.
+	Labels map[string]string
+}
+
+// Link is the radio link of every node (key link). The zero Link is a
+// perfect link.
+type Link struct {
+	// Loss is key loss: the probability that a datagram is lost, in each
+	// direction, 0 to 0.9.
+	Loss float64
+	// Duplicate is key duplicate: the probability that a datagram is
+	// delivered twice, 0 to 1.
+	Duplicate float64
+	// Reorder is key reorder: the probability that a datagram is delayed
+	// behind the next one, 0 to 1.
+	Reorder float64
+	// Latency is key latency: the one-way delay.
+	Latency time.Duration
+	// Jitter is key jitter: a random extra delay of up to this much.
+	Jitter time.Duration
+	// Bandwidth is key bandwidth, in bits per second; 0 is unlimited.
+	Bandwidth int
+}
+
+// Model is one entry of models: a simulated model image.
+type Model struct {
+	// Name is key name: how the rest of the scenario refers to the model.
+	Name string
+	// Version is key version: the manifest's version string.
+	Version string
+	// Behaviour is key behaviour: the simulated model's header after the
+	// word edgeota-sim-model, such as "error_permille=2 p99_us=20000"
+	// (docs/simulator.md). "" is a healthy model.
+	Behaviour string
+	// Size is key size: the image size in bytes, 1 to [MaxModelSize]
+	// (default 32768).
+	Size int
+	// Probation is key probation: the manifest's probation, nil for none.
+	Probation *Probation
+}
+
+// Probation is a model's probation (key probation, PROTOCOL.md section 4).
+type Probation struct {
+	// Seconds is key seconds: simulated seconds on trial (default 60).
+	Seconds uint64
+	// MinInferences is key min_inferences (default 20).
+	MinInferences uint64
+	// MaxErrorPermille is key max_error_permille; nil is not checked.
+	MaxErrorPermille *uint64
+	// MaxP99Micros is key max_p99_us; nil is not checked.
+	MaxP99Micros *uint64
+}
+
+// Deployment is one entry of deployments: a deployment the simulator signs
+// and hands to the gateway at simulated time At. Its fields have the meaning
+// of PROTOCOL.md section 7 and the rules of the deployment YAML
+// (protocol/deployspec).
+type Deployment struct {
+	// ID is key id: [A-Za-z0-9._-], 1 to 64 bytes, unique in the scenario.
+	ID string
+	// At is key at: when it is applied (default 0), at most the duration.
+	At time.Duration
+	// Model is key model: the name of a model of the scenario.
+	Model string
+	// Cohort is key cohort: a cohort expression (default "*").
+	Cohort string
+	// Waves is key waves: cumulative, increasing, the last at 100 percent.
+	Waves []Wave
+	// Gates is key gates.
+	Gates Gates
+	// OnFailure is key on_failure: "pause" (default) or "rollback".
+	OnFailure string
+	// NodeTimeout is key node_timeout (default 30m), whole seconds.
+	NodeTimeout time.Duration
+	// MaxConcurrent is key max_concurrent (default 20), at least 1.
+	MaxConcurrent uint64
+}
+
+// Wave is one entry of a deployment's waves.
+type Wave struct {
+	// BasisPoints is key percent × 100: the cumulative share of the cohort,
+	// 1 to 10000.
+	BasisPoints uint64
+	// BakeSeconds is key bake (a duration, default 0s) in whole seconds.
+	BakeSeconds uint64
+}
+
+// Gates are a deployment's health gates (key gates, PROTOCOL.md section 7).
+// A nil gate is not checked.
+type Gates struct {
+	// MaxFailed is key max_failed.
+	MaxFailed *uint64
+	// MaxErrorPermille is key max_error_rate (a fraction, at most 3
+	// decimals) × 1000.
+	MaxErrorPermille *uint64
+	// MaxLatencyP99Micros is key max_latency_p99 (a duration) in
+	// microseconds.
+	MaxLatencyP99Micros *uint64
+	// MinReports is key min_reports.
+	MinReports *uint64
+	// MaxBootLoops is key max_boot_loops.
+	MaxBootLoops *uint64
+}
+
+// Fault is one entry of faults.
+type Fault struct {
+	// At is key at: when the fault happens, at most the duration.
+	At time.Duration
+	// For is key for: how long an outage lasts; set for
+	// [FaultBrokerOutage] and [FaultLinkOutage] only.
+	For time.Duration
+	// Kind is key kind: one of the Fault* constants.
+	Kind string
+	// Nodes is key nodes: which nodes; set for [FaultPowerCut],
+	// [FaultLinkOutage] and [FaultReboot] only.
+	Nodes Selector
+}
+
+// Selector picks some nodes of the fleet: a share (key nodes: "10%") or a
+// number of them (nodes: 5). The zero Selector picks none.
+type Selector struct {
+	// Percent is the share in basis points (percent × 100, 0 to 10000),
+	// used when Count is 0.
+	Percent uint64
+	// Count is a number of nodes; when it is above 0, Percent is ignored.
+	Count int
+}
+
+// Expectation is one entry of expect: something that must hold at the end
+// of the run. Which fields apply depends on Kind.
+type Expectation struct {
+	// Name is key name; [Parse] fills in a readable default such as
+	// "every hw:rev2 node runs v2 (1.4.0)" when it is absent.
+	Name string
+	// Kind is key kind: one of the Expect* constants.
+	Kind string
+	// Cohort is key cohort, for all-run, none-run and no-unbootable
+	// (default "*", every node).
+	Cohort string
+	// Model is key model, for all-run and none-run: a model name.
+	Model string
+	// Deployment is key deployment, for rollout: a deployment ID.
+	Deployment string
+	// Phase is key phase, for rollout: the rollout's final phase, one of
+	// pending, running, paused, completed, aborted, rolled-back or
+	// superseded; "" is not checked.
+	Phase string
+	// MaxWave is key max_wave, for rollout: the highest wave (1-based) the
+	// rollout may have reached; 0 is not checked.
+	MaxWave int
+}
+
+// Model returns the model with the given name, or nil.
+func (s *Scenario) Model(name string) *Model {
+	for i := range s.Models {
+		if s.Models[i].Name == name {
+			return &s.Models[i]
+		}
+	}
+	return nil
+}
+
+// Deployment returns the deployment with the given ID, or nil.
+func (s *Scenario) Deployment(id string) *Deployment {
+	for i := range s.Deployments {
+		if s.Deployments[i].ID == id {
+			return &s.Deployments[i]
+		}
+	}
+	return nil
+}
+
+// Nodes returns the number of nodes of the fleet, all groups together.
+func (s *Scenario) Nodes() int {
+	n := 0
+	for _, g := range s.Fleet {
+		n += g.Count
+	}
+	return n
+}
+
+// Size returns how many of n nodes the selector picks: Count (at most n),
+// or Percent of n rounded up, so that any share above 0 of a non-empty
+// fleet picks at least one node.
+func (f Selector) Size(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	if f.Count > 0 {
+		return min(f.Count, n)
+	}
+	k := (uint64(n)*min(f.Percent, 10000) + 9999) / 10000
+	return int(k)
+}
+
+// Pick returns the indexes, in [0, n) and ascending, of the [Selector.Size]
+// nodes the selector picks out of n. The choice depends only on n and the
+// state of r, so a run with the same seed picks the same nodes.
+func (f Selector) Pick(n int, r *rand.Rand) []int {
+	k := f.Size(n)
+	if k == 0 {
+		return nil
+	}
+	idx := r.Perm(n)[:k]
+	slices.Sort(idx)
+	return idx
+}
