@@ -6,7 +6,7 @@ BIN      := bin/edgeota
 FUZZTIME ?= 10s
 PKGS     := ./...
 
-.PHONY: help build test deps fmt vet lint unit sweep fuzz bench demo clean
+.PHONY: help build test deps fmt vet lint unit sweep scenarios fuzz bench demo clean
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
@@ -21,7 +21,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/edgeota
 
 # Everything CI runs (.ci/run calls this target).
-test: deps fmt vet lint unit sweep
+test: deps fmt vet lint unit sweep scenarios
 
 deps:
 	@scripts/ensure-system-packages
@@ -43,6 +43,11 @@ unit:
 sweep:
 	@$(GO) test -count=1 -timeout 10m -run 'Sweep' -v ./nodeagent/... | \
 		awk '/sweep: /{print} /^(FAIL|--- FAIL)/{print; bad=1} END{exit bad}'
+
+# The shipped fleet scenarios (firmware-sim/scenarios), without -race.
+scenarios:
+	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios' -v ./firmware-sim/fleet/ | \
+		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
 
 fuzz:
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-all

@@ -94,6 +94,9 @@ type sim struct {
 	coapAddr string
 	admin    string
 
+	nodesStop context.CancelFunc // stops every node's life
+	nodesWG   sync.WaitGroup
+
 	brMu     sync.Mutex
 	broker   *mqtt.Server
 	brAddr   string
@@ -134,6 +137,14 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 	finished, err := s.drive(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// The nodes stop first, then every report the gateway accepted gets
+	// its chance to reach the broker before the result is taken.
+	s.nodesStop()
+	s.nodesWG.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.settled() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
 	}
 	res := s.result()
 	res.Finished, res.RealElapsed = finished, time.Since(realStart)
@@ -190,11 +201,13 @@ func (s *sim) setup(ctx context.Context) error {
 		}
 	}
 	slot := int64((maxSize + 8192 + 4095) / 4096 * 4096)
+	nctx, stop := context.WithCancel(ctx)
+	s.nodesStop = stop
 	n := 0
 	for _, g := range s.sc.Fleet {
 		for i := 0; i < g.Count; i++ {
 			n++
-			nd, err := s.newNode(ctx, fmt.Sprintf("sim-%04d", n), g.Labels, slot)
+			nd, err := s.newNode(nctx, fmt.Sprintf("sim-%04d", n), g.Labels, slot)
 			if err != nil {
 				return err
 			}
@@ -300,6 +313,10 @@ func (s *sim) restartGateway() error {
 }
 
 func (s *sim) teardown() {
+	if s.nodesStop != nil {
+		s.nodesStop()
+		s.nodesWG.Wait()
+	}
 	for _, n := range s.nodes {
 		n.mu.Lock()
 		if n.cancel != nil {

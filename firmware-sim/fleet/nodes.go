@@ -34,7 +34,11 @@ func (s *sim) newNode(ctx context.Context, id string, labels map[string]string, 
 	}
 	n.relay = r
 	go r.Run(ctx)
-	go s.live(ctx, n, slot)
+	s.nodesWG.Add(1)
+	go func() {
+		defer s.nodesWG.Done()
+		s.live(ctx, n, slot)
+	}()
 	return n, nil
 }
 
