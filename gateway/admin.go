@@ -147,6 +147,24 @@ func (g *Gateway) putModel(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, modelView(m))
 }
 
+// decodeManifestRequest decodes a JSON request body (at most 1 MiB, no
+// unknown fields) into req and the base64 signed manifest it carries;
+// on failure it answers 400 and returns false.
+func decodeManifestRequest(w http.ResponseWriter, r *http.Request, req any, manifest func() string) ([]byte, bool) {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(req); err != nil {
+		writeErr(w, http.StatusBadRequest, "json", err)
+		return nil, false
+	}
+	signed, err := base64.StdEncoding.DecodeString(manifest())
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "manifest", fmt.Errorf("manifest is not base64: %w", err))
+		return nil, false
+	}
+	return signed, true
+}
+
 // FetchRequest is the body of POST /v1/models/fetch.
 type FetchRequest struct {
 	// Manifest is the signed manifest, base64 (standard encoding).
@@ -157,15 +175,8 @@ type FetchRequest struct {
 
 func (g *Gateway) postFetch(w http.ResponseWriter, r *http.Request) {
 	var req FetchRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "json", err)
-		return
-	}
-	signed, err := base64.StdEncoding.DecodeString(req.Manifest)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "manifest", err)
+	signed, ok := decodeManifestRequest(w, r, &req, func() string { return req.Manifest })
+	if !ok {
 		return
 	}
 	u, err := url.Parse(req.Origin)
@@ -291,15 +302,8 @@ type AssignmentRequest struct {
 
 func (g *Gateway) postAssignment(w http.ResponseWriter, r *http.Request) {
 	var req AssignmentRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, "json", err)
-		return
-	}
-	signed, err := base64.StdEncoding.DecodeString(req.Manifest)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "manifest", fmt.Errorf("manifest is not base64: %w", err))
+	signed, ok := decodeManifestRequest(w, r, &req, func() string { return req.Manifest })
+	if !ok {
 		return
 	}
 	m, err := g.trust.VerifyManifest(signed)

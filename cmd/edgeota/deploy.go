@@ -88,12 +88,7 @@ Manifest paths are relative to the YAML file.`,
 			if err != nil {
 				return err
 			}
-			if force {
-				err = os.WriteFile(out, signed, 0o644)
-			} else {
-				err = writeNewFile(out, signed, 0o644)
-			}
-			if err != nil {
+			if err := writeOutput(out, signed, force); err != nil {
 				return err
 			}
 			if asJSON {

@@ -108,6 +108,15 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// writeOutput writes a command's output file: a new file, or over an
+// existing one when force is set.
+func writeOutput(name string, data []byte, force bool) error {
+	if force {
+		return os.WriteFile(name, data, 0o644)
+	}
+	return writeNewFile(name, data, 0o644)
+}
+
 // writeNewFile creates name with the given mode and content, refusing to
 // overwrite an existing file.
 func writeNewFile(name string, data []byte, mode os.FileMode) error {

@@ -108,12 +108,7 @@ minimum inferences are not reached within 4 times the probation seconds.`,
 			if err != nil {
 				return err
 			}
-			if force {
-				err = os.WriteFile(out, signed, 0o644)
-			} else {
-				err = writeNewFile(out, signed, 0o644)
-			}
-			if err != nil {
+			if err := writeOutput(out, signed, force); err != nil {
 				return err
 			}
 			if asJSON {
