@@ -143,7 +143,7 @@ func (r *Rollout) addNode(n NodeInfo, prev []byte, now time.Time) *Node {
 	x := &Node{ID: n.ID, Key: wave.Key(r.ID, n.ID), Wave: -1, State: NodeWaiting, Since: now,
 		PrevSeq: n.RunningSeq, PrevDigest: n.Running, Prev: prev}
 	if n.RunningSeq == r.ManSeq && n.Running == r.Digest && n.ActiveState == protocol.SlotConfirmed {
-		x.State, x.Reason = NodeSucceeded, "already runs this manifest"
+		x.State, x.Reason, x.Wave = NodeSucceeded, "already runs this manifest", r.Wave
 	}
 	r.Nodes[n.ID] = x
 	return x
@@ -260,30 +260,36 @@ func (r *Rollout) setState(n *Node, s NodeState, now time.Time, why string) {
 	r.decide(now, n.ID, "%s: %s", s, why)
 }
 
-// target assigns the waiting nodes the current wave takes, within
-// max_concurrent downloads, and returns them (already marked).
+// target places nodes in the current wave until it has taken enough of
+// the current cohort (PROTOCOL.md section 7: wave k has taken enough when
+// max(1, ceil(bp_k x N / 10000)) nodes have been targeted), taking untargeted
+// nodes in wave order, so a node that joins later takes its place by the
+// same rule; then it assigns targeted waiting nodes within max_concurrent
+// downloads and returns them (already marked).
 func (r *Rollout) target(now time.Time) []*Node {
 	ns := r.ordered()
-	n := len(ns)
-	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), n)
-	busy := 0
+	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), len(ns))
+	targeted, busy := 0, 0
 	for _, x := range ns {
+		if x.Wave >= 0 {
+			targeted++
+		}
 		if x.State == NodeAssigned {
 			busy++
 		}
 	}
-	var out []*Node
-	for pos, x := range ns {
-		if pos >= want {
+	for _, x := range ns {
+		if targeted >= want {
 			break
 		}
 		if x.Wave < 0 {
-			x.Wave = waveOf(pos, n, r.d.Waves)
-			if x.Wave > r.Wave {
-				x.Wave = r.Wave
-			}
+			x.Wave = r.Wave
+			targeted++
 		}
-		if x.State != NodeWaiting {
+	}
+	var out []*Node
+	for _, x := range ns {
+		if x.Wave < 0 || x.State != NodeWaiting {
 			continue
 		}
 		if busy >= int(r.d.MaxConcurrent) {
@@ -291,7 +297,7 @@ func (r *Rollout) target(now time.Time) []*Node {
 		}
 		busy++
 		x.State, x.Since, x.AssignedAt, x.Reason = NodeAssigned, now, now, ""
-		r.decide(now, x.ID, "assigned in wave %d", r.Wave+1)
+		r.decide(now, x.ID, "assigned in wave %d", x.Wave+1)
 		out = append(out, x)
 	}
 	return out

@@ -258,3 +258,19 @@ func TestLateJoinerPlacedAndReload(t *testing.T) {
 		t.Fatalf("reloaded %v, was %v", c.Totals, a.Totals)
 	}
 }
+
+// TestLateJoinersDoNotWidenAWave: wave k has taken enough once
+// Target(bp_k, N) nodes of the current cohort were targeted; nodes joining
+// later never make a wave take more than that.
+func TestLateJoinersDoNotWidenAWave(t *testing.T) {
+	fx := setup(t, 2, nil) // wave 1 is 10%: 1 node of 2
+	for i := 0; i < 18; i++ {
+		if err := fx.e.Hello(fx.info(fmt.Sprintf("late%02d", i), prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 20 nodes now: 10% is 2 nodes, whatever their order.
+	if n := len(fx.assignedNew()); n != 2 {
+		t.Fatalf("wave 1 took %d nodes of 20, want 2", n)
+	}
+}

@@ -9,7 +9,6 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
-	"edgeota/protocol/wave"
 )
 
 // Phase is the state of a rollout.
@@ -152,16 +151,6 @@ type NodeInfo struct {
 
 func (r *Rollout) inCohort(n NodeInfo) bool {
 	return n.Class == r.Class && n.Component == r.Component && r.expr.Match(n.Labels)
-}
-
-// waveOf returns the wave a node of the ordered cohort falls in.
-func waveOf(pos, n int, waves []protocol.Wave) int {
-	for k, w := range waves {
-		if pos < wave.Target(uint32(w.BasisPoints), n) {
-			return k
-		}
-	}
-	return len(waves) - 1
 }
 
 // ordered returns the cohort ids in wave order.
