@@ -95,7 +95,10 @@ max_concurrent: 10
 	// A good model, wave by wave to 100%, with the gateway killed (SIGKILL)
 	// in the middle of wave 1 and restarted.
 	deploy("good", "1", "v2.cose")
-	waitFor(t, "wave 1 to start", 30*time.Second, func() bool { st := getRollout(t, dir, admin, "good"); return st.Phase != "" && st.Totals["waiting"] < 6 })
+	waitFor(t, "wave 1 to start", 30*time.Second, func() bool {
+		st := getRollout(t, dir, admin, "good")
+		return st.Phase != "" && st.Totals["waiting"] < 6
+	})
 	gw.cmd.Process.Signal(syscall.SIGKILL)
 	gw.cmd.Wait()
 	startDaemon(t, dir, gwArgs...)
