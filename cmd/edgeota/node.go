@@ -69,7 +69,7 @@ type nodeFlags struct {
 	id, class, component, labels string
 	trust                        []string
 	gateway                      string
-	poll                         time.Duration
+	poll, ackTimeout             time.Duration
 	rate                         float64
 	health                       time.Duration
 	seed                         int64
@@ -86,6 +86,7 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 	if cmd.Name() == "node" {
 		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL, coap://HOST:PORT (plain UDP: development only)")
 		fl.DurationVar(&n.poll, "poll-interval", time.Minute, "how often to poll the assigned manifest besides observing it")
+		fl.DurationVar(&n.ackTimeout, "ack-timeout", 2*time.Second, "CoAP ACK_TIMEOUT: the wait before a lost request is sent again (RFC 7252 default 2s)")
 	}
 	fl.Float64Var(&n.rate, "inference-rate", 10, "simulated inferences per second")
 	fl.DurationVar(&n.health, "health-interval", time.Minute, "time between health reports")
@@ -151,7 +152,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter) (*nodeagent.
 	}
 	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, ModelSeed: n.seed,
-		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll})
+		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout})
 	if err != nil {
 		f.Close()
 		unlock()
