@@ -12,6 +12,7 @@ import (
 
 	"edgeota/gateway/internal/coapd"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 )
 
@@ -183,12 +184,21 @@ func (g *Gateway) serveManifest(w *coapd.Response, r *coapd.Request, node string
 	registering := err == nil && obs == 0
 	if err == nil && obs == 1 {
 		g.observers.remove(node, r.From, r.Msg.Token)
+		g.store.DeleteObserver(node, r.From.String())
 	}
 	w.Code = codes.Content
 	if registering {
-		ob := g.observers.add(node, r.From, r.Msg.Token, g.clock())
+		ob, changed, evicted := g.observers.add(node, r.From, r.Msg.Token, g.clock())
 		w.SetUint32(message.Observe, ob.seq)
 		g.metrics.observers.Set(float64(g.observers.count()))
+		if changed { // saved, so that notifications resume after a restart
+			if err := g.store.PutObserver(store.Observer{Node: node, Addr: r.From.String(), Token: ob.token}); err != nil {
+				g.log.Warn("save observer", "node", node, "err", err)
+			}
+		}
+		if evicted != nil {
+			g.store.DeleteObserver(node, evicted.addr.String())
+		}
 	}
 	if tag, err := r.Msg.Options.GetBytes(message.ETag); err == nil && string(tag) == string(etag) && !registering {
 		w.Code = codes.Valid
@@ -226,6 +236,7 @@ func (g *Gateway) notifyManifest(node string, confirmable bool, obs []observer) 
 		}, func() {
 			g.log.Info("observer gone", "node", ob.node, "addr", ob.addr.String())
 			g.observers.remove(ob.node, ob.addr, ob.token)
+			g.store.DeleteObserver(ob.node, ob.addr.String())
 			g.metrics.observers.Set(float64(g.observers.count()))
 		})
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -199,6 +200,14 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	for _, n := range nodesOrNil(db) {
 		g.act.known.Store(n, struct{}{})
+	}
+	// Observations survive a restart: notifications resume at once.
+	if obs, err := db.Observers(); err == nil {
+		for _, o := range obs {
+			if ap, err := netip.ParseAddrPort(o.Addr); err == nil {
+				g.observers.add(o.Node, ap, o.Token, g.clock())
+			}
+		}
 	}
 	if len(cfg.DeployTrust) > 0 {
 		if g.deployTrust, err = sign.NewTrustStore(sign.RoleDeployment, cfg.DeployTrust...); err != nil {

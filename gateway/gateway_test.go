@@ -438,3 +438,53 @@ func TestTimeScaleOnlyForSimulations(t *testing.T) {
 		t.Fatalf("time scale 60 without Sim: %v", err)
 	}
 }
+
+// TestObservationsSurviveRestart: a node's observation is saved, so the
+// restarted gateway notifies it of a new assignment without the node
+// registering again.
+func TestObservationsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, opts{dir: dir})
+	c := e.dial()
+	hello(t, c, "node-1")
+	notes := make(chan []byte, 8)
+	obs, err := c.Observe(ctxT(t), "/n/node-1/manifest", func(m *pool.Message) {
+		b, _ := m.ReadBody()
+		notes <- append([]byte{}, b...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Cancel(context.Background())
+	<-notes // the initial, empty representation
+	addr := e.coap
+	e.stop()
+
+	ua, _ := net.ResolveUDPAddr("udp", addr)
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	g, err := gateway.New(gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, CoAPConn: conn, AdminListener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	e2 := &env{t: t, admin: "http://" + ln.Addr().String(), signer: e.signer}
+	md := e2.model(3, 1000)
+	e2.push(md.signed, md.image)
+	e2.assign(md.signed, []string{"node-1"}, false)
+	select {
+	case got := <-notes:
+		if !bytes.Equal(got, md.signed) {
+			t.Fatal("the notification is not the new assignment")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification from the restarted gateway")
+	}
+}

@@ -29,23 +29,25 @@ const maxObserversPerNode = 2
 
 func newObservers() *observers { return &observers{byNode: map[string][]*observer{}} }
 
-// add registers (or refreshes) an observation and returns it.
-func (o *observers) add(node string, addr netip.AddrPort, token []byte, now time.Time) *observer {
+// add registers (or refreshes) an observation and returns it, whether it
+// is new or changed, and the observation it pushed out (nil when none).
+func (o *observers) add(node string, addr netip.AddrPort, token []byte, now time.Time) (ob *observer, changed bool, evicted *observer) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	list := o.byNode[node]
 	for _, ob := range list {
 		if ob.addr == addr {
+			changed = string(ob.token) != string(token)
 			ob.token = append(ob.token[:0], token...)
-			return ob
+			return ob, changed, nil
 		}
 	}
-	ob := &observer{node: node, addr: addr, token: append([]byte(nil), token...), seq: 1, lastCON: now}
+	ob = &observer{node: node, addr: addr, token: append([]byte(nil), token...), seq: 1, lastCON: now}
 	if len(list) >= maxObserversPerNode {
-		list = list[1:]
+		evicted, list = list[0], list[1:]
 	}
 	o.byNode[node] = append(list, ob)
-	return ob
+	return ob, true, evicted
 }
 
 // remove drops the observation of node from addr (and token, when given).
