@@ -52,7 +52,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/rollouts/{id}/{action}", g.postRolloutAction)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "gateway_id": g.cfg.GatewayID, "time_scale": g.cfg.TimeScale})
 	})
 	return mux
 }

@@ -315,15 +315,8 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 		}
 		g.metrics.health.Inc()
 		if g.outbox != nil {
-			g.relay(w, outbox.KindHealth, node, body, func() {
-				if g.cfg.OnHealthAccepted != nil {
-					g.cfg.OnHealthAccepted(rep)
-				}
-			})
+			g.relay(w, outbox.KindHealth, node, body)
 			return
-		}
-		if g.cfg.OnHealthAccepted != nil {
-			g.cfg.OnHealthAccepted(rep)
 		}
 	case "status":
 		e, err := protocol.DecodeStatusEvent(body)
@@ -344,7 +337,7 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			g.log.Error("rollout: status", "node", node, "err", err)
 		}
 		if g.outbox != nil {
-			g.relay(w, outbox.KindEvent, node, body, nil)
+			g.relay(w, outbox.KindEvent, node, body)
 		}
 		g.log.Info("status", "node", node, "state", e.State.String(), "seq", e.Seq, "reason_code", e.Code.String(), "reason", e.Reason)
 		g.metrics.events.Inc()

@@ -92,11 +92,6 @@ type Config struct {
 	// Sim marks a gateway run by, or for, the fleet simulator: the only
 	// one allowed a TimeScale other than 1.
 	Sim bool
-	// OnHealthAccepted, when set, is told each health report the gateway
-	// answered 2.04 (with an uplink: once the report is durable in the
-	// outbox). The fleet simulator uses it to check that every accepted
-	// report reached the broker.
-	OnHealthAccepted func(r protocol.HealthReport)
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
 	// CoAPConn and AdminListener, when set, are used instead of listening

@@ -17,7 +17,7 @@ const outboxFullMaxAge = 30
 // relay appends a node document to the outbox and answers the node once it
 // is durable: 2.04, or 5.03 with Max-Age when the outbox is full even after
 // dropping old health reports (status events are never dropped).
-func (g *Gateway) relay(w *coapd.Response, kind outbox.Kind, node string, body []byte, accepted func()) {
+func (g *Gateway) relay(w *coapd.Response, kind outbox.Kind, node string, body []byte) {
 	d := w.Defer()
 	err := g.outbox.Append(kind, node, body, func(err error) { // Append copies body
 		if err != nil {
@@ -29,9 +29,6 @@ func (g *Gateway) relay(w *coapd.Response, kind outbox.Kind, node string, body [
 			return
 		}
 		d.Complete(func(w *coapd.Response) { w.Code = codes.Changed })
-		if accepted != nil {
-			accepted()
-		}
 		g.uplink.Kick(kind)
 	})
 	if errors.Is(err, outbox.ErrFull) {

@@ -84,6 +84,10 @@ type Config struct {
 	// AckTimeout is the CoAP ACK_TIMEOUT of the link (default 2s, RFC
 	// 7252); lower it on fast simulated links.
 	AckTimeout time.Duration
+	// OnDelivered, when set, is told each Hello, status event and health
+	// report the gateway accepted (answered 2.04), from the link's
+	// goroutine: delivery accounting for simulators and tests.
+	OnDelivered func(doc any)
 	// PollInterval is how often the node polls its manifest besides
 	// observing it (default 60s): after a gateway restart, the gateway has
 	// forgotten its observers until the node registers again.

@@ -70,6 +70,7 @@ func (a *Agent) connect(ctx context.Context) error {
 	}
 	a.log.Warn("talking to the gateway over plain CoAP/UDP: development only; manifests are still verified end to end", "gateway", a.cfg.Gateway)
 	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1)}
+	a.link.queue.delivered = a.cfg.OnDelivered
 	a.cfg.Reporter = a.link.queue
 	a.cfg.Offers = a.link.offers
 	return nil
@@ -110,12 +111,13 @@ func (a *Agent) runLink(ctx context.Context) func() {
 // are kept until delivered; when the queue is full the oldest health
 // report is dropped (and counted).
 type reportQueue struct {
-	mu      sync.Mutex
-	items   []queued
-	wake    chan struct{}
-	c       *gwlink.Client
-	log     interface{ Warn(string, ...any) }
-	dropped uint64
+	mu        sync.Mutex
+	items     []queued
+	wake      chan struct{}
+	c         *gwlink.Client
+	log       interface{ Warn(string, ...any) }
+	dropped   uint64
+	delivered func(doc any)
 }
 
 type queued struct {
@@ -208,6 +210,15 @@ func (q *reportQueue) run(ctx context.Context) {
 		}
 		if err != nil {
 			q.log.Warn("gateway refused a report; dropped", "err", err)
+		} else if q.delivered != nil {
+			switch {
+			case it.hello != nil:
+				q.delivered(it.hello)
+			case it.status != nil:
+				q.delivered(it.status)
+			default:
+				q.delivered(it.health)
+			}
 		}
 		q.mu.Lock()
 		q.items = q.items[1:]

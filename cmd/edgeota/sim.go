@@ -19,7 +19,7 @@ func newSimCmd() *cobra.Command {
 		RunE:  showHelp,
 	}
 	var seed uint64
-	var junit string
+	var junit, gw, admin, mqttURL, keyFile string
 	var quiet bool
 	run := &cobra.Command{
 		Use:   "run SCENARIO.yaml [--seed N] [--junit FILE]",
@@ -35,7 +35,14 @@ when the scenario says.
 It shows a progress line every second, prints a summary table, writes JUnit
 XML with --junit (one test case per expectation), and exits 1 when an
 expectation fails. The seed is printed: --seed N replays a run's random
-choices. Scenarios shipped with edgeota are in firmware-sim/scenarios;
+choices.
+
+With --gateway, --admin and --mqtt the fleet runs against a gateway and a
+broker that are already running (started with --sim --time-scale N, the
+scenario's time scale, and trusting --key for manifests and deployments:
+--trust and --deploy-trust); the run's nodes, cohorts and deployments are
+scoped to it with a sim_run label, so the gateway can be shared. Faults that
+restart the gateway or the broker need the in-process ones. Scenarios shipped with edgeota are in firmware-sim/scenarios;
 docs/simulator.md teaches writing your own.`,
 		Example: "  edgeota sim run firmware-sim/scenarios/bad-model.yaml --junit report.xml",
 		Args:    exactArgs(1, "one scenario file"),
@@ -50,7 +57,15 @@ docs/simulator.md teaches writing your own.`,
 			if f, ok := errw.(*os.File); ok {
 				tty = term.IsTerminal(int(f.Fd()))
 			}
-			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway")}
+			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, Admin: admin, MQTT: mqttURL}
+			if gw != "" || admin != "" || mqttURL != "" {
+				if gw == "" || admin == "" || mqttURL == "" || keyFile == "" {
+					return usagef("a running gateway needs --gateway, --admin, --mqtt and --key")
+				}
+				if opts.Key, err = readPrivateKey(keyFile); err != nil {
+					return err
+				}
+			}
 			if lvl, _ := cmd.Flags().GetString("log-level"); lvl == "info" {
 				opts.Logger = nil // the gateway's info logs would drown the progress
 			}
@@ -99,6 +114,10 @@ docs/simulator.md teaches writing your own.`,
 	run.Flags().Uint64Var(&seed, "seed", 0, "seed of every random choice (default: the scenario's, or a new one, printed)")
 	run.Flags().StringVar(&junit, "junit", "", "write JUnit XML to FILE")
 	run.Flags().BoolVar(&quiet, "quiet", false, "no progress lines")
+	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT (instead of one in-process)")
+	run.Flags().StringVar(&admin, "admin", "", "that gateway's admin API URL")
+	run.Flags().StringVar(&mqttURL, "mqtt", "", "that gateway's MQTT broker, tcp://HOST:PORT")
+	run.Flags().StringVar(&keyFile, "key", "", "the key that gateway trusts for manifests and deployments (PKCS#8 PEM)")
 	cmd.AddCommand(run)
 	return cmd
 }

@@ -27,7 +27,11 @@ func (s *sim) drive(ctx context.Context) (bool, error) {
 	var evs []event
 	for i := range s.sc.Deployments {
 		d := &s.sc.Deployments[i]
-		evs = append(evs, event{d.At, "deployment " + d.ID, func() error { return s.deploy(d, uint64(i+1)) }})
+		seq := uint64(i + 1)
+		if s.external { // above whatever this gateway applied before
+			seq = uint64(time.Now().Unix())*100 + uint64(i)
+		}
+		evs = append(evs, event{d.At, "deployment " + d.ID, func() error { return s.deploy(d, seq) }})
 	}
 	lastFault := time.Duration(0)
 	for i := range s.sc.Faults {
@@ -80,7 +84,7 @@ func (s *sim) progress(line string) {
 func (s *sim) deploy(d *scenario.Deployment, seq uint64) error {
 	m := s.models[d.Model]
 	issued := uint64(s.clock.Now().Unix())
-	dep := &protocol.Deployment{ID: d.ID, Seq: seq, Manifest: m.signed, Cohort: d.Cohort, OnFailure: protocol.FailurePause,
+	dep := &protocol.Deployment{ID: s.depID(d.ID), Seq: seq, Manifest: m.signed, Cohort: s.scopedCohort(d.Cohort), OnFailure: protocol.FailurePause,
 		NodeTimeoutSeconds: uint64(d.NodeTimeout / time.Second), MaxConcurrent: d.MaxConcurrent, Issued: issued,
 		Expires: issued + uint64(s.sc.Duration/time.Second) + 3600,
 		Gates: protocol.Gates{MaxFailed: d.Gates.MaxFailed, MaxErrorPermille: d.Gates.MaxErrorPermille,
@@ -146,10 +150,20 @@ func (s *sim) fault(f scenario.Fault) error {
 	return nil
 }
 
+// rollouts returns this run's rollouts, under their scenario ids.
 func (s *sim) rollouts() []rolloutview.Status {
-	var out []rolloutview.Status
-	if err := s.adminJSON("GET", "/v1/rollouts", nil, &out); err != nil {
+	var all []rolloutview.Status
+	if err := s.adminJSON("GET", "/v1/rollouts", nil, &all); err != nil {
 		return nil
+	}
+	var out []rolloutview.Status
+	for _, r := range all {
+		for _, d := range s.sc.Deployments {
+			if r.ID == s.depID(d.ID) {
+				r.ID = d.ID
+				out = append(out, r)
+			}
+		}
 	}
 	return out
 }

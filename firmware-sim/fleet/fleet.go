@@ -4,21 +4,26 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	pahomqtt "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -44,6 +49,17 @@ type Options struct {
 	Progress func(line string)
 	// Logger receives the gateway's logs (default: discard).
 	Logger *slog.Logger
+
+	// Gateway, Admin and MQTT, when set, run the fleet against a running
+	// gateway (its CoAP URL coap://HOST:PORT and its admin API URL) and
+	// broker (tcp://HOST:PORT) instead of starting them in-process. That
+	// gateway must trust Key for manifests and deployments (--trust,
+	// --deploy-trust) and run the scenario's time scale (--sim
+	// --time-scale N); faults that restart it or its broker are refused.
+	Gateway, Admin, MQTT string
+	// Key signs the models and deployments (default: one derived from the
+	// seed).
+	Key ed25519.PrivateKey
 }
 
 // model is a scenario model, built and signed.
@@ -103,11 +119,19 @@ type sim struct {
 	received sync.Map // "node/boot/number" -> struct{}: reached the broker
 	accepted sync.Map // "node/boot/number" -> struct{}: answered 2.04 by the gateway
 	dups     atomic.Int64
+
+	// External mode: runID scopes node ids, labels, cohorts and deployment
+	// ids to this run on a gateway that outlives it.
+	external bool
+	runID    string
+	gwID     string
+	paho     pahomqtt.Client
 }
 
 // Run runs a scenario to its end and returns what happened.
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Result, error) {
-	s := &sim{sc: sc, opts: opts, models: map[string]*model{}, byDigest: map[protocol.Digest]string{}, log: opts.Logger}
+	s := &sim{sc: sc, opts: opts, models: map[string]*model{}, byDigest: map[protocol.Digest]string{}, log: opts.Logger,
+		external: opts.Gateway != "" || opts.Admin != "" || opts.MQTT != ""}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +143,21 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 		s.seed = rand.Uint64()
 	}
 	s.rng = rand.New(rand.NewPCG(s.seed, 0x5eed))
+	if s.external {
+		if opts.Gateway == "" || opts.Admin == "" || opts.MQTT == "" {
+			return nil, errors.New("fleet: a running gateway needs its CoAP URL, its admin URL and its broker")
+		}
+		for _, f := range sc.Faults {
+			if f.Kind == scenario.FaultGatewayRestart || f.Kind == scenario.FaultBrokerOutage {
+				return nil, fmt.Errorf("fleet: fault %s needs the gateway and broker the simulator starts itself", f.Kind)
+			}
+		}
+		// A gateway outlives the run: scope the run's nodes and
+		// deployments to it, uniquely even for the same seed.
+		var b [2]byte
+		cryptorand.Read(b[:])
+		s.runID = fmt.Sprintf("%04x%02x%02x", s.seed&0xffff, b[0], b[1])
+	}
 	s.dir = opts.Dir
 	if s.dir == "" {
 		d, err := os.MkdirTemp("", "edgeota-sim-")
@@ -159,6 +198,9 @@ func (s *sim) setup(ctx context.Context) error {
 		seed[i] = byte(s.rng.Uint32())
 	}
 	s.key = ed25519.NewKeyFromSeed(seed)
+	if s.opts.Key != nil {
+		s.key = s.opts.Key
+	}
 	s.signer, _ = sign.NewSigner(s.key)
 	s.trust, _ = sign.NewTrustStore(sign.RoleManifest, s.key.Public().(ed25519.PublicKey))
 	var maxSize int
@@ -184,16 +226,22 @@ func (s *sim) setup(ctx context.Context) error {
 		maxSize = max(maxSize, spec.Size)
 	}
 	s.clock = newScaledClock(time.Now(), s.sc.TimeScale)
-	if err := s.startBroker(""); err != nil {
-		return err
-	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return err
-	}
-	s.coapAddr = conn.LocalAddr().String()
-	if err := s.startGateway(conn); err != nil {
-		return err
+	if s.external {
+		if err := s.attach(); err != nil {
+			return err
+		}
+	} else {
+		if err := s.startBroker(""); err != nil {
+			return err
+		}
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return err
+		}
+		s.coapAddr = conn.LocalAddr().String()
+		if err := s.startGateway(conn); err != nil {
+			return err
+		}
 	}
 	for _, m := range s.models {
 		if err := s.push(m); err != nil {
@@ -207,7 +255,16 @@ func (s *sim) setup(ctx context.Context) error {
 	for _, g := range s.sc.Fleet {
 		for i := 0; i < g.Count; i++ {
 			n++
-			nd, err := s.newNode(nctx, fmt.Sprintf("sim-%04d", n), g.Labels, slot)
+			id, labels := fmt.Sprintf("sim-%04d", n), g.Labels
+			if s.runID != "" {
+				id = fmt.Sprintf("sim-%s-%04d", s.runID, n)
+				labels = maps.Clone(g.Labels)
+				if labels == nil {
+					labels = map[string]string{}
+				}
+				labels["sim_run"] = s.runID
+			}
+			nd, err := s.newNode(nctx, id, labels, slot)
 			if err != nil {
 				return err
 			}
@@ -237,15 +294,7 @@ func (s *sim) startBroker(addr string) error {
 	// Count health reports as they arrive: the inline subscription runs on
 	// the publisher's goroutine, before the broker acknowledges.
 	if err := srv.Subscribe("edgeota/v1/gw/+/health", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		rs, err := protocol.DecodeHealthBatch(pk.Payload)
-		if err != nil {
-			return
-		}
-		for _, r := range rs {
-			if _, dup := s.received.LoadOrStore(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{}); dup {
-				s.dups.Add(1)
-			}
-		}
+		s.count(pk.Payload)
 	}); err != nil {
 		return err
 	}
@@ -266,10 +315,7 @@ func (s *sim) startGateway(conn *net.UDPConn) error {
 	pub := s.key.Public().(ed25519.PublicKey)
 	g, err := gateway.New(gateway.Config{DataDir: s.dir, CoAPConn: conn, AdminListener: ln, Trust: []ed25519.PublicKey{pub},
 		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
-		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
-		OnHealthAccepted: func(r protocol.HealthReport) {
-			s.accepted.Store(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{})
-		}})
+		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log})
 	if err != nil {
 		return err
 	}
@@ -316,6 +362,9 @@ func (s *sim) teardown() {
 	if s.nodesStop != nil {
 		s.nodesStop()
 		s.nodesWG.Wait()
+	}
+	if s.paho != nil {
+		s.paho.Disconnect(100)
 	}
 	for _, n := range s.nodes {
 		n.mu.Lock()
@@ -386,4 +435,78 @@ func (s *sim) adminJSON(method, path string, in, out any) error {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// attach joins a running gateway and broker: it checks the gateway's time
+// scale and subscribes to its health topic.
+func (s *sim) attach() error {
+	u, err := url.Parse(s.opts.Gateway)
+	if err != nil || u.Scheme != "coap" || u.Host == "" {
+		return fmt.Errorf("fleet: --gateway %q: want coap://HOST:PORT", s.opts.Gateway)
+	}
+	s.coapAddr = u.Host
+	if u.Port() == "" {
+		s.coapAddr = net.JoinHostPort(u.Hostname(), "5683")
+	}
+	if ua, err := net.ResolveUDPAddr("udp", s.coapAddr); err == nil {
+		s.coapAddr = ua.String()
+	}
+	s.admin = strings.TrimSuffix(s.opts.Admin, "/")
+	var hz struct {
+		GatewayID string  `json:"gateway_id"`
+		TimeScale float64 `json:"time_scale"`
+	}
+	if err := s.adminJSON("GET", "/healthz", nil, &hz); err != nil {
+		return fmt.Errorf("fleet: the gateway's admin API: %w", err)
+	}
+	if hz.TimeScale != s.sc.TimeScale {
+		return fmt.Errorf("fleet: the gateway runs time scale %g, the scenario %g: start it with --sim --time-scale %g",
+			hz.TimeScale, s.sc.TimeScale, s.sc.TimeScale)
+	}
+	if hz.GatewayID == "" {
+		return errors.New("fleet: the gateway has no MQTT uplink (--mqtt and --gateway-id)")
+	}
+	s.gwID = hz.GatewayID
+	opts := pahomqtt.NewClientOptions().AddBroker(s.opts.MQTT).SetClientID("edgeota-sim-" + s.runID).
+		SetCleanSession(false).SetOrderMatters(false).SetAutoReconnect(true).SetMaxReconnectInterval(2 * time.Second)
+	opts.SetOnConnectHandler(func(c pahomqtt.Client) {
+		c.Subscribe("edgeota/v1/gw/"+s.gwID+"/health", 1, func(_ pahomqtt.Client, m pahomqtt.Message) { s.count(m.Payload()) })
+	})
+	s.paho = pahomqtt.NewClient(opts)
+	if t := s.paho.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return fmt.Errorf("fleet: broker %s: %v", s.opts.MQTT, t.Error())
+	}
+	return nil
+}
+
+// count records the health reports of one MQTT batch.
+func (s *sim) count(payload []byte) {
+	rs, err := protocol.DecodeHealthBatch(payload)
+	if err != nil {
+		return
+	}
+	for _, r := range rs {
+		if _, dup := s.received.LoadOrStore(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{}); dup {
+			s.dups.Add(1)
+		}
+	}
+}
+
+// depID is the id a scenario deployment has on the gateway.
+func (s *sim) depID(id string) string {
+	if s.runID == "" {
+		return id
+	}
+	return id + "-" + s.runID
+}
+
+// scopedCohort limits a cohort to this run's nodes on a shared gateway.
+func (s *sim) scopedCohort(c string) string {
+	if s.runID == "" {
+		return c
+	}
+	if strings.TrimSpace(c) == "*" {
+		return "sim_run:" + s.runID
+	}
+	return "(" + c + ") AND sim_run:" + s.runID
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"edgeota/firmware-sim/flash"
 	"edgeota/firmware-sim/radio"
 	"edgeota/nodeagent"
+	"edgeota/protocol"
 )
 
 // newNode builds a node: its flash (with the initial model installed and
@@ -69,7 +71,12 @@ func (s *sim) live(ctx context.Context, n *node, slot int64) {
 			Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: "coap://" + n.relay.Addr().String(),
 			Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
 			AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, ModelSeed: n.seed,
-			RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second})
+			RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
+			OnDelivered: func(doc any) {
+				if r, ok := doc.(*protocol.HealthReport); ok {
+					s.accepted.Store(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{})
+				}
+			}})
 		if err != nil {
 			cancel()
 			s.log.Error("node agent", "node", n.id, "err", err)
