@@ -66,7 +66,7 @@ func (g *Gateway) applyDeployment(signed []byte) (*protocol.Deployment, error) {
 		}
 	}
 	// The seq is recorded first: a deployment is applied at most once.
-	if applied, err := g.store.ApplyDeployment(d.Seq, signed, nil, d.Manifest); err != nil {
+	if applied, err := g.store.ApplyDeployment(d.Seq, nil, d.Manifest); err != nil {
 		return nil, err
 	} else if !applied {
 		return nil, fmt.Errorf("%w: seq %d already applied", ErrDeployment, d.Seq)

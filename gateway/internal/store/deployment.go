@@ -7,10 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-var (
-	keyDeploySeq    = []byte("deployment-seq")
-	keyDeployActive = []byte("deployment-active")
-)
+var keyDeploySeq = []byte("deployment-seq")
 
 // DeploymentSeq returns the highest deployment seq the gateway applied (0
 // before the first).
@@ -29,10 +26,10 @@ func (db *DB) DeploymentSeq() (uint64, error) {
 }
 
 // ApplyDeployment records a deployment as applied in one transaction: its
-// seq becomes the highest applied, the signed deployment is kept as the
-// active one (nil: withdrawn), and signed manifest is assigned to nodes.
-// It refuses (returning applied == false) a seq not above the highest.
-func (db *DB) ApplyDeployment(seq uint64, deployment []byte, nodes []string, manifest []byte) (applied bool, err error) {
+// seq becomes the highest applied, and the signed manifest is assigned to
+// nodes (none when a rollout assigns them). It refuses (returning applied
+// == false) a seq not above the highest.
+func (db *DB) ApplyDeployment(seq uint64, nodes []string, manifest []byte) (applied bool, err error) {
 	if err := validIDs(nodes); err != nil {
 		return false, fmt.Errorf("store: apply deployment: %w", err)
 	}
@@ -51,9 +48,6 @@ func (db *DB) ApplyDeployment(seq uint64, deployment []byte, nodes []string, man
 		if err := meta.Put(keyDeploySeq, b[:]); err != nil {
 			return err
 		}
-		if err := meta.Put(keyDeployActive, deployment); err != nil {
-			return err
-		}
 		assignments := tx.Bucket(bucketAssignments)
 		for _, id := range nodes {
 			if err := assignments.Put([]byte(id), rec); err != nil {
@@ -67,31 +61,4 @@ func (db *DB) ApplyDeployment(seq uint64, deployment []byte, nodes []string, man
 		return false, fmt.Errorf("store: apply deployment: %w", err)
 	}
 	return applied, nil
-}
-
-// ActiveDeployment returns the signed deployment last applied, or nil.
-func (db *DB) ActiveDeployment() ([]byte, error) {
-	var out []byte
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyDeployActive); len(v) > 0 {
-			out = append([]byte(nil), v...)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: active deployment: %w", err)
-	}
-	return out, nil
-}
-
-// WithdrawDeployment forgets the active deployment when it is id's (an
-// empty retained payload on its topic); assignments stay as they are.
-func (db *DB) WithdrawDeployment(isActive func(signed []byte) bool) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keyDeployActive); len(v) > 0 && isActive(v) {
-			return meta.Delete(keyDeployActive)
-		}
-		return nil
-	})
 }
