@@ -41,8 +41,8 @@ unit:
 
 # The exhaustive power-cut sweeps, without -race, printing their counts.
 sweep:
-	@$(GO) test -count=1 -timeout 10m -run 'Sweep' -v ./nodeagent/... | \
-		awk '/sweep: /{print} /^(FAIL|--- FAIL)/{print; bad=1} END{exit bad}'
+	@$(GO) test -count=1 -timeout 10m -run 'Sweep|Wear' -v ./nodeagent/... | \
+		awk '/sweep: |updates of/{print} /^(FAIL|--- FAIL)/{print; bad=1} END{exit bad}'
 
 # The shipped fleet scenarios (firmware-sim/scenarios), without -race.
 scenarios:
