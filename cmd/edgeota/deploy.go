@@ -15,7 +15,7 @@ import (
 func newDeployCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy",
-		Short: "Author and sign deployments (rollouts of a manifest to a cohort)",
+		Short: "Author, sign and apply deployments (rollouts of a manifest to a cohort)",
 		Args:  noArgs,
 		RunE:  showHelp,
 	}
