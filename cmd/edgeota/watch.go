@@ -37,13 +37,13 @@ type watchFlags struct {
 func newWatchCmd() *cobra.Command {
 	var f watchFlags
 	cmd := &cobra.Command{
-		Use:   "watch --mqtt URL [--gateway-id ID] [--prefix edgeota/v1] [--json]",
+		Use:   "watch --mqtt URL [--gateway-id ID] [--mqtt-prefix edgeota/v1] [--json]",
 		Short: "Print what gateways publish over MQTT: health, status events, rollouts, state",
 		Long: `Subscribe to the MQTT topics of one gateway (--gateway-id) or of every
 gateway, and print one line per node health report, node status event,
 rollout status and gateway state change, until interrupted (Ctrl-C).
 
-Topics (QoS 1), under --prefix (default edgeota/v1), with GW the gateway id
+Topics (QoS 1), under --mqtt-prefix (default edgeota/v1), with GW the gateway id
 or + for every gateway:
   PREFIX/gw/GW/health        CBOR batches of health reports
   PREFIX/gw/GW/events        CBOR batches of status events
@@ -71,15 +71,15 @@ redelivery (QoS 1) can show a report twice; (node, boot, number) tells.
 
 The broker URL is tcp://HOST[:1883] or, with TLS, ssl://HOST[:8883]
 (mqtt:// and mqtts:// are the same). TLS verifies the broker against the
-system roots or --ca-file; --cert-file and --key-file give a client
-certificate. Prefer --password-file to --password, which other users of
+system roots or --mqtt-ca; --mqtt-cert and --mqtt-key give a client
+certificate. Prefer --mqtt-password-file to --mqtt-password, which other users of
 the machine can see in the process list. The watcher connects with a fresh
 client id and a clean session: it fails at once when the first connection
 fails, and afterwards reconnects by itself, logging outages on stderr;
 messages published while it was disconnected are not shown.`,
 		Example: `  edgeota watch --mqtt tcp://localhost:1883
-  edgeota watch --mqtt ssl://broker.example.com --ca-file ca.pem \
-      --username ops --password-file ops.pass --gateway-id gw-1
+  edgeota watch --mqtt ssl://broker.example.com --mqtt-ca ca.pem \
+      --mqtt-username ops --mqtt-password-file ops.pass --gateway-id gw-1
   edgeota watch --mqtt tcp://localhost:1883 --json | jq 'select(.kind == "event")'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, &f) },
@@ -87,14 +87,14 @@ messages published while it was disconnected are not shown.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.broker, "mqtt", "", "broker URL: tcp://HOST[:PORT] or ssl://HOST[:PORT]")
 	fl.StringVar(&f.gateway, "gateway-id", "", "watch only this gateway (default: every gateway)")
-	fl.StringVar(&f.prefix, "prefix", "edgeota/v1", "topic prefix the gateways publish under")
+	fl.StringVar(&f.prefix, "mqtt-prefix", "edgeota/v1", "topic prefix the gateways publish under")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object per line (NDJSON)")
-	fl.StringVar(&f.caFile, "ca-file", "", "PEM CA certificates to verify the broker with (ssl:// only; default: system roots)")
-	fl.StringVar(&f.certFile, "cert-file", "", "PEM client certificate (ssl:// only, with --key-file)")
-	fl.StringVar(&f.keyFile, "key-file", "", "PEM private key of --cert-file")
-	fl.StringVar(&f.username, "username", "", "MQTT user name")
-	fl.StringVar(&f.password, "password", "", "MQTT password (visible in the process list: prefer --password-file)")
-	fl.StringVar(&f.passFile, "password-file", "", "file holding the MQTT password (one line)")
+	fl.StringVar(&f.caFile, "mqtt-ca", "", "PEM CA certificates to verify the broker with (ssl:// only; default: system roots)")
+	fl.StringVar(&f.certFile, "mqtt-cert", "", "PEM client certificate (ssl:// only, with --mqtt-key)")
+	fl.StringVar(&f.keyFile, "mqtt-key", "", "PEM private key of --mqtt-cert")
+	fl.StringVar(&f.username, "mqtt-username", "", "MQTT user name")
+	fl.StringVar(&f.password, "mqtt-password", "", "MQTT password (visible in the process list: prefer --mqtt-password-file)")
+	fl.StringVar(&f.passFile, "mqtt-password-file", "", "file holding the MQTT password (one line)")
 	return cmd
 }
 
@@ -204,7 +204,7 @@ func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
 		return nil, usagef("--mqtt %q: scheme %q, want tcp:// or ssl://", f.broker, u.Scheme)
 	}
 	if u.User != nil {
-		return nil, usagef("--mqtt: give credentials with --username and --password-file, not in the URL")
+		return nil, usagef("--mqtt: give credentials with --mqtt-username and --mqtt-password-file, not in the URL")
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return nil, usagef("--mqtt %q: a broker URL has no path or query", f.broker)
@@ -216,7 +216,7 @@ func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
 
 	prefix := strings.TrimSuffix(f.prefix, "/")
 	if prefix == "" || strings.ContainsAny(prefix, "+#\x00") || strings.HasPrefix(prefix, "/") {
-		return nil, usagef("--prefix %q: want topic levels without wildcards, such as edgeota/v1", f.prefix)
+		return nil, usagef("--mqtt-prefix %q: want topic levels without wildcards, such as edgeota/v1", f.prefix)
 	}
 	if f.gateway != "" && !protocol.ValidID(f.gateway) {
 		return nil, usagef("--gateway-id %q does not match [A-Za-z0-9._-]{1,64}", f.gateway)
@@ -232,7 +232,7 @@ func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
 		SetWriteTimeout(10 * time.Second)
 
 	if f.password != "" && f.passFile != "" {
-		return nil, usagef("--password and --password-file exclude each other")
+		return nil, usagef("--mqtt-password and --mqtt-password-file exclude each other")
 	}
 	password := f.password
 	if f.passFile != "" {
@@ -242,22 +242,22 @@ func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 		if password == "" {
-			return nil, fmt.Errorf("--password-file %s is empty", f.passFile)
+			return nil, fmt.Errorf("--mqtt-password-file %s is empty", f.passFile)
 		}
 	}
 	if password != "" && f.username == "" {
-		return nil, usagef("a password needs --username (MQTT 3.1.1)")
+		return nil, usagef("a password needs --mqtt-username (MQTT 3.1.1)")
 	}
 	opts.SetUsername(f.username).SetPassword(password)
 
 	if !secure {
 		if f.caFile != "" || f.certFile != "" || f.keyFile != "" {
-			return nil, usagef("--ca-file, --cert-file and --key-file need an ssl:// broker URL, not %s://", u.Scheme)
+			return nil, usagef("--mqtt-ca, --mqtt-cert and --mqtt-key need an ssl:// broker URL, not %s://", u.Scheme)
 		}
 		return opts, nil
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
-		return nil, usagef("--cert-file and --key-file go together")
+		return nil, usagef("--mqtt-cert and --mqtt-key go together")
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
 	if f.caFile != "" {
@@ -267,13 +267,13 @@ func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+			return nil, fmt.Errorf("--mqtt-ca %s: no PEM certificate in it", f.caFile)
 		}
 	}
 	if f.certFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+			return nil, fmt.Errorf("--mqtt-cert/--mqtt-key: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}

@@ -199,11 +199,11 @@ func TestWatchUsageErrors(t *testing.T) {
 		{"path", []string{"--mqtt", "tcp://h/x"}, "no path"},
 		{"bad gateway id", []string{"--mqtt", "tcp://h", "--gateway-id", "gw/1"}, "--gateway-id"},
 		{"wildcard gateway id", []string{"--mqtt", "tcp://h", "--gateway-id", "+"}, "--gateway-id"},
-		{"wildcard prefix", []string{"--mqtt", "tcp://h", "--prefix", "a/#"}, "--prefix"},
-		{"TLS files on tcp", []string{"--mqtt", "tcp://h", "--ca-file", "ca.pem"}, "need an ssl://"},
-		{"cert without key", []string{"--mqtt", "ssl://h", "--cert-file", "c.pem"}, "go together"},
-		{"two passwords", []string{"--mqtt", "tcp://h", "--username", "u", "--password", "p", "--password-file", "f"}, "exclude each other"},
-		{"password without user", []string{"--mqtt", "tcp://h", "--password", "p"}, "needs --username"},
+		{"wildcard prefix", []string{"--mqtt", "tcp://h", "--mqtt-prefix", "a/#"}, "--mqtt-prefix"},
+		{"TLS files on tcp", []string{"--mqtt", "tcp://h", "--mqtt-ca", "ca.pem"}, "need an ssl://"},
+		{"cert without key", []string{"--mqtt", "ssl://h", "--mqtt-cert", "c.pem"}, "go together"},
+		{"two passwords", []string{"--mqtt", "tcp://h", "--mqtt-username", "u", "--mqtt-password", "p", "--mqtt-password-file", "f"}, "exclude each other"},
+		{"password without user", []string{"--mqtt", "tcp://h", "--mqtt-password", "p"}, "needs --mqtt-username"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

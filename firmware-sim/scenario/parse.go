@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"edgeota/protocol"
 	"edgeota/protocol/cohort"
 )
 
@@ -147,7 +148,7 @@ func (p *parser) scenario(f *file) (*Scenario, error) {
 	if s.Name, err = requiredString(p.top, &f.Name, "name"); err != nil {
 		return nil, err
 	}
-	if !validID(s.Name) {
+	if !protocol.ValidID(s.Name) {
 		return nil, errAt(&f.Name, "name %q does not match [A-Za-z0-9._-]{1,64}", s.Name)
 	}
 	if s.Description, err = optionalString(&f.Description, "description"); err != nil {
@@ -258,10 +259,10 @@ func (p *parser) fleet(n *yaml.Node) error {
 			}
 			for i := 0; i+1 < len(l.Content); i += 2 {
 				k, v := l.Content[i], l.Content[i+1]
-				if !validLabelKey(k.Value) {
+				if !protocol.ValidLabelKey(k.Value) {
 					return errAt(k, "label key %q does not match [a-z0-9_.-]{1,32}", k.Value)
 				}
-				if v.Kind != yaml.ScalarNode || !validLabelValue(v.Value) {
+				if v.Kind != yaml.ScalarNode || !protocol.ValidLabelValue(v.Value) {
 					return errAt(v, "label %s: value %q does not match [A-Za-z0-9_.:/-]{1,64}", k.Value, v.Value)
 				}
 				if _, dup := g.Labels[k.Value]; dup {
@@ -324,7 +325,7 @@ func (p *parser) models(n *yaml.Node) error {
 		if md.Name, err = requiredString(it, m["name"], "model name"); err != nil {
 			return err
 		}
-		if !validID(md.Name) {
+		if !protocol.ValidID(md.Name) {
 			return errAt(m["name"], "model name %q does not match [A-Za-z0-9._-]{1,64}", md.Name)
 		}
 		if p.s.Model(md.Name) != nil {
@@ -421,7 +422,7 @@ func (p *parser) deployments(n *yaml.Node) error {
 		if d.ID, err = requiredString(it, m["id"], "deployment id"); err != nil {
 			return err
 		}
-		if !validID(d.ID) {
+		if !protocol.ValidID(d.ID) {
 			return errAt(m["id"], "deployment id %q does not match [A-Za-z0-9._-]{1,64}", d.ID)
 		}
 		if p.s.Deployment(d.ID) != nil {

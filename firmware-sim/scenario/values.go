@@ -1,12 +1,15 @@
 package scenario
 
 import (
+	"errors"
 	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	fixed "edgeota/protocol/decimal"
 )
 
 func contains(list []string, s string) bool {
@@ -147,68 +150,12 @@ func decimal(n *yaml.Node, name string, places int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	whole, frac, _ := strings.Cut(s, ".")
-	if len(frac) > places {
+	v, err := fixed.Parse(s, places)
+	switch {
+	case errors.Is(err, fixed.ErrPlaces):
 		return 0, errAt(n, "%s %q has more than %d decimals", name, s, places)
+	case err != nil:
+		return 0, errAt(n, "%s %q: want a non-negative decimal number", name, s)
 	}
-	bad := errAt(n, "%s %q: want a non-negative decimal number", name, s)
-	if whole == "" || strings.HasPrefix(whole, "+") || strings.HasPrefix(whole, "-") {
-		return 0, bad
-	}
-	w, err := strconv.ParseUint(whole, 10, 32)
-	if err != nil {
-		return 0, bad
-	}
-	frac += strings.Repeat("0", places-len(frac))
-	var f uint64
-	if places > 0 {
-		if f, err = strconv.ParseUint(frac, 10, 32); err != nil {
-			return 0, bad
-		}
-	}
-	scale := uint64(1)
-	for range places {
-		scale *= 10
-	}
-	return w*scale + f, nil
-}
-
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func validLabelKey(s string) bool {
-	if len(s) == 0 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '_' && c != '.' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func validLabelValue(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '_' && c != '.' && c != ':' && c != '/' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	return v, nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	fixed "edgeota/protocol/decimal"
+
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
 )
@@ -253,29 +255,14 @@ func decimal(n *yaml.Node, name string, places int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	whole, frac, _ := strings.Cut(s, ".")
-	if len(frac) > places {
+	v, err := fixed.Parse(s, places)
+	switch {
+	case errors.Is(err, fixed.ErrPlaces):
 		return 0, errAt(n, "%s %q has more than %d decimals", name, s, places)
-	}
-	if whole == "" || strings.HasPrefix(whole, "+") || strings.HasPrefix(whole, "-") {
+	case err != nil:
 		return 0, errAt(n, "%s %q: want a non-negative decimal number", name, s)
 	}
-	w, err := strconv.ParseUint(whole, 10, 32)
-	if err != nil {
-		return 0, errAt(n, "%s %q: want a non-negative decimal number", name, s)
-	}
-	frac += strings.Repeat("0", places-len(frac))
-	var f uint64
-	if places > 0 {
-		if f, err = strconv.ParseUint(frac, 10, 32); err != nil {
-			return 0, errAt(n, "%s %q: want a non-negative decimal number", name, s)
-		}
-	}
-	scale := uint64(1)
-	for i := 0; i < places; i++ {
-		scale *= 10
-	}
-	return w*scale + f, nil
+	return v, nil
 }
 
 func stringList(n *yaml.Node, name string) ([]string, error) {
