@@ -34,8 +34,13 @@ import (
 //	GET    /v1/rollouts         every rollout's status
 //	GET    /v1/rollouts/{id}    one rollout's status: waves, gates, nodes, decisions
 //	POST   /v1/rollouts/{id}/pause|resume|abort
+//	PUT    /v1/keys             import nodes' DTLS keys (JSON [{node_id, psk}])
+//	GET    /v1/keys             node ids that have a key (never the keys)
+//	DELETE /v1/keys/{node}      forget a node's key, close its session
 //	GET    /metrics             Prometheus metrics
 //	GET    /healthz             liveness
+//
+// With a token configured every request needs it (admin_auth.go).
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/models", g.putModel)
@@ -44,6 +49,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("DELETE /v1/models/{digest}", g.deleteModel)
 	mux.HandleFunc("GET /v1/nodes", g.getNodes)
 	mux.HandleFunc("GET /v1/nodes/{id}", g.getNode)
+	mux.HandleFunc("PUT /v1/keys", g.putKeys)
+	mux.HandleFunc("GET /v1/keys", g.getKeys)
+	mux.HandleFunc("DELETE /v1/keys/{node}", g.deleteKey)
 	mux.HandleFunc("POST /v1/assignments", g.postAssignment)
 	mux.HandleFunc("GET /v1/backup", g.getBackup)
 	mux.HandleFunc("POST /v1/deployments", g.postDeployment)
@@ -54,7 +62,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "gateway_id": g.cfg.GatewayID, "time_scale": g.cfg.TimeScale})
 	})
-	return mux
+	return g.requireToken(mux)
 }
 
 // apiError is the JSON body of every error answer.

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -35,14 +37,33 @@ func (g *Gateway) ServeCoAP(w *coapd.Response, r *coapd.Request) {
 	p := r.Path
 	switch {
 	case p == "/.well-known/core":
+		if g.limited(w, r) {
+			return
+		}
 		g.onlyGET(w, r, g.serveCore)
 	case strings.HasPrefix(p, "/m/"):
-		g.onlyGET(w, r, g.serveImage)
+		g.onlyGET(w, r, g.serveImage) // limited when a transfer starts
 	case strings.HasPrefix(p, "/n/"):
+		if g.limited(w, r) {
+			return
+		}
 		g.serveNode(w, r)
 	default:
 		w.Code = codes.NotFound
 	}
+}
+
+// limited answers 4.29 with Max-Age 1 (RFC 8516) and reports true when r
+// is over its source's or its node's request rate.
+func (g *Gateway) limited(w *coapd.Response, r *coapd.Request) bool {
+	ok, which := g.limiter.allow(r, time.Now())
+	if ok {
+		return false
+	}
+	g.metrics.refused.WithLabelValues(which).Inc()
+	w.Code = codes.TooManyRequests
+	w.SetUint32(message.MaxAge, 1)
+	return true
 }
 
 func (g *Gateway) onlyGET(w *coapd.Response, r *coapd.Request, h func(*coapd.Response, *coapd.Request)) {
@@ -100,8 +121,11 @@ func (g *Gateway) serveImage(w *coapd.Response, r *coapd.Request) {
 		return
 	}
 	key := transferKey{from: r.From, digest: d}
+	if !g.transfers.has(key) && g.limited(w, r) {
+		return
+	}
 	now := g.clock()
-	ok, started := g.transfers.admit(key, now)
+	ok, started := g.transfers.admit(key, nodeKeyOf(r), now)
 	if !ok {
 		g.metrics.refused.WithLabelValues("transfers").Inc()
 		w.Code = codes.ServiceUnavailable
@@ -154,6 +178,15 @@ func (g *Gateway) serveNode(w *coapd.Response, r *coapd.Request) {
 		w.Code = codes.NotFound
 		return
 	}
+	if r.Identity != "" && node != r.Identity {
+		// Under DTLS a node touches only its own resources (PROTOCOL.md
+		// section 5).
+		g.metrics.refused.WithLabelValues("identity").Inc()
+		g.log.Warn("request for another node's resource", "identity", r.Identity, "path", r.Path, "from", r.From.String())
+		w.Code = codes.Forbidden
+		w.Payload = []byte("not your node id")
+		return
+	}
 	switch res {
 	case "manifest":
 		g.onlyGET(w, r, func(w *coapd.Response, r *coapd.Request) { g.serveManifest(w, r, node) })
@@ -188,10 +221,12 @@ func (g *Gateway) serveManifest(w *coapd.Response, r *coapd.Request, node string
 	}
 	w.Code = codes.Content
 	if registering {
-		ob, changed, evicted := g.observers.add(node, r.From, r.Msg.Token, g.clock())
+		ob, changed, evicted := g.observers.add(node, r.From, r.Identity, r.Msg.Token, g.clock())
 		w.SetUint32(message.Observe, ob.seq)
 		g.metrics.observers.Set(float64(g.observers.count()))
-		if changed { // saved, so that notifications resume after a restart
+		// Saved, so that notifications resume after a restart; a DTLS
+		// session does not survive one, so its observations are not.
+		if changed && r.Identity == "" {
 			if err := g.store.PutObserver(store.Observer{Node: node, Addr: r.From.String(), Token: ob.token}); err != nil {
 				g.log.Warn("save observer", "node", node, "err", err)
 			}
@@ -226,7 +261,7 @@ func (g *Gateway) notifyManifest(node string, confirmable bool, obs []observer) 
 	etag := manifestETag(payload)
 	for _, ob := range obs {
 		ob := ob
-		err := g.coap.Notify(ob.addr, ob.token, confirmable, func(w *coapd.Response) {
+		err := g.coap.Notify(ob.addr, ob.identity, ob.token, confirmable, func(w *coapd.Response) {
 			w.Code = codes.Content
 			w.SetUint32(message.Observe, ob.seq)
 			w.SetBytes(message.ETag, etag)
@@ -239,6 +274,12 @@ func (g *Gateway) notifyManifest(node string, confirmable bool, obs []observer) 
 			g.store.DeleteObserver(ob.node, ob.addr.String())
 			g.metrics.observers.Set(float64(g.observers.count()))
 		})
+		if errors.Is(err, coapd.ErrNoSession) {
+			g.log.Info("observer's session ended", "node", ob.node, "addr", ob.addr.String())
+			g.observers.remove(ob.node, ob.addr, ob.token)
+			g.metrics.observers.Set(float64(g.observers.count()))
+			continue
+		}
 		if err != nil {
 			g.log.Error("notify", "node", node, "err", err)
 			continue
@@ -256,11 +297,29 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 	}
 	body := r.Msg.Payload
 	addr := r.From.String()
+	if len(body) > g.limits.MaxBody {
+		g.metrics.refused.WithLabelValues("body").Inc()
+		w.Code = codes.RequestEntityTooLarge
+		w.SetUint32(message.Size1, uint32(g.limits.MaxBody))
+		return
+	}
 	bad := func(err error) {
 		g.log.Info("refused node document", "node", node, "kind", kind, "from", addr, "err", err)
 		g.metrics.refused.WithLabelValues("malformed").Inc()
 		w.Code = codes.BadRequest
 		w.Payload = []byte(truncate(err.Error(), 120))
+	}
+	// A body naming another node than the path: 4.00, or 4.03 under DTLS
+	// where the path is the session's own identity (PROTOCOL.md section 5).
+	otherNode := func(docNode string) {
+		if r.Identity == "" {
+			bad(fmt.Errorf("%s for %q posted to /n/%s", kind, docNode, node))
+			return
+		}
+		g.metrics.refused.WithLabelValues("identity").Inc()
+		g.log.Warn("document for another node", "identity", r.Identity, "names", docNode, "from", addr)
+		w.Code = codes.Forbidden
+		w.Payload = []byte("document names another node")
 	}
 	switch kind {
 	case "hello":
@@ -270,7 +329,7 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		if h.NodeID != node {
-			bad(fmt.Errorf("hello for %q posted to /n/%s", h.NodeID, node))
+			otherNode(h.NodeID)
 			return
 		}
 		if prev, err := g.store.Node(node); err == nil && prev.Class != h.Class {
@@ -302,7 +361,7 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		if rep.NodeID != node {
-			bad(fmt.Errorf("health report for %q posted to /n/%s", rep.NodeID, node))
+			otherNode(rep.NodeID)
 			return
 		}
 		if _, ok := g.act.known.Load(node); !ok {
@@ -325,7 +384,7 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		if e.NodeID != node {
-			bad(fmt.Errorf("status event for %q posted to /n/%s", e.NodeID, node))
+			otherNode(e.NodeID)
 			return
 		}
 		if _, ok := g.act.known.Load(node); !ok {

@@ -34,11 +34,32 @@ import (
 type Config struct {
 	// DataDir holds the gateway's database (gateway.db). Required.
 	DataDir string
-	// CoAPAddr is the UDP address of the CoAP service (default ":5683").
+	// CoAPSAddr is the UDP address of CoAP over DTLS 1.2 with per-node
+	// pre-shared keys (default ":5684"); "-" disables it. A node's PSK
+	// identity is its node id, and its key comes from the gateway's key
+	// registry (ImportPSKs, `edgeota gateway keys import`).
+	CoAPSAddr string
+	// InsecureUDP also serves plain CoAP on CoAPAddr: no authentication,
+	// no confidentiality, anyone on the network may speak for any node.
+	// For development and simulators only; said so in the log.
+	InsecureUDP bool
+	// CoAPAddr is the UDP address of plain CoAP (default ":5683"), served
+	// only with InsecureUDP.
 	CoAPAddr string
+	// Limits keep the gateway serving under abuse: request rates per
+	// source address and per node, body sizes, DTLS sessions.
+	Limits Limits
 	// AdminAddr is the TCP address of the admin HTTP API (default
-	// "127.0.0.1:8080"); "" keeps the default, "-" disables it.
+	// "127.0.0.1:8080"); "" keeps the default, "-" disables it. Beyond
+	// loopback it requires AdminToken: New refuses to start otherwise.
 	AdminAddr string
+	// AdminToken, when set, is required as a bearer token
+	// ("Authorization: Bearer <token>") on every admin request, /healthz
+	// and /metrics included; at least 16 printable ASCII characters.
+	AdminToken string
+	// AdminTLS, when set, makes the admin API speak HTTPS with its
+	// certificates (MinVersion TLS 1.2 unless set).
+	AdminTLS *tls.Config
 	// Trust holds the manifest keys: a model is cached only when its
 	// manifest verifies against one of them. Required.
 	Trust []ed25519.PublicKey
@@ -95,7 +116,8 @@ type Config struct {
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
 	// CoAPConn and AdminListener, when set, are used instead of listening
-	// on CoAPAddr and AdminAddr (tests, socket activation).
+	// on CoAPAddr and AdminAddr (tests, socket activation); CoAPConn
+	// requires InsecureUDP.
 	CoAPConn      *net.UDPConn
 	AdminListener net.Listener
 }
@@ -103,24 +125,28 @@ type Config struct {
 // Gateway is an edge gateway: a signed-model cache served to nodes over
 // CoAP, a node registry and per-node assignments, an admin API.
 type Gateway struct {
-	cfg       Config
-	log       *slog.Logger
-	store     *store.DB
-	trust     *sign.TrustStore
-	index     modelIndex
-	observers *observers
-	transfers *transfers
-	metrics   *metrics
-	coap      *coapd.Server
-	admin     net.Listener
-	clock     func() time.Time
-	touchMu   sync.Mutex
-	touched   map[protocol.Digest]bool
-	origin    origins
-	runCtx    context.Context
-	blocks    *blockCache
-	reqCount  sync.Map // uint16 (kind<<8 | code) -> prometheus.Counter
-	act       activity
+	cfg            Config
+	log            *slog.Logger
+	store          *store.DB
+	trust          *sign.TrustStore
+	index          modelIndex
+	observers      *observers
+	transfers      *transfers
+	metrics        *metrics
+	coap           *coapd.Server
+	dtls           net.Listener // nil without CoAPSAddr
+	limits         Limits
+	limiter        *limiter
+	dtlsHandshakes *prometheus.CounterVec
+	admin          net.Listener
+	clock          func() time.Time
+	touchMu        sync.Mutex
+	touched        map[protocol.Digest]bool
+	origin         origins
+	runCtx         context.Context
+	blocks         *blockCache
+	reqCount       sync.Map // uint16 (kind<<8 | code) -> prometheus.Counter
+	act            activity
 
 	outbox      *outbox.Outbox
 	uplink      *uplink.Uplink
@@ -142,6 +168,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.CoAPAddr == "" {
 		cfg.CoAPAddr = ":5683"
+	}
+	if cfg.CoAPSAddr == "" {
+		cfg.CoAPSAddr = ":5684"
+	}
+	if cfg.CoAPConn != nil && !cfg.InsecureUDP {
+		return nil, errors.New("gateway: a plain UDP socket (CoAPConn) needs InsecureUDP")
+	}
+	if !cfg.InsecureUDP && cfg.CoAPSAddr == "-" {
+		return nil, errors.New("gateway: no CoAP service: give a DTLS address (--coaps) or, for development, --insecure-udp")
 	}
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = "127.0.0.1:8080"
@@ -170,6 +205,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.BlockCacheBytes == 0 {
 		cfg.BlockCacheBytes = 64 << 20
 	}
+	if err := checkAdminSecurity(&cfg); err != nil {
+		return nil, err
+	}
 	trust, err := sign.NewTrustStore(sign.RoleManifest, cfg.Trust...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -178,7 +216,10 @@ func New(cfg Config) (*Gateway, error) {
 		transfers: newTransfers(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
 		clock:     orNow(cfg.Clock), touched: map[protocol.Digest]bool{},
 		origin: origins{active: map[protocol.Digest]bool{}, client: &http.Client{Timeout: 30 * time.Minute}, maxWait: 24 * time.Hour}}
+	g.limits = cfg.Limits.withDefaults()
+	g.limiter = newLimiter(g.limits)
 	g.metrics = newMetrics(g)
+	registerLimitMetrics(g)
 	g.blocks = newBlockCache(cfg.BlockCacheBytes)
 	db, err := store.Open(filepath.Join(cfg.DataDir, "gateway.db"), store.WithLogger(cfg.Logger))
 	if err != nil {
@@ -200,7 +241,7 @@ func New(cfg Config) (*Gateway, error) {
 	if obs, err := db.Observers(); err == nil {
 		for _, o := range obs {
 			if ap, err := netip.ParseAddrPort(o.Addr); err == nil {
-				g.observers.add(o.Node, ap, o.Token, g.clock())
+				g.observers.add(o.Node, ap, "", o.Token, g.clock())
 			}
 		}
 	}
@@ -231,7 +272,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	conn := cfg.CoAPConn
-	if conn == nil {
+	if conn == nil && cfg.InsecureUDP {
 		ua, err := net.ResolveUDPAddr("udp", cfg.CoAPAddr)
 		if err == nil {
 			conn, err = net.ListenUDP("udp", ua)
@@ -241,11 +282,26 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: listen CoAP %s: %w", cfg.CoAPAddr, err)
 		}
 	}
+	closeConns := func() {
+		if conn != nil {
+			conn.Close()
+		}
+		if g.dtls != nil {
+			g.dtls.Close()
+		}
+	}
+	if cfg.CoAPSAddr != "-" {
+		if g.dtls, err = listenDTLS(cfg.CoAPSAddr, g.pskFor, g.dtlsAttempt); err != nil {
+			closeConns()
+			db.Close()
+			return nil, fmt.Errorf("gateway: listen CoAP over DTLS %s: %w", cfg.CoAPSAddr, err)
+		}
+	}
 	g.coap = coapd.New(conn, g, coapd.WithLogger(cfg.Logger), coapd.WithRequestHook(g.logRequest))
 	g.admin = cfg.AdminListener
 	if g.admin == nil && cfg.AdminAddr != "-" {
 		if g.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			conn.Close()
+			closeConns()
 			db.Close()
 			return nil, fmt.Errorf("gateway: listen admin %s: %w", cfg.AdminAddr, err)
 		}
@@ -265,8 +321,17 @@ func (g *Gateway) MQTTBrokerURL() string {
 // ActiveTransfers returns the number of image transfers in progress.
 func (g *Gateway) ActiveTransfers() int { return g.transfers.count() }
 
-// CoAPAddr returns the address the CoAP service listens on.
+// CoAPAddr returns the address plain CoAP listens on, or nil without
+// InsecureUDP.
 func (g *Gateway) CoAPAddr() net.Addr { return g.coap.Addr() }
+
+// CoAPSAddr returns the address CoAP over DTLS listens on, or nil.
+func (g *Gateway) CoAPSAddr() net.Addr {
+	if g.dtls == nil {
+		return nil
+	}
+	return g.dtls.Addr()
+}
 
 // AdminAddr returns the address of the admin API, or nil.
 func (g *Gateway) AdminAddr() net.Addr {
@@ -283,18 +348,32 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancel()
 	g.runCtx = ctx
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		errc <- g.coap.Serve(ctx)
 	}()
-	if g.admin != nil {
-		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	if g.dtls != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(g.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- g.coap.ServeSessions(ctx, g.dtls, coapd.WithMaxSessions(g.limits.MaxSessions, g.limits.MaxHandshakes),
+				coapd.WithSessionHook(g.onSession))
+		}()
+	}
+	if g.admin != nil {
+		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: g.cfg.AdminTLS,
+			ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug)} // TLS handshake errors: scanners, untrusting clients
+		g.logAdminSecurity()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serve := srv.Serve
+			if srv.TLSConfig != nil {
+				serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(g.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 				cancel()
 			}
@@ -322,8 +401,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.publishRollouts(ctx)
 		}()
 	}
-	g.log.Info("gateway serving", "coap", g.coap.Addr().String(), "admin", addrString(g.AdminAddr()),
-		"models", len(g.index.list()), "transport", "udp (plain: development only, no DTLS)", "time_scale", g.cfg.TimeScale)
+	g.log.Info("gateway serving", "coaps", addrString(g.CoAPSAddr()), "coap", addrString(g.CoAPAddr()), "admin", addrString(g.AdminAddr()),
+		"models", len(g.index.list()), "time_scale", g.cfg.TimeScale)
+	if g.coap.Addr() != nil {
+		g.log.Warn("INSECURE: plain CoAP over UDP is on (--insecure-udp): no authentication or encryption, "+
+			"anyone on the network can speak for any node and read every model; use it for development and simulators only",
+			"coap", g.coap.Addr().String())
+	}
 	wg.Wait()
 	g.origin.wg.Wait()
 	g.flushActivity()
@@ -369,6 +453,7 @@ func (g *Gateway) housekeeping(ctx context.Context) {
 		}
 		now := g.clock()
 		g.transfers.sweep(now)
+		g.limiter.sweep(time.Now())
 		for _, ob := range g.observers.due(now, g.cfg.ConfirmableEvery) {
 			g.notifyManifest(ob.node, true, []observer{ob})
 		}

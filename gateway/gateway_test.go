@@ -65,7 +65,7 @@ func newEnv(t testing.TB, o opts) *env {
 		t.Fatal(err)
 	}
 	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers})
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +467,7 @@ func TestObservationsSurviveRestart(t *testing.T) {
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
-	g, err := gateway.New(gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, CoAPConn: conn, AdminListener: ln})
+	g, err := gateway.New(gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ type metrics struct {
 	cacheBytes       prometheus.Gauge
 	evictions        prometheus.Counter
 	outboxDropped    prometheus.Counter
+	adminRefused     *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -62,5 +63,6 @@ func newMetrics(g *Gateway) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_per_node", Help: "Configured limit of concurrent transfers per node."},
 			func() float64 { return float64(g.cfg.MaxTransfersPerNode) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.adminRefused = newAdminRefused(reg)
 	return m
 }

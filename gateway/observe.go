@@ -9,11 +9,14 @@ import (
 
 // observer is one registered observation of /n/{node}/manifest.
 type observer struct {
-	node    string
-	addr    netip.AddrPort
-	token   []byte
-	seq     uint32
-	lastCON time.Time
+	node string
+	addr netip.AddrPort
+	// identity is the PSK identity of the DTLS session the observation
+	// came in by ("" on plain UDP): notifications leave by that session.
+	identity string
+	token    []byte
+	seq      uint32
+	lastCON  time.Time
 }
 
 // observers is the gateway's own registry of manifest observers (go-coap
@@ -31,18 +34,19 @@ func newObservers() *observers { return &observers{byNode: map[string][]*observe
 
 // add registers (or refreshes) an observation and returns it, whether it
 // is new or changed, and the observation it pushed out (nil when none).
-func (o *observers) add(node string, addr netip.AddrPort, token []byte, now time.Time) (ob *observer, changed bool, evicted *observer) {
+func (o *observers) add(node string, addr netip.AddrPort, identity string, token []byte, now time.Time) (ob *observer, changed bool, evicted *observer) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	list := o.byNode[node]
 	for _, ob := range list {
 		if ob.addr == addr {
-			changed = string(ob.token) != string(token)
+			changed = string(ob.token) != string(token) || ob.identity != identity
 			ob.token = append(ob.token[:0], token...)
+			ob.identity = identity
 			return ob, changed, nil
 		}
 	}
-	ob = &observer{node: node, addr: addr, token: append([]byte(nil), token...), seq: 1, lastCON: now}
+	ob = &observer{node: node, addr: addr, identity: identity, token: append([]byte(nil), token...), seq: 1, lastCON: now}
 	if len(list) >= maxObserversPerNode {
 		evicted, list = list[0], list[1:]
 	}

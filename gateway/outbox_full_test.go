@@ -25,7 +25,7 @@ func TestOutboxFullPolicy(t *testing.T) {
 	deadURL := "tcp://" + dead.Addr().String()
 	dead.Close() // nothing listens there: the uplink never connects
 	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, AdminAddr: "-", MQTT: deadURL, GatewayID: "gw-1", OutboxMaxItems: 3})
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminAddr: "-", MQTT: deadURL, GatewayID: "gw-1", OutboxMaxItems: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,40 +14,54 @@ type transferKey struct {
 }
 
 // transfers admits block-wise image transfers under a total and a per-node
-// limit (per source endpoint on plain UDP). A transfer starts with the
+// limit (per PSK identity under DTLS, per source endpoint on plain UDP). A transfer starts with the
 // first block an endpoint asks for an image (block 0, or block N when it
 // resumes) and ends after its last block or when idle; once admitted, its
 // later blocks are never refused (PROTOCOL.md section 5).
 type transfers struct {
 	mu       sync.Mutex
-	active   map[transferKey]time.Time
-	perNode  map[netip.AddrPort]int
+	active   map[transferKey]activeTransfer
+	perNode  map[nodeKey]int
 	maxTotal int
 	maxNode  int
 	idle     time.Duration
 }
 
+type activeTransfer struct {
+	last time.Time
+	node nodeKey
+}
+
 func newTransfers(maxTotal, maxNode int, idle time.Duration) *transfers {
-	return &transfers{active: map[transferKey]time.Time{}, perNode: map[netip.AddrPort]int{},
+	return &transfers{active: map[transferKey]activeTransfer{}, perNode: map[nodeKey]int{},
 		maxTotal: maxTotal, maxNode: maxNode, idle: idle}
 }
 
 // admit reports whether a block may be served now, registering a new
 // transfer when the endpoint has none for this image; started is true when
 // this block started one.
-func (t *transfers) admit(k transferKey, now time.Time) (ok, started bool) {
+func (t *transfers) admit(k transferKey, node nodeKey, now time.Time) (ok, started bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.active[k]; ok {
-		t.active[k] = now
+	if a, ok := t.active[k]; ok {
+		a.last = now
+		t.active[k] = a
 		return true, false
 	}
-	if len(t.active) >= t.maxTotal || t.perNode[k.from] >= t.maxNode {
+	if len(t.active) >= t.maxTotal || t.perNode[node] >= t.maxNode {
 		return false, false
 	}
-	t.active[k] = now
-	t.perNode[k.from]++
+	t.active[k] = activeTransfer{last: now, node: node}
+	t.perNode[node]++
 	return true, true
+}
+
+// has reports whether k is an admitted transfer.
+func (t *transfers) has(k transferKey) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.active[k]
+	return ok
 }
 
 // done ends a transfer after its last block.
@@ -58,12 +72,13 @@ func (t *transfers) done(k transferKey) {
 }
 
 func (t *transfers) dropLocked(k transferKey) {
-	if _, ok := t.active[k]; !ok {
+	a, ok := t.active[k]
+	if !ok {
 		return
 	}
 	delete(t.active, k)
-	if t.perNode[k.from]--; t.perNode[k.from] <= 0 {
-		delete(t.perNode, k.from)
+	if t.perNode[a.node]--; t.perNode[a.node] <= 0 {
+		delete(t.perNode, a.node)
 	}
 }
 
@@ -72,8 +87,8 @@ func (t *transfers) dropLocked(k transferKey) {
 func (t *transfers) sweep(now time.Time) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, last := range t.active {
-		if now.Sub(last) > t.idle {
+	for k, a := range t.active {
+		if now.Sub(a.last) > t.idle {
 			t.dropLocked(k)
 		}
 	}

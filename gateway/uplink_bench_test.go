@@ -99,7 +99,7 @@ func BenchmarkUplinkReports(b *testing.B) {
 	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
 	conn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	g, err := gateway.New(gateway.Config{DataDir: b.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, AdminAddr: "-", MQTT: brk.URL(), GatewayID: "bench", BatchInterval: 20 * time.Millisecond, BatchMax: 1024})
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminAddr: "-", MQTT: brk.URL(), GatewayID: "bench", BatchInterval: 20 * time.Millisecond, BatchMax: 1024})
 	if err != nil {
 		b.Fatal(err)
 	}

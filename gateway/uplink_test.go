@@ -33,7 +33,7 @@ func newMQTTEnv(t *testing.T, broker string) *mqttEnv {
 	conn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{manifestKey.Public().(ed25519.PublicKey)},
-		DeployTrust: []ed25519.PublicKey{deployKey.Public().(ed25519.PublicKey)}, CoAPConn: conn, AdminListener: ln,
+		DeployTrust: []ed25519.PublicKey{deployKey.Public().(ed25519.PublicKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln,
 		MQTT: broker, GatewayID: "gw-1", BatchInterval: 20 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -77,7 +77,11 @@ type Config struct {
 	Reporter       Reporter      // default: log only
 	Logger         *slog.Logger  // default: discard
 
-	// Gateway is the gateway's CoAP URL, coap://HOST:PORT: the agent says
+	// PSK is the node's DTLS pre-shared key, required by a coaps://
+	// Gateway; the PSK identity is NodeID.
+	PSK []byte
+	// Gateway is the gateway's CoAP URL, coaps://HOST[:5684] (DTLS with
+	// PSK) or coap://HOST[:5683] (plain, development): the agent says
 	// Hello, sends its status events and health reports there, and installs
 	// the manifest the gateway assigns it (observed, with polling).
 	Gateway string
@@ -184,7 +188,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	if cfg.Gateway != "" {
-		if _, err := gatewayAddr(cfg.Gateway); err != nil {
+		if _, _, err := checkGateway(cfg); err != nil {
 			return nil, fmt.Errorf("nodeagent: %w", err)
 		}
 	}

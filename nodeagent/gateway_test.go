@@ -33,7 +33,7 @@ func TestDownloadAcrossLossyLink(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, AdminListener: ln})
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln})
 	if err != nil {
 		t.Fatal(err)
 	}

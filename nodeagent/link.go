@@ -16,27 +16,44 @@ import (
 // ErrScheme reports a gateway URL this agent cannot speak.
 var ErrScheme = errors.New("unsupported gateway URL")
 
-// gatewayAddr turns coap://host[:port] into host:port.
-func gatewayAddr(raw string) (string, error) {
+// checkGateway checks the gateway URL against the key: coaps:// needs the
+// node's PSK, coap:// takes none.
+func checkGateway(cfg Config) (addr string, secure bool, err error) {
+	addr, secure, err = gatewayAddr(cfg.Gateway)
+	switch {
+	case err != nil:
+		return "", false, err
+	case secure && len(cfg.PSK) == 0:
+		return "", false, fmt.Errorf("%w: %s needs the node's pre-shared key (PSK)", ErrScheme, cfg.Gateway)
+	case !secure && len(cfg.PSK) > 0:
+		return "", false, fmt.Errorf("%w: a pre-shared key was given but %s is plain CoAP: use coaps://", ErrScheme, cfg.Gateway)
+	}
+	return addr, secure, nil
+}
+
+// gatewayAddr turns coaps://host[:port] or coap://host[:port] into
+// host:port, and tells whether the link is secure (DTLS).
+func gatewayAddr(raw string) (addr string, secure bool, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%w %q: %v", ErrScheme, raw, err)
+		return "", false, fmt.Errorf("%w %q: %v", ErrScheme, raw, err)
 	}
+	port := "5683"
 	switch u.Scheme {
 	case "coap":
 	case "coaps":
-		return "", fmt.Errorf("%w %q: CoAP over DTLS (coaps://) is not available in this build yet", ErrScheme, raw)
+		secure, port = true, "5684"
 	default:
-		return "", fmt.Errorf("%w %q: want coap://HOST:PORT", ErrScheme, raw)
+		return "", false, fmt.Errorf("%w %q: want coaps://HOST:PORT (or coap:// for development)", ErrScheme, raw)
 	}
 	if u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return "", fmt.Errorf("%w %q: want coap://HOST:PORT", ErrScheme, raw)
+		return "", false, fmt.Errorf("%w %q: want coaps://HOST:PORT (or coap:// for development)", ErrScheme, raw)
 	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = "5683"
+	host := u.Hostname()
+	if p := u.Port(); p != "" {
+		port = p
 	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(host, port), secure, nil
 }
 
 // link is the agent's connection to its gateway: reports go through an
@@ -53,11 +70,14 @@ func (a *Agent) connect(ctx context.Context) error {
 	if a.link != nil || a.cfg.Gateway == "" {
 		return nil
 	}
-	addr, err := gatewayAddr(a.cfg.Gateway)
+	addr, secure, err := checkGateway(a.cfg)
 	if err != nil {
 		return err
 	}
 	opts := []gwlink.Option{gwlink.WithLogger(a.log)}
+	if secure {
+		opts = append(opts, gwlink.WithPSK(a.cfg.PSK))
+	}
 	if a.cfg.PollInterval > 0 {
 		opts = append(opts, gwlink.WithPollInterval(a.cfg.PollInterval))
 	}
@@ -68,7 +88,11 @@ func (a *Agent) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodeagent: gateway %s: %w", a.cfg.Gateway, err)
 	}
-	a.log.Warn("talking to the gateway over plain CoAP/UDP: development only; manifests are still verified end to end", "gateway", a.cfg.Gateway)
+	if secure {
+		a.log.Info("talking to the gateway over DTLS", "gateway", a.cfg.Gateway, "psk_identity", a.cfg.NodeID)
+	} else {
+		a.log.Warn("talking to the gateway over plain CoAP/UDP: development only; manifests are still verified end to end", "gateway", a.cfg.Gateway)
+	}
 	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1)}
 	a.link.queue.delivered = a.cfg.OnDelivered
 	a.cfg.Reporter = a.link.queue

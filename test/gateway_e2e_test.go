@@ -103,7 +103,7 @@ func startGateway(t *testing.T, dir string) *gatewayProc {
 	coapPort, adminPort := freePort(t, "udp"), freePort(t, "tcp")
 	g := &gatewayProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), coap: fmt.Sprintf("127.0.0.1:%d", coapPort)}
 	g.d = startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub",
-		"--coap", g.coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort))
+		"--insecure-udp", "--coaps", "-", "--coap", g.coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort))
 	waitFor(t, "the gateway's admin API", 10*time.Second, func() bool {
 		resp, err := http.Get(g.admin + "/healthz")
 		if err == nil {
@@ -223,7 +223,7 @@ func TestTwoNodesUpdateFromGateway(t *testing.T) {
 	g.d.cmd.Wait()
 	g2 := &gatewayProc{admin: g.admin, coap: g.coap}
 	port := strings.TrimPrefix(g.admin, "http://127.0.0.1:")
-	g2.d = startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--coap", g.coap, "--admin", "127.0.0.1:"+port)
+	g2.d = startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", g.coap, "--admin", "127.0.0.1:"+port)
 	waitFor(t, "both nodes to confirm v2 after the gateway restart", 90*time.Second, confirmed(2))
 	for id, n := range gatewayNodes(t, dir, g.admin) {
 		if n.Health == 0 || n.LastState != "confirmed" {

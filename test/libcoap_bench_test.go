@@ -47,7 +47,7 @@ func BenchmarkLibcoapClient(b *testing.B) {
 	}
 	// The edgeota gateway, pinned.
 	coapPort, adminPort := freePort(b, "udp"), freePort(b, "tcp")
-	gw := pinned(edgeota(b), "gateway", "--data", "gw", "--trust", "op.pub", "--coap", fmt.Sprintf("127.0.0.1:%d", coapPort),
+	gw := pinned(edgeota(b), "gateway", "--data", "gw", "--trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", fmt.Sprintf("127.0.0.1:%d", coapPort),
 		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--log-level", "error")
 	gw.Dir = dir
 	if err := gw.Start(); err != nil {

@@ -48,7 +48,7 @@ func TestRolloutsWithRealNodes(t *testing.T) {
 	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	gwArgs := []string{"gateway", "--data", "gw-data", "--trust", "op.pub", "--deploy-trust", "deployer.pub",
-		"--coap", coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--gateway-id", "gw-1"}
+		"--insecure-udp", "--coaps", "-", "--coap", coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--gateway-id", "gw-1"}
 	gw := startDaemon(t, dir, gwArgs...)
 	nodes := []string{"r1", "r2", "r3", "r4", "r5", "r6", "other"}
 	for _, id := range nodes {

@@ -24,7 +24,7 @@ func TestSimAgainstRunningGateway(t *testing.T) {
 	if _, errs, code := run(t, dir, "gateway", "--data", "x", "--trust", "op.pub", "--time-scale", "60"); code != 2 || !strings.Contains(errs, "--sim") {
 		t.Fatalf("--time-scale without --sim: exit %d: %s", code, errs)
 	}
-	startDaemon(t, dir, "gateway", "--data", "gw", "--trust", "op.pub", "--deploy-trust", "op.pub", "--coap", coap,
+	startDaemon(t, dir, "gateway", "--data", "gw", "--trust", "op.pub", "--deploy-trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", coap,
 		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--mqtt", b.URL(), "--gateway-id", "gw-sim", "--sim", "--time-scale", "60")
 	waitFor(t, "the gateway", 10*time.Second, func() bool { _, _, code := run(t, dir, "rollout", "list", "--admin", admin); return code == 0 })
 	scen := `

@@ -150,7 +150,7 @@ func checkDelivered(t *testing.T, accepted, got []reportKey) {
 }
 
 func startUplinkGateway(t *testing.T, dir, broker, coap, admin string) *daemon {
-	return startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--coap", coap, "--admin", admin,
+	return startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", coap, "--admin", admin,
 		"--mqtt", broker, "--gateway-id", "gw1", "--batch-interval", "50ms")
 }
 

@@ -16,8 +16,20 @@ import (
 // are the flag names.
 type gatewayFile struct {
 	Data                string   `yaml:"data"`
+	CoAPS               string   `yaml:"coaps"`
+	InsecureUDP         bool     `yaml:"insecure-udp"`
 	CoAP                string   `yaml:"coap"`
+	SourceRate          float64  `yaml:"rate-source"`
+	SourceBurst         int      `yaml:"rate-source-burst"`
+	NodeRate            float64  `yaml:"rate-node"`
+	NodeBurst           int      `yaml:"rate-node-burst"`
+	MaxBody             int      `yaml:"max-body"`
+	MaxSessions         int      `yaml:"max-sessions"`
+	MaxHandshakes       int      `yaml:"max-handshakes"`
 	Admin               string   `yaml:"admin"`
+	AdminTokenFile      string   `yaml:"admin-token-file"`
+	AdminCert           string   `yaml:"admin-cert"`
+	AdminKey            string   `yaml:"admin-key"`
 	Trust               []string `yaml:"trust"`
 	CacheMaxBytes       int64    `yaml:"cache-max-bytes"`
 	MaxTransfers        int      `yaml:"max-transfers"`
@@ -84,25 +96,38 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 }
 
 func newGatewayCmd() *cobra.Command {
-	var cfgFile, data, coapAddr, admin string
+	var cfgFile, data, admin string
 	var trust []string
 	var cacheMax int64
 	var maxTransfers, maxPerNode int
 	var blockCache int64
 	var mq mqttFlags
+	var adminSec adminServeFlags
+	var sec coapFlags
 	var timeScale float64
 	var sim bool
 	cmd := &cobra.Command{
-		Use:   "gateway --data DIR --trust KEY.pub [--coap ADDR] [--admin ADDR]",
+		Use:   "gateway --data DIR --trust KEY.pub [--coaps ADDR] [--admin ADDR]",
 		Short: "Run the edge gateway: signed-model cache, CoAP service to nodes, admin API",
 		Long: `Run the edge gateway.
 
 It caches signed models in a bbolt database under --data, accepting a model
 only when its manifest verifies against a --trust key and the image's digest
-and size match. It serves nodes over CoAP on UDP (--coap, default :5683):
-images block-wise (RFC 7959) at the block size a node asks, each node's
-assigned manifest with Observe (RFC 7641), and node Hello, health reports
-and status events. Plain UDP is for development: the log says so.
+and size match. It serves nodes over CoAP over DTLS 1.2 (--coaps, default
+:5684): images block-wise (RFC 7959) at the block size a node asks, each
+node's assigned manifest with Observe (RFC 7641), and node Hello, health
+reports and status events. Each node authenticates with its own pre-shared
+key, its PSK identity being its node id, and may touch only its own
+/n/{id}/ resources; import keys with 'edgeota gateway keys import'. Plain
+CoAP on UDP (--coap, default :5683) is served only with --insecure-udp,
+for development and simulators, and the log says so loudly.
+
+Limits keep it serving under abuse: requests per second per source address
+(--rate-source) and per node (--rate-node), answered 4.29 beyond; concurrent
+transfers in total and per node (5.03 beyond); node document size
+(--max-body, 4.13 beyond); DTLS sessions and handshakes in progress. Blocks
+of a transfer already started are never refused. Every limit is exported
+as the edgeota_limit metric, every refusal in edgeota_refused_total.
 
 With --mqtt the gateway relays every health report and status event
 upstream (PROTOCOL.md section 6) in CBOR batches, through a durable bbolt
@@ -115,16 +140,25 @@ retained deployment topics and are verified with --deploy-trust.
 The admin API (--admin, default 127.0.0.1:8080, JSON over HTTP) takes models
 (edgeota model push), assignments, lists nodes (edgeota nodes) and models,
 serves Prometheus metrics at /metrics and a consistent database backup at
-/v1/backup while running.
+/v1/backup while running. --admin-token-file FILE requires a bearer token on
+every admin request, /healthz and /metrics included (the gateway creates
+FILE, mode 0600, with a new token when it does not exist; operators pass it
+with --token-file); beyond loopback the gateway refuses to start without
+one. --admin-cert and --admin-key make it HTTPS.
 
 Every flag can also come from a YAML file (--config); its keys are the flag
 names, and flags given on the command line win.`,
-		Example: `  edgeota gateway --data /var/lib/edgeota --trust operator.pub --coap :5683 --admin 127.0.0.1:8080
+		Example: `  edgeota gateway keys import --data /var/lib/edgeota nodes.csv
+  edgeota gateway --data /var/lib/edgeota --trust operator.pub --coaps :5684 --admin 127.0.0.1:8080
+
+  # development only: plain CoAP as well
+  edgeota gateway --data ./gw --trust operator.pub --insecure-udp --coap 127.0.0.1:5683
 
   # gateway.yaml
   data: /var/lib/edgeota
   trust: [operator.pub]
-  coap: ":5683"
+  coaps: ":5684"
+  rate-node: 20
   cache-max-bytes: 1073741824`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -147,9 +181,15 @@ names, and flags given on the command line win.`,
 				return err
 			}
 			log := loggerFrom(cmd)
-			gc := gateway.Config{DataDir: data, CoAPAddr: coapAddr, AdminAddr: admin, Trust: keys,
+			gc := gateway.Config{DataDir: data, AdminAddr: admin, Trust: keys,
 				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, BlockCacheBytes: blockCache, Logger: log}
+			if err := sec.apply(cmd, &gc); err != nil {
+				return err
+			}
 			if err := mq.apply(&gc); err != nil {
+				return err
+			}
+			if err := adminSec.apply(&gc, log); err != nil {
 				return err
 			}
 			if timeScale != 1 {
@@ -163,7 +203,6 @@ names, and flags given on the command line win.`,
 			if err != nil {
 				return err
 			}
-			log.Warn("CoAP over plain UDP: development only, no DTLS; nodes still verify every manifest end to end")
 			err = g.Run(cmd.Context())
 			if errors.Is(err, cmd.Context().Err()) {
 				return nil
@@ -174,8 +213,9 @@ names, and flags given on the command line win.`,
 	fl := cmd.Flags()
 	fl.StringVar(&cfgFile, "config", "", "YAML file with any of these flags (keys are the flag names)")
 	fl.StringVar(&data, "data", "", "directory of the gateway's database")
-	fl.StringVar(&coapAddr, "coap", ":5683", "UDP address of the CoAP service")
-	fl.StringVar(&admin, "admin", "127.0.0.1:8080", "TCP address of the admin API (- to disable)")
+	sec.register(fl)
+	fl.StringVar(&admin, "admin", "127.0.0.1:8080", "TCP address of the admin API (- to disable; beyond loopback it needs --admin-token-file)")
+	adminSec.register(fl)
 	fl.StringArrayVar(&trust, "trust", nil, "trusted manifest key (PKIX PEM); repeat for several")
 	fl.Int64Var(&cacheMax, "cache-max-bytes", 0, "bound on cached images; least recently used unassigned images are evicted (0: none)")
 	fl.IntVar(&maxTransfers, "max-transfers", 512, "concurrent image transfers in total")
@@ -184,5 +224,6 @@ names, and flags given on the command line win.`,
 	mq.register(cmd)
 	fl.Float64Var(&timeScale, "time-scale", 1, "simulated seconds per real second for rollouts (needs --sim)")
 	fl.BoolVar(&sim, "sim", false, "this gateway serves a simulated fleet (allows --time-scale)")
+	cmd.AddCommand(newGatewayKeysCmd())
 	return cmd
 }

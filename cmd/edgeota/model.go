@@ -29,7 +29,8 @@ func newModelCmd() *cobra.Command {
 }
 
 func newModelPushCmd() *cobra.Command {
-	var admin, manifest, image, assign string
+	var admin adminFlags
+	var manifest, image, assign string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "push --admin URL --manifest M.cose --image FILE [--assign all|ID,ID...]",
@@ -49,7 +50,7 @@ manifest are notified at once.`,
 			if manifest == "" || image == "" {
 				return usagef("--manifest M.cose and --image FILE are required")
 			}
-			c, err := newAdminClient(admin)
+			c, err := admin.client()
 			if err != nil {
 				return err
 			}
@@ -133,7 +134,7 @@ manifest are notified at once.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	admin.register(fl, defaultAdmin, "the gateway's admin API URL")
 	fl.StringVar(&manifest, "manifest", "", "signed manifest (from edgeota sign)")
 	fl.StringVar(&image, "image", "", "model image")
 	fl.StringVar(&assign, "assign", "", "assign to nodes: all, or ID,ID,...")
@@ -142,14 +143,14 @@ manifest are notified at once.`,
 }
 
 func newModelListCmd() *cobra.Command {
-	var admin string
+	var admin adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list --admin URL [--json]",
 		Short: "List the models a gateway caches",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAdminClient(admin)
+			c, err := admin.client()
 			if err != nil {
 				return err
 			}
@@ -168,13 +169,13 @@ func newModelListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
 
 func newNodesCmd() *cobra.Command {
-	var admin string
+	var admin adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "nodes --admin URL [--json]",
@@ -184,7 +185,7 @@ func newNodesCmd() *cobra.Command {
 was last seen, and the manifest assigned to it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAdminClient(admin)
+			c, err := admin.client()
 			if err != nil {
 				return err
 			}
@@ -212,7 +213,7 @@ was last seen, and the manifest assigned to it.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }

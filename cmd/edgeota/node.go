@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"edgeota/firmware-sim/flash"
+	"edgeota/gateway"
 	"edgeota/nodeagent"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
@@ -68,7 +69,7 @@ type nodeFlags struct {
 	flashFlags
 	id, class, component, labels string
 	trust                        []string
-	gateway                      string
+	gateway, pskFile             string
 	poll, ackTimeout             time.Duration
 	rate                         float64
 	health                       time.Duration
@@ -84,7 +85,8 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&n.labels, "labels", "", "labels for cohorts, k=v,k=v")
 	fl.StringArrayVar(&n.trust, "trust", nil, "trusted manifest key (PKIX PEM); repeat for several")
 	if cmd.Name() == "node" {
-		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL, coap://HOST:PORT (plain UDP: development only)")
+		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL: coaps://HOST[:5684] (DTLS, needs --psk-file), or coap://HOST[:5683] (plain UDP: development only)")
+		fl.StringVar(&n.pskFile, "psk-file", "", "file holding this node's DTLS pre-shared key: its literal string, or hex: followed by hex")
 		fl.DurationVar(&n.poll, "poll-interval", time.Minute, "how often to poll the assigned manifest besides observing it")
 		fl.DurationVar(&n.ackTimeout, "ack-timeout", 2*time.Second, "CoAP ACK_TIMEOUT: the wait before a lost request is sent again (RFC 7252 default 2s)")
 	}
@@ -150,7 +152,15 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter) (*nodeagent.
 		unlock()
 		return nil, nil, err
 	}
-	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component,
+	var psk []byte
+	if n.pskFile != "" {
+		if psk, err = readPSKFile(n.pskFile); err != nil {
+			unlock()
+			f.Close()
+			return nil, nil, err
+		}
+	}
+	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, PSK: psk,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, ModelSeed: n.seed,
 		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout})
 	if err != nil {
@@ -195,7 +205,10 @@ whose first line is
   edgeota-sim-model error_permille=N p50_us=N p99_us=N ram_bytes=N crash_on_boot=0|1
 behaves that way (docs/simulator.md); any other image is a healthy model.
 
-With --gateway coap://HOST:PORT the node says Hello to its gateway (on
+With --gateway coaps://HOST[:5684] --psk-file F the node speaks CoAP over
+DTLS 1.2 with its own pre-shared key (PSK identity = --id; the gateway must
+hold the same key: 'edgeota gateway keys import'); coap://HOST:PORT is plain
+UDP, for gateways run with --insecure-udp (development). The node says Hello to its gateway (on
 start and after every activation or revert), observes its assigned
 manifest (polling as a fallback) and installs each new one, downloading the
 image block by block into the inactive slot and resuming after a dropped
@@ -203,7 +216,7 @@ link, a gateway restart or a power cut; status events and health reports go
 to the gateway, queued while it is unreachable. Without --gateway, install
 models with 'edgeota node apply'.`,
 		Example: `  edgeota node --id node-1 --flash node-1.flash --class 6ba7b810-9dad-11d1-80b4-00c04fd430c8 \
-      --trust operator.pub --labels region=us-east,hw=rev2 --gateway coap://127.0.0.1:5683`,
+      --trust operator.pub --labels region=us-east,hw=rev2 --gateway coaps://127.0.0.1:5684 --psk-file node-1.psk`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := loggerFrom(cmd)
@@ -396,4 +409,21 @@ func printStatus(w io.Writer, _ *cobra.Command, f flashFlags, asJSON bool) error
 	}
 	fmt.Fprintln(w)
 	return nil
+}
+
+// readPSKFile reads a node's pre-shared key: the file's content (trimmed),
+// or "hex:" followed by hex digits.
+func readPSKFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--psk-file: %w", err)
+	}
+	k, err := gateway.ParsePSK(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("--psk-file %s: %w", path, err)
+	}
+	if len(k) < 16 || len(k) > 64 {
+		return nil, fmt.Errorf("--psk-file %s: a key of %d bytes: want 16 to 64", path, len(k))
+	}
+	return k, nil
 }

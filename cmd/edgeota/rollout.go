@@ -16,7 +16,7 @@ import (
 )
 
 func newDeployApplyCmd() *cobra.Command {
-	var admin string
+	var admin adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "apply --admin URL D.cose",
@@ -31,7 +31,7 @@ Follow it with 'edgeota rollout status ID --follow'.`,
 		Example: "  edgeota deploy apply --admin http://127.0.0.1:8080 rollout.cose",
 		Args:    exactArgs(1, "one signed deployment (D.cose)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAdminClient(admin)
+			c, err := admin.client()
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ Follow it with 'edgeota rollout status ID --follow'.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the rollout's status as JSON")
 	return cmd
 }
@@ -71,9 +71,9 @@ bounds and every decision with its reason; pause, resume or abort one.`,
 		Args: noArgs,
 		RunE: showHelp,
 	}
-	var admin string
+	var admin adminFlags
 	var asJSON, follow bool
-	client := func() (*adminClient, error) { return newAdminClient(admin) }
+	client := admin.client
 	list := &cobra.Command{
 		Use:   "list --admin URL [--json]",
 		Short: "List the rollouts",
@@ -171,7 +171,7 @@ until the rollout ends.`,
 	cmd.AddCommand(list, status, action("pause", "Pause a rollout: no more nodes are assigned"),
 		action("resume", "Resume a paused rollout"), action("abort", "End a rollout; nodes keep what they run"))
 	for _, c := range cmd.Commands() {
-		c.Flags().StringVar(&admin, "admin", defaultAdmin, "the gateway's admin API URL")
+		admin.register(c.Flags(), defaultAdmin, "the gateway's admin API URL")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	return cmd

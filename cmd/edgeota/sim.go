@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -19,7 +20,8 @@ func newSimCmd() *cobra.Command {
 		RunE:  showHelp,
 	}
 	var seed uint64
-	var junit, gw, admin, mqttURL, keyFile string
+	var junit, gw, mqttURL, keyFile string
+	var admin adminFlags
 	var quiet bool
 	run := &cobra.Command{
 		Use:   "run SCENARIO.yaml [--seed N] [--junit FILE]",
@@ -40,8 +42,9 @@ choices.
 With --gateway, --admin and --mqtt the fleet runs against a gateway and a
 broker that are already running (started with --sim --time-scale N, the
 scenario's time scale, and trusting --key for manifests and deployments:
---trust and --deploy-trust); the run's nodes, cohorts and deployments are
-scoped to it with a sim_run label, so the gateway can be shared. Faults that
+--trust and --deploy-trust; --token-file when it has --admin-token-file);
+the run's nodes, cohorts and deployments are scoped to it with a sim_run
+label, so the gateway can be shared. Faults that
 restart the gateway or the broker need the in-process ones. Scenarios shipped with edgeota are in firmware-sim/scenarios;
 docs/simulator.md teaches writing your own.`,
 		Example: "  edgeota sim run firmware-sim/scenarios/bad-model.yaml --junit report.xml",
@@ -57,10 +60,16 @@ docs/simulator.md teaches writing your own.`,
 			if f, ok := errw.(*os.File); ok {
 				tty = term.IsTerminal(int(f.Fd()))
 			}
-			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, Admin: admin, MQTT: mqttURL}
-			if gw != "" || admin != "" || mqttURL != "" {
-				if gw == "" || admin == "" || mqttURL == "" || keyFile == "" {
+			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, Admin: admin.url, MQTT: mqttURL}
+			if gw != "" || admin.url != "" || mqttURL != "" {
+				if gw == "" || admin.url == "" || mqttURL == "" || keyFile == "" {
 					return usagef("a running gateway needs --gateway, --admin, --mqtt and --key")
+				}
+				if opts.AdminToken, err = admin.token(); err != nil {
+					return err
+				}
+				if opts.AdminHTTP, err = admin.httpClient(time.Minute); err != nil {
+					return err
 				}
 				if opts.Key, err = readPrivateKey(keyFile); err != nil {
 					return err
@@ -115,7 +124,7 @@ docs/simulator.md teaches writing your own.`,
 	run.Flags().StringVar(&junit, "junit", "", "write JUnit XML to FILE")
 	run.Flags().BoolVar(&quiet, "quiet", false, "no progress lines")
 	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT (instead of one in-process)")
-	run.Flags().StringVar(&admin, "admin", "", "that gateway's admin API URL")
+	admin.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")
 	run.Flags().StringVar(&mqttURL, "mqtt", "", "that gateway's MQTT broker, tcp://HOST:PORT")
 	run.Flags().StringVar(&keyFile, "key", "", "the key that gateway trusts for manifests and deployments (PKCS#8 PEM)")
 	cmd.AddCommand(run)

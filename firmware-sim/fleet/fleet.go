@@ -57,6 +57,12 @@ type Options struct {
 	// --deploy-trust) and run the scenario's time scale (--sim
 	// --time-scale N); faults that restart it or its broker are refused.
 	Gateway, Admin, MQTT string
+	// AdminToken is that gateway's admin bearer token (its
+	// --admin-token-file), when it requires one; AdminHTTP is the client
+	// for Admin (default http.DefaultClient), one trusting the gateway's
+	// certificate for an https:// Admin.
+	AdminToken string
+	AdminHTTP  *http.Client
 	// Key signs the models and deployments (default: one derived from the
 	// seed).
 	Key ed25519.PrivateKey
@@ -313,9 +319,11 @@ func (s *sim) startGateway(conn *net.UDPConn) error {
 		return err
 	}
 	pub := s.key.Public().(ed25519.PublicKey)
-	g, err := gateway.New(gateway.Config{DataDir: s.dir, CoAPConn: conn, AdminListener: ln, Trust: []ed25519.PublicKey{pub},
+	g, err := gateway.New(gateway.Config{DataDir: s.dir, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln, Trust: []ed25519.PublicKey{pub},
 		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
-		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log})
+		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
+		// Every simulated node speaks from 127.0.0.1: no per-address rate.
+		Limits: gateway.Limits{SourceRate: -1}})
 	if err != nil {
 		return err
 	}
@@ -395,7 +403,7 @@ func (s *sim) push(m *model) error {
 	mw.Close()
 	req, _ := http.NewRequest(http.MethodPut, s.admin+"/v1/models", &body)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.adminDo(req)
 	if err != nil {
 		return err
 	}
@@ -405,6 +413,21 @@ func (s *sim) push(m *model) error {
 		return fmt.Errorf("fleet: push %s: %s %s", m.spec.Name, resp.Status, b)
 	}
 	return nil
+}
+
+// adminDo sends an admin API request, with the running gateway's token
+// and client in external mode.
+func (s *sim) adminDo(req *http.Request) (*http.Response, error) {
+	if !s.external {
+		return http.DefaultClient.Do(req)
+	}
+	if s.opts.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+s.opts.AdminToken)
+	}
+	if s.opts.AdminHTTP != nil {
+		return s.opts.AdminHTTP.Do(req)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 func (s *sim) adminJSON(method, path string, in, out any) error {
@@ -422,7 +445,7 @@ func (s *sim) adminJSON(method, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.adminDo(req)
 	if err != nil {
 		return err
 	}

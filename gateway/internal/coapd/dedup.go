@@ -60,11 +60,12 @@ func (d *dedup) store(from netip.AddrPort, mid uint16, resp []byte) {
 
 // pendingMsg is a notification that may still be acknowledged or reset.
 type pendingMsg struct {
-	to     netip.AddrPort
-	data   []byte // set for confirmable messages, to retransmit
-	tries  int
-	timer  *time.Timer
-	onFail func()
+	to       netip.AddrPort
+	identity string // the secure session's identity, or ""
+	data     []byte // set for confirmable messages, to retransmit
+	tries    int
+	timer    *time.Timer
+	onFail   func()
 }
 
 // outstanding tracks sent notifications by message id.
@@ -94,8 +95,8 @@ func (o *outstanding) addNon(mid uint16, to netip.AddrPort, onFail func()) {
 	o.put(mid, &pendingMsg{to: to, onFail: onFail})
 }
 
-func (o *outstanding) addConfirmable(s *Server, mid uint16, to netip.AddrPort, data []byte, onFail func()) {
-	p := &pendingMsg{to: to, data: data, onFail: onFail}
+func (o *outstanding) addConfirmable(s *Server, mid uint16, to netip.AddrPort, identity string, data []byte, onFail func()) {
+	p := &pendingMsg{to: to, identity: identity, data: data, onFail: onFail}
 	timeout := s.ackTO
 	var fire func()
 	fire = func() {
@@ -119,7 +120,7 @@ func (o *outstanding) addConfirmable(s *Server, mid uint16, to netip.AddrPort, d
 		p.timer = time.AfterFunc(timeout, fire)
 		o.mu.Unlock()
 		s.stats.retrans.Add(1)
-		s.write(p.data, p.to)
+		s.write(p.data, p.to, p.identity)
 	}
 	o.mu.Lock()
 	p.timer = time.AfterFunc(timeout, fire)

@@ -29,6 +29,9 @@ type Request struct {
 	From netip.AddrPort
 	// Path is the Uri-Path, with a leading slash.
 	Path string
+	// Identity is the PSK identity the sender's DTLS session proved (the
+	// node id), or "" for a request on the plain UDP socket.
+	Identity string
 }
 
 // Block2 returns the Block2 option of the request: the block number and
@@ -75,6 +78,8 @@ type Deferred struct {
 	token []byte
 	store bool
 	done  *atomic.Bool
+	// identity routes the answer through the requester's secure session.
+	identity string
 }
 
 // Defer turns this response into a deferred one: the worker sends nothing
@@ -112,7 +117,7 @@ func (d *Deferred) Complete(build func(w *Response)) {
 		if d.store {
 			d.s.dedup.store(d.to, uint16(d.mid), b)
 		}
-		d.s.write(b, d.to)
+		d.s.write(b, d.to, d.identity)
 	}()
 }
 
@@ -171,23 +176,32 @@ func (f HandlerFunc) ServeCoAP(w *Response, r *Request) { f(w, r) }
 type Stats struct {
 	Received, Sent, Malformed, BadOption, TooLarge, Duplicates, Resets uint64
 	NotifyAcked, NotifyFailed, Retransmits                             uint64
+	// Sessions counts DTLS handshakes that succeeded, HandshakeFailed
+	// those that failed (wrong key, unknown identity, timeout), and
+	// SessionsRefused associations closed at once for a full table.
+	Sessions, HandshakeFailed, SessionsRefused uint64
 }
 
 // Server is a CoAP endpoint on one UDP socket.
 type Server struct {
-	conn     *net.UDPConn
-	h        Handler
-	log      *slog.Logger
-	workers  int
-	maxSize  int
-	dedup    *dedup
-	out      *outstanding
-	mid      atomic.Uint32
-	stats    struct{ received, sent, malformed, badOption, tooLarge, duplicates, resets, acked, failed, retrans atomic.Uint64 }
-	onReq    func(r *Request, code codes.Code, took time.Duration)
-	wg       sync.WaitGroup
-	ackTO    time.Duration
-	maxRetry int
+	conn    *net.UDPConn
+	h       Handler
+	log     *slog.Logger
+	workers int
+	maxSize int
+	dedup   *dedup
+	out     *outstanding
+	mid     atomic.Uint32
+	stats   struct {
+		received, sent, malformed, badOption, tooLarge, duplicates, resets, acked, failed, retrans atomic.Uint64
+		sessions, handshakeFailed, sessionsRefused                                                 atomic.Uint64
+	}
+	sessions  sync.Map // netip.AddrPort -> *session
+	nsessions atomic.Int64
+	onReq     func(r *Request, code codes.Code, took time.Duration)
+	wg        sync.WaitGroup
+	ackTO     time.Duration
+	maxRetry  int
 }
 
 // Option configures a Server.
@@ -223,6 +237,8 @@ func WithTransmission(ackTimeout time.Duration, maxRetransmit int) Option {
 }
 
 // New returns a server for conn. It raises the socket's buffers to 4 MiB.
+// conn may be nil for a server that only serves secure sessions
+// (ServeSessions).
 func New(conn *net.UDPConn, h Handler, opts ...Option) *Server {
 	s := &Server{conn: conn, h: h, log: slog.New(slog.DiscardHandler), workers: runtime.GOMAXPROCS(0),
 		maxSize: 1152, ackTO: 2 * time.Second, maxRetry: 4}
@@ -234,25 +250,38 @@ func New(conn *net.UDPConn, h Handler, opts ...Option) *Server {
 	}
 	s.out = newOutstanding(1 << 16)
 	s.mid.Store(uint32(time.Now().UnixNano()))
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
+	if conn != nil {
+		_ = conn.SetReadBuffer(4 << 20)
+		_ = conn.SetWriteBuffer(4 << 20)
+	}
 	return s
 }
 
-// Addr returns the local address.
-func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
+// Addr returns the local address of the UDP socket, or nil without one.
+func (s *Server) Addr() net.Addr {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
 
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	return Stats{Received: s.stats.received.Load(), Sent: s.stats.sent.Load(), Malformed: s.stats.malformed.Load(),
 		BadOption: s.stats.badOption.Load(), TooLarge: s.stats.tooLarge.Load(), Duplicates: s.stats.duplicates.Load(),
 		Resets: s.stats.resets.Load(), NotifyAcked: s.stats.acked.Load(), NotifyFailed: s.stats.failed.Load(),
-		Retransmits: s.stats.retrans.Load()}
+		Retransmits: s.stats.retrans.Load(), Sessions: s.stats.sessions.Load(), HandshakeFailed: s.stats.handshakeFailed.Load(),
+		SessionsRefused: s.stats.sessionsRefused.Load()}
 }
 
 // Serve reads and answers datagrams until ctx ends; it then closes the
 // socket and waits for its workers.
 func (s *Server) Serve(ctx context.Context) error {
+	if s.conn == nil {
+		<-ctx.Done()
+		s.out.stopAll()
+		return nil
+	}
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	defer stop()
 	errc := make(chan error, s.workers)
@@ -282,6 +311,9 @@ type workerState struct {
 	out  []byte
 	opts message.Options // decoded request options, reused
 	resp Response
+	// identity is the PSK identity of the secure session this worker
+	// serves ("" on the UDP socket).
+	identity string
 
 	// Batched I/O: the datagrams read, and the answers queued for one
 	// WriteBatch, each to the address its request came from.
@@ -361,7 +393,7 @@ func (s *Server) flush(ws *workerState, bc batchConn) {
 // once outside a batch).
 func (s *Server) reply(ws *workerState, b []byte, to netip.AddrPort) {
 	if ws.curAddr == nil || ws.rmsgs == nil {
-		s.write(b, to)
+		s.write(b, to, ws.identity)
 		return
 	}
 	i := ws.nout
@@ -396,7 +428,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 		return
 	}
 	m := &req.Msg
-	req.From = from
+	req.From, req.Identity = from, ws.identity
 	switch {
 	case m.Code == codes.Empty && (m.Type == message.Acknowledgement || m.Type == message.Reset):
 		s.out.resolve(uint16(m.MessageID), from, m.Type == message.Reset, &s.stats.acked, &s.stats.failed)
@@ -444,7 +476,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 			if len(req.Path) == 0 || req.Path[0] != '/' {
 				req.Path = "/" + req.Path
 			}
-			w.seed = Deferred{s: s, to: from, mid: m.MessageID, typ: m.Type, token: m.Token, store: !idempotent}
+			w.seed = Deferred{s: s, to: from, mid: m.MessageID, typ: m.Type, token: m.Token, store: !idempotent, identity: ws.identity}
 			if !idempotent {
 				// Marked in progress before the handler runs, so that a
 				// deferred answer completed at once is not overwritten.
@@ -494,12 +526,33 @@ func (s *Server) encode(ws *workerState, m message.Message) ([]byte, error) {
 	return ws.out[:n], nil
 }
 
-func (s *Server) write(b []byte, to netip.AddrPort) {
-	if _, err := s.conn.WriteToUDPAddrPort(b, to); err != nil {
+// ErrNoSession is returned by Notify for an endpoint that has no secure
+// session (any more) and the server no UDP socket.
+var ErrNoSession = errors.New("coapd: no session to that endpoint")
+
+// write sends a datagram to an endpoint: through its secure session when
+// identity is set (and only through a session that proved that identity),
+// else on the UDP socket.
+func (s *Server) write(b []byte, to netip.AddrPort, identity string) error {
+	var err error
+	if identity != "" {
+		v, ok := s.sessions.Load(to)
+		if ok && v.(*session).identity == identity {
+			_, err = v.(*session).conn.Write(b)
+		} else {
+			err = ErrNoSession
+		}
+	} else if s.conn != nil {
+		_, err = s.conn.WriteToUDPAddrPort(b, to)
+	} else {
+		err = ErrNoSession
+	}
+	if err != nil {
 		s.log.Debug("coap write", "to", to.String(), "err", err)
-		return
+		return err
 	}
 	s.stats.sent.Add(1)
+	return nil
 }
 
 func (s *Server) sendEmpty(ws *workerState, t message.Type, mid int32, to netip.AddrPort) {
@@ -547,12 +600,15 @@ func (s *Server) rejectTooLarge(ws *workerState, data []byte, from netip.AddrPor
 }
 
 // Notify sends a notification (or any separate response) to an endpoint:
-// build fills the response, token is the observation's token.
+// build fills the response, token is the observation's token. identity is
+// the PSK identity of the endpoint's secure session, or "" for the UDP
+// socket; a notification never leaves by another way than the one the
+// observation came in by (ErrNoSession when that session has ended).
 // Non-confirmable unless confirmable is set; a confirmable one is
 // retransmitted on timers, never blocking the caller. onFail (may be nil)
 // is called once when the endpoint answers with a Reset or never
 // acknowledges.
-func (s *Server) Notify(to netip.AddrPort, token []byte, confirmable bool, build func(w *Response), onFail func()) error {
+func (s *Server) Notify(to netip.AddrPort, identity string, token []byte, confirmable bool, build func(w *Response), onFail func()) error {
 	ws := &workerState{out: make([]byte, 2048)}
 	ws.resp.buf = make([]byte, 128)
 	ws.resp.reset()
@@ -568,11 +624,17 @@ func (s *Server) Notify(to netip.AddrPort, token []byte, confirmable bool, build
 	}
 	b = append([]byte(nil), b...)
 	mid := uint16(m.MessageID)
+	if identity != "" {
+		if v, ok := s.sessions.Load(to); !ok || v.(*session).identity != identity {
+			return ErrNoSession
+		}
+	} else if s.conn == nil {
+		return ErrNoSession
+	}
 	if confirmable {
-		s.out.addConfirmable(s, mid, to, b, onFail)
+		s.out.addConfirmable(s, mid, to, identity, b, onFail)
 	} else {
 		s.out.addNon(mid, to, onFail)
 	}
-	s.write(b, to)
-	return nil
+	return s.write(b, to, identity)
 }

@@ -200,7 +200,7 @@ func TestConfirmableNotifyRetransmitsThenFails(t *testing.T) {
 	c := dial(t, h)
 	to := netip.MustParseAddrPort(c.conn.LocalAddr().String())
 	failed := make(chan struct{})
-	if err := h.srv.Notify(to, []byte("obs"), true, func(w *coapd.Response) {
+	if err := h.srv.Notify(to, "", []byte("obs"), true, func(w *coapd.Response) {
 		w.Code = codes.Content
 		w.SetUint32(message.Observe, 5)
 		w.Payload = []byte("v2")
@@ -235,7 +235,7 @@ func TestNotifyAckAndReset(t *testing.T) {
 	var fails atomic.Int32
 	build := func(w *coapd.Response) { w.Code = codes.Content }
 	// Acknowledged confirmable: no retransmission, no failure.
-	h.srv.Notify(to, []byte("a"), true, build, func() { fails.Add(1) })
+	h.srv.Notify(to, "", []byte("a"), true, build, func() { fails.Add(1) })
 	m, _ := c.recv(2 * time.Second)
 	c.send(message.Message{Type: message.Acknowledgement, Code: codes.Empty, MessageID: m.MessageID})
 	if _, ok := c.recv(400 * time.Millisecond); ok {
@@ -244,7 +244,7 @@ func TestNotifyAckAndReset(t *testing.T) {
 	// Reset to a non-confirmable notification: failure.
 	var wg sync.WaitGroup
 	wg.Add(1)
-	h.srv.Notify(to, []byte("b"), false, build, func() { fails.Add(1); wg.Done() })
+	h.srv.Notify(to, "", []byte("b"), false, build, func() { fails.Add(1); wg.Done() })
 	m, _ = c.recv(2 * time.Second)
 	c.send(message.Message{Type: message.Reset, Code: codes.Empty, MessageID: m.MessageID})
 	wg.Wait()

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -158,17 +161,50 @@ func (c *Client) dial(ctx context.Context) (*udpclient.Conn, error) {
 		return nil, fmt.Errorf("gwlink: dial %s: not a UDP connection (%T)", c.addr, nc)
 	}
 	log := c.log
-	conn := udp.Client(uc,
+	opts := []udp.Option{
 		options.WithBlockwise(false, c.cfg.szx(), c.cfg.requestTimeout),
 		options.WithErrors(func(err error) { log.Debug("coap", "err", err) }),
 		options.WithPeriodicRunner(c.runner),
 		options.WithTransmission(1, c.cfg.ackTimeout, uint32(c.cfg.maxRetransmit)),
 		options.WithCloseSocket(),
-	)
+	}
+	var conn *udpclient.Conn
+	if c.cfg.psk != nil {
+		dc, err := c.handshake(ctx, uc)
+		if err != nil {
+			_ = uc.Close()
+			return nil, err
+		}
+		conn = coapdtls.Client(dc, opts...)
+	} else {
+		conn = udp.Client(uc, opts...)
+	}
 	local := uc.LocalAddr().String()
 	conn.AddOnClose(func() { log.Debug("connection closed", "local", local) })
 	log.Debug("connected", "local", local)
 	return conn, nil
+}
+
+// handshake runs a DTLS handshake on uc with the node's PSK, bounded by
+// the request timeout.
+func (c *Client) handshake(ctx context.Context, uc *net.UDPConn) (*piondtls.Conn, error) {
+	psk := c.cfg.psk
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
+		piondtls.WithPSK(func([]byte) ([]byte, error) { return psk, nil }),
+		piondtls.WithPSKIdentityHint([]byte(c.node)),
+		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256),
+		piondtls.WithFlightInterval(c.cfg.ackTimeout/2),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("gwlink: DTLS with %s: %w", c.addr, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout)
+	defer cancel()
+	if err := dc.HandshakeContext(hctx); err != nil {
+		_ = dc.Close()
+		return nil, fmt.Errorf("gwlink: DTLS handshake with %s (wrong key, or unknown to the gateway?): %w", c.addr, err)
+	}
+	return dc, nil
 }
 
 // current returns the connection to send one request on, dialling a new
@@ -311,11 +347,12 @@ func (c *Client) busy(op string, r response) error {
 	return &busyError{op: op, wait: wait}
 }
 
-// answerError classifies an answer that is not a success: 5.03 waits, 4.xx
-// is a *StatusError, anything else is transient.
+// answerError classifies an answer that is not a success: 5.03 and 4.29
+// (Too Many Requests, RFC 8516) wait, any other 4.xx is a *StatusError,
+// anything else is transient.
 func (c *Client) answerError(op string, r response) error {
 	switch {
-	case r.code == codes.ServiceUnavailable:
+	case r.code == codes.ServiceUnavailable || r.code == codes.TooManyRequests:
 		return c.busy(op, r)
 	case r.code>>5 == 4:
 		return &StatusError{Op: op, Code: r.code, Diagnostic: r.diagnostic()}

@@ -35,6 +35,7 @@ type config struct {
 	backoffMax     time.Duration
 	maxElapsed     time.Duration
 	maxWait        time.Duration
+	psk            []byte // set: CoAP over DTLS with this pre-shared key
 }
 
 func defaultConfig() config {
@@ -91,6 +92,13 @@ func (c *config) tick() time.Duration {
 
 // Option configures a Client.
 type Option func(*config)
+
+// WithPSK makes the link speak CoAP over DTLS 1.2 (RFC 6347, with
+// github.com/pion/dtls) with a pre-shared key; the PSK identity is the
+// node id. Without it the link is plain CoAP over UDP.
+func WithPSK(key []byte) Option {
+	return func(c *config) { c.psk = append([]byte(nil), key...) }
+}
 
 // WithLogger sets the logger; the default discards. go-coap's own errors go
 // to it at debug level, never to stdout.

@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The admin API's security (docs/operations.md, "Admin API security"):
+//
+//   - With Config.AdminToken set, every request, /healthz and /metrics
+//     included, must carry "Authorization: Bearer <token>"; anything else
+//     is answered 401 with WWW-Authenticate: Bearer and counted in
+//     edgeota_admin_refused_total. /healthz is not left open: a load
+//     balancer or Prometheus sends the token as well (Prometheus'
+//     authorization.credentials_file).
+//   - Without a token the admin API may listen on loopback only
+//     (127.0.0.0/8, ::1) or on a listener that is no IP socket (a Unix
+//     socket, an in-memory listener): New refuses any other address.
+//   - With Config.AdminTLS set, the admin API speaks HTTPS.
+
+// ErrAdminNoToken is returned by New when the admin API would listen
+// beyond loopback without Config.AdminToken.
+var ErrAdminNoToken = errors.New("the admin API listens beyond loopback without a token")
+
+// minAdminToken is the shortest admin token New accepts.
+const minAdminToken = 16
+
+// checkAdminSecurity validates the admin token and TLS settings of cfg
+// and, when it can tell from the address alone, refuses an admin API
+// beyond loopback without a token. It clones cfg.AdminTLS so New never
+// changes the caller's tls.Config.
+func checkAdminSecurity(cfg *Config) error {
+	if t := cfg.AdminToken; t != "" {
+		if len(t) < minAdminToken {
+			return fmt.Errorf("gateway: admin token too short (%d characters, want at least %d): let the gateway generate one (edgeota gateway --admin-token-file on a file that does not exist yet)", len(t), minAdminToken)
+		}
+		for i := 0; i < len(t); i++ {
+			if t[i] <= ' ' || t[i] > '~' {
+				return errors.New("gateway: the admin token must be printable ASCII without spaces")
+			}
+		}
+	}
+	if cfg.AdminTLS != nil {
+		tc := cfg.AdminTLS.Clone()
+		if len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
+			return errors.New("gateway: AdminTLS has no certificate")
+		}
+		if tc.MinVersion == 0 {
+			tc.MinVersion = tls.VersionTLS12
+		}
+		cfg.AdminTLS = tc
+	}
+	if cfg.AdminToken != "" {
+		return nil
+	}
+	if cfg.AdminListener != nil {
+		return checkAdminAddr(cfg.AdminListener.Addr())
+	}
+	if cfg.AdminAddr == "-" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.AdminAddr)
+	if err != nil {
+		return nil // net.Listen says what is wrong with it
+	}
+	if host == "" {
+		return adminExposedErr(cfg.AdminAddr)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !ip.Unmap().IsLoopback() {
+			return adminExposedErr(cfg.AdminAddr)
+		}
+		return nil
+	}
+	// A host name: net.Listen binds one of its addresses, so every one
+	// must be loopback.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return fmt.Errorf("gateway: admin address %s: %w", cfg.AdminAddr, err)
+	}
+	for _, ip := range ips {
+		if !ip.Unmap().IsLoopback() {
+			return adminExposedErr(cfg.AdminAddr)
+		}
+	}
+	return nil
+}
+
+// logAdminSecurity says how the admin API is protected, and warns when a
+// token would cross the network in clear.
+func (g *Gateway) logAdminSecurity() {
+	scheme := "http"
+	if g.cfg.AdminTLS != nil {
+		scheme = "https"
+	}
+	g.log.Info("admin API", "addr", g.admin.Addr().String(), "scheme", scheme, "token_required", g.cfg.AdminToken != "")
+	if g.cfg.AdminToken != "" && g.cfg.AdminTLS == nil && checkAdminAddr(g.admin.Addr()) != nil {
+		g.log.Warn("admin API beyond loopback over plain HTTP: its token crosses the network in clear; give it a certificate (--admin-cert, --admin-key)")
+	}
+}
+
+// checkAdminAddr refuses an admin listener bound beyond loopback when no
+// token is configured; addresses that are no IP socket are local.
+func checkAdminAddr(a net.Addr) error {
+	if a == nil {
+		return nil
+	}
+	switch a.Network() {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return adminExposedErr(a.String())
+	}
+	if !ap.Addr().Unmap().IsLoopback() {
+		return adminExposedErr(a.String())
+	}
+	return nil
+}
+
+func adminExposedErr(addr string) error {
+	return fmt.Errorf("gateway: %w (%s): give the gateway a token (Config.AdminToken; edgeota gateway --admin-token-file FILE, created when missing) or listen on 127.0.0.1",
+		ErrAdminNoToken, addr)
+}
+
+// newAdminRefused is the counter of admin requests refused for their
+// token, by reason: "missing" (no bearer token) or "invalid".
+func newAdminRefused(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_admin_refused_total",
+		Help: "Admin API requests refused 401, by reason (missing: no bearer token, invalid: a wrong one)."}, []string{"reason"})
+	c.WithLabelValues("missing")
+	c.WithLabelValues("invalid")
+	reg.MustRegister(c)
+	return c
+}
+
+// requireToken wraps the admin API: with a token configured, every
+// request must carry it as a bearer token (RFC 6750 section 2.1). The
+// comparison is of SHA-256 digests in constant time, so neither the
+// token's bytes nor its length leak through timing.
+func (g *Gateway) requireToken(next http.Handler) http.Handler {
+	if g.cfg.AdminToken == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(g.cfg.AdminToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := bearerToken(r.Header.Get("Authorization"))
+		if ok {
+			sum := sha256.Sum256([]byte(got))
+			if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		reason, challenge := "missing", `Bearer realm="edgeota admin"`
+		if ok {
+			reason, challenge = "invalid", `Bearer realm="edgeota admin", error="invalid_token"`
+		}
+		g.metrics.adminRefused.WithLabelValues(reason).Inc()
+		g.log.Debug("admin request refused", "reason", reason, "from", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeErr(w, http.StatusUnauthorized, "unauthorized", errors.New("the admin API requires a bearer token: Authorization: Bearer <token>"))
+	})
+}
+
+// bearerToken returns the token of an Authorization header value
+// "Bearer <token>" (the scheme is case-insensitive).
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
