@@ -37,6 +37,7 @@ type env struct {
 	g      *gateway.Gateway
 	admin  string
 	coap   string
+	coaps  string // DTLS address, with opts.keys
 	signer *sign.Signer
 	cancel context.CancelFunc
 	done   chan error
@@ -47,6 +48,8 @@ type opts struct {
 	maxPerNode   int
 	maxTransfers int
 	dir          string
+	keys         map[string][]byte // imported before start; DTLS on a loopback port too
+	limits       gateway.Limits
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -64,14 +67,25 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	coaps := "-"
+	if o.keys != nil {
+		if _, err := gateway.ImportKeys(o.dir, o.keys); err != nil {
+			t.Fatal(err)
+		}
+		coaps = "127.0.0.1:0"
+	}
 	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers})
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: coaps, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers,
+		Limits: o.limits})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{t: t, g: g, admin: "http://" + ln.Addr().String(), coap: conn.LocalAddr().String(), signer: s,
 		cancel: cancel, done: make(chan error, 1), dir: o.dir}
+	if a := g.CoAPSAddr(); a != nil {
+		e.coaps = a.String()
+	}
 	go func() { e.done <- g.Run(ctx) }()
 	t.Cleanup(e.stop)
 	return e

@@ -19,8 +19,19 @@ import (
 
 // TestDownloadAcrossLossyLink: a node behind a radio link that loses 20% of
 // the datagrams in each direction downloads, verifies and confirms a model
-// from a real gateway through its own per-block request loop.
+// from a real gateway through its own per-block request loop, over plain
+// CoAP and over DTLS with its pre-shared key (handshake flights lost too).
 func TestDownloadAcrossLossyLink(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		name := map[bool]string{false: "coap", true: "coaps"}[secure]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			downloadAcrossLossyLink(t, secure)
+		})
+	}
+}
+
+func downloadAcrossLossyLink(t *testing.T, secure bool) {
 	tb := newTestbed(t)
 	rel := tb.release(t, 5, 1, "1.0.0", goodModel, 48<<10)
 	rel.m.Probation.Seconds, rel.m.Probation.MinInferences = 1, 20
@@ -32,10 +43,21 @@ func TestDownloadAcrossLossyLink(t *testing.T) {
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln})
+	dir, coaps, psk := t.TempDir(), "-", []byte(nil)
+	if secure {
+		psk, coaps = []byte("lossy-1-pre-shared-key"), "127.0.0.1:0"
+		if _, err := gateway.ImportKeys(dir, map[string][]byte{"lossy-1": psk}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := gateway.New(gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: coaps, AdminListener: ln})
 	if err != nil {
 		t.Fatal(err)
+	}
+	target, scheme := conn.LocalAddr().String(), "coap://"
+	if secure {
+		target, scheme = g.CoAPSAddr().String(), "coaps://"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -62,7 +84,7 @@ func TestDownloadAcrossLossyLink(t *testing.T) {
 	}
 
 	lossy := radio.Link{Loss: 0.2}
-	relay, err := radio.New("127.0.0.1:0", conn.LocalAddr().String(), radio.Config{Up: lossy, Down: lossy, Seed: 42})
+	relay, err := radio.New("127.0.0.1:0", target, radio.Config{Up: lossy, Down: lossy, Seed: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +95,7 @@ func TestDownloadAcrossLossyLink(t *testing.T) {
 	f := newSim(t, geometry{4096, 8, 4}, 1)
 	a, err := nodeagent.New(nodeagent.Config{NodeID: "lossy-1", Class: testClass, Component: "kws-model", Flash: f, Trust: tb.trust,
 		SlotSize: sweepSlot, JournalBlocks: 4, InferenceRate: 100, HealthInterval: time.Second,
-		Gateway: "coap://" + relay.Addr().String(), AckTimeout: 100 * time.Millisecond})
+		Gateway: scheme + relay.Addr().String(), PSK: psk, AckTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,295 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/options"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"edgeota/gateway"
+	"edgeota/protocol"
+)
+
+var (
+	keyA = []byte("node-a-secret-key-0123456789")
+	keyB = []byte("node-b-secret-key-0123456789")
+)
+
+// dialDTLS opens a DTLS session as identity with key; the handshake is
+// bounded, as a node's is.
+func (e *env) dialDTLS(identity string, key []byte) (*udpClient.Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", e.coaps)
+	if err != nil {
+		return nil, err
+	}
+	uc, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), raddr,
+		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
+		piondtls.WithPSKIdentityHint([]byte(identity)),
+		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := dc.HandshakeContext(ctx); err != nil {
+		dc.Close()
+		return nil, err
+	}
+	c := coapdtls.Client(dc, options.WithBlockwise(false, blockwise.SZX1024, time.Minute),
+		options.WithErrors(func(error) {}), options.WithCloseSocket())
+	e.t.Cleanup(func() { c.Close() })
+	return c, nil
+}
+
+func secureEnv(t *testing.T) *env {
+	return newEnv(t, opts{keys: map[string][]byte{"node-a": keyA, "node-b": keyB}})
+}
+
+func TestDTLSServesOwnResources(t *testing.T) {
+	e := secureEnv(t)
+	md := e.model(7, 50_000)
+	if code, body := e.push(md.signed, md.image); code != http.StatusCreated {
+		t.Fatalf("push: %d %v", code, body)
+	}
+	c, err := e.dialDTLS("node-a", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello(t, c, "node-a")
+	if got := fetch(t, c, md.m.Digest, 1024); !bytes.Equal(got, md.image) {
+		t.Fatal("image over DTLS differs")
+	}
+	e.assign(md.signed, []string{"node-a"}, false)
+	resp, err := c.Get(ctxT(t), "/n/node-a/manifest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := resp.ReadBody(); resp.Code() != codes.Content || !bytes.Equal(body, md.signed) {
+		t.Fatalf("own manifest: %v, %d bytes", resp.Code(), len(body))
+	}
+}
+
+func TestDTLSNodeTouchesOnlyItsOwnResources(t *testing.T) {
+	e := secureEnv(t)
+	b, err := e.dialDTLS("node-b", keyB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello(t, b, "node-b")
+	a, err := e.dialDTLS("node-a", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello(t, a, "node-a")
+
+	helloB, _ := protocol.Marshal(&protocol.Hello{NodeID: "node-b", Class: testClass, AgentVersion: "0.1.0", Component: "kws"})
+	healthB, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "node-b", BootCount: 1, Number: 1})
+	for _, tc := range []struct {
+		name string
+		path string
+		body []byte
+	}{
+		{"hello on another node's path", "/n/node-b/hello", helloB},
+		{"health on another node's path", "/n/node-b/health", healthB},
+		{"another node's hello on its own path", "/n/node-a/hello", helloB},
+		{"another node's health on its own path", "/n/node-a/health", healthB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := post(t, a, tc.path, message.AppCBOR, tc.body); r.Code() != codes.Forbidden {
+				t.Fatalf("got %v, want 4.03", r.Code())
+			}
+		})
+	}
+	resp, err := a.Get(ctxT(t), "/n/node-b/manifest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Code() != codes.Forbidden {
+		t.Fatalf("another node's manifest: %v, want 4.03", resp.Code())
+	}
+	// Nothing node-a sent changed node-b's registry entry.
+	var nodes []struct {
+		ID     string `json:"id"`
+		Health int    `json:"health_reports"`
+	}
+	e.getJSON("/v1/nodes", &nodes)
+	for _, n := range nodes {
+		if n.ID == "node-b" && n.Health != 0 {
+			t.Fatalf("node-b has %d health reports from node-a's session", n.Health)
+		}
+	}
+	if n := metricValue(t, e, `edgeota_refused_total{reason="identity"}`); n != 5 {
+		t.Fatalf("identity refusals: %v, want 5", n)
+	}
+}
+
+func TestDTLSRefusesWrongKeyAndUnknownIdentity(t *testing.T) {
+	e := secureEnv(t)
+	for _, tc := range []struct {
+		name, id string
+		key      []byte
+	}{
+		{"another node's id with a wrong key", "node-b", keyA},
+		{"an id without a key", "node-x", keyA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := e.dialDTLS(tc.id, tc.key); err == nil {
+				t.Fatal("session opened")
+			}
+		})
+	}
+	// A wrong key shows only in the client's Finished, which the gateway
+	// cannot decrypt and drops (RFC 6347 section 4.1.2.7): that handshake
+	// fails at the gateway's handshake timeout (10 s).
+	deadline := time.Now().Add(15 * time.Second)
+	for metricValue(t, e, `edgeota_dtls_handshakes_total{result="failed"}`) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("failed handshakes: %v, want 2", metricValue(t, e, `edgeota_dtls_handshakes_total{result="failed"}`))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := metricValue(t, e, `edgeota_dtls_handshakes_total{result="ok"}`); n != 0 {
+		t.Fatalf("successful handshakes: %v", n)
+	}
+}
+
+func TestKeyChangeClosesSession(t *testing.T) {
+	e := secureEnv(t)
+	a, err := e.dialDTLS("node-a", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello(t, a, "node-a")
+	req, _ := http.NewRequest(http.MethodPut, e.admin+"/v1/keys",
+		strings.NewReader(`[{"node_id":"node-a","psk":"hex:00112233445566778899aabbccddeeff"}]`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"node-a"`) {
+		t.Fatalf("PUT /v1/keys: %s %s", resp.Status, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := a.Ping(ctx); err == nil {
+		t.Fatal("the old session still answers after its key changed")
+	}
+	if _, err := e.dialDTLS("node-a", keyA); err == nil {
+		t.Fatal("the old key still opens a session")
+	}
+	if _, err := e.dialDTLS("node-a", []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}); err != nil {
+		t.Fatalf("the new key: %v", err)
+	}
+	var keys struct{ Nodes []string }
+	e.getJSON("/v1/keys", &keys)
+	if strings.Join(keys.Nodes, ",") != "node-a,node-b" {
+		t.Fatalf("GET /v1/keys: %v", keys.Nodes)
+	}
+}
+
+func TestNodeRateAnswers429(t *testing.T) {
+	e := newEnv(t, opts{limits: limitsForTest()})
+	c := e.dial()
+	hello(t, c, "n1") // 1 of the burst of 3
+	codesSeen := map[codes.Code]int{}
+	var maxAge uint32
+	for i := 0; i < 6; i++ {
+		r, err := c.Get(ctxT(t), "/n/n1/manifest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		codesSeen[r.Code()]++
+		if r.Code() == codes.TooManyRequests {
+			maxAge, _ = r.Options().GetUint32(message.MaxAge)
+		}
+	}
+	if codesSeen[codes.Content] != 2 || codesSeen[codes.TooManyRequests] != 4 || maxAge != 1 {
+		t.Fatalf("answers %v, Max-Age %d: want 2 × 2.05 then 4 × 4.29 with Max-Age 1", codesSeen, maxAge)
+	}
+	if n := metricValue(t, e, `edgeota_refused_total{reason="node_rate"}`); n != 4 {
+		t.Fatalf("node_rate refusals: %v", n)
+	}
+	// Another node (another endpoint) is not affected.
+	hello(t, e.dial(), "n2")
+}
+
+func TestBlocksOfAnAdmittedTransferAreNeverLimited(t *testing.T) {
+	e := newEnv(t, opts{limits: limitsForTest()})
+	md := e.model(9, 20*1024)
+	if code, _ := e.push(md.signed, md.image); code != http.StatusCreated {
+		t.Fatal("push")
+	}
+	// 20 blocks at a node rate of 0.001/s and a burst of 3: only block 0
+	// takes a token.
+	if got := fetch(t, e.dial(), md.m.Digest, 1024); !bytes.Equal(got, md.image) {
+		t.Fatal("image differs")
+	}
+}
+
+func TestBodyLimitAnswers413(t *testing.T) {
+	l := limitsForTest()
+	l.NodeRate, l.MaxBody = -1, 64
+	e := newEnv(t, opts{limits: l})
+	c := e.dial()
+	b, _ := protocol.Marshal(&protocol.Hello{NodeID: "n1", Class: testClass, AgentVersion: "0.1.0", Component: "kws",
+		Labels: map[string]string{"region": "us-east-with-a-long-label-value", "hw": "rev2"}})
+	if len(b) <= 64 {
+		t.Fatalf("test hello is only %d bytes", len(b))
+	}
+	r := post(t, c, "/n/n1/hello", message.AppCBOR, b)
+	size1, _ := r.Options().GetUint32(message.Size1)
+	if r.Code() != codes.RequestEntityTooLarge || size1 != 64 {
+		t.Fatalf("got %v Size1 %d, want 4.13 with Size1 64", r.Code(), size1)
+	}
+	var nodes []map[string]any
+	e.getJSON("/v1/nodes", &nodes)
+	if len(nodes) != 0 {
+		t.Fatalf("an oversized hello registered a node: %v", nodes)
+	}
+}
+
+// limitsForTest is a node rate that refills almost never, with a burst of
+// 3, and no per-source rate (every test client is on 127.0.0.1).
+func limitsForTest() gateway.Limits {
+	return gateway.Limits{SourceRate: -1, NodeRate: 0.001, NodeBurst: 3}
+}
+
+// metricValue reads one sample from the gateway's /metrics.
+func metricValue(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(e.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
