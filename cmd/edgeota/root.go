@@ -57,6 +57,7 @@ Operator workflow:
 		newWatchCmd(),
 		newRolloutCmd(),
 		newSimCmd(),
+		newProvisionCmd(),
 	)
 	return root
 }

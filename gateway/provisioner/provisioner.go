@@ -52,7 +52,7 @@ func Scan(ctx context.Context, a Adapter, onFound func(Found)) ([]Found, error) 
 	var mu sync.Mutex
 	seen := map[string]*Found{}
 	h := func(ad ble.Advertisement) {
-		if !ble.Contains(ad.Services(), serviceUUID) {
+		if !advertisesService(ad) {
 			return
 		}
 		addr := strings.ToLower(ad.Addr().String())
@@ -90,6 +90,17 @@ func Scan(ctx context.Context, a Adapter, onFound func(Found)) ([]Found, error) 
 		return out[i].Addr < out[j].Addr
 	})
 	return out, nil
+}
+
+// advertisesService reports whether ad lists the provisioning service
+// (ble.Contains is true for a nil list).
+func advertisesService(ad ble.Advertisement) bool {
+	for _, u := range ad.Services() {
+		if u.Equal(serviceUUID) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrNotFound means no node advertised at the address before ctx ended.
@@ -175,6 +186,8 @@ type Options struct {
 	// StatusTimeout bounds each wait for a status notification (default
 	// 30s).
 	StatusTimeout time.Duration
+	// Now is the clock of Result.Committed (default time.Now).
+	Now func() time.Time
 }
 
 // Session is an open provisioning conversation with one node.
@@ -195,6 +208,9 @@ func Open(ctx context.Context, cli ble.Client, opts Options) (*Session, error) {
 	}
 	if opts.StatusTimeout <= 0 {
 		opts.StatusTimeout = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	s := &Session{cli: cli, opts: opts, chars: map[string]*ble.Characteristic{}, notes: make(chan provision.Status, 64)}
 	s.stop = context.AfterFunc(ctx, func() { cli.Conn().Close() })
@@ -375,16 +391,20 @@ type Result struct {
 
 // Apply provisions a connected node with a signed bundle: discover, read
 // its info, check the bundle names it and is newer than what it holds,
-// send, commit, and disconnect.
+// send, commit; it disconnects in every case.
 func Apply(ctx context.Context, cli ble.Client, signed []byte, opts Options) (*Result, error) {
 	env, err := sign.Parse(signed)
-	if err != nil {
-		return nil, fmt.Errorf("provisioner: bundle: %w", err)
+	if err == nil {
+		var b *provision.Bundle
+		if b, err = provision.Decode(env.Payload); err == nil {
+			return apply(ctx, cli, signed, env.KeyID, b, opts)
+		}
 	}
-	b, err := provision.Decode(env.Payload)
-	if err != nil {
-		return nil, fmt.Errorf("provisioner: bundle: %w", err)
-	}
+	cli.CancelConnection()
+	return nil, fmt.Errorf("provisioner: bundle: %w", err)
+}
+
+func apply(ctx context.Context, cli ble.Client, signed []byte, kid sign.KeyID, b *provision.Bundle, opts Options) (*Result, error) {
 	s, err := Open(ctx, cli, opts)
 	if err != nil {
 		cli.CancelConnection()
@@ -408,6 +428,9 @@ func Apply(ctx context.Context, cli ble.Client, signed []byte, opts Options) (*R
 		return nil, err
 	}
 	chunks, _ := provision.Split(signed, cli.Conn().TxMTU()-3)
-	return &Result{Node: info, NodeID: b.NodeID, Serial: b.Serial, Labels: b.Labels, Signer: env.KeyID.String(),
-		Bytes: len(signed), Chunks: len(chunks), Committed: time.Now().UTC()}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Result{Node: info, NodeID: b.NodeID, Serial: b.Serial, Labels: b.Labels, Signer: kid.String(),
+		Bytes: len(signed), Chunks: len(chunks), Committed: opts.Now().UTC()}, nil
 }
