@@ -35,6 +35,7 @@ import (
 //	GET    /v1/rollouts/{id}    one rollout's status: waves, gates, nodes, decisions
 //	POST   /v1/rollouts/{id}/pause|resume|abort
 //	PUT    /v1/keys             import nodes' DTLS keys (JSON [{node_id, psk}])
+//	GET    /v1/audit[?node=ID]  provisioning audit log (who provisioned what, when)
 //	GET    /v1/keys             node ids that have a key (never the keys)
 //	DELETE /v1/keys/{node}      forget a node's key, close its session
 //	GET    /metrics             Prometheus metrics
@@ -50,6 +51,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/nodes", g.getNodes)
 	mux.HandleFunc("GET /v1/nodes/{id}", g.getNode)
 	mux.HandleFunc("PUT /v1/keys", g.putKeys)
+	mux.HandleFunc("GET /v1/audit", g.getAudit)
 	mux.HandleFunc("GET /v1/keys", g.getKeys)
 	mux.HandleFunc("DELETE /v1/keys/{node}", g.deleteKey)
 	mux.HandleFunc("POST /v1/assignments", g.postAssignment)

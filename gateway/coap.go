@@ -392,6 +392,9 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 			return
 		}
 		g.act.status(e, addr, g.clock())
+		if e.State == protocol.StateProvisioned {
+			g.audit(e, r)
+		}
 		if err := g.rollouts.Status(e, g.clock()); err != nil {
 			g.log.Error("rollout: status", "node", node, "err", err)
 		}

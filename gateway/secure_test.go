@@ -293,3 +293,40 @@ func metricValue(t *testing.T, e *env, name string) float64 {
 	}
 	return 0
 }
+
+func TestProvisioningEventsAreAudited(t *testing.T) {
+	e := secureEnv(t)
+	a, err := e.dialDTLS("node-a", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := protocol.Marshal(&protocol.Hello{NodeID: "node-a", Class: testClass, AgentVersion: "0.1.0", Component: "kws",
+		Labels: map[string]string{"region": "us-east"}})
+	if r := post(t, a, "/n/node-a/hello", message.AppCBOR, b); r.Code() != codes.Changed {
+		t.Fatalf("hello: %v", r.Code())
+	}
+	ev, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "node-a", State: protocol.StateProvisioned, BootCount: 1, Number: 1,
+		Actor: "0123456789abcdef", Reason: "provisioned, serial 7"})
+	if r := post(t, a, "/n/node-a/status", message.AppCBOR, ev); r.Code() != codes.Changed {
+		t.Fatalf("status: %v", r.Code())
+	}
+	// Another state is not an audit entry.
+	ev2, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "node-a", State: protocol.StateIdle, BootCount: 1, Number: 2})
+	post(t, a, "/n/node-a/status", message.AppCBOR, ev2)
+	var entries []gateway.AuditEntry
+	if code := e.getJSON("/v1/audit?node=node-a", &entries); code != http.StatusOK {
+		t.Fatalf("GET /v1/audit: %d", code)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("%d entries: %+v", len(entries), entries)
+	}
+	got := entries[0]
+	if got.Seq != 1 || got.Node != "node-a" || got.Actor != "0123456789abcdef" || got.Detail != "provisioned, serial 7" ||
+		got.Labels["region"] != "us-east" || got.Component != "kws" || !got.Authenticated || got.At.IsZero() {
+		t.Fatalf("entry %+v", got)
+	}
+	e.getJSON("/v1/audit?node=node-b", &entries)
+	if len(entries) != 0 {
+		t.Fatalf("node-b: %+v", entries)
+	}
+}

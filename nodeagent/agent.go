@@ -77,6 +77,11 @@ type Config struct {
 	Reporter       Reporter      // default: log only
 	Logger         *slog.Logger  // default: discard
 
+	// Provisioned, when set, says the node's configuration was just
+	// (re)provisioned: Boot reports it to the gateway as a status event of
+	// state 9 (provisioned, PROTOCOL.md section 4) after its Hello, with
+	// the operator's key id as the actor.
+	Provisioned *Provisioning
 	// PSK is the node's DTLS pre-shared key, required by a coaps://
 	// Gateway; the PSK identity is NodeID.
 	PSK []byte
@@ -105,6 +110,15 @@ type Config struct {
 	RetryInterval time.Duration
 }
 
+// Provisioning describes a provisioning commit, for its status event.
+type Provisioning struct {
+	// Actor is who provisioned: the operator key id (hex) that signed the
+	// bundle.
+	Actor string
+	// Serial is the bundle's serial.
+	Serial uint64
+}
+
 // Offer is a signed manifest the node is told to run, and where its image
 // comes from.
 type Offer struct {
@@ -130,6 +144,8 @@ type Agent struct {
 	events   uint64
 	reports  uint64
 	pendingE []protocol.StatusEvent
+
+	provisionedSent bool
 	offer    *Offer    // an offer not yet installed
 	retryAt  time.Time // when to try it again
 	link     *link
@@ -264,7 +280,22 @@ func (a *Agent) Boot(ctx context.Context) error {
 	a.flushEvents(ctx)
 	a.window.Reset()
 	a.winInf, a.winErr = 0, 0
-	return a.hello(ctx)
+	if err := a.hello(ctx); err != nil {
+		return err
+	}
+	if p := a.cfg.Provisioned; p != nil && !a.provisionedSent {
+		a.provisionedSent = true
+		a.events++
+		e := protocol.StatusEvent{NodeID: a.cfg.NodeID, State: protocol.StateProvisioned, BootCount: a.dev.BootCount(),
+			Number: a.events, Actor: p.Actor, Reason: fmt.Sprintf("provisioned, serial %d", p.Serial)}
+		if r := a.dev.Running(); r != nil {
+			e.Seq, e.Digest = r.Manifest.Seq, r.Manifest.Digest
+		}
+		a.log.Info("status", "state", e.State.String(), "actor", p.Actor, "serial", p.Serial)
+		a.pendingE = append(a.pendingE, e)
+		a.flushEvents(ctx)
+	}
+	return nil
 }
 
 func (a *Agent) hello(ctx context.Context) error {

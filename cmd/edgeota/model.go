@@ -7,7 +7,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -199,16 +198,12 @@ was last seen, and the manifest assigned to it.`,
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "%-16s  %5s  %4s  %-9s  %5s  %-12s  %8s  %-20s  %s\n", "NODE", "SEQ", "SLOT", "STATE", "FLOOR", "LAST", "ASSIGNED", "LAST SEEN", "LABELS")
 			for _, n := range ns {
-				var labels []string
-				for k, v := range n.Labels {
-					labels = append(labels, k+"="+v)
-				}
 				assigned := "-"
 				if n.AssignedSeq > 0 {
 					assigned = fmt.Sprintf("seq %d", n.AssignedSeq)
 				}
 				fmt.Fprintf(w, "%-16s  %5d  %4s  %-9s  %5d  %-12s  %8s  %-20s  %s\n", n.ID, n.RunningSeq, n.ActiveSlot, n.ActiveState,
-					n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), strings.Join(slices.Sorted(slices.Values(labels)), ","))
+					n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), labelString(n.Labels))
 			}
 			return nil
 		},

@@ -113,8 +113,10 @@ func parseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
-// agent opens the flash and builds the node agent the flags describe.
-func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter) (*nodeagent.Agent, func(), error) {
+// agent opens the flash and builds the node agent the flags describe;
+// overlay, when given, changes the configuration before the agent is built
+// (a provisioned configuration).
+func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...func(*nodeagent.Config) error) (*nodeagent.Agent, func(), error) {
 	if n.id == "" {
 		n.id = "local-node"
 	}
@@ -125,7 +127,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter) (*nodeagent.
 	if err != nil {
 		return nil, nil, usagef("--class: %v", err)
 	}
-	if len(n.trust) == 0 {
+	if len(n.trust) == 0 && len(overlay) == 0 {
 		return nil, nil, usagef("at least one --trust KEY.pub is required: a node runs only what its operator signed")
 	}
 	labels, err := parseLabels(n.labels)
@@ -160,9 +162,17 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter) (*nodeagent.
 			return nil, nil, err
 		}
 	}
-	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, PSK: psk,
+	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, PSK: psk,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, ModelSeed: n.seed,
-		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout})
+		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout}
+	for _, o := range overlay {
+		if err := o(&cfg); err != nil {
+			f.Close()
+			unlock()
+			return nil, nil, err
+		}
+	}
+	a, err := nodeagent.New(cfg)
 	if err != nil {
 		f.Close()
 		unlock()
@@ -190,6 +200,7 @@ func (r logReporter) Health(_ context.Context, h *protocol.HealthReport) error {
 
 func newNodeCmd() *cobra.Command {
 	var n nodeFlags
+	var b bleFlags
 	cmd := &cobra.Command{
 		Use:   "node --id ID --flash FILE --class UUID --trust KEY.pub [--labels k=v,...]",
 		Short: "Run a node agent on a Linux-class device with a file-backed flash",
@@ -214,12 +225,25 @@ manifest (polling as a fallback) and installs each new one, downloading the
 image block by block into the inactive slot and resuming after a dropped
 link, a gateway restart or a power cut; status events and health reports go
 to the gateway, queued while it is unreachable. Without --gateway, install
-models with 'edgeota node apply'.`,
+models with 'edgeota node apply'.
+
+With --ble the node also serves the BLE provisioning service on --hci
+(docs/provisioning.md): a technician's 'edgeota provision apply' gives it
+its labels, component, gateway URI, trust anchors and DTLS key; the node
+stores them in --provisioning-file (mode 0600) and restarts its agent with
+them, which says Hello to that gateway and reports the provisioning (a
+status event of state 9 naming the operator key). A provisioned
+configuration wins over --labels, --component, --gateway and --trust; a node
+never provisioned runs with those flags, or waits for a bundle without
+--gateway.`,
 		Example: `  edgeota node --id node-1 --flash node-1.flash --class 6ba7b810-9dad-11d1-80b4-00c04fd430c8 \
       --trust operator.pub --labels region=us-east,hw=rev2 --gateway coaps://127.0.0.1:5684 --psk-file node-1.psk`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := loggerFrom(cmd)
+			if b.enabled {
+				return runNodeBLE(cmd.Context(), log, &n, &b)
+			}
 			a, closeFn, err := n.agent(log, logReporter{log})
 			if err != nil {
 				return err
@@ -236,6 +260,7 @@ models with 'edgeota node apply'.`,
 		},
 	}
 	n.register(cmd)
+	b.register(cmd)
 	cmd.AddCommand(newNodeApplyCmd(), newNodeStatusCmd())
 	return cmd
 }

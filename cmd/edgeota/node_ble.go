@@ -3,9 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -77,84 +76,78 @@ func serveBLE(ctx context.Context, hci string, svc *provisioning.Service) error 
 	return err
 }
 
-// commitChannel returns an OnCommit hook and the channel it feeds: the
-// latest committed configuration, never blocking the BLE connection.
-func commitChannel() (func(provisioning.NodeConfig), <-chan provisioning.NodeConfig) {
-	ch := make(chan provisioning.NodeConfig, 1)
-	return func(c provisioning.NodeConfig) {
-		for {
-			select {
-			case ch <- c:
-				return
-			default:
-			}
-			select {
-			case <-ch:
-			default:
+// runNodeBLE runs a node with the BLE provisioning service: the agent runs
+// with the committed configuration and restarts at each new commit.
+func runNodeBLE(ctx context.Context, log *slog.Logger, n *nodeFlags, b *bleFlags) error {
+	if n.id == "" {
+		return usagef("--ble needs --id: the node id it was manufactured with")
+	}
+	if n.path == "" {
+		return usagef("--flash FILE is required")
+	}
+	cls, err := protocol.ParseClass(n.class)
+	if err != nil {
+		return usagef("--class: %v", err)
+	}
+	var current atomic.Pointer[nodeagent.Agent]
+	running := func() string {
+		if a := current.Load(); a != nil {
+			if r := a.Device().Running(); r != nil {
+				return r.Manifest.Version
 			}
 		}
-	}, ch
-}
-
-// applyProvisioned overlays a committed configuration on an agent
-// configuration: labels, component, gateway URI, manifest trust, and the
-// PSK when the gateway is coaps:// (the agent refuses a PSK with plain
-// coap://).
-func applyProvisioned(cfg *nodeagent.Config, pc provisioning.NodeConfig) error {
-	if cfg.NodeID != "" && cfg.NodeID != pc.NodeID {
-		return fmt.Errorf("provisioned for node %q, running as %q", pc.NodeID, cfg.NodeID)
+		return ""
 	}
-	trust, err := pc.ManifestTrust()
+	onCommit, commits := provisioning.CommitChannel()
+	svc, err := b.service(n.path, n.id, cls, n.component, running, log, onCommit)
 	if err != nil {
 		return err
 	}
-	cfg.NodeID = pc.NodeID
-	cfg.Labels = pc.Labels
-	cfg.Component = pc.Component
-	cfg.Gateway = pc.Gateway
-	cfg.Trust = trust
-	cfg.PSK = nil
-	if strings.HasPrefix(pc.Gateway, "coaps://") {
-		cfg.PSK = pc.PSK
-	}
-	return nil
-}
-
-// superviseAgent runs the agent with the committed configuration (nil on
-// a node never provisioned) and, at each commit, stops it, waits for it to
-// return and runs it again with the new configuration, until ctx ends.
-// run builds, boots and runs one agent; it must return when its ctx ends.
-func superviseAgent(ctx context.Context, log *slog.Logger, first *provisioning.NodeConfig, commits <-chan provisioning.NodeConfig,
-	run func(ctx context.Context, pc *provisioning.NodeConfig) error) error {
-	pc := first
-	for {
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func(pc *provisioning.NodeConfig) { done <- run(runCtx, pc) }(pc)
-		select {
-		case <-ctx.Done():
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	bleErr := make(chan error, 1)
+	go func() {
+		err := serveBLE(ctx, b.hci, svc)
+		if err != nil {
+			log.Error("BLE provisioning service stopped", "hci", b.hci, "err", err)
 			cancel()
-			<-done
-			return nil
-		case c := <-commits:
-			log.Info("new provisioning committed; restarting the agent", "config", c)
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				log.Warn("agent stopped with an error", "err", err)
-			}
-			pc = &c
-		case err := <-done:
-			cancel()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				return err
-			}
-			// The agent has nothing to do (not provisioned): wait for a commit.
-			select {
-			case <-ctx.Done():
-				return nil
-			case c := <-commits:
-				pc = &c
-			}
 		}
+		bleErr <- err
+	}()
+	var first *provisioning.NodeConfig
+	if pc, ok := svc.Current(); ok {
+		first = &pc
+		log.Info("provisioned configuration", "config", pc)
+	} else {
+		log.Info("not provisioned yet: waiting for a bundle over BLE", "hci", b.hci)
 	}
+	err = provisioning.Supervise(ctx, log, first, commits, func(ctx context.Context, pc *provisioning.NodeConfig, committed bool) error {
+		if pc == nil && n.gateway == "" {
+			return nil // nothing to talk to before provisioning
+		}
+		a, closeFn, err := n.agent(log, logReporter{log}, func(cfg *nodeagent.Config) error {
+			if pc == nil {
+				return nil
+			}
+			if committed {
+				cfg.Provisioned = &nodeagent.Provisioning{Actor: pc.Signer, Serial: pc.Serial}
+			}
+			return provisioning.Apply(cfg, *pc)
+		})
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		current.Store(a)
+		defer current.Store(nil)
+		if err := a.Boot(ctx); err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	})
+	cancel()
+	if berr := <-bleErr; berr != nil {
+		return berr
+	}
+	return err
 }

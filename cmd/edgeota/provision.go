@@ -63,7 +63,7 @@ the bundle, then commits it when told to.
 		Args: noArgs,
 		RunE: showHelp,
 	}
-	cmd.AddCommand(newProvisionScanCmd(), newProvisionApplyCmd(), newProvisionBundleCmd())
+	cmd.AddCommand(newProvisionScanCmd(), newProvisionApplyCmd(), newProvisionBundleCmd(), newProvisionAuditCmd())
 	return cmd
 }
 
