@@ -4,24 +4,26 @@ SHELL    := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 BIN      := bin/edgeota
 FUZZTIME ?= 10s
+FUZZTIME_SHORT ?= 2s
 PKGS     := ./...
 
-.PHONY: help build test deps fmt vet lint unit sweep scenarios fuzz bench demo clean
+.PHONY: help build test deps fmt vet lint unit fuzz-short sweep scenarios fuzz bench demo clean
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
-	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, power-cut sweeps"
+	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, a short fuzz, power-cut sweeps"
 	@echo "make build  build $(BIN)"
 	@echo "make fmt    fail if gofmt would change a file (never rewrites)"
 	@echo "make lint   staticcheck"
-	@echo "make fuzz   run every Fuzz target for FUZZTIME (default $(FUZZTIME))"
+	@echo "make fuzz   run every Fuzz target for FUZZTIME (default $(FUZZTIME)); FUZZ=REGEXP picks targets"
+	@echo "make fuzz-short  every Fuzz target for FUZZTIME_SHORT (default $(FUZZTIME_SHORT)), as make test does"
 	@echo "make bench  run the Go benchmarks, figures in bench.txt"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/edgeota
 
 # Everything CI runs (.ci/run calls this target).
-test: deps fmt vet lint unit sweep scenarios
+test: deps fmt vet lint unit fuzz-short sweep scenarios
 
 deps:
 	@scripts/ensure-system-packages
@@ -48,6 +50,11 @@ sweep:
 scenarios:
 	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios' -v ./firmware-sim/fleet/ | \
 		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
+
+# A short run of every Fuzz target (scripts/fuzz-all: one line per target,
+# fails on a crasher), a few at a time.
+fuzz-short:
+	@FUZZTIME=$(FUZZTIME_SHORT) scripts/fuzz-all
 
 fuzz:
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz-all
