@@ -359,6 +359,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			errc <- g.coap.ServeSessions(ctx, g.dtls, coapd.WithMaxSessions(g.limits.MaxSessions, g.limits.MaxHandshakes),
+				coapd.WithMaxHandshakesPerSource(g.limits.MaxHandshakesPerSource),
 				coapd.WithSessionHook(g.onSession))
 		}()
 	}

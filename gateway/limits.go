@@ -32,8 +32,10 @@ type Limits struct {
 	// and at most 1024, PROTOCOL.md section 5); larger ones get 4.13.
 	MaxBody int
 	// MaxSessions and MaxHandshakes bound the DTLS sessions established
-	// and in progress (defaults 10000 and 256).
-	MaxSessions, MaxHandshakes int
+	// and in progress (defaults 10000 and 256); MaxHandshakesPerSource
+	// bounds the handshakes in progress from one IP address (default 4),
+	// so that ClientHellos from one address cannot hold every slot.
+	MaxSessions, MaxHandshakes, MaxHandshakesPerSource int
 	// MaxKeys bounds the sources and nodes each rate tracks at once
 	// (default 100000); when full, an unknown source is refused until
 	// idle entries are swept.
@@ -61,6 +63,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHandshakes <= 0 {
 		l.MaxHandshakes = 256
+	}
+	if l.MaxHandshakesPerSource <= 0 {
+		l.MaxHandshakesPerSource = 4
 	}
 	if l.MaxKeys <= 0 {
 		l.MaxKeys = 100000

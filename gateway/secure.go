@@ -97,7 +97,8 @@ func registerLimitMetrics(g *Gateway) {
 		"source_rate": l.SourceRate, "source_burst": float64(l.SourceBurst),
 		"node_rate": l.NodeRate, "node_burst": float64(l.NodeBurst),
 		"max_body": float64(l.MaxBody), "max_sessions": float64(l.MaxSessions), "max_handshakes": float64(l.MaxHandshakes),
-		"max_transfers": float64(g.cfg.MaxTransfers), "max_transfers_per_node": float64(g.cfg.MaxTransfersPerNode),
+		"max_handshakes_per_source": float64(l.MaxHandshakesPerSource),
+		"max_transfers":             float64(g.cfg.MaxTransfers), "max_transfers_per_node": float64(g.cfg.MaxTransfersPerNode),
 	} {
 		limit.WithLabelValues(name).Set(v)
 	}

@@ -26,6 +26,7 @@ type gatewayFile struct {
 	MaxBody             int      `yaml:"max-body"`
 	MaxSessions         int      `yaml:"max-sessions"`
 	MaxHandshakes       int      `yaml:"max-handshakes"`
+	MaxHandshakesPerSrc int      `yaml:"max-handshakes-per-source"`
 	Admin               string   `yaml:"admin"`
 	AdminTokenFile      string   `yaml:"admin-token-file"`
 	AdminCert           string   `yaml:"admin-cert"`

@@ -25,6 +25,7 @@ func (f *coapFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&f.limits.MaxBody, "max-body", 1024, "largest node document in bytes (at most 1024); larger get 4.13")
 	fl.IntVar(&f.limits.MaxSessions, "max-sessions", 10000, "DTLS sessions at once")
 	fl.IntVar(&f.limits.MaxHandshakes, "max-handshakes", 256, "DTLS handshakes in progress at once")
+	fl.IntVar(&f.limits.MaxHandshakesPerSource, "max-handshakes-per-source", 4, "DTLS handshakes in progress at once from one IP address")
 }
 
 func (f *coapFlags) apply(cmd *cobra.Command, gc *gateway.Config) error {

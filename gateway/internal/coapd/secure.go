@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
@@ -28,6 +27,7 @@ type sessionConfig struct {
 	idle             time.Duration
 	maxSessions      int
 	maxHandshakes    int
+	maxPerSource     int
 	onSession        func(identity string, from netip.AddrPort, err error)
 }
 
@@ -49,6 +49,13 @@ func WithMaxSessions(sessions, handshakes int) SessionOption {
 	return func(c *sessionConfig) { c.maxSessions, c.maxHandshakes = sessions, handshakes }
 }
 
+// WithMaxHandshakesPerSource bounds the handshakes in progress from one IP
+// address (default 4), so that one address sending ClientHellos from many
+// ports cannot take every handshake slot for the handshake timeout.
+func WithMaxHandshakesPerSource(n int) SessionOption {
+	return func(c *sessionConfig) { c.maxPerSource = n }
+}
+
 // WithSessionHook sets a function told of every handshake: the identity
 // the peer proved, or the error it failed with.
 func WithSessionHook(f func(identity string, from netip.AddrPort, err error)) SessionOption {
@@ -62,7 +69,7 @@ func WithSessionHook(f func(identity string, from netip.AddrPort, err error)) Se
 // (Request.Identity); answers and notifications to that endpoint go back
 // through its session. It closes l when ctx ends.
 func (s *Server) ServeSessions(ctx context.Context, l net.Listener, opts ...SessionOption) error {
-	cfg := sessionConfig{handshakeTimeout: 10 * time.Second, idle: 10 * time.Minute, maxSessions: 10000, maxHandshakes: 256}
+	cfg := sessionConfig{handshakeTimeout: 10 * time.Second, idle: 10 * time.Minute, maxSessions: 10000, maxHandshakes: 256, maxPerSource: 4}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -70,7 +77,7 @@ func (s *Server) ServeSessions(ctx context.Context, l net.Listener, opts ...Sess
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var handshakes atomic.Int64
+	hs := &handshakeSlots{perSource: map[netip.Addr]int{}}
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -85,17 +92,45 @@ func (s *Server) ServeSessions(ctx context.Context, l net.Listener, opts ...Sess
 			s.log.Debug("dtls accept", "err", err)
 			continue
 		}
-		if handshakes.Load() >= int64(cfg.maxHandshakes) || int(s.nsessions.Load()) >= cfg.maxSessions {
+		src := addrPortOf(c.RemoteAddr()).Addr()
+		if int(s.nsessions.Load()) >= cfg.maxSessions || !hs.take(src, cfg.maxHandshakes, cfg.maxPerSource) {
 			s.stats.sessionsRefused.Add(1)
 			c.Close()
 			continue
 		}
-		handshakes.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveSession(ctx, c, cfg, &handshakes)
+			s.serveSession(ctx, c, cfg, func() { hs.release(src) })
 		}()
+	}
+}
+
+// handshakeSlots counts the handshakes in progress, in total and per
+// source address.
+type handshakeSlots struct {
+	mu        sync.Mutex
+	total     int
+	perSource map[netip.Addr]int
+}
+
+func (h *handshakeSlots) take(src netip.Addr, maxTotal, maxPerSource int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.total >= maxTotal || h.perSource[src] >= maxPerSource {
+		return false
+	}
+	h.total++
+	h.perSource[src]++
+	return true
+}
+
+func (h *handshakeSlots) release(src netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.total--
+	if h.perSource[src]--; h.perSource[src] <= 0 {
+		delete(h.perSource, src)
 	}
 }
 
@@ -108,11 +143,11 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-func (s *Server) serveSession(ctx context.Context, c net.Conn, cfg sessionConfig, handshakes *atomic.Int64) {
+func (s *Server) serveSession(ctx context.Context, c net.Conn, cfg sessionConfig, handshakeDone func()) {
 	defer c.Close()
 	from := addrPortOf(c.RemoteAddr())
 	identity, err := handshake(ctx, c, cfg.handshakeTimeout)
-	handshakes.Add(-1)
+	handshakeDone()
 	if cfg.onSession != nil {
 		cfg.onSession(identity, from, err)
 	}

@@ -117,7 +117,8 @@ type Client struct {
 
 // Dial returns the link of node nodeID to the gateway at addr (host:port).
 // It resolves and connects the UDP socket but sends nothing: a gateway that
-// is not up yet is found by the first request.
+// is not up yet is found by the first request. With WithPSK the socket and
+// the DTLS handshake wait for the first request too.
 func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, error) {
 	if !protocol.ValidID(nodeID) {
 		return nil, fmt.Errorf("gwlink: node id %q does not match [A-Za-z0-9._-]{1,64}", nodeID)
@@ -137,6 +138,12 @@ func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, er
 		log:    cfg.log.With("gateway", addr, "node", nodeID),
 		stop:   stop,
 		runner: periodic.New(stop, cfg.tick()),
+	}
+	if c.cfg.psk != nil {
+		// The DTLS handshake waits for the first request, like the gateway
+		// itself: a node that boots before its gateway, or whose key the
+		// gateway does not know yet, retries with back-off.
+		return c, nil
 	}
 	conn, err := c.dial(ctx)
 	if err != nil {
