@@ -244,10 +244,16 @@ func (a *Agent) flushEvents(ctx context.Context) {
 // no runnable model it returns nil: the node runs nothing and waits for an
 // update. A model that crashes on boot makes the device boot again, so a
 // trial model that never starts is reverted after MaxTrialBoots.
-func (a *Agent) Boot(ctx context.Context) error {
+func (a *Agent) Boot(ctx context.Context) (err error) {
 	if err := a.connect(ctx); err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil && a.link != nil { // Run will not be called: close the link Boot opened
+			a.link.client.Close()
+			a.link = nil
+		}
+	}()
 	a.events, a.reports = 0, 0
 	a.model, a.judge = nil, nil
 	for {
