@@ -250,6 +250,7 @@ type NodeView struct {
 	EpochFloor    uint64            `json:"epoch_floor"`
 	LastState     string            `json:"last_state"`
 	LastReason    string            `json:"last_reason,omitempty"`
+	LastCode      string            `json:"last_reason_code,omitempty"`
 	LastSeen      time.Time         `json:"last_seen"`
 	Addr          string            `json:"addr"`
 	HealthReports uint64            `json:"health_reports"`
@@ -262,6 +263,7 @@ func (g *Gateway) nodeView(n *store.Node) NodeView {
 	v := NodeView{ID: n.ID, Class: n.Class.String(), Labels: n.Labels, Component: n.Component, AgentVersion: n.AgentVersion,
 		RunningSeq: n.RunningSeq, RunningDigest: n.RunningDigest.String(), ActiveSlot: n.ActiveSlot.String(),
 		ActiveState: n.ActiveState.String(), EpochFloor: n.EpochFloor, LastState: n.LastState.String(), LastReason: n.LastReason,
+		LastCode: reasonCode(n.LastCode),
 		LastSeen: n.LastSeen, Addr: n.Addr, HealthReports: n.HealthReports, StatusEvents: n.StatusEvents}
 	if a, err := g.store.Assignment(n.ID); err == nil && a != nil {
 		if m, err := g.trust.VerifyManifest(a); err == nil {
@@ -365,6 +367,8 @@ func (g *Gateway) postDeployment(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := g.applyDeployment(signed)
 	if errors.Is(err, ErrDeployment) {
+		g.metrics.refused.WithLabelValues("deployment").Inc()
+		g.log.Info("deployment not applied", "reason", err, "via", "admin API")
 		writeErr(w, http.StatusUnprocessableEntity, "refused", err)
 		return
 	}
@@ -418,4 +422,12 @@ func (g *Gateway) postRolloutAction(w http.ResponseWriter, r *http.Request) {
 		st, _ := g.rollouts.Get(id, now)
 		writeJSON(w, http.StatusOK, st)
 	}
+}
+
+// reasonCode names a status event's reason code, "" for none.
+func reasonCode(r protocol.Reason) string {
+	if r == protocol.ReasonNone {
+		return ""
+	}
+	return r.String()
 }

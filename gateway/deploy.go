@@ -98,6 +98,7 @@ func (g *Gateway) onDeployment(topic string, payload []byte) {
 	d, err := g.applyDeployment(payload)
 	if err != nil {
 		if errors.Is(err, ErrDeployment) {
+			g.metrics.refused.WithLabelValues("deployment").Inc()
 			log.Info("deployment not applied", "reason", err)
 		} else {
 			log.Error("apply deployment", "err", err)

@@ -146,9 +146,9 @@ type Agent struct {
 	pendingE []protocol.StatusEvent
 
 	provisionedSent bool
-	offer    *Offer    // an offer not yet installed
-	retryAt  time.Time // when to try it again
-	link     *link
+	offer           *Offer    // an offer not yet installed
+	retryAt         time.Time // when to try it again
+	link            *link
 }
 
 type simRuntime struct{ rt simmodel.Runtime }

@@ -46,88 +46,13 @@ const dtlsModelHeader = "edgeota-sim-model error_permille=1 p50_us=5000 p99_us=2
 // dtlsSlotSize is the slot size of every node of these tests.
 const dtlsSlotSize = "524288"
 
-// dtlsOutput collects a process's output; the test reads it while the
-// process writes.
-type dtlsOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *dtlsOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *dtlsOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
-// dtlsProc is an edgeota process whose output the test reads while it runs
-// (startDaemon's buffer may only be read once the process has exited).
-type dtlsProc struct {
-	cmd  *exec.Cmd
-	out  *dtlsOutput
-	done chan struct{} // closed when the process has exited
-}
-
-// startDTLSProc starts edgeota with args in dir; t.Cleanup stops it and,
-// when the test failed, logs its output under name.
-func startDTLSProc(t *testing.T, dir, name string, args ...string) *dtlsProc {
-	t.Helper()
-	cmd := exec.Command(edgeota(t), args...)
-	cmd.Dir = dir
-	p := &dtlsProc{cmd: cmd, out: &dtlsOutput{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-// exited reports whether the process has exited.
-func (p *dtlsProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop interrupts the process and waits for it, killing it after 10 s.
-func (p *dtlsProc) stop() {
-	if p.exited() {
-		return
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // dtlsGateway is a gateway process serving CoAP over DTLS on a loopback
 // port it chose itself.
 type dtlsGateway struct {
 	coaps string // host:port of CoAP over DTLS
 	coap  string // host:port of plain CoAP; "" when off
 	admin string // base URL of the admin API
-	p     *dtlsProc
+	p     *loggedProc
 }
 
 // dtlsServing is the gateway's log line naming the addresses it serves on.
@@ -158,13 +83,13 @@ func startDTLSGateway(t *testing.T, dir string, keys map[string]string, extra ..
 		t.Fatalf("keys import said %q, want %q", out, want)
 	}
 	args := append([]string{"gateway", "--data", "gw-data", "--trust", "op.pub", "--coaps", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extra...)
-	p := startDTLSProc(t, dir, "gateway", args...)
+	p := startLogged(t, dir, "gateway", args...)
 	var m []string
 	waitFor(t, "the gateway to log its addresses", 15*time.Second, func() bool {
 		if p.exited() {
-			t.Fatalf("the gateway exited:\n%s", p.out.String())
+			t.Fatalf("the gateway exited:\n%s", p.log.String())
 		}
-		m = dtlsServing.FindStringSubmatch(p.out.String())
+		m = dtlsServing.FindStringSubmatch(p.log.String())
 		return m != nil
 	})
 	g := &dtlsGateway{coaps: m[1], admin: "http://" + m[3], p: p}
@@ -270,7 +195,7 @@ func hexKey(t testing.TB) string {
 // startDTLSNode starts `edgeota node --id id` on the flash file
 // flash+".flash" against gateway (a coaps:// or coap:// URL), with key
 // (literal or hex:) in the --psk-file flash+".psk" unless key is empty.
-func startDTLSNode(t *testing.T, dir, id, flash, gateway, key string) *dtlsProc {
+func startDTLSNode(t *testing.T, dir, id, flash, gateway, key string) *loggedProc {
 	t.Helper()
 	args := []string{"node", "--id", id, "--flash", flash + ".flash", "--slot-size", dtlsSlotSize,
 		"--class", class, "--trust", "op.pub", "--component", "kws", "--labels", "hw=rev2",
@@ -281,7 +206,7 @@ func startDTLSNode(t *testing.T, dir, id, flash, gateway, key string) *dtlsProc 
 		}
 		args = append(args, "--psk-file", flash+".psk")
 	}
-	return startDTLSProc(t, dir, "node "+id+" ("+flash+")", args...)
+	return startLogged(t, dir, "node "+id+" ("+flash+")", args...)
 }
 
 // runLibcoap runs libcoap's client and returns its stdout and stderr. It
@@ -364,7 +289,7 @@ func TestLibcoapFetchesModelOverDTLS(t *testing.T) {
 	if ok := g.metric(t, handshakesOK); ok != okBefore {
 		t.Errorf("%s went from %v to %v: a handshake with a wrong key or an unknown identity succeeded", handshakesOK, okBefore, ok)
 	}
-	if log := g.p.out.String(); !strings.Contains(log, `no key for that identity \"node-z\"`) {
+	if log := g.p.log.String(); !strings.Contains(log, `no key for that identity \"node-z\"`) {
 		t.Errorf("the gateway did not log the unknown identity node-z:\n%s", log)
 	}
 }
@@ -474,7 +399,7 @@ func TestNodeWithoutItsKeyIsRefused(t *testing.T) {
 	g := startDTLSGateway(t, dir, map[string]string{"node-a": keyA, "node-b": keyB})
 
 	// node-b's id with node-a's (valid) key, and node-x that has no key.
-	impostors := []*dtlsProc{
+	impostors := []*loggedProc{
 		startDTLSNode(t, dir, "node-b", "impostor-b", "coaps://"+g.coaps, keyA),
 		startDTLSNode(t, dir, "node-x", "node-x", "coaps://"+g.coaps, literalKey(t)),
 	}
