@@ -169,6 +169,7 @@ type RejectedError struct {
 	Status provision.Status
 }
 
+// Error returns, for example, "node rejected the bundle: replay: serial 5 <= 5".
 func (e *RejectedError) Error() string {
 	return fmt.Sprintf("node rejected the bundle: %s", e.Status.Reason.String()+": "+e.Status.Text)
 }
