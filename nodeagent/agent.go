@@ -245,11 +245,14 @@ func (a *Agent) flushEvents(ctx context.Context) {
 // update. A model that crashes on boot makes the device boot again, so a
 // trial model that never starts is reverted after MaxTrialBoots.
 func (a *Agent) Boot(ctx context.Context) (err error) {
+	opened := a.link == nil
 	if err := a.connect(ctx); err != nil {
 		return err
 	}
 	defer func() {
-		if err != nil && a.link != nil { // Run will not be called: close the link Boot opened
+		// Run will not be called: close the link this Boot opened (not
+		// one Run opened and reboots through).
+		if err != nil && opened && a.link != nil {
 			a.link.client.Close()
 			a.link = nil
 		}

@@ -12,6 +12,14 @@
 // outages, link outages, reboots), and what must hold at the end. All
 // randomness comes from one seed, printed and overridable.
 //
+// Security: with transport dtls the gateway serves CoAP over DTLS only and
+// every node has its own pre-shared key, imported into the gateway's
+// registry before it starts (gateway.ImportKeys); with provision: ble
+// every node starts factory-fresh and technicians provision it over an
+// in-memory BLE link (edgeota/firmware-sim/blelink) with go-ble's own ATT
+// server and GATT client (nodeagent/provisioning, gateway/provisioner)
+// before the deployments apply.
+//
 // Time: the gateway's rollout clock and every node's clock (probation,
 // health reports, inferences) run TimeScale times faster than real time.
 // Network timing (CoAP retransmissions, the radio's latency) stays real.

@@ -283,5 +283,8 @@ func (s *sim) result() *scenario.Result {
 	}
 	r.HealthAccepted, r.HealthDelivered = s.healthCounts()
 	r.HealthDuplicates = int(s.dups.Load())
+	if s.air != nil {
+		s.provisionResult(r)
+	}
 	return r
 }

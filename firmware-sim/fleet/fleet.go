@@ -29,11 +29,13 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"edgeota/firmware-sim/blelink"
 	"edgeota/firmware-sim/flash"
 	"edgeota/firmware-sim/radio"
 	"edgeota/firmware-sim/scenario"
 	"edgeota/gateway"
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -80,6 +82,7 @@ type model struct {
 type node struct {
 	id       string
 	labels   map[string]string
+	psk      []byte // its DTLS pre-shared key (transport dtls; sealed in its bundle with provision: ble)
 	flash    *flash.Sim
 	relay    *radio.Relay
 	mu       sync.Mutex
@@ -91,6 +94,16 @@ type node struct {
 	restart  chan string  // "cut" or "reboot"
 	linkDown atomic.Int64 // real unix nanos until which the link is out
 	seed     int64        // of its simulated model runtime
+
+	// With provision: ble, the node starts factory-fresh: it knows its
+	// factory secret and serves the provisioning service on the air.
+	secret   []byte
+	bleAddr  string
+	prov     *provisioning.Service
+	commits  <-chan provisioning.NodeConfig
+	stopAdv  func()
+	said     atomic.Bool // a Hello was delivered
+	provDone atomic.Bool // the provisioning status event was delivered
 }
 
 // sim is one run.
@@ -109,11 +122,20 @@ type sim struct {
 	dir      string
 	log      *slog.Logger
 
+	// secrets draws the nodes' keys and factory secrets and the operator
+	// key: a stream of its own, so that the other choices of a seed stay
+	// what they were before transport and provision existed.
+	secrets     *rand.Rand
+	dtls        bool               // transport dtls: the gateway serves CoAP over DTLS only
+	operator    ed25519.PrivateKey // signs provisioning bundles (provision: ble)
+	air         *blelink.Air       // where fresh nodes advertise (provision: ble)
+	provElapsed time.Duration
+
 	gwMu     sync.Mutex
 	gw       *gateway.Gateway
 	gwCancel context.CancelFunc
 	gwDone   chan error
-	coapAddr string
+	coapAddr string // the gateway's CoAP port, or its CoAP over DTLS port under transport dtls: what the radios relay to
 	admin    string
 
 	nodesStop context.CancelFunc // stops every node's life
@@ -137,7 +159,7 @@ type sim struct {
 // Run runs a scenario to its end and returns what happened.
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Result, error) {
 	s := &sim{sc: sc, opts: opts, models: map[string]*model{}, byDigest: map[protocol.Digest]string{}, log: opts.Logger,
-		external: opts.Gateway != "" || opts.Admin != "" || opts.MQTT != ""}
+		external: opts.Gateway != "" || opts.Admin != "" || opts.MQTT != "", dtls: sc.Transport == scenario.TransportDTLS}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -149,9 +171,13 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 		s.seed = rand.Uint64()
 	}
 	s.rng = rand.New(rand.NewPCG(s.seed, 0x5eed))
+	s.secrets = rand.New(rand.NewPCG(s.seed, 0x6b657973))
 	if s.external {
 		if opts.Gateway == "" || opts.Admin == "" || opts.MQTT == "" {
 			return nil, errors.New("fleet: a running gateway needs its CoAP URL, its admin URL and its broker")
+		}
+		if s.dtls {
+			return nil, ErrExternalDTLS
 		}
 		for _, f := range sc.Faults {
 			if f.Kind == scenario.FaultGatewayRestart || f.Kind == scenario.FaultBrokerOutage {
@@ -217,7 +243,7 @@ func (s *sim) setup(ctx context.Context) error {
 			img[j] = byte(s.rng.Uint32())
 		}
 		copy(img, "edgeota-sim-model "+spec.Behaviour+"\n")
-		m := &protocol.Manifest{Format: 1, Seq: uint64(100 + i), Component: "sim-model", Version: spec.Version,
+		m := &protocol.Manifest{Format: 1, Seq: uint64(100 + i), Component: simComponent, Version: spec.Version,
 			Digest: sha256.Sum256(img), Size: uint64(len(img)), Class: simClass, Epoch: 1}
 		if p := spec.Probation; p != nil {
 			m.Probation = &protocol.Probation{Seconds: p.Seconds, MinInferences: p.MinInferences,
@@ -232,20 +258,27 @@ func (s *sim) setup(ctx context.Context) error {
 		maxSize = max(maxSize, spec.Size)
 	}
 	s.clock = newScaledClock(time.Now(), s.sc.TimeScale)
+	ids := s.identities()
 	if s.external {
 		if err := s.attach(); err != nil {
 			return err
 		}
 	} else {
+		if s.dtls {
+			// Every node's key is in the gateway's registry before it
+			// starts, as `edgeota gateway keys import` would put it.
+			keys := make(map[string][]byte, len(ids))
+			for _, id := range ids {
+				keys[id.id] = id.psk
+			}
+			if _, err := gateway.ImportKeys(s.dir, keys); err != nil {
+				return fmt.Errorf("fleet: import the nodes' keys: %w", err)
+			}
+		}
 		if err := s.startBroker(""); err != nil {
 			return err
 		}
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return err
-		}
-		s.coapAddr = conn.LocalAddr().String()
-		if err := s.startGateway(conn); err != nil {
+		if err := s.startGatewayOn("127.0.0.1:0"); err != nil {
 			return err
 		}
 	}
@@ -257,10 +290,38 @@ func (s *sim) setup(ctx context.Context) error {
 	slot := int64((maxSize + 8192 + 4095) / 4096 * 4096)
 	nctx, stop := context.WithCancel(ctx)
 	s.nodesStop = stop
-	n := 0
+	if s.sc.Provision == scenario.ProvisionBLE {
+		s.air = blelink.NewAir()
+		s.operator = ed25519.NewKeyFromSeed(s.secretBytes(ed25519.SeedSize))
+	}
+	for i, id := range ids {
+		nd, err := s.newNode(nctx, id, i, slot)
+		if err != nil {
+			return err
+		}
+		s.nodes = append(s.nodes, nd)
+	}
+	if s.air != nil {
+		return s.provisionAll(ctx)
+	}
+	return nil
+}
+
+// identity is who a node is before it starts: its id, labels, DTLS key
+// and factory secret.
+type identity struct {
+	id          string
+	labels      map[string]string
+	psk, secret []byte
+}
+
+// identities names the fleet's nodes in fleet order, scoped to the run on
+// a shared gateway, each with a random 32-byte PSK and factory secret.
+func (s *sim) identities() []identity {
+	var out []identity
 	for _, g := range s.sc.Fleet {
 		for i := 0; i < g.Count; i++ {
-			n++
+			n := len(out) + 1
 			id, labels := fmt.Sprintf("sim-%04d", n), g.Labels
 			if s.runID != "" {
 				id = fmt.Sprintf("sim-%s-%04d", s.runID, n)
@@ -270,17 +331,25 @@ func (s *sim) setup(ctx context.Context) error {
 				}
 				labels["sim_run"] = s.runID
 			}
-			nd, err := s.newNode(nctx, id, labels, slot)
-			if err != nil {
-				return err
-			}
-			s.nodes = append(s.nodes, nd)
+			out = append(out, identity{id: id, labels: labels, psk: s.secretBytes(32), secret: s.secretBytes(32)})
 		}
 	}
-	return nil
+	return out
+}
+
+// secretBytes draws n bytes from the run's secrets stream.
+func (s *sim) secretBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(s.secrets.Uint32())
+	}
+	return b
 }
 
 var simClass = protocol.Class{0x51, 0x4d}
+
+// simComponent is the component every simulated node runs.
+const simComponent = "sim-model"
 
 func (s *sim) startBroker(addr string) error {
 	if addr == "" {
@@ -313,27 +382,76 @@ func (s *sim) startBroker(addr string) error {
 	return nil
 }
 
-func (s *sim) startGateway(conn *net.UDPConn) error {
+// startGatewayOn starts the in-process gateway with its CoAP (or, under
+// transport dtls, its CoAP over DTLS) port on addr, and records the port
+// the radios relay to.
+func (s *sim) startGatewayOn(addr string) error {
+	cfg := s.gatewayConfig()
+	if s.dtls {
+		cfg.CoAPSAddr = addr
+	} else {
+		ua, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return err
+		}
+		if cfg.CoAPConn, err = net.ListenUDP("udp", ua); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		if cfg.CoAPConn != nil {
+			cfg.CoAPConn.Close()
+		}
 		return err
 	}
-	pub := s.key.Public().(ed25519.PublicKey)
-	g, err := gateway.New(gateway.Config{DataDir: s.dir, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln, Trust: []ed25519.PublicKey{pub},
-		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
-		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
-		// Every simulated node speaks from 127.0.0.1: no per-address rate.
-		Limits: gateway.Limits{SourceRate: -1}})
+	cfg.AdminListener = ln
+	g, err := gateway.New(cfg)
 	if err != nil {
+		ln.Close()
+		if cfg.CoAPConn != nil {
+			cfg.CoAPConn.Close()
+		}
 		return err
+	}
+	port := g.CoAPAddr()
+	if s.dtls {
+		port = g.CoAPSAddr()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
 	s.gwMu.Lock()
 	s.gw, s.gwCancel, s.gwDone, s.admin = g, cancel, done, "http://"+ln.Addr().String()
+	s.coapAddr = port.String()
 	s.gwMu.Unlock()
 	return nil
+}
+
+// gatewayConfig is the in-process gateway's configuration, without its
+// sockets.
+func (s *sim) gatewayConfig() gateway.Config {
+	pub := s.key.Public().(ed25519.PublicKey)
+	cfg := gateway.Config{DataDir: s.dir, InsecureUDP: true, CoAPSAddr: "-", Trust: []ed25519.PublicKey{pub},
+		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
+		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
+		// Every simulated node speaks from 127.0.0.1: no per-address rate.
+		Limits: gateway.Limits{SourceRate: -1}}
+	if s.dtls {
+		cfg.InsecureUDP = false
+		// Every virtual node's radio relay speaks from 127.0.0.1 (a port
+		// of its own), so the per-address bound on handshakes in
+		// progress, 4 by default against one host's ClientHello flood,
+		// would queue the whole fleet behind four slots at start and
+		// after a gateway restart. Allow every node to handshake at once,
+		// twice over: a handshake whose flight the radio lost holds its
+		// slot until the handshake timeout while the node retries from a
+		// new port.
+		hs := 2*s.sc.Nodes() + 16
+		cfg.Limits.MaxHandshakesPerSource = hs
+		cfg.Limits.MaxHandshakes = max(256, hs)
+	}
+	return cfg
 }
 
 func (s *sim) stopGateway() {
@@ -348,22 +466,21 @@ func (s *sim) stopGateway() {
 }
 
 // restartGateway stops the gateway and starts it again on the same port
-// with the same data.
+// with the same data. Under transport dtls every session is lost with the
+// old gateway: the nodes handshake again.
 func (s *sim) restartGateway() error {
 	s.stopGateway()
-	ua, _ := net.ResolveUDPAddr("udp", s.coapAddr)
-	var conn *net.UDPConn
+	s.gwMu.Lock()
+	addr := s.coapAddr
+	s.gwMu.Unlock()
 	var err error
 	for i := 0; i < 50; i++ {
-		if conn, err = net.ListenUDP("udp", ua); err == nil {
-			break
+		if err = s.startGatewayOn(addr); err == nil {
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		return fmt.Errorf("fleet: reopen the gateway's port: %w", err)
-	}
-	return s.startGateway(conn)
+	return fmt.Errorf("fleet: restart the gateway on %s: %w", addr, err)
 }
 
 func (s *sim) teardown() {
@@ -383,6 +500,12 @@ func (s *sim) teardown() {
 		if n.relay != nil {
 			n.relay.Close()
 		}
+		if n.stopAdv != nil {
+			n.stopAdv()
+		}
+	}
+	if s.air != nil {
+		s.air.Wait()
 	}
 	s.stopGateway()
 	s.brMu.Lock()

@@ -10,17 +10,19 @@ import (
 	"edgeota/firmware-sim/flash"
 	"edgeota/firmware-sim/radio"
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol"
 )
 
-// newNode builds a node: its flash (with the initial model installed and
-// confirmed when the scenario has one), its radio link, and its life.
-func (s *sim) newNode(ctx context.Context, id string, labels map[string]string, slot int64) (*node, error) {
+// newNode builds the i-th node: its flash (with the initial model
+// installed and confirmed when the scenario has one), its radio link, its
+// provisioning service on the air (provision: ble), and its life.
+func (s *sim) newNode(ctx context.Context, ident identity, i int, slot int64) (*node, error) {
 	f, err := flash.New(nodeagent.FlashSize(slot, 4096, 4), flash.WithSeed(int64(s.rng.Uint64())))
 	if err != nil {
 		return nil, err
 	}
-	n := &node{id: id, labels: labels, flash: f, restart: make(chan string, 1), seed: int64(s.rng.Uint64())}
+	n := &node{id: ident.id, labels: ident.labels, psk: ident.psk, flash: f, restart: make(chan string, 1), seed: int64(s.rng.Uint64())}
 	if s.sc.Initial != "" {
 		if err := s.install(n, slot, s.models[s.sc.Initial]); err != nil {
 			return nil, err
@@ -36,6 +38,12 @@ func (s *sim) newNode(ctx context.Context, id string, labels map[string]string, 
 	}
 	n.relay = r
 	go r.Run(ctx)
+	if s.air != nil {
+		if err := s.advertise(ctx, n, ident.secret, i); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
 	s.nodesWG.Add(1)
 	go func() {
 		defer s.nodesWG.Done()
@@ -47,7 +55,7 @@ func (s *sim) newNode(ctx context.Context, id string, labels map[string]string, 
 // install puts a model on a node's flash as a factory would: written,
 // verified, booted and confirmed.
 func (s *sim) install(n *node, slot int64, m *model) error {
-	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: simClass, Component: "sim-model", Flash: n.flash,
+	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Flash: n.flash,
 		Trust: s.trust, SlotSize: slot, JournalBlocks: 4})
 	if err != nil {
 		return err
@@ -62,21 +70,85 @@ func (s *sim) install(n *node, slot int64, m *model) error {
 	return a.Device().Confirm()
 }
 
-// live runs a node's agent, restarting it after a power cut or a reboot,
-// as the device's power-on would.
+// agentConfig is the configuration of a node's agent: configured at the
+// factory, or, with provision: ble, the parts the provisioning leaves to
+// the device (provisioning.Apply adds the rest).
+func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
+	cfg := nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Labels: n.labels,
+		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
+		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
+		AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, ModelSeed: n.seed,
+		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
+		OnDelivered: func(doc any) {
+			switch d := doc.(type) {
+			case *protocol.HealthReport:
+				s.accepted.Store(fmt.Sprintf("%s/%d/%d", d.NodeID, d.BootCount, d.Number), struct{}{})
+			case *protocol.Hello:
+				n.said.Store(true)
+			case *protocol.StatusEvent:
+				if d.State == protocol.StateProvisioned {
+					n.provDone.Store(true)
+				}
+			}
+		}}
+	if s.dtls {
+		cfg.PSK = n.psk
+	}
+	return cfg
+}
+
+// gatewayURI is the gateway's URI as a node sees it: its radio link's end.
+func (s *sim) gatewayURI(n *node) string {
+	scheme := "coap://"
+	if s.dtls {
+		scheme = "coaps://"
+	}
+	return scheme + n.relay.Addr().String()
+}
+
+// live runs a node's life: a configured node's agent at once; a
+// factory-fresh one's (provision: ble) under provisioning.Supervise, as
+// `edgeota node --ble` runs it, once a bundle is committed.
 func (s *sim) live(ctx context.Context, n *node, slot int64) {
+	if n.prov == nil {
+		s.power(ctx, n, s.agentConfig(n, slot), nil)
+		return
+	}
+	var first *provisioning.NodeConfig
+	if pc, ok := n.prov.Current(); ok {
+		first = &pc
+	}
+	err := provisioning.Supervise(ctx, s.log, first, n.commits, func(ctx context.Context, pc *provisioning.NodeConfig, committed bool) error {
+		if pc == nil {
+			return nil // nothing to talk to before provisioning
+		}
+		cfg := s.agentConfig(n, slot)
+		if err := provisioning.Apply(&cfg, *pc); err != nil {
+			return err
+		}
+		var p *nodeagent.Provisioning
+		if committed {
+			p = &nodeagent.Provisioning{Actor: pc.Signer, Serial: pc.Serial}
+		}
+		s.power(ctx, n, cfg, p)
+		return nil
+	})
+	if err != nil {
+		s.log.Error("node supervisor", "node", n.id, "err", err)
+	}
+}
+
+// power runs a node's agent until ctx ends, restarting it after a power
+// cut or a reboot, as the device's power-on would. prov, when set, is the
+// provisioning its agents report until one has delivered the report.
+func (s *sim) power(ctx context.Context, n *node, cfg nodeagent.Config, prov *nodeagent.Provisioning) {
 	for ctx.Err() == nil {
 		actx, cancel := context.WithCancel(ctx)
-		a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: simClass, Component: "sim-model", Labels: n.labels,
-			Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: "coap://" + n.relay.Addr().String(),
-			Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
-			AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, ModelSeed: n.seed,
-			RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
-			OnDelivered: func(doc any) {
-				if r, ok := doc.(*protocol.HealthReport); ok {
-					s.accepted.Store(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{})
-				}
-			}})
+		cfg.Provisioned = nil
+		if prov != nil && !n.provDone.Load() {
+			cfg.Provisioned = prov
+		}
+		a, err := nodeagent.New(cfg)
 		if err != nil {
 			cancel()
 			s.log.Error("node agent", "node", n.id, "err", err)

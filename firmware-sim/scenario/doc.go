@@ -26,6 +26,9 @@
 //	duration: 30m                 # simulated time limit (required, positive)
 //	inference_rate: 2             # inferences per simulated second per node (default 2, at most 1000)
 //	health_interval: 30s          # how often each node reports its health (default 30s, at least 1s)
+//	transport: dtls               # udp (default): plain CoAP; dtls: CoAP over DTLS 1.2 only, a PSK per node
+//	provision: ble                # none (default); ble: every node starts factory-fresh and is
+//	                              # provisioned over BLE before the deployments apply
 //
 //	fleet:                        # required, at least one group; 1 to 2000 nodes in all
 //	  - count: 150                # required, at least 1
@@ -83,6 +86,7 @@
 //	  - {kind: no-unbootable}
 //	  - {kind: rollout, deployment: rollout-v2, phase: completed}
 //	  - {kind: health-delivered}
+//	  - {kind: provisioned}         # only with provision: ble
 //
 // A fault's nodes is a share of the whole fleet ("10%", at most 2 decimals,
 // 0 to 100, rounded up to whole nodes) or a number of nodes (at most the
@@ -111,6 +115,12 @@
 //     rolled-back, max_wave: 1}.
 //   - health-delivered: every health report the gateway accepted reached the
 //     MQTT broker; a run in which the gateway accepted none fails.
+//   - provisioned (optional cohort), only with provision: ble: every node
+//     of the cohort committed its provisioning bundle over BLE, the
+//     gateway's registry holds it with the labels it was given (it said
+//     Hello with them), and the gateway's audit log holds exactly one
+//     entry for it, with those labels and, under transport dtls,
+//     authenticated by the node's own key.
 //
 // Each [Outcome] has a Detail with the counts behind the verdict and at
 // most 5 offending nodes, such as "148 of 150 hw:rev2 nodes run v2;

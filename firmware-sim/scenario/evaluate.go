@@ -2,6 +2,8 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +36,9 @@ type Result struct {
 	// HealthDuplicates is how many reports reached the broker more than
 	// once (counted once per extra copy).
 	HealthDuplicates int
+	// ProvisionElapsed is the wall-clock time provisioning every node over
+	// BLE took (provision: ble), from the first scan to the last commit.
+	ProvisionElapsed time.Duration
 }
 
 // NodeResult is one node at the end of a run.
@@ -53,6 +58,29 @@ type NodeResult struct {
 	PowerCuts int
 	// Boots is the node's boot count at the end.
 	Boots uint64
+	// Provisioned tells whether the node committed a provisioning bundle
+	// over BLE (provision: ble).
+	Provisioned bool
+	// Registered is the labels the gateway's node registry holds for the
+	// node at the end, nil when the gateway does not know it. Filled in
+	// with provision: ble.
+	Registered map[string]string
+	// Audit is the gateway's provisioning audit entries about the node
+	// (GET /v1/audit), oldest first. Filled in with provision: ble.
+	Audit []AuditEntry
+}
+
+// AuditEntry is one entry of the gateway's provisioning audit log, as far
+// as the expectations look at it.
+type AuditEntry struct {
+	// Actor is who provisioned: the operator key id.
+	Actor string
+	// Labels are the labels the gateway held for the node when it recorded
+	// the entry.
+	Labels map[string]string
+	// Authenticated tells whether the node reported it over a DTLS
+	// session proving its own key.
+	Authenticated bool
 }
 
 // RolloutResult is one deployment at the end of a run, as the gateway saw
@@ -124,6 +152,8 @@ func evaluate(s *Scenario, r *Result, e Expectation) (bool, string) {
 		return rollout(s, r, e)
 	case ExpectHealthDelivered:
 		return healthDelivered(r)
+	case ExpectProvisioned:
+		return provisioned(s, r, e)
 	}
 	return false, fmt.Sprintf("unknown expectation kind %q", e.Kind)
 }
@@ -280,6 +310,53 @@ func healthDelivered(r *Result) (bool, string) {
 	return r.HealthDelivered >= r.HealthAccepted, d
 }
 
+func provisioned(s *Scenario, r *Result, e Expectation) (bool, string) {
+	nodes, err := cohortNodes(r, e.Cohort)
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(nodes) == 0 {
+		return false, fmt.Sprintf("no node is in the cohort %s", cohortOrAll(e.Cohort))
+	}
+	var bad []string
+	done, entries := 0, 0
+	for _, n := range nodes {
+		entries += len(n.Audit)
+		if n.Provisioned {
+			done++
+		}
+		switch {
+		case !n.Provisioned:
+			bad = append(bad, n.ID+" not provisioned")
+		case n.Registered == nil:
+			bad = append(bad, n.ID+" unknown to the gateway")
+		case !maps.Equal(n.Registered, n.Labels):
+			bad = append(bad, fmt.Sprintf("%s known with labels %s, want %s", n.ID, labelText(n.Registered), labelText(n.Labels)))
+		case len(n.Audit) != 1:
+			bad = append(bad, fmt.Sprintf("%s has %d audit entries", n.ID, len(n.Audit)))
+		case !maps.Equal(n.Audit[0].Labels, n.Labels):
+			bad = append(bad, fmt.Sprintf("%s audited with labels %s", n.ID, labelText(n.Audit[0].Labels)))
+		case s.Transport == TransportDTLS && !n.Audit[0].Authenticated:
+			bad = append(bad, n.ID+" audited without its DTLS key")
+		}
+	}
+	d := fmt.Sprintf("%d of %d %s provisioned over BLE, %d audit entries", done, len(nodes), nodesOf(e.Cohort), entries)
+	if len(bad) > 0 {
+		d += "; " + offenders(bad)
+	}
+	return len(bad) == 0, d
+}
+
+// labelText writes labels as {hw: rev2, region: eu}, keys sorted.
+func labelText(labels map[string]string) string {
+	keys := slices.Sorted(maps.Keys(labels))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ": " + labels[k]
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
 func cohortOrAll(expr string) string {
 	if expr == "" {
 		return "*"
@@ -317,6 +394,8 @@ func defaultName(s *Scenario, e Expectation) string {
 		return strings.Join(parts, " ")
 	case ExpectHealthDelivered:
 		return "every accepted health report reaches the broker"
+	case ExpectProvisioned:
+		return every + " provisioned over BLE and audited once"
 	}
 	return e.Kind
 }

@@ -158,3 +158,92 @@ func TestEvaluateEdges(t *testing.T) {
 		})
 	}
 }
+
+// secure is a scenario over DTLS with every node provisioned over BLE.
+const secure = `name: secure
+transport: dtls
+provision: ble
+time_scale: 60
+duration: 10m
+fleet:
+  - {count: 3, labels: {hw: rev2}}
+  - {count: 1, labels: {hw: rev1}}
+models: [{name: v1, version: 1.0.0}]
+expect:
+  - {kind: provisioned}
+  - {kind: provisioned, cohort: "hw:rev1"}
+`
+
+// provisionedResult is a run of secure in which every node was provisioned,
+// said Hello with its labels and was audited once over DTLS.
+func provisionedResult() *scenario.Result {
+	r := &scenario.Result{Seed: 5, SimElapsed: 3 * time.Minute, RealElapsed: 3 * time.Second, Finished: true,
+		ProvisionElapsed: 850 * time.Millisecond, HealthAccepted: 40, HealthDelivered: 40}
+	for i := range 4 {
+		labels := map[string]string{"hw": "rev2"}
+		if i == 3 {
+			labels = map[string]string{"hw": "rev1"}
+		}
+		r.Nodes = append(r.Nodes, scenario.NodeResult{ID: fmt.Sprintf("sim-%04d", i+1), Labels: labels, Model: "v1",
+			State: "confirmed", Boots: 1, Provisioned: true, Registered: labels,
+			Audit: []scenario.AuditEntry{{Actor: "ab12", Labels: labels, Authenticated: true}}})
+	}
+	return r
+}
+
+func TestEvaluateProvisioned(t *testing.T) {
+	s := mustParse(t, secure)
+	tests := []struct {
+		name   string
+		edit   func(r *scenario.Result)
+		passed bool
+		detail string
+	}{
+		{"all provisioned", func(*scenario.Result) {}, true, "4 of 4 nodes provisioned over BLE, 4 audit entries"},
+		{"one never provisioned", func(r *scenario.Result) {
+			r.Nodes[1].Provisioned, r.Nodes[1].Registered, r.Nodes[1].Audit = false, nil, nil
+		}, false, "3 of 4 nodes provisioned over BLE, 3 audit entries; sim-0002 not provisioned"},
+		{"no hello", func(r *scenario.Result) { r.Nodes[0].Registered = nil }, false,
+			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0001 unknown to the gateway"},
+		{"other labels", func(r *scenario.Result) { r.Nodes[0].Registered = map[string]string{"hw": "rev1", "a": "b"} }, false,
+			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0001 known with labels {a: b, hw: rev1}, want {hw: rev2}"},
+		{"audited twice", func(r *scenario.Result) { r.Nodes[2].Audit = append(r.Nodes[2].Audit, r.Nodes[2].Audit[0]) }, false,
+			"4 of 4 nodes provisioned over BLE, 5 audit entries; sim-0003 has 2 audit entries"},
+		{"never audited", func(r *scenario.Result) { r.Nodes[2].Audit = nil }, false,
+			"4 of 4 nodes provisioned over BLE, 3 audit entries; sim-0003 has 0 audit entries"},
+		{"audited with other labels", func(r *scenario.Result) { r.Nodes[3].Audit[0].Labels = nil }, false,
+			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0004 audited with labels {}"},
+		{"not authenticated", func(r *scenario.Result) { r.Nodes[3].Audit[0].Authenticated = false }, false,
+			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0004 audited without its DTLS key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := provisionedResult()
+			tt.edit(r)
+			o := scenario.Evaluate(s, r)[0]
+			if o.Name != "every node provisioned over BLE and audited once" || o.Passed != tt.passed || o.Detail != tt.detail {
+				t.Errorf("got %q %v %q\nwant passed %v, %q", o.Name, o.Passed, o.Detail, tt.passed, tt.detail)
+			}
+		})
+	}
+	// A cohort: only its nodes count; over plain UDP no entry is
+	// authenticated, and none needs to be.
+	r := provisionedResult()
+	r.Nodes[0].Provisioned = false
+	if o := scenario.Evaluate(s, r)[1]; !o.Passed || o.Name != "every hw:rev1 node provisioned over BLE and audited once" ||
+		o.Detail != "1 of 1 hw:rev1 nodes provisioned over BLE, 1 audit entries" {
+		t.Errorf("cohort hw:rev1: %+v", o)
+	}
+	s.Transport = scenario.TransportUDP
+	r = provisionedResult()
+	for i := range r.Nodes {
+		r.Nodes[i].Audit[0].Authenticated = false
+	}
+	if o := scenario.Evaluate(s, r)[0]; !o.Passed {
+		t.Errorf("over udp: %+v", o)
+	}
+	s.Expect = []scenario.Expectation{{Kind: "provisioned", Cohort: "hw:rev9"}}
+	if o := scenario.Evaluate(s, provisionedResult())[0]; o.Passed || o.Detail != "no node is in the cohort hw:rev9" {
+		t.Errorf("empty cohort: %+v", o)
+	}
+}

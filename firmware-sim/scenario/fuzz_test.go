@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(full))
 	f.Add([]byte(minimal))
 	f.Add([]byte(minimal + "faults: [{at: 1m, kind: reboot, nodes: 1.5%}]\n"))
+	f.Add([]byte(secure))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		s, err := scenario.Parse(src)
 		if err != nil && !errors.Is(err, scenario.ErrScenario) {

@@ -59,6 +59,8 @@ type file struct {
 	Duration       yaml.Node `yaml:"duration"`
 	InferenceRate  yaml.Node `yaml:"inference_rate"`
 	HealthInterval yaml.Node `yaml:"health_interval"`
+	Transport      yaml.Node `yaml:"transport"`
+	Provision      yaml.Node `yaml:"provision"`
 	Fleet          yaml.Node `yaml:"fleet"`
 	Link           yaml.Node `yaml:"link"`
 	Models         yaml.Node `yaml:"models"`
@@ -69,7 +71,7 @@ type file struct {
 }
 
 var topKeys = []string{"name", "description", "seed", "time_scale", "duration", "inference_rate",
-	"health_interval", "fleet", "link", "models", "initial", "deployments", "faults", "expect"}
+	"health_interval", "transport", "provision", "fleet", "link", "models", "initial", "deployments", "faults", "expect"}
 
 // Load reads and parses the scenario file at path. Its errors are those of
 // [Parse], prefixed with the path.
@@ -180,6 +182,12 @@ func (p *parser) scenario(f *file) (*Scenario, error) {
 	}
 	if s.HealthInterval < time.Second {
 		return nil, errAt(&f.HealthInterval, "health_interval %v: want at least 1s", s.HealthInterval)
+	}
+	if s.Transport, err = oneOf(&f.Transport, "transport", TransportUDP, TransportDTLS); err != nil {
+		return nil, err
+	}
+	if s.Provision, err = oneOf(&f.Provision, "provision", ProvisionNone, ProvisionBLE); err != nil {
+		return nil, err
 	}
 	if err := p.fleet(&f.Fleet); err != nil {
 		return nil, err
@@ -699,8 +707,13 @@ func (p *parser) expectations(n *yaml.Node) error {
 		case ExpectRollout:
 			allowed = []string{"deployment", "phase", "max_wave"}
 		case ExpectHealthDelivered:
+		case ExpectProvisioned:
+			if p.s.Provision != ProvisionBLE {
+				return errAt(m["kind"], "expectation provisioned needs provision: ble (nodes provisioned over BLE)")
+			}
+			allowed = []string{"cohort"}
 		default:
-			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout or health-delivered", e.Kind)
+			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout, health-delivered or provisioned", e.Kind)
 		}
 		for i := 0; i+1 < len(it.Content); i += 2 {
 			k := it.Content[i].Value

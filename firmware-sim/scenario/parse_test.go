@@ -90,6 +90,8 @@ func TestParseFull(t *testing.T) {
 		Duration:       30 * time.Minute,
 		InferenceRate:  2,
 		HealthInterval: 30 * time.Second,
+		Transport:      "udp",
+		Provision:      "none",
 		Fleet: []scenario.Group{
 			{Count: 150, Labels: map[string]string{"region": "us-east", "hw": "rev2"}},
 			{Count: 50, Labels: map[string]string{"region": "us-east", "hw": "rev1"}},
@@ -156,8 +158,40 @@ expect: [{kind: health-delivered}]
 		t.Fatal(err)
 	}
 	if s.TimeScale != 1 || s.InferenceRate != 2 || s.HealthInterval != 30*time.Second || s.Models[0].Size != 32768 ||
-		s.Fleet[0].Labels == nil || s.Models[0].Probation != nil {
+		s.Fleet[0].Labels == nil || s.Models[0].Probation != nil || s.Transport != scenario.TransportUDP ||
+		s.Provision != scenario.ProvisionNone {
 		t.Errorf("defaults not applied: %+v", s)
+	}
+}
+
+// TestParseSecure reads transport and provision, and the provisioned
+// expectation they allow.
+func TestParseSecure(t *testing.T) {
+	tests := []struct {
+		name, extra          string
+		transport, provision string
+	}{
+		{"defaults", "", "udp", "none"},
+		{"explicit udp", "transport: udp\nprovision: none\n", "udp", "none"},
+		{"dtls", "transport: dtls\n", "dtls", "none"},
+		{"ble over udp", "provision: ble\n", "udp", "ble"},
+		{"both", "transport: dtls\nprovision: ble\n", "dtls", "ble"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustParse(t, minimal+tt.extra)
+			if s.Transport != tt.transport || s.Provision != tt.provision {
+				t.Errorf("transport %q, provision %q; want %q, %q", s.Transport, s.Provision, tt.transport, tt.provision)
+			}
+		})
+	}
+	s := mustParse(t, "provision: ble\n"+minimal+"  - {kind: provisioned}\n  - {kind: provisioned, cohort: \"hw:rev2\", name: techs did it}\n")
+	want := []scenario.Expectation{
+		{Name: "every node provisioned over BLE and audited once", Kind: "provisioned", Cohort: "*"},
+		{Name: "techs did it", Kind: "provisioned", Cohort: "hw:rev2"},
+	}
+	if got := s.Expect[1:]; !reflect.DeepEqual(got, want) {
+		t.Errorf("expectations %+v, want %+v", got, want)
 	}
 }
 
@@ -231,6 +265,13 @@ func TestParseErrors(t *testing.T) {
 		{"max wave beyond waves", minimal + "  - {kind: rollout, deployment: d1, max_wave: 3}\n", 15, "max_wave 3: deployment d1 has waves 1 to 2"},
 		{"rollout without phase or wave", minimal + "  - {kind: rollout, deployment: d1}\n", 15, "want phase, max_wave or both"},
 		{"repeated expectation", minimal + "  - {kind: all-run, model: v1}\n", 15, `expectation "every node runs v1 (1.0.0)" repeats the one at line 14`},
+		{"bad transport", minimal + "transport: tls\n", 15, `transport "tls": want udp or dtls`},
+		{"transport not a scalar", minimal + "transport: [dtls]\n", 15, "transport: want a single value"},
+		{"empty transport", minimal + "transport: \"\"\n", 15, `transport "": want udp or dtls`},
+		{"bad provision", minimal + "provision: nfc\n", 15, `provision "nfc": want none or ble`},
+		{"provision case", minimal + "provision: BLE\n", 15, `provision "BLE": want none or ble`},
+		{"provisioned without provision", minimal + "  - {kind: provisioned}\n", 15, "expectation provisioned needs provision: ble"},
+		{"provisioned with a model", "provision: ble\n" + minimal + "  - {kind: provisioned, model: v1}\n", 16, "model does not apply to an expectation of kind provisioned"},
 		{"yaml syntax error", minimal + "fleet: [\n", 15, "did not find expected node content"},
 		{"not a mapping", "- a\n- b\n", 1, "want a mapping"},
 		{"two documents", minimal + "---\nname: u\n", 15, "more than one YAML document"},

@@ -27,7 +27,22 @@ func WriteSummary(w io.Writer, s *Scenario, r *Result, outs []Outcome) {
 	}
 	fmt.Fprintf(w, "time      %v simulated in %v real (time scale %g), %s\n",
 		r.SimElapsed, r.RealElapsed.Round(time.Millisecond), s.TimeScale, end)
-	fmt.Fprintf(w, "nodes     %d\n\n", len(r.Nodes))
+	fmt.Fprintf(w, "nodes     %d\n", len(r.Nodes))
+	if s.Transport == TransportDTLS {
+		fmt.Fprintln(w, "transport CoAP over DTLS 1.2 only, a pre-shared key per node")
+	}
+	if s.Provision == ProvisionBLE {
+		done, entries := 0, 0
+		for _, n := range r.Nodes {
+			if n.Provisioned {
+				done++
+			}
+			entries += len(n.Audit)
+		}
+		fmt.Fprintf(w, "provision %d of %d nodes over BLE in %v real, %d audit entries\n",
+			done, len(r.Nodes), r.ProvisionElapsed.Round(time.Millisecond), entries)
+	}
+	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "model\tversion\tnodes\tconfirmed\ttrial")
@@ -151,6 +166,8 @@ func WriteJUnit(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
 			{Name: "time_scale", Value: strconv.FormatFloat(s.TimeScale, 'g', -1, 64)},
 			{Name: "sim_elapsed", Value: r.SimElapsed.String()},
 			{Name: "finished", Value: strconv.FormatBool(r.Finished)},
+			{Name: "transport", Value: s.Transport},
+			{Name: "provision", Value: s.Provision},
 		},
 		SystemOut: &junitText{Text: summary.String()},
 	}

@@ -49,6 +49,16 @@ func TestWriteSummary(t *testing.T) {
 	}
 }
 
+// TestWriteSummarySecure: a run over DTLS with BLE provisioning says so,
+// with how many nodes were provisioned and audited.
+func TestWriteSummarySecure(t *testing.T) {
+	s := mustParse(t, secure)
+	r := provisionedResult()
+	var b bytes.Buffer
+	scenario.WriteSummary(&b, s, r, scenario.Evaluate(s, r))
+	golden(t, "summary_secure.golden", b.Bytes())
+}
+
 // The shape of the XML as a JUnit reader sees it.
 type testsuite struct {
 	XMLName    xml.Name `xml:"testsuite"`

@@ -38,6 +38,33 @@ const (
 	// ExpectHealthDelivered: every health report the gateway accepted reached
 	// the MQTT broker.
 	ExpectHealthDelivered = "health-delivered"
+	// ExpectProvisioned: every node of the cohort was provisioned over BLE,
+	// the gateway knows it with the labels it was given, and the gateway's
+	// audit log holds exactly one provisioning entry for it (authenticated
+	// by the node's DTLS key under transport dtls). Only with provision:
+	// ble.
+	ExpectProvisioned = "provisioned"
+)
+
+// Transports, the values of key transport: how the nodes talk to the
+// gateway.
+const (
+	// TransportUDP is plain CoAP over UDP, the default: the gateway runs
+	// with InsecureUDP, as in development.
+	TransportUDP = "udp"
+	// TransportDTLS is CoAP over DTLS 1.2 only: each node has its own
+	// pre-shared key in the gateway's registry and speaks coaps://.
+	TransportDTLS = "dtls"
+)
+
+// Provisioning, the values of key provision: how a node learns its
+// gateway, labels and key.
+const (
+	// ProvisionNone, the default: every node starts configured.
+	ProvisionNone = "none"
+	// ProvisionBLE: every node starts factory-fresh and is provisioned
+	// over BLE (go-ble's GATT on both sides) before the deployments apply.
+	ProvisionBLE = "ble"
 )
 
 // Node states, the values of [NodeResult].State.
@@ -81,6 +108,12 @@ type Scenario struct {
 	// HealthInterval is key health_interval: how often a node reports its
 	// health (default 30s).
 	HealthInterval time.Duration
+	// Transport is key transport: [TransportUDP] (default) or
+	// [TransportDTLS].
+	Transport string
+	// Provision is key provision: [ProvisionNone] (default) or
+	// [ProvisionBLE].
+	Provision string
 	// Fleet is key fleet: the groups of nodes, at least one.
 	Fleet []Group
 	// Link is key link: the radio link of every node.

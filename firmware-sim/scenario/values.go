@@ -73,6 +73,22 @@ func optionalString(n *yaml.Node, name string) (string, error) {
 	return scalar(n, name)
 }
 
+// oneOf reads a field whose value is one of allowed; absent, it is the
+// first.
+func oneOf(n *yaml.Node, name string, allowed ...string) (string, error) {
+	if !isSet(n) {
+		return allowed[0], nil
+	}
+	v, err := scalar(n, name)
+	if err != nil {
+		return "", err
+	}
+	if !contains(allowed, v) {
+		return "", errAt(n, "%s %q: want %s", name, v, strings.Join(allowed, " or "))
+	}
+	return v, nil
+}
+
 func optionalUint(n *yaml.Node, name string, def uint64) (uint64, error) {
 	if !isSet(n) {
 		return def, nil

@@ -240,6 +240,25 @@ func (c *Client) current(ctx context.Context) (*udpclient.Conn, uint64, error) {
 	return conn, c.gen, nil
 }
 
+// dropSession ends a DTLS connection that got no answer for a whole
+// request timeout, so that the next request starts a new handshake: a
+// gateway that restarted (or closed an idle session, its close_notify
+// lost on the radio) no longer knows the old session and silently drops
+// what is sent on it. A plain UDP socket has no session to lose and is
+// kept.
+func (c *Client) dropSession(gen uint64) {
+	if c.cfg.psk == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen && c.conn != nil {
+		c.log.Info("no answer on the DTLS session: a new handshake on the next request")
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+}
+
 // Close closes the connection. Calls in progress and later calls fail
 // with ErrClosed or a closed-connection error.
 func (c *Client) Close() error {
@@ -315,7 +334,7 @@ func (r *response) diagnostic() string {
 // with a context bounded by the request timeout, and returns the answer.
 // A failure to get one is a *transientError unless ctx ended.
 func (c *Client) exchange(ctx context.Context, build func(ctx context.Context, conn *udpclient.Conn) (*pool.Message, error)) (response, error) {
-	conn, _, err := c.current(ctx)
+	conn, gen, err := c.current(ctx)
 	if err != nil {
 		return response{}, err
 	}
@@ -331,6 +350,7 @@ func (c *Client) exchange(ctx context.Context, build func(ctx context.Context, c
 		if cerr := context.Cause(ctx); cerr != nil {
 			return response{}, cerr
 		}
+		c.dropSession(gen)
 		return response{}, &transientError{err}
 	}
 	defer conn.ReleaseMessage(resp)

@@ -1,0 +1,165 @@
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+	"time"
+
+	"edgeota/firmware-sim/fleet"
+	"edgeota/firmware-sim/scenario"
+	"edgeota/gateway"
+)
+
+// TestSecureFleet runs small fleets of factory-fresh nodes provisioned
+// over BLE (go-ble's ATT server and GATT client on both ends of an
+// in-memory link) and then updated: over DTLS with a gateway restart in
+// the middle of the rollout, and over plain UDP, both over a lossy radio
+// (a node whose close_notify is lost must notice the dead session and
+// handshake again).
+func TestSecureFleet(t *testing.T) {
+	tests := []struct {
+		name, transport, link, faults string
+	}{
+		{"dtls with a gateway restart", "dtls", "{loss: 0.05, latency: 2ms}", "faults: [{at: 2m, kind: gateway-restart}]\n"},
+		{"udp", "udp", "{loss: 0.05, latency: 2ms}", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := `
+name: secure
+seed: 4
+time_scale: 60
+duration: 20m
+inference_rate: 1
+health_interval: 30s
+transport: ` + tt.transport + `
+provision: ble
+fleet: [{count: 4, labels: {hw: rev2, site: a}}, {count: 2, labels: {hw: rev1}}]
+link: ` + tt.link + `
+models:
+  - {name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 8192}
+  - {name: v2, version: 2.0.0, behaviour: "error_permille=1", size: 8192, probation: {seconds: 60, min_inferences: 10}}
+initial: v1
+deployments:
+  - {id: d1, at: 10s, model: v2, cohort: "hw:rev2", waves: [{percent: 50, bake: 1m}, {percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, node_timeout: 10m}
+` + tt.faults + `expect:
+  - {kind: provisioned}
+  - {kind: rollout, deployment: d1, phase: completed}
+  - {kind: all-run, cohort: "hw:rev2", model: v2}
+  - {kind: all-run, cohort: "hw:rev1", model: v1}
+  - {kind: no-unbootable}
+  - {kind: health-delivered}
+`
+			sc, err := scenario.Parse([]byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			res, err := fleet.Run(ctx, sc, fleet.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs := scenario.Evaluate(sc, res)
+			var b bytes.Buffer
+			scenario.WriteSummary(&b, sc, res, outs)
+			if !scenario.Passed(outs) {
+				t.Fatalf("expectations failed (seed %d)\n%s", res.Seed, b.String())
+			}
+			for _, n := range res.Nodes {
+				if len(n.Audit) != 1 || n.Audit[0].Actor == "" || n.Audit[0].Authenticated != (tt.transport == "dtls") {
+					t.Errorf("%s: audit %+v, want one entry, authenticated %v", n.ID, n.Audit, tt.transport == "dtls")
+				}
+			}
+			if res.ProvisionElapsed <= 0 || !bytes.Contains(b.Bytes(), []byte("provision 6 of 6 nodes over BLE")) {
+				t.Errorf("summary:\n%s", b.String())
+			}
+		})
+	}
+}
+
+// TestExternalDTLSRefused: against a running gateway the simulator cannot
+// put its nodes' keys in that gateway's registry before they start, so a
+// scenario with transport dtls is refused before anything is contacted.
+func TestExternalDTLSRefused(t *testing.T) {
+	sc, err := scenario.Parse([]byte(`
+name: ext
+transport: dtls
+time_scale: 60
+duration: 1m
+fleet: [{count: 1}]
+models: [{name: v1, version: 1.0.0, size: 1024}]
+expect: [{kind: all-run, model: v1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = fleet.Run(context.Background(), sc, fleet.Options{Gateway: "coap://127.0.0.1:1", Admin: "http://127.0.0.1:1",
+		MQTT: "tcp://127.0.0.1:1"})
+	if !errors.Is(err, fleet.ErrExternalDTLS) {
+		t.Fatalf("Run = %v, want ErrExternalDTLS", err)
+	}
+}
+
+// TestExternalProvisioned provisions a run's nodes over BLE against a
+// gateway the simulator did not start (here one in the test, with its
+// embedded broker): the bundles point the nodes at it through their radio
+// links, and the audit entries are scoped to the run's nodes. A second
+// run on the same gateway sees only its own nodes' entries.
+func TestExternalProvisioned(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", InsecureUDP: true, CoAPSAddr: "-",
+		AdminAddr: "127.0.0.1:0", Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
+		GatewayID: "gw-ext", Sim: true, TimeScale: 60, BatchInterval: 50 * time.Millisecond, Limits: gateway.Limits{SourceRate: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("gateway Run: %v", err)
+		}
+	})
+	sc, err := scenario.Parse([]byte(`
+name: ext-ble
+seed: 3
+time_scale: 60
+duration: 10m
+inference_rate: 1
+health_interval: 30s
+provision: ble
+fleet: [{count: 3, labels: {hw: rev2}}]
+link: {loss: 0.05}
+models: [{name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 4096}]
+initial: v1
+expect:
+  - {kind: provisioned}
+  - {kind: all-run, model: v1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := fleet.Options{Gateway: "coap://" + g.CoAPAddr().String(), Admin: "http://" + g.AdminAddr().String(),
+		MQTT: g.MQTTBrokerURL(), Key: key}
+	for run := 1; run <= 2; run++ {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := fleet.Run(rctx, sc, opts)
+		rcancel()
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		outs := scenario.Evaluate(sc, res)
+		if !scenario.Passed(outs) {
+			var b bytes.Buffer
+			scenario.WriteSummary(&b, sc, res, outs)
+			t.Fatalf("run %d:\n%s", run, b.String())
+		}
+	}
+}
