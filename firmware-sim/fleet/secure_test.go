@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,29 +54,17 @@ deployments:
   - {kind: no-unbootable}
   - {kind: health-delivered}
 `
-			sc, err := scenario.Parse([]byte(src))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			res, err := fleet.Run(ctx, sc, fleet.Options{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			outs := scenario.Evaluate(sc, res)
-			var b bytes.Buffer
-			scenario.WriteSummary(&b, sc, res, outs)
-			if !scenario.Passed(outs) {
-				t.Fatalf("expectations failed (seed %d)\n%s", res.Seed, b.String())
+			res, summary, ok := runScenario(t, src)
+			if !ok {
+				t.Fatalf("expectations failed (seed %d)\n%s", res.Seed, summary)
 			}
 			for _, n := range res.Nodes {
 				if len(n.Audit) != 1 || n.Audit[0].Actor == "" || n.Audit[0].Authenticated != (tt.transport == "dtls") {
 					t.Errorf("%s: audit %+v, want one entry, authenticated %v", n.ID, n.Audit, tt.transport == "dtls")
 				}
 			}
-			if res.ProvisionElapsed <= 0 || !bytes.Contains(b.Bytes(), []byte("provision 6 of 6 nodes over BLE")) {
-				t.Errorf("summary:\n%s", b.String())
+			if res.ProvisionElapsed <= 0 || !strings.Contains(summary, "provision 6 of 6 nodes over BLE") {
+				t.Errorf("summary:\n%s", summary)
 			}
 		})
 	}
