@@ -3,10 +3,10 @@ package protocol_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"edgeota/test/golden"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,8 +16,6 @@ import (
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/vectors.json")
 
 // vectorFile is the layout of testdata/vectors.json, documented in
 // testdata/README.md for implementers in other languages.
@@ -351,25 +349,11 @@ func trustStores(t testing.TB, f vectorFile) (*sign.TrustStore, *sign.TrustStore
 // TestVectorsGolden checks that the encoder still produces exactly the
 // committed vectors. Run with -update to rewrite them.
 func TestVectorsGolden(t *testing.T) {
-	got := buildVectors(t)
-	out, err := json.MarshalIndent(got, "", "  ")
+	out, err := json.MarshalIndent(buildVectors(t), "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out = append(out, '\n')
-	path := filepath.Join("testdata", "vectors.json")
-	if *update {
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out, want) {
-		t.Fatalf("generated vectors differ from %s; run go test ./protocol -run TestVectorsGolden -update and review the diff", path)
-	}
+	golden.Check(t, filepath.Join("testdata", "vectors.json"), append(out, '\n'))
 }
 
 // TestVectorsDecode runs every committed vector through the decoders.

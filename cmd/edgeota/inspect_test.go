@@ -1,16 +1,14 @@
 package main
 
 import (
+	"edgeota/test/golden"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // TestInspectGolden renders every valid committed protocol vector and
 // compares with testdata/inspect/NAME.json.
@@ -43,20 +41,7 @@ func TestInspectGolden(t *testing.T) {
 			if err := writeJSON(&sb, doc); err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "inspect", v.Name+".json")
-			if *update {
-				os.MkdirAll(filepath.Dir(golden), 0o755)
-				if err := os.WriteFile(golden, []byte(sb.String()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./cmd/edgeota -run TestInspectGolden -update)", err)
-			}
-			if sb.String() != string(want) {
-				t.Fatalf("inspect output differs from %s:\n%s", golden, sb.String())
-			}
+			golden.Check(t, filepath.Join("testdata", "inspect", v.Name+".json"), []byte(sb.String()))
 			if strings.HasPrefix(v.Name, "signed-") && len(warnings) == 0 {
 				t.Error("no warning that the signature was not verified")
 			}
