@@ -330,3 +330,19 @@ func TestProvisioningEventsAreAudited(t *testing.T) {
 		t.Fatalf("node-b: %+v", entries)
 	}
 }
+
+// TestDTLSOversizedRecordKeepsTheSession: a request larger than any the
+// gateway reads is dropped, and the session goes on serving.
+func TestDTLSOversizedRecordKeepsTheSession(t *testing.T) {
+	e := secureEnv(t)
+	a, err := e.dialDTLS("node-a", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := a.Post(ctx, "/n/node-a/health", message.AppCBOR, bytes.NewReader(make([]byte, 4000))); err == nil {
+		t.Fatal("an oversized request got an answer")
+	}
+	hello(t, a, "node-a") // the same session still works
+}

@@ -168,11 +168,20 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, cfg sessionConfig
 			s.nsessions.Add(-1)
 		}
 	}()
-	ws := &workerState{out: make([]byte, 2048), opts: make(message.Options, 0, 32), in: make([]byte, 1<<14), identity: identity}
+	// A session's buffers are those of one UDP worker, read one datagram at
+	// a time: about 3.5 KiB per session.
+	ws := &workerState{out: make([]byte, 2048), opts: make(message.Options, 0, 32), in: make([]byte, s.maxSize+1), identity: identity}
 	ws.resp.buf = make([]byte, 256)
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(cfg.idle))
 		n, err := c.Read(ws.in)
+		var tmp *piondtls.TemporaryError
+		if errors.As(err, &tmp) {
+			// A record pion dropped and the session survives: larger than
+			// any request, or of an unexpected content type.
+			s.stats.malformed.Add(1)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				s.log.Debug("dtls session ended", "from", from.String(), "identity", identity, "err", err)
