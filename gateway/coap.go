@@ -121,11 +121,11 @@ func (g *Gateway) serveImage(w *coapd.Response, r *coapd.Request) {
 		return
 	}
 	key := transferKey{from: r.From, digest: d}
-	if !g.transfers.has(key) && g.limited(w, r) {
-		return
-	}
 	now := g.clock()
-	ok, started := g.transfers.admit(key, nodeKeyOf(r), now)
+	ok, started, limited := g.transfers.admit(key, nodeKeyOf(r), now, func() bool { return !g.limited(w, r) })
+	if limited {
+		return // answered 4.29 by limited
+	}
 	if !ok {
 		g.metrics.refused.WithLabelValues("transfers").Inc()
 		w.Code = codes.ServiceUnavailable

@@ -39,29 +39,26 @@ func newTransfers(maxTotal, maxNode int, idle time.Duration) *transfers {
 
 // admit reports whether a block may be served now, registering a new
 // transfer when the endpoint has none for this image; started is true when
-// this block started one.
-func (t *transfers) admit(k transferKey, node nodeKey, now time.Time) (ok, started bool) {
+// this block started one. A new transfer must also pass mayStart (the
+// request rates), asked only then: blocks of an admitted transfer are
+// never limited. limited tells which of the two refused.
+func (t *transfers) admit(k transferKey, node nodeKey, now time.Time, mayStart func() bool) (ok, started, limited bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if a, ok := t.active[k]; ok {
 		a.last = now
 		t.active[k] = a
-		return true, false
+		return true, false, false
 	}
 	if len(t.active) >= t.maxTotal || t.perNode[node] >= t.maxNode {
-		return false, false
+		return false, false, false
+	}
+	if !mayStart() {
+		return false, false, true
 	}
 	t.active[k] = activeTransfer{last: now, node: node}
 	t.perNode[node]++
-	return true, true
-}
-
-// has reports whether k is an admitted transfer.
-func (t *transfers) has(k transferKey) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.active[k]
-	return ok
+	return true, true, false
 }
 
 // done ends a transfer after its last block.
