@@ -83,22 +83,30 @@ func (c *adminClient) do(req *http.Request, out any) error {
 }
 
 func (c *adminClient) getJSON(path string, out any) error {
-	req, err := http.NewRequest(http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	return c.do(req, out)
+	return c.send(http.MethodGet, path, nil, out)
 }
 
 func (c *adminClient) postJSON(path string, in, out any) error {
-	b, err := json.Marshal(in)
+	return c.send(http.MethodPost, path, in, out)
+}
+
+// send sends a JSON request (no body when in is nil) and decodes a JSON
+// answer into out (when not nil).
+func (c *adminClient) send(method, path string, in, out any) error {
+	var body io.Reader = http.NoBody
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(http.MethodPost, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return err
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Content-Type", "application/json")
 	return c.do(req, out)
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -165,27 +163,4 @@ func newGatewayKeysDeleteCmd() *cobra.Command {
 	}
 	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	return cmd
-}
-
-// send sends a JSON request (no body when in is nil) and decodes a JSON
-// answer into out (when not nil).
-func (c *adminClient) send(method, path string, in, out any) error {
-	var body *bytes.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	} else {
-		body = bytes.NewReader(nil)
-	}
-	req, err := http.NewRequest(method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return c.do(req, out)
 }
