@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"edgeota/firmware-sim/flash"
-	"edgeota/gateway"
 	"edgeota/nodeagent"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
@@ -156,7 +155,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 	}
 	var psk []byte
 	if n.pskFile != "" {
-		if psk, err = readPSKFile(n.pskFile); err != nil {
+		if psk, err = readSecretFile("--psk-file", n.pskFile); err != nil {
 			unlock()
 			f.Close()
 			return nil, nil, err
@@ -434,21 +433,4 @@ func printStatus(w io.Writer, _ *cobra.Command, f flashFlags, asJSON bool) error
 	}
 	fmt.Fprintln(w)
 	return nil
-}
-
-// readPSKFile reads a node's pre-shared key: the file's content (trimmed),
-// or "hex:" followed by hex digits.
-func readPSKFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--psk-file: %w", err)
-	}
-	k, err := gateway.ParsePSK(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("--psk-file %s: %w", path, err)
-	}
-	if len(k) < 16 || len(k) > 64 {
-		return nil, fmt.Errorf("--psk-file %s: a key of %d bytes: want 16 to 64", path, len(k))
-	}
-	return k, nil
 }

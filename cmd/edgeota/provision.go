@@ -142,9 +142,9 @@ func (b *bundleFlags) register(cmd *cobra.Command, nodeHelp string) {
 	fl.Uint64Var(&b.serial, "serial", 0, "bundle serial, above the node's last (default: the current Unix time)")
 }
 
-// readSecretFile reads a key file in the format of the node's and the
-// gateway's --psk-file: its literal content (trimmed), or "hex:" followed by
-// hex digits.
+// readSecretFile reads a key file (a PSK or a factory secret, 16 to 64
+// bytes) in the format of the node's and the gateway's key files: its
+// literal content (trimmed), or "hex:" followed by hex digits.
 func readSecretFile(flag, path string) ([]byte, error) {
 	if path == "" {
 		return nil, usagef("%s FILE is required", flag)
@@ -156,6 +156,9 @@ func readSecretFile(flag, path string) ([]byte, error) {
 	k, err := gateway.ParsePSK(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	if len(k) < provision.MinPSKLen || len(k) > provision.MaxPSKLen {
+		return nil, fmt.Errorf("%s %s: a key of %d bytes: want %d to %d", flag, path, len(k), provision.MinPSKLen, provision.MaxPSKLen)
 	}
 	return k, nil
 }

@@ -7,24 +7,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"edgeota/protocol"
+	"edgeota/protocol/provision"
 )
 
 var bucketPSKs = []byte("psks")
-
-// MaxPSKLen bounds a node's pre-shared key (bytes). DTLS allows up to 2^16;
-// 64 bytes is far more than the 16 or 32 bytes a node holds.
-const MaxPSKLen = 64
-
-// MinPSKLen is the shortest key accepted: 16 bytes (128 bits).
-const MinPSKLen = 16
 
 // ValidatePSK checks a node id and its key before they are stored.
 func ValidatePSK(node string, key []byte) error {
 	if !protocol.ValidID(node) {
 		return fmt.Errorf("node id %q does not match [A-Za-z0-9._-]{1,64}", node)
 	}
-	if len(key) < MinPSKLen || len(key) > MaxPSKLen {
-		return fmt.Errorf("node %s: key of %d bytes: want %d to %d", node, len(key), MinPSKLen, MaxPSKLen)
+	if len(key) < provision.MinPSKLen || len(key) > provision.MaxPSKLen {
+		return fmt.Errorf("node %s: key of %d bytes: want %d to %d", node, len(key), provision.MinPSKLen, provision.MaxPSKLen)
 	}
 	return nil
 }
