@@ -19,7 +19,9 @@ import (
 // in-memory link) and then updated: over DTLS with a gateway restart in
 // the middle of the rollout, and over plain UDP, both over a lossy radio
 // (a node whose close_notify is lost must notice the dead session and
-// handshake again).
+// handshake again). It notices after one request timeout, about 10 s of
+// real time, which time scale 60 makes 10 simulated minutes: hence a
+// node timeout of 30 minutes.
 func TestSecureFleet(t *testing.T) {
 	tests := []struct {
 		name, transport, link, faults string
@@ -33,7 +35,7 @@ func TestSecureFleet(t *testing.T) {
 name: secure
 seed: 4
 time_scale: 60
-duration: 20m
+duration: 40m
 inference_rate: 1
 health_interval: 30s
 transport: ` + tt.transport + `
@@ -45,7 +47,7 @@ models:
   - {name: v2, version: 2.0.0, behaviour: "error_permille=1", size: 8192, probation: {seconds: 60, min_inferences: 10}}
 initial: v1
 deployments:
-  - {id: d1, at: 10s, model: v2, cohort: "hw:rev2", waves: [{percent: 50, bake: 1m}, {percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, node_timeout: 10m}
+  - {id: d1, at: 10s, model: v2, cohort: "hw:rev2", waves: [{percent: 50, bake: 1m}, {percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, node_timeout: 30m}
 ` + tt.faults + `expect:
   - {kind: provisioned}
   - {kind: rollout, deployment: d1, phase: completed}

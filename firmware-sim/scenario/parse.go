@@ -15,39 +15,22 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
+	"edgeota/protocol/yamlfield"
 )
 
 // ErrScenario is wrapped by every error about the scenario file itself.
 var ErrScenario = errors.New("scenario")
 
-// Error is a problem at one line of a scenario file.
-type Error struct {
-	// Line is the 1-based line of the YAML, 0 when unknown.
-	Line int
-	// Msg says what is wrong, without the line.
-	Msg string
-}
+// Error is a problem at one line of a scenario file, as in
+// `line 12: unknown field "bake_time" (known: percent, bake)`;
+// errors.Is(err, ErrScenario) holds for it.
+type Error = yamlfield.Error
 
-// Error returns the message prefixed with the line, as in
-// "line 12: unknown field "bake_time" (known: percent, bake)".
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
-	}
-	return e.Msg
-}
-
-// Is makes errors.Is(err, ErrScenario) true.
-func (e *Error) Is(target error) bool { return target == ErrScenario }
+// field reads the scenario's fields, its errors wrapping ErrScenario.
+var field = yamlfield.Reader{Kind: ErrScenario}
 
 // errAt returns an [*Error] at n's line; n may be nil (line unknown).
-func errAt(n *yaml.Node, format string, args ...any) error {
-	e := &Error{Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		e.Line = n.Line
-	}
-	return e
-}
+func errAt(n *yaml.Node, format string, args ...any) error { return field.Errorf(n, format, args...) }
 
 // file is the top level of a scenario file. Scalars and nested mappings stay
 // YAML nodes so that conversions see the exact text and errors name the line.
@@ -99,7 +82,7 @@ func Parse(src []byte) (*Scenario, error) {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
-		return nil, &Error{Line: extra.Line, Msg: "more than one YAML document"}
+		return nil, &Error{Line: extra.Line, Msg: "more than one YAML document", Kind: ErrScenario}
 	}
 	var root yaml.Node // for the lines of errors about missing keys
 	_ = yaml.Unmarshal(src, &root)
@@ -118,7 +101,7 @@ func Parse(src []byte) (*Scenario, error) {
 // unknown top-level fields are reported as knownKeys reports nested ones.
 func decodeError(src []byte, err error) error {
 	if err == io.EOF {
-		return &Error{Msg: "empty scenario file"}
+		return &Error{Msg: "empty scenario file", Kind: ErrScenario}
 	}
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -132,10 +115,10 @@ func decodeError(src []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if line, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(line, "line ") {
 		if n, perr := strconv.Atoi(strings.TrimPrefix(line, "line ")); perr == nil {
-			return &Error{Line: n, Msg: rest}
+			return &Error{Line: n, Msg: rest, Kind: ErrScenario}
 		}
 	}
-	return &Error{Msg: msg}
+	return &Error{Msg: msg, Kind: ErrScenario}
 }
 
 type parser struct {
@@ -162,10 +145,10 @@ func (p *parser) scenario(f *file) (*Scenario, error) {
 	if s.TimeScale, err = optionalFloat(&f.TimeScale, "time_scale", 1, 1, MaxTimeScale); err != nil {
 		return nil, err
 	}
-	if !isSet(&f.Duration) {
+	if !yamlfield.IsSet(&f.Duration) {
 		return nil, errAt(p.top, "duration is required: the simulated time limit, such as 30m")
 	}
-	if s.Duration, err = duration(&f.Duration, "duration"); err != nil {
+	if s.Duration, err = field.Duration(&f.Duration, "duration"); err != nil {
 		return nil, err
 	}
 	if s.Duration <= 0 {
@@ -219,7 +202,7 @@ func (p *parser) scenario(f *file) (*Scenario, error) {
 // list returns the items of a sequence; required refuses an absent or
 // empty one.
 func (p *parser) list(n *yaml.Node, name string, required bool, example string) ([]*yaml.Node, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		if required {
 			return nil, errAt(p.top, "%s is required, e.g. %s", name, example)
 		}
@@ -249,7 +232,7 @@ func (p *parser) fleet(n *yaml.Node) error {
 		if !ok {
 			return errAt(it, "fleet: count is required")
 		}
-		count, err := parseUint(c, "count")
+		count, err := field.Uint(c, "count")
 		if err != nil {
 			return err
 		}
@@ -261,7 +244,7 @@ func (p *parser) fleet(n *yaml.Node) error {
 			return errAt(c, "the fleet has %d nodes so far, more than %d", total, MaxNodes)
 		}
 		g := Group{Count: int(count), Labels: map[string]string{}}
-		if l, ok := m["labels"]; ok && isSet(l) {
+		if l, ok := m["labels"]; ok && yamlfield.IsSet(l) {
 			if l.Kind != yaml.MappingNode {
 				return errAt(l, "labels: want a mapping such as {region: us-east, hw: rev2}")
 			}
@@ -285,7 +268,7 @@ func (p *parser) fleet(n *yaml.Node) error {
 }
 
 func (p *parser) link(n *yaml.Node) error {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return nil
 	}
 	m, err := fields(n, "loss", "latency", "jitter", "duplicate", "reorder", "bandwidth")
@@ -356,7 +339,7 @@ func (p *parser) models(n *yaml.Node) error {
 			return errAt(m["size"], "model %s: size %d: want 1 to %d bytes", md.Name, size, MaxModelSize)
 		}
 		md.Size = int(size)
-		if pr, ok := m["probation"]; ok && isSet(pr) {
+		if pr, ok := m["probation"]; ok && yamlfield.IsSet(pr) {
 			if md.Probation, err = probation(pr); err != nil {
 				return err
 			}
@@ -455,7 +438,7 @@ func (p *parser) deployments(n *yaml.Node) error {
 		if d.Waves, err = waves(w); err != nil {
 			return err
 		}
-		if g, ok := m["gates"]; ok && isSet(g) {
+		if g, ok := m["gates"]; ok && yamlfield.IsSet(g) {
 			if d.Gates, err = gates(g); err != nil {
 				return err
 			}
@@ -489,13 +472,13 @@ func (p *parser) deployments(n *yaml.Node) error {
 
 // at parses an at: field, a time within the scenario's duration.
 func (p *parser) at(n *yaml.Node, required bool) (time.Duration, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		if required {
 			return 0, errAt(p.top, "at is required")
 		}
 		return 0, nil
 	}
-	d, err := duration(n, "at")
+	d, err := field.Duration(n, "at")
 	if err != nil {
 		return 0, err
 	}
@@ -528,10 +511,10 @@ func waves(n *yaml.Node) ([]Wave, error) {
 			return nil, err
 		}
 		pn, ok := m["percent"]
-		if !ok || !isSet(pn) {
+		if !ok || !yamlfield.IsSet(pn) {
 			return nil, errAt(c, "wave %d: percent is required", i+1)
 		}
-		bp, err := decimal(pn, "percent", 2)
+		bp, err := field.Decimal(pn, "percent", 2)
 		if err != nil {
 			return nil, err
 		}
@@ -566,8 +549,8 @@ func gates(n *yaml.Node) (Gates, error) {
 	if g.MaxFailed, err = optionalUintPtr(m["max_failed"], "max_failed"); err != nil {
 		return g, err
 	}
-	if x := m["max_error_rate"]; isSet(x) {
-		v, err := decimal(x, "max_error_rate", 3)
+	if x := m["max_error_rate"]; yamlfield.IsSet(x) {
+		v, err := field.Decimal(x, "max_error_rate", 3)
 		if err != nil {
 			return g, err
 		}
@@ -576,8 +559,8 @@ func gates(n *yaml.Node) (Gates, error) {
 		}
 		g.MaxErrorPermille = &v
 	}
-	if x := m["max_latency_p99"]; isSet(x) {
-		d, err := duration(x, "max_latency_p99")
+	if x := m["max_latency_p99"]; yamlfield.IsSet(x) {
+		d, err := field.Duration(x, "max_latency_p99")
 		if err != nil {
 			return g, err
 		}
@@ -622,33 +605,33 @@ func (p *parser) faults(n *yaml.Node) error {
 		default:
 			return errAt(m["kind"], "fault kind %q: want power-cut, gateway-restart, broker-outage, link-outage or reboot", f.Kind)
 		}
-		if !isSet(m["at"]) {
+		if !yamlfield.IsSet(m["at"]) {
 			return errAt(it, "%s: at is required", f.Kind)
 		}
 		if f.At, err = p.at(m["at"], true); err != nil {
 			return err
 		}
 		switch fn := m["for"]; {
-		case outage && !isSet(fn):
+		case outage && !yamlfield.IsSet(fn):
 			return errAt(it, "%s: for is required: how long the outage lasts, such as for: 30s", f.Kind)
 		case outage:
-			if f.For, err = duration(fn, "for"); err != nil {
+			if f.For, err = field.Duration(fn, "for"); err != nil {
 				return err
 			}
 			if f.For <= 0 {
 				return errAt(fn, "for must be positive")
 			}
-		case isSet(fn):
+		case yamlfield.IsSet(fn):
 			return errAt(fn, "%s: for applies only to broker-outage and link-outage", f.Kind)
 		}
 		switch nn := m["nodes"]; {
-		case selects && !isSet(nn):
+		case selects && !yamlfield.IsSet(nn):
 			return errAt(it, "%s: nodes is required: a share such as 10%% or a number of nodes", f.Kind)
 		case selects:
 			if f.Nodes, err = p.selector(nn); err != nil {
 				return err
 			}
-		case isSet(nn):
+		case yamlfield.IsSet(nn):
 			return errAt(nn, "%s: nodes applies only to power-cut, link-outage and reboot", f.Kind)
 		}
 		p.s.Faults = append(p.s.Faults, f)
@@ -657,12 +640,12 @@ func (p *parser) faults(n *yaml.Node) error {
 }
 
 func (p *parser) selector(n *yaml.Node) (Selector, error) {
-	v, err := scalar(n, "nodes")
+	v, err := field.Scalar(n, "nodes")
 	if err != nil {
 		return Selector{}, err
 	}
 	if pct, ok := strings.CutSuffix(v, "%"); ok {
-		bp, err := decimal(&yaml.Node{Line: n.Line, Kind: yaml.ScalarNode, Value: strings.TrimSpace(pct)}, "nodes", 2)
+		bp, err := field.Decimal(&yaml.Node{Line: n.Line, Kind: yaml.ScalarNode, Value: strings.TrimSpace(pct)}, "nodes", 2)
 		if err != nil {
 			return Selector{}, err
 		}
@@ -755,7 +738,7 @@ func (p *parser) expectations(n *yaml.Node) error {
 			if err != nil {
 				return err
 			}
-			if isSet(m["max_wave"]) && (mw < 1 || mw > uint64(len(d.Waves))) {
+			if yamlfield.IsSet(m["max_wave"]) && (mw < 1 || mw > uint64(len(d.Waves))) {
 				return errAt(m["max_wave"], "max_wave %d: deployment %s has waves 1 to %d", mw, d.ID, len(d.Waves))
 			}
 			e.MaxWave = int(mw)

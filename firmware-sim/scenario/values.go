@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -9,7 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	fixed "edgeota/protocol/decimal"
+	"edgeota/protocol/yamlfield"
 )
 
 func contains(list []string, s string) bool {
@@ -41,25 +40,13 @@ func fields(n *yaml.Node, known ...string) (map[string]*yaml.Node, error) {
 	return m, nil
 }
 
-// isSet reports whether a field is present and not null; n may be nil.
-func isSet(n *yaml.Node) bool {
-	return n != nil && n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-func scalar(n *yaml.Node, name string) (string, error) {
-	if n.Kind != yaml.ScalarNode {
-		return "", errAt(n, "%s: want a single value", name)
-	}
-	return n.Value, nil
-}
-
 // requiredString reads a string field; parent names the line when it is
 // missing.
 func requiredString(parent, n *yaml.Node, name string) (string, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return "", errAt(parent, "%s is required", name)
 	}
-	s, err := scalar(n, name)
+	s, err := field.Scalar(n, name)
 	if err == nil && s == "" {
 		err = errAt(n, "%s is empty", name)
 	}
@@ -67,19 +54,19 @@ func requiredString(parent, n *yaml.Node, name string) (string, error) {
 }
 
 func optionalString(n *yaml.Node, name string) (string, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return "", nil
 	}
-	return scalar(n, name)
+	return field.Scalar(n, name)
 }
 
 // oneOf reads a field whose value is one of allowed; absent, it is the
 // first.
 func oneOf(n *yaml.Node, name string, allowed ...string) (string, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return allowed[0], nil
 	}
-	v, err := scalar(n, name)
+	v, err := field.Scalar(n, name)
 	if err != nil {
 		return "", err
 	}
@@ -90,40 +77,28 @@ func oneOf(n *yaml.Node, name string, allowed ...string) (string, error) {
 }
 
 func optionalUint(n *yaml.Node, name string, def uint64) (uint64, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return def, nil
 	}
-	return parseUint(n, name)
+	return field.Uint(n, name)
 }
 
 func optionalUintPtr(n *yaml.Node, name string) (*uint64, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return nil, nil
 	}
-	v, err := parseUint(n, name)
+	v, err := field.Uint(n, name)
 	if err != nil {
 		return nil, err
 	}
 	return &v, nil
 }
 
-func parseUint(n *yaml.Node, name string) (uint64, error) {
-	s, err := scalar(n, name)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, errAt(n, "%s %q: want a whole number", name, s)
-	}
-	return v, nil
-}
-
 func optionalFloat(n *yaml.Node, name string, def, lo, hi float64) (float64, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return def, nil
 	}
-	s, err := scalar(n, name)
+	s, err := field.Scalar(n, name)
 	if err != nil {
 		return 0, err
 	}
@@ -138,40 +113,8 @@ func optionalFloat(n *yaml.Node, name string, def, lo, hi float64) (float64, err
 }
 
 func optionalDuration(n *yaml.Node, name string, def time.Duration) (time.Duration, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return def, nil
 	}
-	return duration(n, name)
-}
-
-func duration(n *yaml.Node, name string) (time.Duration, error) {
-	s, err := scalar(n, name)
-	if err != nil {
-		return 0, err
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errAt(n, "%s %q: want a duration such as 500ms, 90s or 10m", name, s)
-	}
-	if d < 0 {
-		return 0, errAt(n, "%s %q is negative", name, s)
-	}
-	return d, nil
-}
-
-// decimal parses a non-negative decimal with at most places decimals and
-// returns it scaled by 10^places, exactly (never through floating point).
-func decimal(n *yaml.Node, name string, places int) (uint64, error) {
-	s, err := scalar(n, name)
-	if err != nil {
-		return 0, err
-	}
-	v, err := fixed.Parse(s, places)
-	switch {
-	case errors.Is(err, fixed.ErrPlaces):
-		return 0, errAt(n, "%s %q has more than %d decimals", name, s, places)
-	case err != nil:
-		return 0, errAt(n, "%s %q: want a non-negative decimal number", name, s)
-	}
-	return v, nil
+	return field.Duration(n, name)
 }

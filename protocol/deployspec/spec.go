@@ -10,7 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	fixed "edgeota/protocol/decimal"
+	"edgeota/protocol/yamlfield"
 
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
@@ -19,25 +19,14 @@ import (
 // ErrSpec is wrapped by every error about the YAML itself.
 var ErrSpec = errors.New("deployment spec")
 
-// Error is a problem at one line of the YAML.
-type Error struct {
-	Line int
-	Msg  string
-}
+// Error is a problem at one line of the YAML; errors.Is(err, ErrSpec)
+// holds for it.
+type Error = yamlfield.Error
 
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
-	}
-	return e.Msg
-}
+// field reads the spec's fields, its errors wrapping ErrSpec.
+var field = yamlfield.Reader{Kind: ErrSpec}
 
-// Is makes errors.Is(err, ErrSpec) true.
-func (e *Error) Is(target error) bool { return target == ErrSpec }
-
-func errAt(n *yaml.Node, format string, args ...any) error {
-	return &Error{Line: n.Line, Msg: fmt.Sprintf(format, args...)}
-}
+func errAt(n *yaml.Node, format string, args ...any) error { return field.Errorf(n, format, args...) }
 
 // Spec is the YAML form of a deployment. Scalars are kept as YAML nodes so
 // that conversions see the exact text and errors name the line.
@@ -167,63 +156,40 @@ func Parse(src []byte, issued time.Time, read ReadFunc) (*protocol.Deployment, e
 	return d, nil
 }
 
-func isSet(n *yaml.Node) bool {
-	return n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-func scalar(n *yaml.Node, name string) (string, error) {
-	if n.Kind != yaml.ScalarNode {
-		return "", errAt(n, "%s: want a single value", name)
-	}
-	return n.Value, nil
-}
-
 func requiredString(n *yaml.Node, name string) (string, error) {
-	if !isSet(n) {
-		return "", &Error{Msg: fmt.Sprintf("%s is required", name)}
+	if !yamlfield.IsSet(n) {
+		return "", errAt(nil, "%s is required", name)
 	}
-	return scalar(n, name)
+	return field.Scalar(n, name)
 }
 
 func optionalString(n *yaml.Node) (string, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return "", nil
 	}
-	return scalar(n, "value")
+	return field.Scalar(n, "value")
 }
 
 func requiredUint(n *yaml.Node, name string) (uint64, error) {
-	if !isSet(n) {
-		return 0, &Error{Msg: fmt.Sprintf("%s is required", name)}
+	if !yamlfield.IsSet(n) {
+		return 0, errAt(nil, "%s is required", name)
 	}
-	return parseUint(n, name)
+	return field.Uint(n, name)
 }
 
 func optionalUint(n *yaml.Node, def uint64) (uint64, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return def, nil
 	}
-	return parseUint(n, "value")
-}
-
-func parseUint(n *yaml.Node, name string) (uint64, error) {
-	s, err := scalar(n, name)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, errAt(n, "%s %q: want a whole number", name, s)
-	}
-	return v, nil
+	return field.Uint(n, "value")
 }
 
 // seconds parses a Go duration into whole seconds.
 func seconds(n *yaml.Node, name string, def time.Duration) (uint64, error) {
 	d := def
-	if isSet(n) {
+	if yamlfield.IsSet(n) {
 		var err error
-		if d, err = duration(n, name); err != nil {
+		if d, err = field.Duration(n, name); err != nil {
 			return 0, err
 		}
 	}
@@ -233,40 +199,8 @@ func seconds(n *yaml.Node, name string, def time.Duration) (uint64, error) {
 	return uint64(d / time.Second), nil
 }
 
-func duration(n *yaml.Node, name string) (time.Duration, error) {
-	s, err := scalar(n, name)
-	if err != nil {
-		return 0, err
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errAt(n, "%s %q: want a duration such as 90s, 10m or 72h", name, s)
-	}
-	if d < 0 {
-		return 0, errAt(n, "%s %q is negative", name, s)
-	}
-	return d, nil
-}
-
-// decimal parses a non-negative decimal with at most places decimals and
-// returns it scaled by 10^places, exactly.
-func decimal(n *yaml.Node, name string, places int) (uint64, error) {
-	s, err := scalar(n, name)
-	if err != nil {
-		return 0, err
-	}
-	v, err := fixed.Parse(s, places)
-	switch {
-	case errors.Is(err, fixed.ErrPlaces):
-		return 0, errAt(n, "%s %q has more than %d decimals", name, s, places)
-	case err != nil:
-		return 0, errAt(n, "%s %q: want a non-negative decimal number", name, s)
-	}
-	return v, nil
-}
-
 func stringList(n *yaml.Node, name string) ([]string, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -274,7 +208,7 @@ func stringList(n *yaml.Node, name string) ([]string, error) {
 	}
 	var out []string
 	for _, c := range n.Content {
-		s, err := scalar(c, name)
+		s, err := field.Scalar(c, name)
 		if err != nil {
 			return nil, err
 		}
@@ -284,13 +218,13 @@ func stringList(n *yaml.Node, name string) ([]string, error) {
 }
 
 func loadManifest(n *yaml.Node, name string, required bool, read ReadFunc) ([]byte, error) {
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		if required {
-			return nil, &Error{Msg: fmt.Sprintf("%s is required: the path of a signed manifest", name)}
+			return nil, errAt(nil, "%s is required: the path of a signed manifest", name)
 		}
 		return nil, nil
 	}
-	path, err := scalar(n, name)
+	path, err := field.Scalar(n, name)
 	if err != nil {
 		return nil, err
 	}
@@ -305,8 +239,8 @@ func loadManifest(n *yaml.Node, name string, required bool, read ReadFunc) ([]by
 }
 
 func parseWaves(n *yaml.Node) ([]protocol.Wave, error) {
-	if !isSet(n) {
-		return nil, &Error{Msg: "waves is required, e.g. waves: [{percent: 10, bake: 10m}, {percent: 100, bake: 0s}]"}
+	if !yamlfield.IsSet(n) {
+		return nil, errAt(nil, "waves is required, e.g. waves: [{percent: 10, bake: 10m}, {percent: 100, bake: 0s}]")
 	}
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
 		return nil, errAt(n, "waves: want a non-empty list of {percent, bake}")
@@ -321,10 +255,10 @@ func parseWaves(n *yaml.Node) ([]protocol.Wave, error) {
 		if err := knownKeys(c, "percent", "bake"); err != nil {
 			return nil, err
 		}
-		if !isSet(&w.Percent) {
+		if !yamlfield.IsSet(&w.Percent) {
 			return nil, errAt(c, "wave %d: percent is required", i+1)
 		}
-		bp, err := decimal(&w.Percent, "percent", 2)
+		bp, err := field.Decimal(&w.Percent, "percent", 2)
 		if err != nil {
 			return nil, err
 		}
@@ -368,7 +302,7 @@ func knownKeys(n *yaml.Node, names ...string) error {
 
 func parseGates(n *yaml.Node) (protocol.Gates, error) {
 	var g protocol.Gates
-	if !isSet(n) {
+	if !yamlfield.IsSet(n) {
 		return g, nil
 	}
 	var s gatesSpec
@@ -380,7 +314,7 @@ func parseGates(n *yaml.Node) (protocol.Gates, error) {
 		return g, err
 	}
 	opt := func(node *yaml.Node, conv func(*yaml.Node) (uint64, error)) (*uint64, error) {
-		if !isSet(node) {
+		if !yamlfield.IsSet(node) {
 			return nil, nil
 		}
 		v, err := conv(node)
@@ -391,13 +325,13 @@ func parseGates(n *yaml.Node) (protocol.Gates, error) {
 	}
 	var err error
 	whole := func(name string) func(*yaml.Node) (uint64, error) {
-		return func(x *yaml.Node) (uint64, error) { return parseUint(x, name) }
+		return func(x *yaml.Node) (uint64, error) { return field.Uint(x, name) }
 	}
 	if g.MaxFailed, err = opt(&s.MaxFailed, whole("max_failed")); err != nil {
 		return g, err
 	}
 	if g.MaxErrorPermille, err = opt(&s.MaxErrorRate, func(x *yaml.Node) (uint64, error) {
-		v, err := decimal(x, "max_error_rate", 3)
+		v, err := field.Decimal(x, "max_error_rate", 3)
 		if err == nil && v > 1000 {
 			err = errAt(x, "max_error_rate %s is a fraction and cannot exceed 1", x.Value)
 		}
@@ -406,7 +340,7 @@ func parseGates(n *yaml.Node) (protocol.Gates, error) {
 		return g, err
 	}
 	if g.MaxLatencyP99Micros, err = opt(&s.MaxLatencyP99, func(x *yaml.Node) (uint64, error) {
-		d, err := duration(x, "max_latency_p99")
+		d, err := field.Duration(x, "max_latency_p99")
 		if err != nil {
 			return 0, err
 		}
@@ -418,7 +352,7 @@ func parseGates(n *yaml.Node) (protocol.Gates, error) {
 		return g, err
 	}
 	if g.MaxLatencyRegressionPermille, err = opt(&s.MaxLatencyRegression, func(x *yaml.Node) (uint64, error) {
-		return decimal(x, "max_latency_regression", 3)
+		return field.Decimal(x, "max_latency_regression", 3)
 	}); err != nil {
 		return g, err
 	}
@@ -428,7 +362,7 @@ func parseGates(n *yaml.Node) (protocol.Gates, error) {
 	if g.MaxBootLoops, err = opt(&s.MaxBootLoops, whole("max_boot_loops")); err != nil {
 		return g, err
 	}
-	if isSet(&s.Metrics) {
+	if yamlfield.IsSet(&s.Metrics) {
 		if s.Metrics.Kind != yaml.MappingNode {
 			return g, errAt(&s.Metrics, "metrics: want a mapping of metric name to maximum")
 		}
