@@ -105,6 +105,14 @@ func registerLimitMetrics(g *Gateway) {
 	g.dtlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_dtls_handshakes_total",
 		Help: "DTLS handshakes, by result (failed: wrong key, unknown identity, timeout)."}, []string{"result"})
 	g.metrics.reg.MustRegister(limit, g.dtlsHandshakes,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgeota_dtls_sessions_refused_total",
+			Help: "DTLS sessions refused before their handshake: the session limit, the handshake limit or the per-source handshake limit was full."},
+			func() float64 {
+				if g.coap == nil {
+					return 0
+				}
+				return float64(g.coap.Stats().SessionsRefused)
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_dtls_sessions", Help: "Established DTLS sessions."},
 			func() float64 {
 				if g.coap == nil {

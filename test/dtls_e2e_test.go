@@ -140,6 +140,7 @@ const (
 	refusedIdentity  = `edgeota_refused_total{reason="identity"}`
 	refusedSource    = `edgeota_refused_total{reason="source_rate"}`
 	refusedNode      = `edgeota_refused_total{reason="node_rate"}`
+	sessionsRefused  = `edgeota_dtls_sessions_refused_total`
 )
 
 // push uploads m.cose and m.bin (edgeota model push), assigned to every
