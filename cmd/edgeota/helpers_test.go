@@ -1,8 +1,19 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
 	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
 	"testing"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+
+	"edgeota/gateway"
 )
 
 func mustHex(t testing.TB, s string) []byte {
@@ -15,3 +26,56 @@ func mustHex(t testing.TB, s string) []byte {
 }
 
 func encodeHex(b []byte) string { return hex.EncodeToString(b) }
+
+// startCLIGateway runs a real gateway in the test process, serving CoAP
+// over DTLS and its admin API on loopback with a token, which it returns.
+func startCLIGateway(t testing.TB) (*gateway.Gateway, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "cli-test-admin-token"
+	trust := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{trust}, CoAPSAddr: "127.0.0.1:0",
+		AdminListener: ln, AdminToken: token, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("gateway Run: %v", err)
+		}
+	})
+	return g, token
+}
+
+// dtlsHandshake opens a DTLS session to addr as identity with key, as a
+// node would, and closes it.
+func dtlsHandshake(addr, identity string, key []byte, timeout time.Duration) error {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return err
+	}
+	uc, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		return err
+	}
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), raddr,
+		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
+		piondtls.WithPSKIdentityHint([]byte(identity)),
+		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
+	if err != nil {
+		uc.Close()
+		return err
+	}
+	defer dc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return dc.HandshakeContext(ctx)
+}

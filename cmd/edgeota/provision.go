@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -274,8 +277,9 @@ func newProvisionApplyCmd() *cobra.Command {
 	var addr, hci, bundleFile, audit string
 	var timeout time.Duration
 	var asJSON bool
+	var gw adminFlags
 	cmd := &cobra.Command{
-		Use:   "apply --addr MAC [--bundle FILE | bundle flags] [--hci hci0]",
+		Use:   "apply --addr MAC [--bundle FILE | bundle flags] [--hci hci0] [--admin URL]",
 		Short: "Provision one node over BLE: send it a signed bundle and commit it",
 		Long: `Provision one node over BLE. Connect to the node at --addr, read its id,
 class, component and the serial of its current bundle, sign a bundle for it
@@ -292,9 +296,19 @@ seconds). Anything refused leaves the node's configuration unchanged.
 
 --audit FILE appends one JSON line per commit: who (key id) provisioned
 which node, with what serial and labels, and when.
+
+--admin URL registers the node's PSK with that running gateway once the node
+has committed (PUT /v1/keys, as 'gateway keys import --admin' does), so the
+node's first DTLS handshake finds its key. The admin API is checked before
+the radio is used; with --bundle, --psk-file and --factory-secret-file are
+needed too, and the key sealed in the bundle must be the one in --psk-file.
+Re-provisioning a node with a new key this way rotates it: the gateway
+closes the node's session, and the node opens a new one with the new key.
 ` + bleHelp,
-		Example: "  sudo edgeota provision apply --addr 0c:8b:95:12:34:56 " + bundleExample,
-		Args:    noArgs,
+		Example: "  sudo edgeota provision apply --addr 0c:8b:95:12:34:56 " + bundleExample + `
+  sudo edgeota provision apply --addr 0c:8b:95:12:34:56 --admin https://gw-1:8080 --token-file admin.token \
+      --admin-ca admin-ca.pem ` + bundleExample,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addr == "" {
 				return usagef("--addr MAC is required (find it with 'edgeota provision scan')")
@@ -306,6 +320,12 @@ which node, with what serial and labels, and when.
 			var signed []byte
 			if bundleFile != "" {
 				if signed, err = os.ReadFile(bundleFile); err != nil {
+					return err
+				}
+			}
+			var reg *keyRegistration
+			if gw.url != "" {
+				if reg, err = newKeyRegistration(&gw, &b, signed); err != nil {
 					return err
 				}
 			}
@@ -329,11 +349,22 @@ which node, with what serial and labels, and when.
 					return fmt.Errorf("node %s provisioned, but the audit log failed: %w", res.NodeID, err)
 				}
 			}
+			out := applied{Result: res}
+			if reg != nil {
+				if err := reg.put(res.NodeID); err != nil {
+					return fmt.Errorf("node %s provisioned (serial %d), but the gateway did not take its key: %w; "+
+						"import it with 'edgeota gateway keys import --admin %s'", res.NodeID, res.Serial, err, gw.url)
+				}
+				out.KeyRegistered = gw.url
+			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "provisioned %s (%s): serial %d, labels %s, signed by %s; %d bytes in %d chunks\n",
 				res.NodeID, res.Node.Addr, res.Serial, formatLabels(res.Labels), res.Signer, res.Bytes, res.Chunks)
+			if reg != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "registered the key of %s with %s\n", res.NodeID, gw.url)
+			}
 			return nil
 		},
 	}
@@ -345,7 +376,70 @@ which node, with what serial and labels, and when.
 	fl.StringVar(&audit, "audit", "", "append a JSON audit record of the commit to this file")
 	fl.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	gw.register(fl, "", "register the node's PSK with the running gateway at this admin API URL after the commit")
 	return cmd
+}
+
+// applied is what 'provision apply' reports: the provisioning, and the
+// gateway that took the node's key, if any.
+type applied struct {
+	*provisioner.Result
+	KeyRegistered string `json:"key_registered,omitempty"`
+}
+
+// keyRegistration registers a provisioned node's PSK with a running
+// gateway, through its admin API.
+type keyRegistration struct {
+	c   *adminClient
+	psk []byte
+}
+
+// newKeyRegistration checks, before any radio work, that the gateway's
+// admin API answers with the token given, and reads the PSK to register:
+// --psk-file; with a prepared bundle (signed), also the factory secret, to
+// check that the bundle seals that same key.
+func newKeyRegistration(gw *adminFlags, b *bundleFlags, signed []byte) (*keyRegistration, error) {
+	psk, err := readSecretFile("--psk-file", b.pskFile)
+	if err != nil {
+		return nil, err
+	}
+	if signed != nil {
+		secret, err := readSecretFile("--factory-secret-file", b.secretFile)
+		if err != nil {
+			return nil, err
+		}
+		env, err := sign.Parse(signed)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle: %w", err)
+		}
+		bundle, err := provision.Decode(env.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle: %w", err)
+		}
+		sealed, err := bundle.OpenPSK(secret)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle: its key does not open with --factory-secret-file: %w", err)
+		}
+		if !bytes.Equal(sealed, psk) {
+			return nil, usagef("--bundle seals another key than --psk-file: registering it would lock node %s out", bundle.NodeID)
+		}
+	}
+	c, err := gw.client()
+	if err != nil {
+		return nil, err
+	}
+	var keys struct{ Nodes []string }
+	if err := c.getJSON("/v1/keys", &keys); err != nil {
+		return nil, fmt.Errorf("--admin: the gateway's key registry: %w", err)
+	}
+	return &keyRegistration{c: c, psk: psk}, nil
+}
+
+// put registers the key as node's; the gateway closes the node's session
+// when the key changed.
+func (r *keyRegistration) put(node string) error {
+	entries := []gateway.KeyEntry{{NodeID: node, PSK: "hex:" + hex.EncodeToString(r.psk)}}
+	return r.c.send(http.MethodPut, "/v1/keys", entries, nil)
 }
 
 // applyBundle provisions a connected node: with signed when given, else

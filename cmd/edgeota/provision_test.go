@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-ble/ble"
 
@@ -95,8 +96,10 @@ func useAir(t testing.TB, air *blelink.Air) {
 	t.Cleanup(func() { openAdapter = old })
 }
 
-func TestProvisionApply(t *testing.T) {
-	f := newProvFixture(t)
+// airNode puts a fresh node-0001 at 0a:00:00:00:00:01 on an in-memory air
+// the CLI's adapter reaches, and returns its configuration store.
+func airNode(t testing.TB, f provFixture) *provisioning.MemStore {
+	t.Helper()
 	air := blelink.NewAir()
 	useAir(t, air)
 	store := &provisioning.MemStore{}
@@ -107,7 +110,13 @@ func TestProvisionApply(t *testing.T) {
 	}
 	stop, _ := air.Advertise(blelink.Peripheral{Addr: "0a:00:00:00:00:01", Name: "node-0001",
 		Services: []ble.UUID{ble.MustParse(provision.ServiceUUID)}, Accept: func(c ble.Conn) { svc.ServeConn(context.Background(), c) }})
-	defer func() { stop(); air.Wait() }()
+	t.Cleanup(func() { stop(); air.Wait() })
+	return store
+}
+
+func TestProvisionApply(t *testing.T) {
+	f := newProvFixture(t)
+	store := airNode(t, f)
 
 	out := mustCLI(t, "provision", "scan", "--timeout", "50ms", "--json")
 	var found []provisioner.Found
@@ -148,5 +157,63 @@ func TestProvisionNoAdapter(t *testing.T) {
 	}
 	if code != 1 || !strings.Contains(errs, "Bluetooth") {
 		t.Fatalf("exit %d, %s", code, errs)
+	}
+}
+
+// TestProvisionApplyRegistersTheKey: with --admin, 'provision apply'
+// registers the PSK it sealed into the bundle with a running gateway (a
+// real one, serving DTLS), so the node can open a session with it; the
+// admin API is checked before the radio, and a prepared bundle whose
+// sealed key is not --psk-file is refused before anything is sent.
+func TestProvisionApplyRegistersTheKey(t *testing.T) {
+	f := newProvFixture(t)
+	store := airNode(t, f)
+	gw, token := startCLIGateway(t)
+	tokenFile := filepath.Join(f.dir, "admin.token")
+	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	badToken := filepath.Join(f.dir, "bad.token")
+	os.WriteFile(badToken, []byte("not-the-token\n"), 0o600)
+	otherPSK := filepath.Join(f.dir, "other.psk")
+	os.WriteFile(otherPSK, []byte("another-key-of-16-bytes"), 0o600)
+	admin := "http://" + gw.AdminAddr().String()
+
+	// A wrong token: refused before the radio, the node keeps its state.
+	_, errs, code := cli(t, append([]string{"provision", "apply", "--addr", "0a:00:00:00:00:01", "--serial", "5",
+		"--admin", admin, "--token-file", badToken}, f.bundleArgs()...)...)
+	if code == 0 || !strings.Contains(errs, "key registry") {
+		t.Fatalf("wrong token: exit %d, %s", code, errs)
+	}
+	// A prepared bundle sealing another key than --psk-file.
+	prepared := filepath.Join(f.dir, "n.bundle")
+	mustCLI(t, append([]string{"provision", "bundle", "--node", "node-0001", "--component", "kws-model", "--serial", "6", "--out", prepared}, f.bundleArgs()...)...)
+	_, errs, code = cli(t, "provision", "apply", "--addr", "0a:00:00:00:00:01", "--bundle", prepared, "--admin", admin,
+		"--token-file", tokenFile, "--psk-file", otherPSK, "--factory-secret-file", f.secret)
+	if code != 2 || !strings.Contains(errs, "another key") {
+		t.Fatalf("mismatched bundle: exit %d, %s", code, errs)
+	}
+	if _, ok, _ := store.Load(); ok {
+		t.Fatal("a refused apply changed the node's configuration")
+	}
+
+	out := mustCLI(t, append([]string{"provision", "apply", "--addr", "0a:00:00:00:00:01", "--serial", "7", "--json",
+		"--admin", admin, "--token-file", tokenFile}, f.bundleArgs()...)...)
+	var res struct {
+		NodeID        string `json:"node_id"`
+		KeyRegistered string `json:"key_registered"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.NodeID != "node-0001" || res.KeyRegistered != admin {
+		t.Fatalf("apply: %s (%v)", out, err)
+	}
+	cfg, ok, _ := store.Load()
+	if !ok || cfg.Serial != 7 || !bytes.Equal(cfg.PSK, f.pskBytes) {
+		t.Fatalf("node holds %+v", cfg)
+	}
+	// The gateway accepts a DTLS session as node-0001 with the node's key,
+	// and none with another.
+	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", f.pskBytes, 10*time.Second); err != nil {
+		t.Fatalf("a session with the provisioned key: %v", err)
+	}
+	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", []byte("another-key-of-16-bytes"), 2*time.Second); err == nil {
+		t.Fatal("a session with another key was accepted")
 	}
 }
