@@ -44,7 +44,10 @@ broker that are already running (started with --sim --time-scale N, the
 scenario's time scale, and trusting --key for manifests and deployments:
 --trust and --deploy-trust; --token-file when it has --admin-token-file);
 the run's nodes, cohorts and deployments are scoped to it with a sim_run
-label, so the gateway can be shared. Faults that
+label, so the gateway can be shared. A transport dtls scenario takes a
+coaps:// --gateway: the run registers its nodes' keys in that gateway's
+registry and deletes them at its end (give the gateway
+--max-handshakes-per-source of twice the fleet or more). Faults that
 restart the gateway or the broker need the in-process ones. Scenarios shipped with edgeota are in firmware-sim/scenarios;
 docs/simulator.md teaches writing your own.`,
 		Example: "  edgeota sim run firmware-sim/scenarios/bad-model.yaml --junit report.xml",
@@ -123,7 +126,7 @@ docs/simulator.md teaches writing your own.`,
 	run.Flags().Uint64Var(&seed, "seed", 0, "seed of every random choice (default: the scenario's, or a new one, printed)")
 	run.Flags().StringVar(&junit, "junit", "", "write JUnit XML to FILE")
 	run.Flags().BoolVar(&quiet, "quiet", false, "no progress lines")
-	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT (instead of one in-process)")
+	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT, or coaps://HOST:PORT for a transport dtls scenario (instead of one in-process)")
 	admin.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")
 	run.Flags().StringVar(&mqttURL, "mqtt", "", "that gateway's MQTT broker, tcp://HOST:PORT")
 	run.Flags().StringVar(&keyFile, "key", "", "the key that gateway trusts for manifests and deployments (PKCS#8 PEM)")

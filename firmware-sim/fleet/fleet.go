@@ -1,11 +1,13 @@
 package fleet
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	cryptorand "crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +56,9 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Gateway, Admin and MQTT, when set, run the fleet against a running
-	// gateway (its CoAP URL coap://HOST:PORT and its admin API URL) and
+	// gateway (its CoAP URL coap://HOST:PORT, coaps://HOST:PORT for a
+	// scenario with transport dtls, whose node keys the run registers
+	// and deletes through the admin API, and its admin API URL) and
 	// broker (tcp://HOST:PORT) instead of starting them in-process. That
 	// gateway must trust Key for manifests and deployments (--trust,
 	// --deploy-trust) and run the scenario's time scale (--sim
@@ -153,6 +158,7 @@ type sim struct {
 	external bool
 	runID    string
 	gwID     string
+	keyed    []string // node ids whose keys this run put in the gateway's registry
 	paho     pahomqtt.Client
 }
 
@@ -175,9 +181,6 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 	if s.external {
 		if opts.Gateway == "" || opts.Admin == "" || opts.MQTT == "" {
 			return nil, errors.New("fleet: a running gateway needs its CoAP URL, its admin URL and its broker")
-		}
-		if s.dtls {
-			return nil, ErrExternalDTLS
 		}
 		for _, f := range sc.Faults {
 			if f.Kind == scenario.FaultGatewayRestart || f.Kind == scenario.FaultBrokerOutage {
@@ -263,6 +266,11 @@ func (s *sim) setup(ctx context.Context) error {
 		if err := s.attach(); err != nil {
 			return err
 		}
+		if s.dtls {
+			if err := s.registerKeys(ids); err != nil {
+				return err
+			}
+		}
 	} else {
 		if s.dtls {
 			// Every node's key is in the gateway's registry before it
@@ -331,7 +339,13 @@ func (s *sim) identities() []identity {
 				}
 				labels["sim_run"] = s.runID
 			}
-			out = append(out, identity{id: id, labels: labels, psk: s.secretBytes(32), secret: s.secretBytes(32)})
+			psk, secret := s.secretBytes(32), s.secretBytes(32)
+			if s.runID != "" {
+				// A gateway that outlives the run gets keys nobody can
+				// derive from the seed.
+				cryptorand.Read(psk)
+			}
+			out = append(out, identity{id: id, labels: labels, psk: psk, secret: secret})
 		}
 	}
 	return out
@@ -491,6 +505,7 @@ func (s *sim) teardown() {
 	if s.paho != nil {
 		s.paho.Disconnect(100)
 	}
+	s.forgetKeys()
 	for _, n := range s.nodes {
 		n.mu.Lock()
 		if n.cancel != nil {
@@ -586,13 +601,17 @@ func (s *sim) adminJSON(method, path string, in, out any) error {
 // attach joins a running gateway and broker: it checks the gateway's time
 // scale and subscribes to its health topic.
 func (s *sim) attach() error {
+	scheme, port := "coap", "5683"
+	if s.dtls {
+		scheme, port = "coaps", "5684"
+	}
 	u, err := url.Parse(s.opts.Gateway)
-	if err != nil || u.Scheme != "coap" || u.Host == "" {
-		return fmt.Errorf("fleet: --gateway %q: want coap://HOST:PORT", s.opts.Gateway)
+	if err != nil || u.Scheme != scheme || u.Host == "" {
+		return fmt.Errorf("fleet: --gateway %q: the scenario's transport %s wants %s://HOST[:PORT]", s.opts.Gateway, s.sc.Transport, scheme)
 	}
 	s.coapAddr = u.Host
 	if u.Port() == "" {
-		s.coapAddr = net.JoinHostPort(u.Hostname(), "5683")
+		s.coapAddr = net.JoinHostPort(u.Hostname(), port)
 	}
 	if ua, err := net.ResolveUDPAddr("udp", s.coapAddr); err == nil {
 		s.coapAddr = ua.String()
@@ -655,4 +674,62 @@ func (s *sim) scopedCohort(c string) string {
 		return "sim_run:" + s.runID
 	}
 	return "(" + c + ") AND sim_run:" + s.runID
+}
+
+// registerKeys puts the run's node keys in a running gateway's registry
+// (PUT /v1/keys, as `edgeota gateway keys import --admin` does); teardown
+// deletes them. The run's nodes all speak from this host, so a gateway
+// whose per-address handshake bound is below the fleet's size makes them
+// queue for handshakes: say so.
+func (s *sim) registerKeys(ids []identity) error {
+	entries := make([]gateway.KeyEntry, len(ids))
+	for i, id := range ids {
+		entries[i] = gateway.KeyEntry{NodeID: id.id, PSK: "hex:" + hex.EncodeToString(id.psk)}
+	}
+	if err := s.adminJSON(http.MethodPut, "/v1/keys", entries, nil); err != nil {
+		return fmt.Errorf("fleet: register the nodes' keys: %w", err)
+	}
+	s.keyed = make([]string, len(ids))
+	for i, id := range ids {
+		s.keyed[i] = id.id
+	}
+	if n, ok := s.gatewayLimit("max_handshakes_per_source"); ok && n < float64(len(ids)) {
+		s.progress(fmt.Sprintf("warning: the gateway allows %g handshakes at once per address and this run's %d nodes share one: "+
+			"start it with --max-handshakes-per-source %d or more, or nodes queue for their sessions", n, len(ids), 2*len(ids)))
+	}
+	return nil
+}
+
+// forgetKeys deletes the keys registerKeys put in a running gateway's
+// registry.
+func (s *sim) forgetKeys() {
+	for _, id := range s.keyed {
+		if err := s.adminJSON(http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, nil); err != nil {
+			s.log.Warn("forget a simulated node's key", "node", id, "err", err)
+		}
+	}
+	s.keyed = nil
+}
+
+// gatewayLimit reads one configured limit from the gateway's metrics
+// (edgeota_limit{name="..."}); false when it cannot.
+func (s *sim) gatewayLimit(name string) (float64, bool) {
+	req, err := http.NewRequest(http.MethodGet, s.admin+"/metrics", nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := s.adminDo(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	prefix := `edgeota_limit{name="` + name + `"} `
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

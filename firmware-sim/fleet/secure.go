@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -19,12 +18,6 @@ import (
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol/provision"
 )
-
-// ErrExternalDTLS is returned by [Run] for a scenario with transport dtls
-// against a running gateway: the simulator imports its nodes' keys only
-// into the gateway it starts itself.
-var ErrExternalDTLS = errors.New("fleet: transport dtls needs the gateway the simulator starts itself " +
-	"(it imports every node's key before the gateway starts); against a running gateway use transport udp")
 
 // Provisioning over BLE (provision: ble).
 const (

@@ -2,6 +2,11 @@ package fleet
 
 import (
 	"crypto/ed25519"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,3 +46,51 @@ var (
 	testStart = time.Unix(1_800_000_000, 0)
 	testKey   = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 )
+
+// TestRegisterKeysWarnsOfTheHandshakeBound: against a running gateway whose
+// per-address handshake bound is below the fleet's size, registering the
+// keys says which flag to raise; at or above it, nothing is said. The keys
+// go to PUT /v1/keys with the admin token.
+func TestRegisterKeysWarnsOfTheHandshakeBound(t *testing.T) {
+	for _, tc := range []struct {
+		bound int
+		warn  bool
+	}{{4, true}, {16, false}} {
+		var put []byte
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer tok" {
+				http.Error(w, "token", http.StatusUnauthorized)
+				return
+			}
+			switch r.Method + " " + r.URL.Path {
+			case "PUT /v1/keys":
+				put, _ = io.ReadAll(r.Body)
+				io.WriteString(w, `{"imported":8,"changed":[]}`)
+			case "GET /metrics":
+				fmt.Fprintf(w, "# HELP edgeota_limit x\nedgeota_limit{name=\"max_handshakes\"} 256\nedgeota_limit{name=\"max_handshakes_per_source\"} %d\n", tc.bound)
+			default:
+				http.NotFound(w, r)
+			}
+		}))
+		var lines []string
+		s := &sim{external: true, admin: srv.URL, opts: Options{AdminToken: "tok", Progress: func(l string) { lines = append(lines, l) }}}
+		ids := make([]identity, 8)
+		for i := range ids {
+			ids[i] = identity{id: fmt.Sprintf("n%d", i), psk: []byte("0123456789abcdef")}
+		}
+		if err := s.registerKeys(ids); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		if !strings.Contains(string(put), `"node_id":"n7","psk":"hex:30313233343536373839616263646566"`) {
+			t.Errorf("PUT /v1/keys %s", put)
+		}
+		warned := len(lines) == 1 && strings.Contains(lines[0], "--max-handshakes-per-source 16")
+		if warned != tc.warn || (!tc.warn && len(lines) != 0) {
+			t.Errorf("bound %d: said %q", tc.bound, lines)
+		}
+		if len(s.keyed) != 8 {
+			t.Errorf("%d keys to forget", len(s.keyed))
+		}
+	}
+}

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,27 +76,126 @@ deployments:
 	}
 }
 
-// TestExternalDTLSRefused: against a running gateway the simulator cannot
-// put its nodes' keys in that gateway's registry before they start, so a
-// scenario with transport dtls is refused before anything is contacted.
-func TestExternalDTLSRefused(t *testing.T) {
+// TestExternalDTLS runs a transport dtls scenario against a gateway the
+// simulator did not start: one serving CoAP over DTLS only, with an admin
+// token. The run registers its nodes' keys through the admin API, its
+// nodes open DTLS sessions through their lossy radio links, and the run
+// deletes the keys at its end; a second run does the same with keys of
+// its own. A coap:// URL for a dtls scenario is refused up front.
+func TestExternalDTLS(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	const token = "external-dtls-token"
+	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: token,
+		Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
+		GatewayID: "gw-ext-dtls", Sim: true, TimeScale: 60, Clock: gateway.ScaledClock(60), BatchInterval: 50 * time.Millisecond,
+		Limits: gateway.Limits{SourceRate: -1, MaxHandshakesPerSource: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("gateway Run: %v", err)
+		}
+	})
 	sc, err := scenario.Parse([]byte(`
-name: ext
+name: ext-dtls
+seed: 5
 transport: dtls
 time_scale: 60
-duration: 1m
-fleet: [{count: 1}]
-models: [{name: v1, version: 1.0.0, size: 1024}]
-expect: [{kind: all-run, model: v1}]
+duration: 20m
+inference_rate: 1
+health_interval: 30s
+fleet: [{count: 4, labels: {hw: rev2}}]
+link: {loss: 0.05}
+models:
+  - {name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 4096}
+  - {name: v2, version: 2.0.0, behaviour: "error_permille=1", size: 8192, probation: {seconds: 60, min_inferences: 10}}
+initial: v1
+deployments:
+  - {id: d1, at: 10s, model: v2, cohort: "hw:rev2", waves: [{percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, node_timeout: 30m}
+expect:
+  - {kind: rollout, deployment: d1, phase: completed}
+  - {kind: all-run, model: v2}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = fleet.Run(context.Background(), sc, fleet.Options{Gateway: "coap://127.0.0.1:1", Admin: "http://127.0.0.1:1",
-		MQTT: "tcp://127.0.0.1:1"})
-	if !errors.Is(err, fleet.ErrExternalDTLS) {
-		t.Fatalf("Run = %v, want ErrExternalDTLS", err)
+	admin := "http://" + g.AdminAddr().String()
+	opts := fleet.Options{Gateway: "coaps://" + g.CoAPSAddr().String(), Admin: admin, MQTT: g.MQTTBrokerURL(), Key: key, AdminToken: token}
+	for run := 1; run <= 2; run++ {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		res, err := fleet.Run(rctx, sc, opts)
+		rcancel()
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		outs := scenario.Evaluate(sc, res)
+		if !scenario.Passed(outs) {
+			var b bytes.Buffer
+			scenario.WriteSummary(&b, sc, res, outs)
+			t.Fatalf("run %d:\n%s", run, b.String())
+		}
+		if keys := registeredKeys(t, admin, token); len(keys) != 0 {
+			t.Fatalf("run %d left keys in the gateway's registry: %v", run, keys)
+		}
 	}
+	if ok := handshakesOK(t, admin, token); ok < 8 {
+		t.Errorf("%v DTLS handshakes succeeded over two runs of 4 nodes", ok)
+	}
+
+	plain := opts
+	plain.Gateway = "coap://" + g.CoAPSAddr().String()
+	if _, err := fleet.Run(context.Background(), sc, plain); err == nil || !strings.Contains(err.Error(), "coaps://") {
+		t.Fatalf("a dtls scenario with a coap:// gateway: %v", err)
+	}
+}
+
+// adminGet GETs path from a gateway's admin API with its token.
+func adminGet(t *testing.T, admin, token, path string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, admin+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
+	}
+	return b
+}
+
+// registeredKeys lists the node ids with a key in a gateway's registry.
+func registeredKeys(t *testing.T, admin, token string) []string {
+	t.Helper()
+	var out struct{ Nodes []string }
+	if err := json.Unmarshal(adminGet(t, admin, token, "/v1/keys"), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Nodes
+}
+
+// handshakesOK reads the gateway's count of successful DTLS handshakes.
+func handshakesOK(t *testing.T, admin, token string) float64 {
+	t.Helper()
+	const series = `edgeota_dtls_handshakes_total{result="ok"} `
+	for line := range strings.Lines(string(adminGet(t, admin, token, "/metrics"))) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), strings.TrimSpace(series)+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // TestExternalProvisioned provisions a run's nodes over BLE against a
