@@ -141,6 +141,16 @@ func (im *Image) fetch(ctx context.Context, szx blockwise.SZX, pos int64) (b blo
 	if err != nil {
 		return block{}, false, err
 	}
+	return im.answer(op, szx, pos, r)
+}
+
+// answer reads the gateway's answer r to a GET of the block of size szx
+// holding pos: the block, or smaller when it is a block of a smaller size
+// that does not hold pos (im.szx is then lowered to it), or an error. A
+// block returned starts at or before pos and holds pos unless it is the
+// last one.
+func (im *Image) answer(op string, szx blockwise.SZX, pos int64, r response) (b block, smaller bool, err error) {
+	num := pos / szx.Size()
 	switch {
 	case r.code == codes.Content:
 	case r.code == codes.NotFound:
