@@ -66,3 +66,61 @@ expect:
 		t.Fatalf("second run: exit %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// TestSimOverDTLSAgainstRunningGateway runs a transport dtls scenario
+// against an `edgeota gateway --sim` process that serves CoAP over DTLS
+// only and requires an admin token, with a real mosquitto: the run
+// registers its nodes' keys with `--token-file`, its nodes update over
+// DTLS, and the gateway's key registry is empty again after the run.
+func TestSimOverDTLSAgainstRunningGateway(t *testing.T) {
+	b := mqttpeer.Start(t)
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	coaps, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	startDaemon(t, dir, "gateway", "--data", "gw", "--trust", "op.pub", "--deploy-trust", "op.pub", "--coaps", coaps,
+		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--admin-token-file", "admin.token", "--max-handshakes-per-source", "32",
+		"--mqtt", b.URL(), "--gateway-id", "gw-sim-dtls", "--sim", "--time-scale", "60")
+	waitFor(t, "the gateway", 10*time.Second, func() bool {
+		_, _, code := run(t, dir, "rollout", "list", "--admin", admin, "--token-file", "admin.token")
+		return code == 0
+	})
+	scen := `
+name: external-dtls
+seed: 11
+transport: dtls
+time_scale: 60
+duration: 20m
+inference_rate: 1
+health_interval: 30s
+fleet: [{count: 6, labels: {hw: rev2}}]
+link: {loss: 0.05}
+models:
+  - {name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 8192}
+  - {name: v2, version: 2.0.0, behaviour: "error_permille=1", size: 8192, probation: {seconds: 60, min_inferences: 10}}
+initial: v1
+deployments:
+  - {id: d1, at: 10s, model: v2, cohort: "hw:rev2", waves: [{percent: 50, bake: 1m}, {percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, node_timeout: 30m}
+expect:
+  - {kind: rollout, deployment: d1, phase: completed}
+  - {kind: all-run, model: v2}
+  - {kind: health-delivered}
+`
+	os.WriteFile(filepath.Join(dir, "s.yaml"), []byte(scen), 0o644)
+	out, errs, code := run(t, dir, "sim", "run", "s.yaml", "--quiet", "--gateway", "coaps://"+coaps, "--admin", admin,
+		"--token-file", "admin.token", "--mqtt", b.URL(), "--key", "op.key")
+	if code != 0 {
+		t.Fatalf("sim run: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "3 of 3 expectations passed") || !strings.Contains(out, "DTLS") {
+		t.Fatalf("summary:\n%s", out)
+	}
+	if keys := mustRun(t, dir, "gateway", "keys", "list", "--admin", admin, "--token-file", "admin.token"); strings.TrimSpace(keys) != "" {
+		t.Fatalf("the run left keys in the gateway's registry:\n%s", keys)
+	}
+	// A coap:// URL for a dtls scenario is refused before anything runs.
+	if _, errs, code := run(t, dir, "sim", "run", "s.yaml", "--quiet", "--gateway", "coap://"+coaps, "--admin", admin,
+		"--token-file", "admin.token", "--mqtt", b.URL(), "--key", "op.key"); code == 0 || !strings.Contains(errs, "coaps://") {
+		t.Fatalf("coap:// for a dtls scenario: exit %d: %s", code, errs)
+	}
+}
