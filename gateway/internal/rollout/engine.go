@@ -502,12 +502,23 @@ func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) error {
 }
 
 // Health takes a node's health report: before activation it feeds the
-// node's p99 baseline, after it the gates.
+// node's p99 baseline, after it the gates. In a rollback it tells that a
+// node given its previous manifest back runs it again: a node that never
+// activated the rolled-back manifest has nothing to announce by a Hello.
 func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.sorted() {
 		x, ok := r.Nodes[rep.NodeID]
+		if ok && r.Phase == RolledBack && x.Returned && x.PrevSeq != 0 && rep.RunningSeq == x.PrevSeq &&
+			x.State != NodeWaiting && x.State != NodeRolledBack && x.State != NodeStuck {
+			x.LastSeen = now
+			r.setState(x, NodeRolledBack, now, fmt.Sprintf("runs seq %d again (health report)", rep.RunningSeq))
+			if err := e.step(r, now); err != nil {
+				return err
+			}
+			continue
+		}
 		if !ok || (r.Phase != Running && r.Phase != Paused) {
 			continue
 		}

@@ -197,6 +197,44 @@ func TestBadModelStoppedInWave1AndRolledBack(t *testing.T) {
 	}
 }
 
+// TestRollbackOfANodeThatNeverActivated: in a rollback, a node that was
+// assigned the bad manifest but never activated it gets its previous one
+// back and, running it all along, sends no Hello; its health reports, on
+// its previous seq, tell the rollout it is rolled back. A report on
+// another seq does not.
+func TestRollbackOfANodeThatNeverActivated(t *testing.T) {
+	fx := setup(t, 20, nil)
+	w1 := fx.assignedNew()
+	quiet := w1[1]
+	fx.e.Hello(fx.info(w1[0], newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
+	fx.e.Status(&protocol.StatusEvent{NodeID: w1[0], State: protocol.StateReverted, Seq: newSeq, Code: protocol.ReasonProbationErrors,
+		Reason: "probation errors", Number: 5}, fx.now)
+	if st := fx.status(); st.Phase != RolledBack || string(fx.f.assigned[quiet]) != "PREV" {
+		t.Fatalf("phase %s, %s assigned %q", st.Phase, quiet, fx.f.assigned[quiet])
+	}
+	state := func() NodeState {
+		for _, n := range fx.status().Nodes {
+			if n.ID == quiet {
+				return n.State
+			}
+		}
+		t.Fatalf("%s not in the rollout", quiet)
+		return ""
+	}
+	fx.advance(time.Minute)
+	fx.e.Health(&protocol.HealthReport{NodeID: quiet, RunningSeq: newSeq + 1, Number: 1}, fx.now)
+	if s := state(); s != NodeAssigned {
+		t.Fatalf("%s is %s after a report on another seq", quiet, s)
+	}
+	fx.e.Health(&protocol.HealthReport{NodeID: quiet, RunningSeq: prevSeq, Number: 2}, fx.now)
+	if s := state(); s != NodeRolledBack {
+		t.Fatalf("%s is %s after a report on its previous seq, want %s", quiet, s, NodeRolledBack)
+	}
+	if st := fx.status(); st.Waves[0].RolledBack != 1 || st.Waves[0].Reverted != 1 {
+		t.Fatalf("wave 1: %+v", st.Waves[0])
+	}
+}
+
 func TestLatencyGatePauses(t *testing.T) {
 	fx := setup(t, 10, func(d *protocol.Deployment) { d.OnFailure = protocol.FailurePause })
 	w1 := fx.assignedNew()
