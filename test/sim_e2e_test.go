@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,9 +62,23 @@ expect:
 	if err != nil || !strings.Contains(string(x), "<testsuite") || strings.Count(string(x), "<testcase") != 4 {
 		t.Fatalf("JUnit report: %v\n%s", err, x)
 	}
-	// A second run on the same gateway is scoped to its own nodes.
-	if out, errs, code := run(t, dir, args...); code != 0 {
+	// A second run on the same gateway is scoped to its own nodes; its
+	// --json report is what a script reads.
+	out, errs, code = run(t, dir, append(args, "--json")...)
+	if code != 0 {
 		t.Fatalf("second run: exit %d\n%s\n%s", code, out, errs)
+	}
+	var rep struct {
+		Passed       bool
+		Seed         string
+		Expectations []struct{ Passed bool }
+		Nodes        []struct{ ID, Model string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if !rep.Passed || rep.Seed != "9" || len(rep.Expectations) != 4 || len(rep.Nodes) != 10 {
+		t.Fatalf("--json report: %+v", rep)
 	}
 }
 

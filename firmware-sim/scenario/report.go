@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -46,42 +47,12 @@ func WriteSummary(w io.Writer, s *Scenario, r *Result, outs []Outcome) {
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "model\tversion\tnodes\tconfirmed\ttrial")
-	type count struct{ all, confirmed, trial int }
-	counts := map[string]*count{}
-	var order []string
-	add := func(name string) {
-		if counts[name] == nil {
-			counts[name] = &count{}
-			order = append(order, name)
-		}
-	}
-	for _, m := range s.Models {
-		add(m.Name)
-	}
-	for _, n := range r.Nodes {
-		add(n.Model)
-		c := counts[n.Model]
-		c.all++
-		switch n.State {
-		case StateConfirmed:
-			c.confirmed++
-		case StateTrial:
-			c.trial++
-		}
-	}
-	for _, name := range order {
-		c := counts[name]
-		version, label := "", name
-		if m := s.Model(name); m != nil {
-			version = m.Version
-		}
-		if name == "" {
-			if c.all == 0 {
-				continue
-			}
+	for _, c := range modelCounts(s, r) {
+		label := c.Name
+		if label == "" {
 			label = "(none)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", label, version, c.all, c.confirmed, c.trial)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", label, c.Version, c.Nodes, c.Confirmed, c.Trial)
 	}
 	tw.Flush()
 
@@ -108,6 +79,53 @@ func WriteSummary(w io.Writer, s *Scenario, r *Result, outs []Outcome) {
 		fmt.Fprintf(w, "%s %s — %s\n", verdict, o.Name, o.Detail)
 	}
 	fmt.Fprintf(w, "\n%d of %d expectations passed\n", passed, len(outs))
+}
+
+// modelCount is how many nodes run one model at the end of a run.
+type modelCount struct {
+	Name      string `json:"model"` // "" for nodes that run none
+	Version   string `json:"version,omitempty"`
+	Nodes     int    `json:"nodes"`
+	Confirmed int    `json:"confirmed"`
+	Trial     int    `json:"trial"`
+}
+
+// modelCounts counts the nodes per model: every model of the scenario in
+// its order, then any other name the nodes report, then "" (no model)
+// when some node runs none.
+func modelCounts(s *Scenario, r *Result) []modelCount {
+	var out []modelCount
+	index := map[string]int{}
+	add := func(name string) *modelCount {
+		i, ok := index[name]
+		if !ok {
+			i = len(out)
+			index[name] = i
+			c := modelCount{Name: name}
+			if m := s.Model(name); m != nil {
+				c.Version = m.Version
+			}
+			out = append(out, c)
+		}
+		return &out[i]
+	}
+	for _, m := range s.Models {
+		add(m.Name)
+	}
+	for _, n := range r.Nodes {
+		c := add(n.Model)
+		c.Nodes++
+		switch n.State {
+		case StateConfirmed:
+			c.Confirmed++
+		case StateTrial:
+			c.Trial++
+		}
+	}
+	if i, ok := index[""]; ok && out[i].Nodes == 0 {
+		out = append(out[:i], out[i+1:]...)
+	}
+	return out
 }
 
 // junitSuite is the root element of the JUnit XML: one test suite.
@@ -194,4 +212,106 @@ func WriteJUnit(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
 // seconds formats d as JUnit does: seconds with 3 decimals.
 func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
+}
+
+// jsonReport is the document [WriteJSON] writes.
+type jsonReport struct {
+	Scenario         string         `json:"scenario"`
+	Description      string         `json:"description,omitempty"`
+	Seed             string         `json:"seed"`
+	Passed           bool           `json:"passed"`
+	Finished         bool           `json:"finished"`
+	TimeScale        float64        `json:"time_scale"`
+	SimElapsed       float64        `json:"sim_elapsed_seconds"`
+	RealElapsed      float64        `json:"real_elapsed_seconds"`
+	Transport        string         `json:"transport"`
+	Provision        string         `json:"provision"`
+	ProvisionElapsed float64        `json:"provision_elapsed_seconds,omitempty"`
+	Models           []modelCount   `json:"models"`
+	Rollouts         []jsonRollout  `json:"rollouts"`
+	Health           jsonHealth     `json:"health"`
+	Expectations     []jsonOutcome  `json:"expectations"`
+	Nodes            []jsonNodeView `json:"nodes"`
+}
+
+type jsonRollout struct {
+	ID        string `json:"id"`
+	Model     string `json:"model"`
+	Phase     string `json:"phase"`
+	MaxWave   int    `json:"max_wave"`
+	Waves     int    `json:"waves"`
+	Touched   int    `json:"touched"`
+	Succeeded int    `json:"succeeded"`
+	Failed    int    `json:"failed"`
+}
+
+type jsonHealth struct {
+	Accepted   int `json:"accepted"`
+	Delivered  int `json:"delivered"`
+	Duplicates int `json:"duplicates"`
+}
+
+type jsonOutcome struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail"`
+}
+
+type jsonNodeView struct {
+	ID          string            `json:"id"`
+	Labels      map[string]string `json:"labels"`
+	Model       string            `json:"model"`
+	State       string            `json:"state"`
+	Boots       uint64            `json:"boots"`
+	PowerCuts   int               `json:"power_cuts"`
+	Unbootable  int               `json:"unbootable"`
+	Provisioned bool              `json:"provisioned,omitempty"`
+	Registered  map[string]string `json:"registered_labels,omitempty"`
+	Audit       []jsonAudit       `json:"audit,omitempty"`
+}
+
+type jsonAudit struct {
+	Actor         string            `json:"actor"`
+	Labels        map[string]string `json:"labels"`
+	Authenticated bool              `json:"authenticated"`
+}
+
+// WriteJSON writes the run as one JSON document, for scripts: what
+// [WriteSummary] shows, with every expectation's kind and every node. The
+// seed is a decimal string (it may exceed what a JSON number holds
+// exactly); durations are in seconds; "passed" is true when every
+// expectation passed.
+func WriteJSON(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
+	rep := jsonReport{Scenario: s.Name, Description: s.Description, Seed: strconv.FormatUint(r.Seed, 10),
+		Passed: Passed(outs), Finished: r.Finished, TimeScale: s.TimeScale,
+		SimElapsed: r.SimElapsed.Seconds(), RealElapsed: r.RealElapsed.Seconds(),
+		Transport: s.Transport, Provision: s.Provision, ProvisionElapsed: r.ProvisionElapsed.Seconds(),
+		Models: modelCounts(s, r), Rollouts: []jsonRollout{}, Expectations: []jsonOutcome{}, Nodes: []jsonNodeView{},
+		Health: jsonHealth{Accepted: r.HealthAccepted, Delivered: r.HealthDelivered, Duplicates: r.HealthDuplicates}}
+	for _, ro := range r.Rollouts {
+		jr := jsonRollout{ID: ro.ID, Model: ro.Model, Phase: ro.Phase, MaxWave: ro.MaxWave,
+			Touched: ro.Touched, Succeeded: ro.Succeeded, Failed: ro.Failed}
+		if d := s.Deployment(ro.ID); d != nil {
+			jr.Waves = len(d.Waves)
+		}
+		rep.Rollouts = append(rep.Rollouts, jr)
+	}
+	for _, o := range outs {
+		rep.Expectations = append(rep.Expectations, jsonOutcome{Name: o.Name, Kind: o.Expectation.Kind, Passed: o.Passed, Detail: o.Detail})
+	}
+	for _, n := range r.Nodes {
+		v := jsonNodeView{ID: n.ID, Labels: n.Labels, Model: n.Model, State: n.State, Boots: n.Boots, PowerCuts: n.PowerCuts,
+			Unbootable: n.Unbootable, Provisioned: n.Provisioned, Registered: n.Registered}
+		if v.Labels == nil {
+			v.Labels = map[string]string{}
+		}
+		for _, a := range n.Audit {
+			v.Audit = append(v.Audit, jsonAudit(a))
+		}
+		rep.Nodes = append(rep.Nodes, v)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }

@@ -2,12 +2,13 @@ package scenario_test
 
 import (
 	"bytes"
-	goldenfile "edgeota/test/golden"
+	"encoding/json"
 	"encoding/xml"
 	"path/filepath"
 	"testing"
 
 	"edgeota/firmware-sim/scenario"
+	goldenfile "edgeota/test/golden"
 )
 
 // golden compares got with testdata/name, or rewrites it with -update.
@@ -41,6 +42,50 @@ func TestWriteSummarySecure(t *testing.T) {
 	var b bytes.Buffer
 	scenario.WriteSummary(&b, s, r, scenario.Evaluate(s, r))
 	golden(t, "summary_secure.golden", b.Bytes())
+}
+
+// TestWriteJSON: the JSON report of a failed run and of a provisioned
+// run over DTLS, against golden files; a script reads the verdict, the
+// failed expectations and the nodes from it.
+func TestWriteJSON(t *testing.T) {
+	for _, tc := range []struct {
+		file     string
+		scenario string
+		result   *scenario.Result
+		passed   bool
+	}{
+		{"report_fail.golden.json", full, badResult(), false},
+		{"report_secure.golden.json", secure, provisionedResult(), true},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			s := mustParse(t, tc.scenario)
+			outs := scenario.Evaluate(s, tc.result)
+			var b bytes.Buffer
+			if err := scenario.WriteJSON(&b, s, tc.result, outs); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.file, b.Bytes())
+			var got struct {
+				Passed       bool
+				Seed         string
+				Expectations []struct{ Passed bool }
+				Nodes        []struct{ ID string }
+			}
+			if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			failed := 0
+			for _, e := range got.Expectations {
+				if !e.Passed {
+					failed++
+				}
+			}
+			if got.Passed != tc.passed || (failed == 0) != tc.passed || len(got.Expectations) != len(outs) ||
+				len(got.Nodes) != len(tc.result.Nodes) || got.Seed == "" {
+				t.Fatalf("report %+v", got)
+			}
+		})
+	}
 }
 
 // The shape of the XML as a JUnit reader sees it.
