@@ -145,6 +145,7 @@ func newGatewayKeysListCmd() *cobra.Command {
 
 func newGatewayKeysDeleteCmd() *cobra.Command {
 	var admin adminFlags
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "delete --admin URL NODE",
 		Short: "Forget a node's key: it can no longer open a DTLS session, and its session is closed",
@@ -157,10 +158,14 @@ func newGatewayKeysDeleteCmd() *cobra.Command {
 			if err := c.send(http.MethodDelete, "/v1/keys/"+args[0], nil, nil); err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"deleted": args[0]})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted the key of %s\n", args[0])
 			return nil
 		},
 	}
 	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -216,4 +216,20 @@ func TestProvisionApplyRegistersTheKey(t *testing.T) {
 	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", []byte("another-key-of-16-bytes"), 2*time.Second); err == nil {
 		t.Fatal("a session with another key was accepted")
 	}
+
+	// 'gateway keys list' names the node; 'gateway keys delete' locks it
+	// out; a second delete finds nothing.
+	keysArgs := []string{"--admin", admin, "--token-file", tokenFile, "--json"}
+	if out := mustCLI(t, append([]string{"gateway", "keys", "list"}, keysArgs...)...); !strings.Contains(out, `"node-0001"`) {
+		t.Fatalf("keys list: %s", out)
+	}
+	if out := mustCLI(t, append([]string{"gateway", "keys", "delete", "node-0001"}, keysArgs...)...); !strings.Contains(out, `"deleted": "node-0001"`) {
+		t.Fatalf("keys delete: %s", out)
+	}
+	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", f.pskBytes, 10*time.Second); err == nil {
+		t.Fatal("a session with a deleted key was accepted")
+	}
+	if _, errs, code := cli(t, append([]string{"gateway", "keys", "delete", "node-0001"}, keysArgs...)...); code != 1 || !strings.Contains(errs, "404") && !strings.Contains(errs, "not") {
+		t.Fatalf("second delete: exit %d, %s", code, errs)
+	}
 }
