@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef"
@@ -41,19 +42,7 @@ func startAdmin(t testing.TB, cfg gateway.Config) string {
 			t.Fatal(err)
 		}
 	}
-	g, err := gateway.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	g := gatewaytest.Start(t, gateway.Config(cfg))
 	scheme := "http://"
 	if cfg.AdminTLS != nil {
 		scheme = "https://"

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -243,8 +242,4 @@ func TestMemoryPerTransferFlat(t *testing.T) {
 			t.Fatalf("more than 16 KiB per transfer: %v", per)
 		}
 	}
-}
-
-func contextWithCancel() (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.Background())
 }

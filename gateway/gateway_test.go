@@ -26,6 +26,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -481,14 +482,7 @@ func TestObservationsSurviveRestart(t *testing.T) {
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
-	g, err := gateway.New(gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	gatewaytest.Start(t, gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln})
 	e2 := &env{t: t, admin: "http://" + ln.Addr().String(), signer: e.signer}
 	md := e2.model(3, 1000)
 	e2.push(md.signed, md.image)

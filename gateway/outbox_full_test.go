@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"net"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 )
 
@@ -24,15 +24,8 @@ func TestOutboxFullPolicy(t *testing.T) {
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadURL := "tcp://" + dead.Addr().String()
 	dead.Close() // nothing listens there: the uplink never connects
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)},
+	gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)},
 		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminAddr: "-", MQTT: deadURL, GatewayID: "gw-1", OutboxMaxItems: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 	e := &env{t: t, coap: conn.LocalAddr().String()}
 	c := e.dial()
 	hello(t, c, "node-1")

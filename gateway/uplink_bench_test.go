@@ -17,6 +17,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/test/mqttpeer"
 )
@@ -98,15 +99,8 @@ func BenchmarkUplinkReports(b *testing.B) {
 
 	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
 	conn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	g, err := gateway.New(gateway.Config{DataDir: b.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
+	gatewaytest.Start(b, gateway.Config{DataDir: b.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
 		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminAddr: "-", MQTT: brk.URL(), GatewayID: "bench", BatchInterval: 20 * time.Millisecond, BatchMax: 1024})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := contextWithCancel()
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 
 	posters := make([]*poster, nodes)
 	for i := range posters {

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"maps"
@@ -25,6 +24,7 @@ import (
 	"edgeota/firmware-sim/blelink"
 	"edgeota/firmware-sim/flash"
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 	"edgeota/gateway/provisioner"
 	"edgeota/gateway/rolloutview"
 	"edgeota/nodeagent"
@@ -302,26 +302,8 @@ func startProvGateway(t testing.TB) *provGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{provPub(provManifestKey)},
+	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{provPub(provManifestKey)},
 		DeployTrust: []ed25519.PublicKey{provPub(provDeployKey)}, CoAPSAddr: "127.0.0.1:0", AdminListener: ln, GatewayID: "gw-prov"})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("gateway Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("the gateway did not stop")
-		}
-	})
 	return &provGateway{g: g, admin: "http://" + g.AdminAddr().String(), http: &http.Client{Timeout: 10 * time.Second}}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"net"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 )
 
 func mustHex(t testing.TB, s string) []byte {
@@ -37,21 +37,8 @@ func startCLIGateway(t testing.TB) (*gateway.Gateway, string) {
 	}
 	const token = "cli-test-admin-token"
 	trust := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{trust}, CoAPSAddr: "127.0.0.1:0",
+	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{trust}, CoAPSAddr: "127.0.0.1:0",
 		AdminListener: ln, AdminToken: token, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("gateway Run: %v", err)
-		}
-	})
 	return g, token
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"edgeota/firmware-sim/fleet"
 	"edgeota/firmware-sim/scenario"
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 )
 
 // TestSecureFleet runs small fleets of factory-fresh nodes provisioned
@@ -86,22 +86,10 @@ func TestExternalDTLS(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
 	pub := key.Public().(ed25519.PublicKey)
 	const token = "external-dtls-token"
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: token,
+	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), CoAPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: token,
 		Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
 		GatewayID: "gw-ext-dtls", Sim: true, TimeScale: 60, Clock: gateway.ScaledClock(60), BatchInterval: 50 * time.Millisecond,
 		Limits: gateway.Limits{SourceRate: -1, MaxHandshakesPerSource: 64}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("gateway Run: %v", err)
-		}
-	})
 	sc, err := scenario.Parse([]byte(`
 name: ext-dtls
 seed: 5
@@ -206,21 +194,9 @@ func handshakesOK(t *testing.T, admin, token string) float64 {
 func TestExternalProvisioned(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	pub := key.Public().(ed25519.PublicKey)
-	g, err := gateway.New(gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", InsecureUDP: true, CoAPSAddr: "-",
+	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", InsecureUDP: true, CoAPSAddr: "-",
 		AdminAddr: "127.0.0.1:0", Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
 		GatewayID: "gw-ext", Sim: true, TimeScale: 60, BatchInterval: 50 * time.Millisecond, Limits: gateway.Limits{SourceRate: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("gateway Run: %v", err)
-		}
-	})
 	sc, err := scenario.Parse([]byte(`
 name: ext-ble
 seed: 3
