@@ -116,18 +116,7 @@ expect:
 	admin := "http://" + g.AdminAddr().String()
 	opts := fleet.Options{Gateway: "coaps://" + g.CoAPSAddr().String(), Admin: admin, MQTT: g.MQTTBrokerURL(), Key: key, AdminToken: token}
 	for run := 1; run <= 2; run++ {
-		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := fleet.Run(rctx, sc, opts)
-		rcancel()
-		if err != nil {
-			t.Fatalf("run %d: %v", run, err)
-		}
-		outs := scenario.Evaluate(sc, res)
-		if !scenario.Passed(outs) {
-			var b bytes.Buffer
-			scenario.WriteSummary(&b, sc, res, outs)
-			t.Fatalf("run %d:\n%s", run, b.String())
-		}
+		runPassing(t, sc, opts, run)
 		if keys := registeredKeys(t, admin, token); len(keys) != 0 {
 			t.Fatalf("run %d left keys in the gateway's registry: %v", run, keys)
 		}
@@ -219,17 +208,24 @@ expect:
 	opts := fleet.Options{Gateway: "coap://" + g.CoAPAddr().String(), Admin: "http://" + g.AdminAddr().String(),
 		MQTT: g.MQTTBrokerURL(), Key: key}
 	for run := 1; run <= 2; run++ {
-		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := fleet.Run(rctx, sc, opts)
-		rcancel()
-		if err != nil {
-			t.Fatalf("run %d: %v", run, err)
-		}
-		outs := scenario.Evaluate(sc, res)
-		if !scenario.Passed(outs) {
-			var b bytes.Buffer
-			scenario.WriteSummary(&b, sc, res, outs)
-			t.Fatalf("run %d:\n%s", run, b.String())
-		}
+		runPassing(t, sc, opts, run)
+	}
+}
+
+// runPassing runs sc against a running gateway (opts), within two
+// minutes, and fails the test with the summary unless every expectation
+// passed.
+func runPassing(t *testing.T, sc *scenario.Scenario, opts fleet.Options, run int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := fleet.Run(ctx, sc, opts)
+	if err != nil {
+		t.Fatalf("run %d: %v", run, err)
+	}
+	if outs := scenario.Evaluate(sc, res); !scenario.Passed(outs) {
+		var b bytes.Buffer
+		scenario.WriteSummary(&b, sc, res, outs)
+		t.Fatalf("run %d:\n%s", run, b.String())
 	}
 }
