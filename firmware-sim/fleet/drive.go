@@ -177,6 +177,15 @@ func (s *sim) rolloutsEnded() bool {
 		if r.Phase == "running" {
 			return false
 		}
+		if r.Phase == "completed" {
+			// A completed rollout still updates the nodes that joined
+			// its cohort late.
+			for _, n := range r.Nodes {
+				if n.State == "assigned" || n.State == "trial" || n.State == "confirmed" {
+					return false
+				}
+			}
+		}
 		if r.Phase == "rolled-back" {
 			for _, n := range r.Nodes {
 				if n.State != "waiting" && n.State != "rolled-back" && n.State != "rollback-stuck" {

@@ -151,8 +151,12 @@ func (r *Rollout) addNode(n NodeInfo, prev []byte, now time.Time) *Node {
 
 // step applies timeouts, successes, gates, advancing and targeting to one
 // rollout, persisting before any assignment.
+//
+// A completed rollout still follows the nodes that joined its cohort after
+// it completed (timeouts, soaks, a failed node given back what it ran);
+// its phase no longer changes.
 func (e *Engine) step(r *Rollout, now time.Time) error {
-	if r.Phase != Running && r.Phase != RolledBack {
+	if r.Phase != Running && r.Phase != RolledBack && r.Phase != Completed {
 		return e.persist(r, now)
 	}
 	d := r.d
@@ -400,23 +404,31 @@ func (r *Rollout) deploymentGate() string {
 	return ""
 }
 
-// Hello takes a node's Hello: a node new to a running rollout's cohort
-// joins it; a node's running manifest advances or fails its state.
+// Hello takes a node's Hello: a node new to the cohort of its home
+// rollout ([Engine.home]) joins it, by the wave rule when the rollout runs,
+// at once when it completed; a node's running manifest advances or fails
+// its state.
 func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	home := e.home(n)
 	for _, r := range e.sorted() {
-		if r.Phase != Running && r.Phase != RolledBack && r.Phase != Paused {
+		if r.Phase != Running && r.Phase != RolledBack && r.Phase != Paused && r.Phase != Completed {
 			continue
 		}
 		x, ok := r.Nodes[n.ID]
 		if !ok {
-			if r.Phase == Running && r.inCohort(n) {
+			if r != home {
+				continue
+			}
+			if r.Phase == Running {
 				r.addNode(n, prev(n), now)
 				r.decide(now, n.ID, "joined the cohort")
 				if err := e.step(r, now); err != nil {
 					return err
 				}
+			} else if err := e.joinCompleted(r, n, prev(n), now); err != nil {
+				return err
 			}
 			continue
 		}
@@ -457,6 +469,58 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) er
 	return nil
 }
 
+// home is the rollout a node belongs with: the newest (by start) running
+// or completed rollout whose cohort it matches, nil when none does. A node
+// new to it joins it. A rollout rolled back, aborted or paused takes no one,
+// so a node of its cohort goes to the newest completed one that matches:
+// the manifest last proven on that cohort.
+func (e *Engine) home(n NodeInfo) *Rollout {
+	var best *Rollout
+	for _, r := range e.rollouts {
+		if (r.Phase != Running && r.Phase != Completed) || !r.inCohort(n) {
+			continue
+		}
+		if best == nil || r.Started.After(best.Started) || (r.Started.Equal(best.Started) && r.ID > best.ID) {
+			best = r
+		}
+	}
+	return best
+}
+
+// joinCompleted takes into a completed rollout a node that joined its
+// cohort since (a new node, one provisioned with new labels): its waves and
+// gates already proved the manifest, so the node is assigned it at once,
+// in the last wave, and followed as any node is. A node that runs a newer
+// seq is left alone; one that runs this manifest counts as succeeded.
+func (e *Engine) joinCompleted(r *Rollout, n NodeInfo, prev []byte, now time.Time) error {
+	if n.RunningSeq > r.ManSeq {
+		return nil
+	}
+	x := r.addNode(n, prev, now)
+	x.Wave = len(r.d.Waves) - 1
+	if x.State == NodeSucceeded {
+		r.decide(now, n.ID, "joined the cohort after completion; already runs this manifest")
+		return e.persist(r, now)
+	}
+	x.State, x.Since, x.AssignedAt = NodeAssigned, now, now
+	r.decide(now, n.ID, "joined the cohort after completion: assigned")
+	if err := e.persist(r, now); err != nil {
+		return err
+	}
+	return e.assign.Assign([]string{n.ID}, r.Manifest)
+}
+
+// following reports whether a completed rollout still follows a node that
+// joined it late: one assigned, on trial or soaking.
+func (r *Rollout) following() bool {
+	for _, x := range r.Nodes {
+		if x.State == NodeAssigned || x.State == NodeTrial || x.State == NodeConfirmed {
+			return true
+		}
+	}
+	return false
+}
+
 // Status takes a node's status event about a rollout's manifest.
 func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) error {
 	e.mu.Lock()
@@ -467,7 +531,7 @@ func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) error {
 			continue
 		}
 		x.LastSeen = now
-		if ev.Seq != r.ManSeq || (r.Phase != Running && r.Phase != Paused) {
+		if ev.Seq != r.ManSeq || (r.Phase != Running && r.Phase != Paused && r.Phase != Completed) {
 			continue
 		}
 		switch ev.State {
@@ -519,7 +583,7 @@ func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) error {
 			}
 			continue
 		}
-		if !ok || (r.Phase != Running && r.Phase != Paused) {
+		if !ok || (r.Phase != Running && r.Phase != Paused && r.Phase != Completed) {
 			continue
 		}
 		x.LastSeen = now
@@ -563,7 +627,7 @@ func (e *Engine) Tick(now time.Time) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.sorted() {
-		if r.Phase == Running {
+		if r.Phase == Running || (r.Phase == Completed && r.following()) {
 			if err := e.step(r, now); err != nil {
 				return err
 			}

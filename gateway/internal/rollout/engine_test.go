@@ -312,3 +312,113 @@ func TestLateJoinersDoNotWidenAWave(t *testing.T) {
 		t.Fatalf("wave 1 took %d nodes of 20, want 2", n)
 	}
 }
+
+// complete drives the fixture's rollout through its waves to completion.
+func (fx *fixture) complete() {
+	fx.t.Helper()
+	for range 10 {
+		for _, id := range fx.assignedNew() {
+			fx.activate(id, 20000)
+		}
+		fx.advance(61 * time.Second)
+		if fx.status().Phase == Completed {
+			return
+		}
+	}
+	fx.t.Fatalf("the rollout did not complete: %+v", fx.status().Totals)
+}
+
+// nodeState is a node's state in the fixture's rollout, "" when absent.
+func (fx *fixture) nodeState(id string) NodeState {
+	for _, n := range fx.status().Nodes {
+		if n.ID == id {
+			return n.State
+		}
+	}
+	return ""
+}
+
+// TestJoinAfterCompletion: a node that joins a completed rollout's cohort
+// (a new node, or one re-provisioned with new labels) is assigned its
+// manifest at once and followed to success, and the rollout stays
+// completed; one that reverts gets what it ran back; one that already
+// runs a newer seq, or is outside the cohort, is left alone.
+func TestJoinAfterCompletion(t *testing.T) {
+	fx := setup(t, 10, nil)
+	fx.complete()
+	hello := func(id string, seq uint64, d protocol.Digest, labels map[string]string) {
+		t.Helper()
+		n := fx.info(id, seq, d, protocol.SlotConfirmed)
+		if labels != nil {
+			n.Labels = labels
+		}
+		if err := fx.e.Hello(n, fx.prevOf, fx.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hello("late-good", prevSeq, prevDigest, nil)
+	hello("late-bad", prevSeq, prevDigest, nil)
+	hello("late-newer", newSeq+5, sha256.Sum256([]byte("newer")), nil)
+	hello("late-rev1", prevSeq, prevDigest, map[string]string{"hw": "rev1"})
+	for id, want := range map[string]string{"late-good": "NEW", "late-bad": "NEW", "late-newer": "", "late-rev1": ""} {
+		if got := string(fx.f.assigned[id]); got != want {
+			t.Errorf("%s assigned %q, want %q", id, got, want)
+		}
+	}
+	if s := fx.nodeState("late-good"); s != NodeAssigned {
+		t.Fatalf("late-good is %q, want %s", s, NodeAssigned)
+	}
+
+	fx.activate("late-good", 20000)
+	fx.e.Hello(fx.info("late-bad", newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
+	fx.e.Status(&protocol.StatusEvent{NodeID: "late-bad", State: protocol.StateReverted, Seq: newSeq,
+		Code: protocol.ReasonProbationErrors, Number: 3}, fx.now)
+	fx.advance(61 * time.Second)
+	st := fx.status()
+	if s := fx.nodeState("late-good"); s != NodeSucceeded {
+		t.Errorf("late-good is %q after its soak, want %s", s, NodeSucceeded)
+	}
+	if s := fx.nodeState("late-bad"); s != NodeFailed || string(fx.f.assigned["late-bad"]) != "PREV" {
+		t.Errorf("late-bad is %q, assigned %q; want failed and given PREV back", s, fx.f.assigned["late-bad"])
+	}
+	if st.Phase != Completed {
+		t.Errorf("phase %s after late joiners, want completed", st.Phase)
+	}
+}
+
+// TestJoinGoesToTheNewestProvenRollout: with a completed rollout and a
+// newer one of the same cohort rolled back, a new node gets the manifest
+// last proven (the completed one's), not the rolled-back one.
+func TestJoinGoesToTheNewestProvenRollout(t *testing.T) {
+	fx := setup(t, 10, nil)
+	fx.complete()
+	fx.now = fx.now.Add(time.Hour)
+	m2 := *fx.m
+	m2.Seq, m2.Digest = newSeq+1, sha256.Sum256([]byte("newer"))
+	d2 := *fx.d
+	d2.ID, d2.Seq, d2.Manifest = "dep2", 2, []byte("NEWER")
+	var nodes []NodeInfo
+	for i := range 10 {
+		nodes = append(nodes, fx.info(fmt.Sprintf("n%02d", i), newSeq, newDigest, protocol.SlotConfirmed))
+	}
+	if err := fx.e.Start(&d2, []byte("DEP2"), &m2, nodes, func(NodeInfo) []byte { return []byte("NEW") }, fx.now); err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for n, m := range fx.f.assigned {
+		if string(m) == "NEWER" {
+			first = n
+		}
+	}
+	fx.e.Hello(fx.info(first, m2.Seq, m2.Digest, protocol.SlotTrial), fx.prevOf, fx.now)
+	fx.e.Status(&protocol.StatusEvent{NodeID: first, State: protocol.StateReverted, Seq: m2.Seq, Code: protocol.ReasonProbationErrors, Number: 9}, fx.now)
+	if v, _ := fx.e.Get("dep2", fx.now); v.Phase != RolledBack {
+		t.Fatalf("dep2 is %s, want rolled-back", v.Phase)
+	}
+	if err := fx.e.Hello(fx.info("newcomer", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(fx.f.assigned["newcomer"]); got != "NEW" {
+		t.Fatalf("the newcomer was assigned %q, want the last proven manifest NEW", got)
+	}
+}
