@@ -59,7 +59,9 @@ func provPub(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed2551
 // go-ble's real ATT server and GATT client on an in-memory link. Each node
 // then says Hello over DTLS with the labels set over BLE, the gateway
 // audits who provisioned it, and a rollout to `region:us-east AND
-// hw:rev2` reaches node-p and not node-q (region=eu-west, hw=rev2).
+// hw:rev2` reaches node-p and not node-q (region=eu-west, hw=rev2). Once
+// node-q is provisioned again with region=us-east, the completed rollout
+// reaches it too.
 func TestProvisionedNodeReceivesRollout(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -234,11 +236,40 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 		t.Fatalf("node-p over BLE after the rollout: %+v, %v", info, err)
 	}
 
+	// 7. A technician moves node-q to us-east: a new bundle (serial 2, same
+	// key) with new labels. Its agent restarts, says Hello with them, and
+	// the completed rollout, whose cohort it now matches, gives it the
+	// model at once.
+	moved := map[string]string{"region": "us-east", "hw": "rev2"}
+	qcli, err := provisioner.Connect(ctx, air, specs[1].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisioner.Apply(ctx, qcli, provBundle(t, "node-q", 2, moved, uri, specs[1].secret, specs[1].psk), provisioner.Options{}); err != nil {
+		t.Fatalf("re-provision node-q: %v", err)
+	}
+	gw.waitUntil(t, ctx, "node-q to run the rolled-out model, confirmed", func() bool {
+		v := gw.nodes(t)["node-q"]
+		return maps.Equal(v.Labels, moved) && v.RunningSeq == 1 && v.ActiveState == "confirmed"
+	})
+	gw.waitUntil(t, ctx, "the completed rollout to count node-q succeeded", func() bool {
+		gw.do(t, http.MethodGet, "/v1/rollouts/kws-prov-1", "", nil, http.StatusOK, &final)
+		for _, n := range final.Nodes {
+			if n.ID == "node-q" {
+				return n.State == "succeeded"
+			}
+		}
+		return false
+	})
+	if final.Phase != "completed" {
+		t.Fatalf("the rollout is %s after node-q joined, want completed", final.Phase)
+	}
+
 	// The nodes' flash, read after their agents stopped.
 	for _, sp := range specs {
 		nodes[sp.id].stop(t)
 	}
-	for id, seq := range map[string]uint64{"node-p": 1, "node-q": 0} {
+	for id, seq := range map[string]uint64{"node-p": 1, "node-q": 1} {
 		st, err := nodeagent.ReadStatus(nodes[id].flash, provSlot, provJournal)
 		if err != nil {
 			t.Fatal(err)
