@@ -16,7 +16,7 @@ import (
 // FuzzFileStoreLoad feeds arbitrary bytes, as a damaged or edited file
 // would hold them, to the stored configuration's loader: it loads a valid
 // configuration or refuses with ErrCorrupt, never panics, and what it
-// loads saves and loads back the same.
+// loads, written back in Save's format, loads back the same.
 func FuzzFileStoreLoad(f *testing.F) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
 	good, _ := json.Marshal(provisioning.NodeConfig{NodeID: "node-1", Serial: 3, Labels: map[string]string{"hw": "rev2"},
@@ -42,8 +42,14 @@ func FuzzFileStoreLoad(f *testing.F) {
 		if !ok {
 			t.Fatal("an existing file loaded as never provisioned")
 		}
-		if err := st.Save(c); err != nil {
-			t.Fatalf("loaded but does not save: %v", err)
+		// Written back as Save writes it (without Save's fsyncs, which
+		// would make each run take milliseconds), it loads the same.
+		b2, err := json.MarshalIndent(c, "", "  ")
+		if err != nil {
+			t.Fatalf("loaded but does not encode: %v", err)
+		}
+		if err := os.WriteFile(path, b2, 0o600); err != nil {
+			t.Fatal(err)
 		}
 		c2, ok, err := st.Load()
 		if err != nil || !ok || !reflect.DeepEqual(c, c2) {
