@@ -5,14 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	piondtls "github.com/pion/dtls/v3"
-	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -21,6 +18,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 )
 
@@ -32,26 +30,10 @@ var (
 // dialDTLS opens a DTLS session as identity with key; the handshake is
 // bounded, as a node's is.
 func (e *env) dialDTLS(identity string, key []byte) (*udpClient.Conn, error) {
-	raddr, err := net.ResolveUDPAddr("udp", e.coaps)
-	if err != nil {
-		return nil, err
-	}
-	uc, err := net.DialUDP("udp", nil, raddr)
-	if err != nil {
-		return nil, err
-	}
-	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), raddr,
-		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
-		piondtls.WithPSKIdentityHint([]byte(identity)),
-		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
-	if err != nil {
-		uc.Close()
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := dc.HandshakeContext(ctx); err != nil {
-		dc.Close()
+	dc, err := gatewaytest.DialDTLS(ctx, "", e.coaps, identity, key)
+	if err != nil {
 		return nil, err
 	}
 	c := coapdtls.Client(dc, options.WithBlockwise(false, blockwise.SZX1024, time.Minute),

@@ -26,11 +26,11 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
-	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
+	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 )
 
@@ -577,19 +577,10 @@ func dialFrom(t *testing.T, from, addr string) *net.UDPConn {
 // with identity and key, as a node would.
 func dialDTLS(t *testing.T, from, addr, identity string, key []byte) *piondtls.Conn {
 	t.Helper()
-	uc := dialFrom(t, from, addr)
-	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), uc.RemoteAddr(),
-		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
-		piondtls.WithPSKIdentityHint([]byte(identity)),
-		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
-	if err != nil {
-		uc.Close()
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := dc.HandshakeContext(ctx); err != nil {
-		dc.Close()
+	dc, err := gatewaytest.DialDTLS(ctx, from, addr, identity, key)
+	if err != nil {
 		t.Fatalf("DTLS handshake as %s from %s: %v", identity, from, err)
 	}
 	return dc

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	piondtls "github.com/pion/dtls/v3"
-	dtlsnet "github.com/pion/dtls/v3/pkg/net"
-
 	"edgeota/gateway"
 	"edgeota/gateway/gatewaytest"
 )
@@ -45,24 +42,11 @@ func startCLIGateway(t testing.TB) (*gateway.Gateway, string) {
 // dtlsHandshake opens a DTLS session to addr as identity with key, as a
 // node would, and closes it.
 func dtlsHandshake(addr, identity string, key []byte, timeout time.Duration) error {
-	raddr, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return err
-	}
-	uc, err := net.DialUDP("udp", nil, raddr)
-	if err != nil {
-		return err
-	}
-	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), raddr,
-		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
-		piondtls.WithPSKIdentityHint([]byte(identity)),
-		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
-	if err != nil {
-		uc.Close()
-		return err
-	}
-	defer dc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dc.HandshakeContext(ctx)
+	dc, err := gatewaytest.DialDTLS(ctx, "", addr, identity, key)
+	if err != nil {
+		return err
+	}
+	return dc.Close()
 }

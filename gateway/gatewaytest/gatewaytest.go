@@ -1,13 +1,18 @@
 // Package gatewaytest runs a real gateway inside a test, as
 // net/http/httptest runs an HTTP server: made from a [gateway.Config],
-// serving until the test ends.
+// serving until the test ends; and opens DTLS sessions to it as a node
+// does.
 package gatewaytest
 
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 
 	"edgeota/gateway"
 )
@@ -48,4 +53,36 @@ func Start(tb testing.TB, cfg gateway.Config) *gateway.Gateway {
 		}
 	})
 	return g
+}
+
+// DialDTLS opens a CoAP-over-DTLS session to a gateway at addr as a node
+// does: DTLS 1.2 with PSK identity and key (the node id and its key), the
+// cipher suite nodes use, from the local IP address from ("" for any),
+// the handshake bounded by ctx. The caller closes the session.
+func DialDTLS(ctx context.Context, from, addr, identity string, key []byte) (*piondtls.Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	var laddr *net.UDPAddr
+	if from != "" {
+		laddr = &net.UDPAddr{IP: net.ParseIP(from)}
+	}
+	uc, err := net.DialUDP("udp", laddr, raddr)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(uc), raddr,
+		piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
+		piondtls.WithPSKIdentityHint([]byte(identity)),
+		piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8))
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	if err := dc.HandshakeContext(ctx); err != nil {
+		dc.Close()
+		return nil, err
+	}
+	return dc, nil
 }
