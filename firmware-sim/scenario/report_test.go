@@ -54,7 +54,7 @@ func TestWriteJSON(t *testing.T) {
 		result   *scenario.Result
 		passed   bool
 	}{
-		{"report_fail.golden.json", full, badResult(), false},
+		{"report_fail.golden.json", full, fewNodes(badResult(), 8), false},
 		{"report_secure.golden.json", secure, provisionedResult(), true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -86,6 +86,13 @@ func TestWriteJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fewNodes keeps the first n nodes of r, so that a golden file stays
+// readable.
+func fewNodes(r *scenario.Result, n int) *scenario.Result {
+	r.Nodes = r.Nodes[:n]
+	return r
 }
 
 // The shape of the XML as a JUnit reader sees it.
