@@ -32,6 +32,17 @@ func init() {
 	}
 }
 
+// EncMode returns the contract's CBOR encoding: core deterministic
+// (RFC 8949 section 4.2.1), nil maps and slices as empty ones. Documents
+// defined beside the contract, such as the provisioning bundle, encode
+// with it.
+func EncMode() cbor.EncMode { return encMode }
+
+// DecMode returns the contract's strict CBOR decoding: duplicate map keys,
+// indefinite lengths, tags and invalid UTF-8 refused, depth at most
+// [MaxDepth], arrays and maps at most [MaxEntries] entries.
+func DecMode() cbor.DecMode { return decMode }
+
 // Document is implemented by every document of the contract.
 type Document interface {
 	// Validate checks the rules of the contract that CBOR types cannot

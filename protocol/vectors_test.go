@@ -3,7 +3,6 @@ package protocol_test
 import (
 	"bytes"
 	"crypto/ed25519"
-	"edgeota/test/golden"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/test/golden"
 )
 
 // vectorFile is the layout of testdata/vectors.json, documented in

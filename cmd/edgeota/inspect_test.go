@@ -1,13 +1,14 @@
 package main
 
 import (
-	"edgeota/test/golden"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"edgeota/test/golden"
 )
 
 // TestInspectGolden renders every valid committed protocol vector and

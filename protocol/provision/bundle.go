@@ -77,30 +77,12 @@ type SealedPSK struct {
 	Ciphertext []byte `cbor:"2,keyasint"`
 }
 
+// The bundle's CBOR is the contract's: deterministic encoding, strict
+// decoding (PROTOCOL.md section 0).
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = protocol.EncMode()
+	decMode = protocol.DecMode()
 )
-
-func init() {
-	eo := cbor.CoreDetEncOptions()
-	eo.NilContainers = cbor.NilContainerAsEmpty
-	var err error
-	if encMode, err = eo.EncMode(); err != nil {
-		panic(err)
-	}
-	if decMode, err = (cbor.DecOptions{
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		IndefLength:      cbor.IndefLengthForbidden,
-		TagsMd:           cbor.TagsForbidden,
-		MaxNestedLevels:  protocol.MaxDepth,
-		MaxArrayElements: protocol.MaxEntries,
-		MaxMapPairs:      protocol.MaxEntries,
-		UTF8:             cbor.UTF8RejectInvalid,
-	}).DecMode(); err != nil {
-		panic(err)
-	}
-}
 
 // Encode validates b and encodes it in Core Deterministic Encoding.
 func Encode(b *Bundle) ([]byte, error) {
