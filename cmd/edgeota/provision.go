@@ -448,36 +448,19 @@ func applyBundle(ctx context.Context, cli ble.Client, b *bundleFlags, signed []b
 	if signed != nil {
 		return provisioner.Apply(ctx, cli, signed, provisioner.Options{})
 	}
-	s, err := provisioner.Open(ctx, cli, provisioner.Options{})
-	if err != nil {
-		cli.CancelConnection()
-		return nil, err
-	}
-	defer s.Close()
-	info, err := s.Info()
-	if err != nil {
-		return nil, err
-	}
-	if b.node != "" && b.node != info.NodeID {
-		return nil, fmt.Errorf("%s is node %q, not %q", info.Addr, info.NodeID, b.node)
-	}
-	signed, bundle, err := b.build(time.Now(), info.NodeID, info.Component)
-	if err != nil {
-		return nil, err
-	}
-	if bundle.Serial <= info.Serial {
-		return nil, usagef("--serial %d: node %s holds serial %d; use a higher one", bundle.Serial, info.NodeID, info.Serial)
-	}
-	if err := s.Send(ctx, signed); err != nil {
-		return nil, err
-	}
-	if err := s.Commit(ctx); err != nil {
-		return nil, err
-	}
-	env, _ := sign.Parse(signed)
-	chunks, _ := provision.Split(signed, cli.Conn().TxMTU()-3)
-	return &provisioner.Result{Node: info, NodeID: bundle.NodeID, Serial: bundle.Serial, Labels: bundle.Labels,
-		Signer: env.KeyID.String(), Bytes: len(signed), Chunks: len(chunks), Committed: time.Now().UTC()}, nil
+	return provisioner.ApplyFor(ctx, cli, func(info provisioner.NodeInfo) ([]byte, error) {
+		if b.node != "" && b.node != info.NodeID {
+			return nil, fmt.Errorf("%s is node %q, not %q", info.Addr, info.NodeID, b.node)
+		}
+		signed, bundle, err := b.build(time.Now(), info.NodeID, info.Component)
+		if err != nil {
+			return nil, err
+		}
+		if bundle.Serial <= info.Serial {
+			return nil, usagef("--serial %d: node %s holds serial %d; use a higher one", bundle.Serial, info.NodeID, info.Serial)
+		}
+		return signed, nil
+	}, provisioner.Options{})
 }
 
 func appendAudit(path string, res *provisioner.Result) error {

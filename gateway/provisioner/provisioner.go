@@ -373,6 +373,20 @@ func (s *Session) Close() error {
 	return s.cli.CancelConnection()
 }
 
+// parseBundle reads a signed bundle's signer and content, without
+// verifying it: the node does.
+func parseBundle(signed []byte) (sign.KeyID, *provision.Bundle, error) {
+	env, err := sign.Parse(signed)
+	if err != nil {
+		return sign.KeyID{}, nil, fmt.Errorf("provisioner: bundle: %w", err)
+	}
+	b, err := provision.Decode(env.Payload)
+	if err != nil {
+		return sign.KeyID{}, nil, fmt.Errorf("provisioner: bundle: %w", err)
+	}
+	return env.KeyID, b, nil
+}
+
 // Result is what [Apply] did: an audit record of one provisioning.
 type Result struct {
 	// Node is what the node said about itself before the bundle.
@@ -394,18 +408,18 @@ type Result struct {
 // its info, check the bundle names it and is newer than what it holds,
 // send, commit; it disconnects in every case.
 func Apply(ctx context.Context, cli ble.Client, signed []byte, opts Options) (*Result, error) {
-	env, err := sign.Parse(signed)
-	if err == nil {
-		var b *provision.Bundle
-		if b, err = provision.Decode(env.Payload); err == nil {
-			return apply(ctx, cli, signed, env.KeyID, b, opts)
-		}
+	if _, _, err := parseBundle(signed); err != nil {
+		cli.CancelConnection()
+		return nil, err
 	}
-	cli.CancelConnection()
-	return nil, fmt.Errorf("provisioner: bundle: %w", err)
+	return ApplyFor(ctx, cli, func(NodeInfo) ([]byte, error) { return signed, nil }, opts)
 }
 
-func apply(ctx context.Context, cli ble.Client, signed []byte, kid sign.KeyID, b *provision.Bundle, opts Options) (*Result, error) {
+// ApplyFor provisions a connected node as [Apply] does, with the signed
+// bundle build returns for what the node says about itself (its id,
+// component and current serial): a bundle signed on the spot. An error
+// from build ends it, unchanged, before anything is sent.
+func ApplyFor(ctx context.Context, cli ble.Client, build func(NodeInfo) ([]byte, error), opts Options) (*Result, error) {
 	s, err := Open(ctx, cli, opts)
 	if err != nil {
 		cli.CancelConnection()
@@ -413,6 +427,14 @@ func apply(ctx context.Context, cli ble.Client, signed []byte, kid sign.KeyID, b
 	}
 	defer s.Close()
 	info, err := s.Info()
+	if err != nil {
+		return nil, err
+	}
+	signed, err := build(info)
+	if err != nil {
+		return nil, err
+	}
+	kid, b, err := parseBundle(signed)
 	if err != nil {
 		return nil, err
 	}
