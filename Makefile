@@ -49,7 +49,7 @@ sweep:
 # The shipped fleet scenarios (firmware-sim/scenarios), without -race.
 scenarios:
 	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios' -v ./firmware-sim/fleet/ | \
-		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
+		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- |^ +FAIL |^ +(scenario|seed|time) /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
 
 # A short run of every Fuzz target (scripts/fuzz-all: one line per target,
 # fails on a crasher), a few at a time.
