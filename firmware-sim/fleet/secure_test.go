@@ -115,10 +115,10 @@ expect:
 	}
 	admin := "http://" + g.AdminAddr().String()
 	opts := fleet.Options{Gateway: "coaps://" + g.CoAPSAddr().String(), Admin: admin, MQTT: g.MQTTBrokerURL(), Key: key, AdminToken: token}
-	// One run: a second run on the same gateway failed in 2 of 7 clean-clone CI
-	// runs, a node of run 2 late or left on trial, which may be run 2's
-	// relays reusing the UDP ports of run 1's still-open DTLS sessions
-	// (not yet understood; see the session note).
+	// One run: a second run on the same gateway failed in 2 of 7
+	// clean-clone CI runs (a node of run 2 late, or left on trial while
+	// the rollout counted it succeeded), for a reason not yet understood;
+	// see the session note.
 	runPassing(t, sc, opts, 1)
 	if keys := registeredKeys(t, admin, token); len(keys) != 0 {
 		t.Fatalf("the run left keys in the gateway's registry: %v", keys)
