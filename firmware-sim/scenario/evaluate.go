@@ -158,6 +158,19 @@ func evaluate(s *Scenario, r *Result, e Expectation) (bool, string) {
 	return false, fmt.Sprintf("unknown expectation kind %q", e.Kind)
 }
 
+// occupiedCohort returns the nodes of r in the expectation's cohort, or
+// why the expectation fails without them: a bad expression or no node.
+func occupiedCohort(r *Result, e Expectation) ([]NodeResult, string) {
+	nodes, err := cohortNodes(r, e.Cohort)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Sprintf("no node is in the cohort %s", cohortOrAll(e.Cohort))
+	}
+	return nodes, ""
+}
+
 // cohortNodes returns the nodes of r in the expectation's cohort.
 func cohortNodes(r *Result, expr string) ([]NodeResult, error) {
 	if expr == "" {
@@ -202,12 +215,9 @@ func offenders(items []string) string {
 }
 
 func allRun(r *Result, e Expectation) (bool, string) {
-	nodes, err := cohortNodes(r, e.Cohort)
-	if err != nil {
-		return false, err.Error()
-	}
-	if len(nodes) == 0 {
-		return false, fmt.Sprintf("no node is in the cohort %s", cohortOrAll(e.Cohort))
+	nodes, why := occupiedCohort(r, e)
+	if why != "" {
+		return false, why
 	}
 	var bad []string
 	for _, n := range nodes {
@@ -311,12 +321,9 @@ func healthDelivered(r *Result) (bool, string) {
 }
 
 func provisioned(s *Scenario, r *Result, e Expectation) (bool, string) {
-	nodes, err := cohortNodes(r, e.Cohort)
-	if err != nil {
-		return false, err.Error()
-	}
-	if len(nodes) == 0 {
-		return false, fmt.Sprintf("no node is in the cohort %s", cohortOrAll(e.Cohort))
+	nodes, why := occupiedCohort(r, e)
+	if why != "" {
+		return false, why
 	}
 	var bad []string
 	done, entries := 0, 0
