@@ -12,7 +12,7 @@ import (
 // which node, with what labels and component, and when.
 type AuditEntry = store.AuditEntry
 
-// audit records a provisioning event (status event state 9, PROTOCOL.md
+// audit records a provisioning event (status event state 9, docs/protocol.md
 // section 4) in the audit log; the event itself goes upstream with the
 // other status events.
 func (g *Gateway) audit(e *protocol.StatusEvent, r *coapd.Request) {

@@ -18,7 +18,7 @@ import (
 	"edgeota/protocol"
 )
 
-// Content formats of PROTOCOL.md section 5.
+// Content formats of docs/protocol.md section 5.
 const (
 	cfOctetStream message.MediaType = 42
 	cfCOSESign1   message.MediaType = 18
@@ -28,11 +28,11 @@ const (
 
 // Observe and cache lifetimes.
 const (
-	manifestMaxAge = 3600 // seconds, PROTOCOL.md section 5
+	manifestMaxAge = 3600 // seconds, docs/protocol.md section 5
 	busyMaxAge     = 5    // seconds a node waits after a 5.03
 )
 
-// ServeCoAP answers the resources of PROTOCOL.md section 5.
+// ServeCoAP answers the resources of docs/protocol.md section 5.
 func (g *Gateway) ServeCoAP(w *coapd.Response, r *coapd.Request) {
 	p := r.Path
 	switch {
@@ -179,7 +179,7 @@ func (g *Gateway) serveNode(w *coapd.Response, r *coapd.Request) {
 		return
 	}
 	if r.Identity != "" && node != r.Identity {
-		// Under DTLS a node touches only its own resources (PROTOCOL.md
+		// Under DTLS a node touches only its own resources (docs/protocol.md
 		// section 5).
 		g.metrics.refused.WithLabelValues("identity").Inc()
 		g.log.Warn("request for another node's resource", "identity", r.Identity, "path", r.Path, "from", r.From.String())
@@ -310,7 +310,7 @@ func (g *Gateway) serveUpload(w *coapd.Response, r *coapd.Request, node, kind st
 		w.Payload = []byte(truncate(err.Error(), 120))
 	}
 	// A body naming another node than the path: 4.00, or 4.03 under DTLS
-	// where the path is the session's own identity (PROTOCOL.md section 5).
+	// where the path is the session's own identity (docs/protocol.md section 5).
 	otherNode := func(docNode string) {
 		if r.Identity == "" {
 			bad(fmt.Errorf("%s for %q posted to /n/%s", kind, docNode, node))

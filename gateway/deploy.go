@@ -14,7 +14,7 @@ import (
 // ErrDeployment is wrapped by every reason a deployment is refused.
 var ErrDeployment = errors.New("deployment refused")
 
-// acceptDeployment checks a signed deployment (PROTOCOL.md section 7, and
+// acceptDeployment checks a signed deployment (docs/protocol.md section 7, and
 // the uplink issue): it must verify against the deployment keys, not be
 // expired, name this gateway when it names gateways, have a seq above the
 // highest applied, and carry a manifest that verifies against the manifest
@@ -85,7 +85,7 @@ func (g *Gateway) applyDeployment(signed []byte) (*protocol.Deployment, error) {
 	return d, nil
 }
 
-// onDeployment handles a message on a deployment topic (PROTOCOL.md
+// onDeployment handles a message on a deployment topic (docs/protocol.md
 // section 6). A refused deployment is logged and nothing else happens; an
 // empty payload withdraws a deployment (its retained message was cleared).
 func (g *Gateway) onDeployment(topic string, payload []byte) {

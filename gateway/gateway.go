@@ -74,7 +74,7 @@ type Config struct {
 	// (default 30s).
 	TransferIdle time.Duration
 	// ConfirmableEvery is how often each observer gets a confirmable
-	// notification (default 24h, PROTOCOL.md section 5).
+	// notification (default 24h, docs/protocol.md section 5).
 	ConfirmableEvery time.Duration
 	// BlockCacheBytes bounds the image chunks kept in memory, shared by
 	// every transfer (default 64 MiB; negative: none).
@@ -589,7 +589,7 @@ func (g *Gateway) openUplink() error {
 }
 
 // publishRollout publishes a rollout's status, retained, on its rollout
-// topic (PROTOCOL.md section 6), when there is an uplink.
+// topic (docs/protocol.md section 6), when there is an uplink.
 // Statuses are queued latest-wins and sent in order by publishRollouts.
 func (g *Gateway) publishRollout(id string, st rollout.StatusView) {
 	if g.uplink == nil {

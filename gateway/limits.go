@@ -15,7 +15,7 @@ import (
 //
 // Rates are token buckets (golang.org/x/time/rate). They count every CoAP
 // request except the blocks of an image transfer already admitted: once
-// block 0 is served, a transfer is never refused by a limit (PROTOCOL.md
+// block 0 is served, a transfer is never refused by a limit (docs/protocol.md
 // section 5). A request over a rate is answered 4.29 Too Many Requests
 // (RFC 8516) with Max-Age 1.
 type Limits struct {
@@ -29,7 +29,7 @@ type Limits struct {
 	NodeRate  float64
 	NodeBurst int
 	// MaxBody is the largest node document accepted, in bytes (default
-	// and at most 1024, PROTOCOL.md section 5); larger ones get 4.13.
+	// and at most 1024, docs/protocol.md section 5); larger ones get 4.13.
 	MaxBody int
 	// MaxSessions and MaxHandshakes bound the DTLS sessions established
 	// and in progress (defaults 10000 and 256); MaxHandshakesPerSource

@@ -113,7 +113,7 @@ func (o *observers) count() int {
 }
 
 // manifestETag is the ETag of a manifest representation: the first 8 bytes
-// of SHA-256 of the payload (PROTOCOL.md section 5).
+// of SHA-256 of the payload (docs/protocol.md section 5).
 func manifestETag(payload []byte) []byte {
 	s := sha256.Sum256(payload)
 	return s[:8]

@@ -17,7 +17,7 @@ type transferKey struct {
 // limit (per PSK identity under DTLS, per source endpoint on plain UDP). A transfer starts with the
 // first block an endpoint asks for an image (block 0, or block N when it
 // resumes) and ends after its last block or when idle; once admitted, its
-// later blocks are never refused (PROTOCOL.md section 5).
+// later blocks are never refused (docs/protocol.md section 5).
 type transfers struct {
 	mu       sync.Mutex
 	active   map[transferKey]activeTransfer

@@ -47,7 +47,7 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// Reporter receives what a node tells its gateway (PROTOCOL.md section 4).
+// Reporter receives what a node tells its gateway (docs/protocol.md section 4).
 type Reporter interface {
 	Hello(ctx context.Context, h *protocol.Hello) error
 	Status(ctx context.Context, e *protocol.StatusEvent) error
@@ -79,7 +79,7 @@ type Config struct {
 
 	// Provisioned, when set, says the node's configuration was just
 	// (re)provisioned: Boot reports it to the gateway as a status event of
-	// state 9 (provisioned, PROTOCOL.md section 4) after its Hello, with
+	// state 9 (provisioned, docs/protocol.md section 4) after its Hello, with
 	// the operator's key id as the actor.
 	Provisioned *Provisioning
 	// PSK is the node's DTLS pre-shared key, required by a coaps://

@@ -15,7 +15,7 @@ import (
 )
 
 // MaxTrialBoots is how many times a node boots a pending slot without
-// confirming it; the next boot reverts (PROTOCOL.md section 3).
+// confirming it; the next boot reverts (docs/protocol.md section 3).
 const MaxTrialBoots = 3
 
 // Errors of the device.

@@ -100,7 +100,7 @@ func ReadStatus(f Flash, slotSize int64, journalBlocks int) (*Status, error) {
 	return s, nil
 }
 
-// Hello builds the node's Hello (PROTOCOL.md section 4) from its state.
+// Hello builds the node's Hello (docs/protocol.md section 4) from its state.
 func (d *Device) Hello(nodeID string, labels map[string]string) *protocol.Hello {
 	h := &protocol.Hello{NodeID: nodeID, Class: d.id.Class, Labels: labels, AgentVersion: d.id.AgentVersion,
 		EpochFloor: d.st.EpochFloor, Component: d.id.Component, ActiveSlot: d.st.Active}

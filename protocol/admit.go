@@ -8,7 +8,7 @@ import (
 )
 
 // NodeState is what a node knows about itself when it judges a manifest
-// (PROTOCOL.md section 3).
+// (docs/protocol.md section 3).
 type NodeState struct {
 	// Class is the node's device class.
 	Class Class

@@ -61,7 +61,7 @@ type Gates struct {
 }
 
 // Deployment is a signed instruction to roll a manifest out to a cohort
-// (PROTOCOL.md section 7).
+// (docs/protocol.md section 7).
 type Deployment struct {
 	// ID is key 1.
 	ID string `cbor:"1,keyasint"`

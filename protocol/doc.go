@@ -1,4 +1,4 @@
-// Package protocol holds the edgeota wire contract (PROTOCOL.md, version 1):
+// Package protocol holds the edgeota wire contract (docs/protocol.md, version 1):
 // the names of section 0, the CBOR rules of section 2, the Manifest of
 // section 3 with its anti-rollback rules, the node documents of section 4 and
 // the Deployment of section 7.

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Content types of signed documents (PROTOCOL.md section 1), carried in the
+// Content types of signed documents (docs/protocol.md section 1), carried in the
 // protected header (label 3) of their COSE_Sign1 envelope.
 const (
 	ContentTypeManifest     = "application/edgeota-manifest+cbor"
@@ -16,7 +16,7 @@ const (
 // ManifestFormat is the only manifest format of contract version 1.
 const ManifestFormat = 1
 
-// Manifest describes one signed model image (PROTOCOL.md section 3).
+// Manifest describes one signed model image (docs/protocol.md section 3).
 type Manifest struct {
 	// Format is key 1; always [ManifestFormat].
 	Format uint64 `cbor:"1,keyasint"`
@@ -177,5 +177,5 @@ func (m *Manifest) ImagePath() string {
 	if m.Location != "" {
 		return m.Location
 	}
-	return "/m/" + m.Digest.String()
+	return ImagePath(m.Digest)
 }

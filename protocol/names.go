@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Name limits of PROTOCOL.md section 0.
+// Name limits of docs/protocol.md section 0.
 const (
 	MaxIDLen         = 64 // node, gateway and deployment ids, components
 	MaxLabelKeyLen   = 32

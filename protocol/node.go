@@ -63,7 +63,7 @@ type OtherSlot struct {
 }
 
 // Hello is what a node sends on start and after every activation or revert
-// (PROTOCOL.md section 4).
+// (docs/protocol.md section 4).
 type Hello struct {
 	// NodeID is key 1.
 	NodeID string `cbor:"1,keyasint"`
@@ -151,7 +151,7 @@ func (h *Hello) Validate() error {
 	return nil
 }
 
-// HealthReport is a node's periodic health (PROTOCOL.md section 4).
+// HealthReport is a node's periodic health (docs/protocol.md section 4).
 // (NodeID, BootCount, Number) identifies a report.
 type HealthReport struct {
 	// NodeID is key 1.
@@ -303,7 +303,7 @@ func (r Reason) String() string {
 	return fmt.Sprintf("Reason(%d)", uint8(r))
 }
 
-// StatusEvent is a node's state change (PROTOCOL.md section 4).
+// StatusEvent is a node's state change (docs/protocol.md section 4).
 // (NodeID, BootCount, Number) identifies an event.
 type StatusEvent struct {
 	// NodeID is key 1.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Bounds of PROTOCOL.md section 2.
+// Bounds of docs/protocol.md section 2.
 const (
 	MaxDepth     = 8         // nesting of arrays and maps
 	MaxEntries   = 1024      // items of an array or pairs of a map

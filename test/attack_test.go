@@ -85,7 +85,7 @@ func TestAttackManifestUnknownKey(t *testing.T) {
 // refused as rollbacks (reason code seq) and the node keeps running v2.
 //
 // Replaying v1 while the other slot still holds it is not an attack: it is
-// the revert of PROTOCOL.md section 3, and a node takes it.
+// the revert of docs/protocol.md section 3, and a node takes it.
 func TestAttackReplayedManifest(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -30,7 +30,7 @@ func newDeploySignCmd() *cobra.Command {
 		Use:   "sign --key K deployment.yaml --out D.cose",
 		Short: "Validate a deployment YAML and sign it",
 		Long: `Validate a deployment written in YAML and sign it as a COSE_Sign1
-(PROTOCOL.md section 7), embedding the signed manifest it names.
+(docs/protocol.md section 7), embedding the signed manifest it names.
 
 Units are converted exactly: wave percents (at most 2 decimals) to basis
 points, max_error_rate (a fraction, at most 3 decimals) and

@@ -36,7 +36,7 @@ func (f *coapFlags) apply(cmd *cobra.Command, gc *gateway.Config) error {
 		return usagef("--coaps - leaves no CoAP service: keep DTLS, or add --insecure-udp for development")
 	}
 	if f.limits.MaxBody > 1024 {
-		return usagef("--max-body %d: node documents are at most 1024 bytes (PROTOCOL.md section 5)", f.limits.MaxBody)
+		return usagef("--max-body %d: node documents are at most 1024 bytes (docs/protocol.md section 5)", f.limits.MaxBody)
 	}
 	gc.CoAPSAddr, gc.CoAPAddr, gc.InsecureUDP, gc.Limits = f.coaps, f.coap, f.insecure, f.limits
 	return nil

@@ -25,7 +25,7 @@ func newSignCmd() *cobra.Command {
 		Use:   "sign --key K --image FILE --component C --version V --seq N --class UUID --out M.cose",
 		Short: "Sign a model image: write its COSE_Sign1 manifest",
 		Long: `Sign a model image: compute its SHA-256 digest and size and write a signed
-manifest (PROTOCOL.md section 3, a tagged COSE_Sign1 over deterministic CBOR).
+manifest (docs/protocol.md section 3, a tagged COSE_Sign1 over deterministic CBOR).
 
 Nodes accept a manifest only when its seq is above every seq they installed
 for the component and its epoch is not below their floor; --seq must

@@ -32,7 +32,7 @@
 //
 //	fleet:                        # required, at least one group; 1 to 2000 nodes in all
 //	  - count: 150                # required, at least 1
-//	    labels: {region: us-east, hw: rev2}   # optional; label syntax of PROTOCOL.md section 0
+//	    labels: {region: us-east, hw: rev2}   # optional; label syntax of docs/protocol.md section 0
 //	  - count: 50
 //	    labels: {region: us-east, hw: rev1}
 //
@@ -66,7 +66,7 @@
 //	                              # required: cumulative, increasing, the last at 100,
 //	                              # percents with at most 2 decimals, bake in whole seconds (default 0s)
 //	    gates: {max_failed: 0, max_error_rate: 0.05, max_latency_p99: 80ms, min_reports: 2, max_boot_loops: 0}
-//	                              # all optional, PROTOCOL.md section 7; an absent gate is not checked;
+//	                              # all optional, docs/protocol.md section 7; an absent gate is not checked;
 //	                              # max_error_rate is a fraction with at most 3 decimals
 //	    on_failure: rollback      # pause or rollback (default pause)
 //	    node_timeout: 20m         # whole seconds (default 30m)

@@ -137,7 +137,7 @@ type Group struct {
 	// Count is key count, at least 1.
 	Count int
 	// Labels is key labels: label key to value, with the label syntax of
-	// PROTOCOL.md section 0. It may be empty.
+	// docs/protocol.md section 0. It may be empty.
 	Labels map[string]string
 }
 
@@ -178,7 +178,7 @@ type Model struct {
 	Probation *Probation
 }
 
-// Probation is a model's probation (key probation, PROTOCOL.md section 4).
+// Probation is a model's probation (key probation, docs/protocol.md section 4).
 type Probation struct {
 	// Seconds is key seconds: simulated seconds on trial (default 60).
 	Seconds uint64
@@ -192,7 +192,7 @@ type Probation struct {
 
 // Deployment is one entry of deployments: a deployment the simulator signs
 // and hands to the gateway at simulated time At. Its fields have the meaning
-// of PROTOCOL.md section 7 and the rules of the deployment YAML
+// of docs/protocol.md section 7 and the rules of the deployment YAML
 // (protocol/deployspec).
 type Deployment struct {
 	// ID is key id: [A-Za-z0-9._-], 1 to 64 bytes, unique in the scenario.
@@ -224,7 +224,7 @@ type Wave struct {
 	BakeSeconds uint64
 }
 
-// Gates are a deployment's health gates (key gates, PROTOCOL.md section 7).
+// Gates are a deployment's health gates (key gates, docs/protocol.md section 7).
 // A nil gate is not checked.
 type Gates struct {
 	// MaxFailed is key max_failed.

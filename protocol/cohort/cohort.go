@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Limits on a cohort expression (PROTOCOL.md section 7). [Parse] refuses input beyond
+// Limits on a cohort expression (docs/protocol.md section 7). [Parse] refuses input beyond
 // them with a [*SyntaxError].
 const (
 	// MaxLen is the longest expression, in bytes, both as written and in its

@@ -1,5 +1,5 @@
 // Package cohort parses and evaluates the cohort expressions of a deployment
-// (PROTOCOL.md section 7, key 5 "cohort", YAML field target_cohort).
+// (docs/protocol.md section 7, key 5 "cohort", YAML field target_cohort).
 //
 // A cohort expression selects nodes by their labels. [Parse] turns the text into an
 // [Expr]; [Expr.Match] tells whether a node with the given labels belongs to the
@@ -29,7 +29,7 @@
 //
 // Whitespace is required between two words (terms and keywords) and optional next to
 // a parenthesis, so "a:b AND(c:d OR e:f)" is accepted. The key and value character
-// sets are the label syntax of PROTOCOL.md section 0.
+// sets are the label syntax of docs/protocol.md section 0.
 //
 // # Semantics
 //

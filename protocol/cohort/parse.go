@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Limits on the parts of a term (PROTOCOL.md section 0).
+// Limits on the parts of a term (docs/protocol.md section 0).
 const (
 	maxKeyLen   = 32
 	maxValueLen = 64

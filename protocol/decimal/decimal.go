@@ -1,5 +1,5 @@
 // Package decimal parses the fixed-point numbers of the contract's
-// authoring forms (PROTOCOL.md section 7: a wave's percent with at most 2
+// authoring forms (docs/protocol.md section 7: a wave's percent with at most 2
 // decimals, a rate or a factor with at most 3) exactly, from their text,
 // never through floating point: "0.29" with 2 places is 29.
 package decimal

@@ -1,5 +1,5 @@
 // Package deployspec reads the YAML form in which operators author a
-// deployment (PROTOCOL.md section 7) and converts it, unit by unit, into a
+// deployment (docs/protocol.md section 7) and converts it, unit by unit, into a
 // [protocol.Deployment] ready to sign.
 //
 // The YAML is validated before anything is converted: unknown fields,

@@ -17,7 +17,7 @@ import (
 const Format = 1
 
 // ContentType is the protected content type of a signed bundle
-// (PROTOCOL.md section 1).
+// (docs/protocol.md section 1).
 const ContentType = protocol.ContentTypeProvisioning
 
 // Limits of a bundle. A signed bundle travels over BLE in chunks, so it is
@@ -39,7 +39,7 @@ const (
 type Bundle struct {
 	// Format is key 1; always [Format].
 	Format uint64 `cbor:"1,keyasint"`
-	// NodeID is key 2: the node the bundle is for (PROTOCOL.md section 0);
+	// NodeID is key 2: the node the bundle is for (docs/protocol.md section 0);
 	// a node refuses a bundle naming another node.
 	NodeID string `cbor:"2,keyasint"`
 	// Serial is key 3: at least 1, strictly increasing per node; a node
@@ -48,16 +48,16 @@ type Bundle struct {
 	// Issued is key 4: Unix seconds when the bundle was signed.
 	Issued uint64 `cbor:"4,keyasint"`
 	// Labels is key 5: the node's labels for cohorts, under the rules of
-	// PROTOCOL.md section 0; always encoded, empty when none.
+	// docs/protocol.md section 0; always encoded, empty when none.
 	Labels map[string]string `cbor:"5,keyasint"`
-	// Component is key 6: the component the node runs (PROTOCOL.md
+	// Component is key 6: the component the node runs (docs/protocol.md
 	// section 0: fixed at provisioning).
 	Component string `cbor:"6,keyasint"`
 	// Gateway is key 7: the gateway's CoAP URI, coap://HOST[:PORT] or
-	// coaps://HOST[:PORT] (PROTOCOL.md section 5), no path or query.
+	// coaps://HOST[:PORT] (docs/protocol.md section 5), no path or query.
 	Gateway string `cbor:"7,keyasint"`
 	// ManifestKeys is key 8: 1 to [MaxKeys] raw 32-byte Ed25519 public
-	// keys the node trusts for manifests (PROTOCOL.md section 1).
+	// keys the node trusts for manifests (docs/protocol.md section 1).
 	ManifestKeys []ed25519.PublicKey `cbor:"8,keyasint"`
 	// OperatorKeys is key 9: 1 to [MaxKeys] raw 32-byte Ed25519 public keys
 	// the node accepts its next bundle from.
@@ -78,7 +78,7 @@ type SealedPSK struct {
 }
 
 // The bundle's CBOR is the contract's: deterministic encoding, strict
-// decoding (PROTOCOL.md section 0).
+// decoding (docs/protocol.md section 0).
 var (
 	encMode = protocol.EncMode()
 	decMode = protocol.DecMode()
@@ -187,7 +187,7 @@ func Decode(data []byte) (*Bundle, error) {
 	return b, nil
 }
 
-// checkKeys applies the key rules of PROTOCOL.md section 2 to a decoded
+// checkKeys applies the key rules of docs/protocol.md section 2 to a decoded
 // map: every key below 64 known (critical), of the right major type; every
 // known key present (all keys of these maps are required).
 func checkKeys(doc string, m map[uint64]cbor.RawMessage, field func(uint64) (string, byte, bool), required int) error {

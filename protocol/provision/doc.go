@@ -8,7 +8,7 @@
 // # The bundle
 //
 // A [Bundle] (content type "application/edgeota-provisioning+cbor",
-// PROTOCOL.md section 1) binds a node id to its labels, its component, the
+// docs/protocol.md section 1) binds a node id to its labels, its component, the
 // CoAP URI of its gateway, the manifest keys it will trust, the operator
 // keys it will accept its next bundle from, and its DTLS pre-shared key.
 // The key is sealed ([Seal], [Open]) under the node's factory secret: AES-256-GCM

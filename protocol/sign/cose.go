@@ -227,7 +227,7 @@ func appendBstrHead(b []byte, n int) []byte {
 	}
 }
 
-// Role is what a trust store's keys may sign (PROTOCOL.md section 1).
+// Role is what a trust store's keys may sign (docs/protocol.md section 1).
 type Role uint8
 
 // Roles.

@@ -1,5 +1,5 @@
 // Package sign signs and verifies edgeota documents as tagged COSE_Sign1
-// envelopes with Ed25519 (PROTOCOL.md section 1), using
+// envelopes with Ed25519 (docs/protocol.md section 1), using
 // github.com/veraison/go-cose.
 //
 // Every envelope carries, in its protected header, the algorithm EdDSA

@@ -11,7 +11,7 @@ import (
 )
 
 // KeyID identifies a public key: the first 8 bytes of SHA-256 over its 32
-// raw bytes (PROTOCOL.md section 1).
+// raw bytes (docs/protocol.md section 1).
 type KeyID [8]byte
 
 // KeyIDOf returns the key id of pub.

@@ -1,5 +1,5 @@
 // Package wave orders the nodes of a deployment's cohort and splits them into waves
-// (PROTOCOL.md section 7, "Wave order", and deployment key 6 "waves").
+// (docs/protocol.md section 7, "Wave order", and deployment key 6 "waves").
 //
 // # Order
 //

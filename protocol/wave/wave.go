@@ -24,13 +24,13 @@ var ErrWaves = errors.New("wave: invalid waves")
 var ErrNotInCohort = errors.New("wave: node not in cohort")
 
 // keyBuf is the size of the stack buffer Key hashes from: enough for two ids of 64
-// bytes (PROTOCOL.md section 0) and the separator, with room to spare.
+// bytes (docs/protocol.md section 0) and the separator, with room to spare.
 const keyBuf = 256
 
 // Key returns the wave-order key of a node in a deployment: the first 8 bytes,
 // big-endian, of sha256(deploymentID || 0x00 || nodeID), over the UTF-8 bytes of the
-// ids (PROTOCOL.md section 7). It does not allocate for ids within the limits of
-// PROTOCOL.md section 0; longer ids are hashed all the same.
+// ids (docs/protocol.md section 7). It does not allocate for ids within the limits of
+// docs/protocol.md section 0; longer ids are hashed all the same.
 func Key(deploymentID, nodeID string) uint64 {
 	var sum [sha256.Size]byte
 	if len(deploymentID)+1+len(nodeID) <= keyBuf {
@@ -98,7 +98,7 @@ func Target(basisPoints uint32, n int) int {
 	return max(1, int(t))
 }
 
-// Validate checks a deployment's wave list (PROTOCOL.md section 7, key 6): cumulative
+// Validate checks a deployment's wave list (docs/protocol.md section 7, key 6): cumulative
 // basis points, at least one, strictly increasing, none above [MaxBasisPoints], the
 // last equal to it. A first wave of 0 is allowed: by [Target] it takes one node. The
 // error wraps [ErrWaves].

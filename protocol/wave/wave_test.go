@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-// keyByHand computes Key straight from its definition in PROTOCOL.md section 7.
+// keyByHand computes Key straight from its definition in docs/protocol.md section 7.
 func keyByHand(deploymentID, nodeID string) uint64 {
 	sum := sha256.Sum256([]byte(deploymentID + "\x00" + nodeID))
 	return binary.BigEndian.Uint64(sum[:8])

@@ -1,7 +1,7 @@
 // Package outbox is the gateway's durable store-and-forward queue for MQTT:
 // every health report and status event a node sends over CoAP is appended
 // here before the node gets its 2.04, and leaves only when the broker
-// acknowledged (QoS 1 PUBACK) the publish that carried it (PROTOCOL.md
+// acknowledged (QoS 1 PUBACK) the publish that carried it (docs/protocol.md
 // section 6).
 //
 // # Lifecycle
@@ -37,7 +37,7 @@
 // [Outbox.Nack], after a broker disconnect, makes the next Peek start again
 // from the oldest item not acked. After a restart every item not acked is
 // sent again (QoS 1 allows duplicates; consumers drop them by node id, boot
-// count and report or event number, PROTOCOL.md section 4).
+// count and report or event number, docs/protocol.md section 4).
 //
 // # Full policy
 //

@@ -34,16 +34,16 @@ var (
 )
 
 // Kind is the kind of an item; each kind is a queue of its own, in the order
-// of its appends, published to its own MQTT topic (PROTOCOL.md section 6).
+// of its appends, published to its own MQTT topic (docs/protocol.md section 6).
 type Kind uint8
 
 // The kinds. Their String is the last element of their MQTT topic and the
 // name of their bucket.
 const (
-	// KindHealth is a health report (PROTOCOL.md section 4). Health reports
+	// KindHealth is a health report (docs/protocol.md section 4). Health reports
 	// may be dropped when the outbox is full.
 	KindHealth Kind = iota
-	// KindEvent is a status event (PROTOCOL.md section 4). Status events are
+	// KindEvent is a status event (docs/protocol.md section 4). Status events are
 	// never dropped.
 	KindEvent
 

@@ -1,4 +1,4 @@
-// Package rollout runs a gateway's local canary waves (PROTOCOL.md section
+// Package rollout runs a gateway's local canary waves (docs/protocol.md section
 // 7): a signed deployment becomes a persisted state machine that assigns its
 // manifest to its cohort wave by wave, judges every node by its own Hello,
 // health reports and status events, and stops a bad model after the first

@@ -265,7 +265,7 @@ func (r *Rollout) setState(n *Node, s NodeState, now time.Time, why string) {
 }
 
 // target places nodes in the current wave until it has taken enough of
-// the current cohort (PROTOCOL.md section 7: wave k has taken enough when
+// the current cohort (docs/protocol.md section 7: wave k has taken enough when
 // max(1, ceil(bp_k x N / 10000)) nodes have been targeted), taking untargeted
 // nodes in wave order, so a node that joins later takes its place by the
 // same rule; then it assigns targeted waiting nodes within max_concurrent

@@ -38,7 +38,7 @@ func newAssignment(signed []byte) ([]byte, *assignmentRecord, error) {
 }
 
 // matches reports whether the manifest is for the node's class and
-// component: a node refuses any other (PROTOCOL.md sections 0 and 3).
+// component: a node refuses any other (docs/protocol.md sections 0 and 3).
 func (a *assignmentRecord) matches(n *nodeRecord) bool {
 	return a.Class == n.Class && a.Component == n.Component
 }
@@ -218,7 +218,7 @@ func assignedDigests(tx *bolt.Tx) (map[protocol.Digest]struct{}, error) {
 	return inUse, err
 }
 
-// validIDs checks node ids against PROTOCOL.md section 0.
+// validIDs checks node ids against docs/protocol.md section 0.
 func validIDs(ids []string) error {
 	for _, id := range ids {
 		if !protocol.ValidID(id) {

@@ -18,7 +18,7 @@ type Node struct {
 	ID string
 	// Class, Labels, Component, AgentVersion, RunningSeq, RunningDigest,
 	// ActiveSlot, ActiveState, EpochFloor and Other are from the last
-	// Hello (PROTOCOL.md section 4).
+	// Hello (docs/protocol.md section 4).
 	Class         protocol.Class
 	Labels        map[string]string
 	Component     string

@@ -1,5 +1,5 @@
 // Package uplink relays a gateway's node health and events upstream over
-// MQTT (PROTOCOL.md section 6) with github.com/eclipse/paho.mqtt.golang,
+// MQTT (docs/protocol.md section 6) with github.com/eclipse/paho.mqtt.golang,
 // and receives signed deployments downstream.
 //
 // Items come from the gateway's durable outbox (package outbox): a report

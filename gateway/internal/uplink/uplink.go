@@ -75,7 +75,7 @@ type metrics struct {
 	bytes     *prometheus.CounterVec
 }
 
-// MaxBatch is the most items in one publish (PROTOCOL.md section 6).
+// MaxBatch is the most items in one publish (docs/protocol.md section 6).
 const MaxBatch = 1024
 
 // Topic returns a topic of this gateway: Topic("health") is

@@ -1,4 +1,4 @@
-// Package gwlink is a node's CoAP link to its gateway (PROTOCOL.md sections
+// Package gwlink is a node's CoAP link to its gateway (docs/protocol.md sections
 // 4 and 5): it posts the node's documents, follows the manifest the gateway
 // assigns to the node, and reads images block by block.
 //

@@ -75,7 +75,7 @@ type testObserver struct {
 	token []byte
 }
 
-// testGateway implements PROTOCOL.md section 5 for the tests with go-coap's
+// testGateway implements docs/protocol.md section 5 for the tests with go-coap's
 // UDP server and mux, and an observer registry of its own.
 type testGateway struct {
 	addr    string

@@ -12,7 +12,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
-// maxManifest bounds a manifest fetched in several blocks (PROTOCOL.md
+// maxManifest bounds a manifest fetched in several blocks (docs/protocol.md
 // section 2: byte strings up to 64 KiB).
 const maxManifest = 64 << 10
 
@@ -57,7 +57,7 @@ func (r *response) signed() []byte {
 }
 
 // tag is the answer's ETag, or the one the gateway should have sent: the
-// first 8 bytes of SHA-256 of the payload (PROTOCOL.md section 5).
+// first 8 bytes of SHA-256 of the payload (docs/protocol.md section 5).
 func (r *response) tag() []byte {
 	if len(r.etag) > 0 {
 		return r.etag

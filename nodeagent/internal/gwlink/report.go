@@ -13,10 +13,10 @@ import (
 )
 
 // maxDocument is the largest node document: one datagram's payload
-// (PROTOCOL.md section 5, no Block1 uploads).
+// (docs/protocol.md section 5, no Block1 uploads).
 const maxDocument = 1024
 
-// Hello posts h to /n/{node}/hello (PROTOCOL.md sections 4 and 5). The
+// Hello posts h to /n/{node}/hello (docs/protocol.md sections 4 and 5). The
 // client keeps the last Hello the gateway accepted and sends it again when
 // the gateway later answers a manifest request with 4.04 (it forgot the
 // node).

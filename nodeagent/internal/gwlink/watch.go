@@ -16,7 +16,7 @@ import (
 )
 
 // defaultMaxAge is the Max-Age the gateway gives manifest answers
-// (PROTOCOL.md section 5), used until an answer says otherwise.
+// (docs/protocol.md section 5), used until an answer says otherwise.
 const defaultMaxAge = 3600
 
 // refreshAfter is how long an observation may stay silent before it is

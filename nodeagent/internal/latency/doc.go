@@ -1,6 +1,6 @@
 // Package latency is a fixed-memory histogram of inference latencies in
 // microseconds, for the node agent's health reports (p50 and p99 over the
-// inferences since the last report, PROTOCOL.md section 4) and for
+// inferences since the last report, docs/protocol.md section 4) and for
 // probation (p99 over every inference observed in probation, section 3).
 //
 // # Buckets

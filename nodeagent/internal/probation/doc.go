@@ -1,5 +1,5 @@
 // Package probation judges a model image on probation after its activation
-// (PROTOCOL.md section 3, probation map): it says when to confirm the image
+// (docs/protocol.md section 3, probation map): it says when to confirm the image
 // and when to revert it, and why.
 //
 // The package is pure logic, with no clocks or goroutines: the node agent
