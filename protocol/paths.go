@@ -48,10 +48,10 @@ type PathKind uint8
 
 // Path kinds, in the order of the table of section 5.
 const (
-	PathUnknown PathKind = iota // not a resource of the contract
-	PathCoreKind                // /.well-known/core
-	PathImage                   // /m/{hex sha256}
-	PathNode                    // /n/{node}/{resource}
+	PathUnknown  PathKind = iota // not a resource of the contract
+	PathCoreKind                 // /.well-known/core
+	PathImage                    // /m/{hex sha256}
+	PathNode                     // /n/{node}/{resource}
 )
 
 // String returns "core", "image", "node" or "other", the names the gateway's
