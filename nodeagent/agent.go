@@ -35,6 +35,14 @@ type Model interface {
 	CPUPermille() uint64
 }
 
+// Measurer is a Model that measures its own quality: the agent puts its
+// metrics in every health report (docs/protocol.md section 4, key 64), for
+// a deployment's metric gates. The simulated runtime's models are
+// Measurers.
+type Measurer interface {
+	Metrics() map[string]int64
+}
+
 // Clock is the agent's time source; tests and the simulator use a virtual
 // one.
 type Clock interface {
@@ -498,6 +506,9 @@ func (a *Agent) health(ctx context.Context, now time.Time) {
 	}
 	if a.model != nil {
 		r.RAMBytes, r.CPUPermille = a.model.RAMBytes(), a.model.CPUPermille()
+		if m, ok := a.model.(Measurer); ok {
+			r.Metrics = m.Metrics()
+		}
 	}
 	a.window.Reset()
 	a.winInf, a.winErr = 0, 0

@@ -19,6 +19,13 @@
 //	ram_bytes       RAM the loaded model uses                     131072
 //	cpu_permille    CPU it uses, per-mille of one core            300
 //	crash_on_boot   1: the model fails to load; 0 or 1            0
+//	metric.NAME     a model metric every health report carries    none
+//
+// metric.NAME=VALUE (NAME of a-z, 0-9 and _, VALUE a signed decimal, at
+// most one per header) makes [Model.Metrics] report NAME = VALUE, so a
+// deployment's metric gate can fire in a simulation:
+//
+//	edgeota-sim-model error_permille=2 metric.low_confidence_permille=80
 //
 // An unknown or repeated key, a value that is not a decimal number, or a
 // value out of range is an error (wrapping [ErrHeader]) that names the key.

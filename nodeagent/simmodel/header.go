@@ -42,7 +42,27 @@ type Behaviour struct {
 	CPUPermille uint64
 	// CrashOnBoot is key crash_on_boot (0 or 1): the model fails to load.
 	CrashOnBoot bool
+	// Metric is key metric.NAME=VALUE: a model-quality metric the model
+	// reports with every health report (docs/protocol.md section 4, key
+	// 64), which a deployment's metric gate can bound. The zero Metric
+	// reports none.
+	Metric Metric
 }
+
+// Metric is one model-quality metric a simulated model reports.
+type Metric struct {
+	// Name is lower-case letters, digits and '_', 1 to [MaxMetricNameLen]
+	// bytes, such as "low_confidence_permille".
+	Name string
+	// Value is what every report says, a signed decimal in the header.
+	Value int64
+}
+
+// MaxMetricNameLen is the longest metric name a header may declare.
+const MaxMetricNameLen = 64
+
+// metricPrefix starts the key of a header's metric.
+const metricPrefix = "metric."
 
 // Healthy returns the behaviour of an image without a header, and the
 // default of every key a header leaves out: no errors, p50 8 ms, p99 20 ms,
@@ -65,8 +85,12 @@ func (b Behaviour) Header() string {
 	if b.CrashOnBoot {
 		crash = 1
 	}
-	return fmt.Sprintf("%s error_permille=%d p50_us=%d p99_us=%d ram_bytes=%d cpu_permille=%d crash_on_boot=%d",
+	h := fmt.Sprintf("%s error_permille=%d p50_us=%d p99_us=%d ram_bytes=%d cpu_permille=%d crash_on_boot=%d",
 		Magic, b.ErrorPermille, b.P50Micros, b.P99Micros, b.RAMBytes, b.CPUPermille, crash)
+	if b.Metric.Name != "" {
+		h += fmt.Sprintf(" %s%s=%d", metricPrefix, b.Metric.Name, b.Metric.Value)
+	}
+	return h
 }
 
 // Validate reports whether b is in range: ErrorPermille at most 1000,
@@ -82,8 +106,22 @@ func (b Behaviour) Validate() error {
 		return fmt.Errorf("%w: p99_us=%d is over %d", ErrHeader, b.P99Micros, MaxLatencyMicros)
 	case b.P50Micros > b.P99Micros:
 		return fmt.Errorf("%w: p50_us=%d is over p99_us=%d", ErrHeader, b.P50Micros, b.P99Micros)
+	case b.Metric != Metric{} && !validMetricName(b.Metric.Name):
+		return fmt.Errorf("%w: metric name %q: want 1 to %d of a-z, 0-9 and _", ErrHeader, b.Metric.Name, MaxMetricNameLen)
 	}
 	return nil
+}
+
+func validMetricName(s string) bool {
+	if len(s) == 0 || len(s) > MaxMetricNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseHeader parses an image's first line; anything from the first newline
@@ -106,6 +144,20 @@ func ParseHeader(firstLine []byte) (Behaviour, bool, error) {
 		key, val, ok := strings.Cut(f, "=")
 		if !ok {
 			return Behaviour{}, true, fmt.Errorf("%w: %q is not key=value", ErrHeader, f)
+		}
+		if name, ok := strings.CutPrefix(key, metricPrefix); ok {
+			if b.Metric.Name != "" {
+				return Behaviour{}, true, fmt.Errorf("%w: %s: a model declares at most one metric", ErrHeader, key)
+			}
+			v, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || strings.HasPrefix(val, "+") {
+				return Behaviour{}, true, fmt.Errorf("%w: %s=%q is not a decimal number", ErrHeader, key, val)
+			}
+			b.Metric = Metric{Name: name, Value: v}
+			if !validMetricName(name) {
+				return Behaviour{}, true, fmt.Errorf("%w: metric name %q: want 1 to %d of a-z, 0-9 and _", ErrHeader, name, MaxMetricNameLen)
+			}
+			continue
 		}
 		var dst *uint64
 		var crash uint64

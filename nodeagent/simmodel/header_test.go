@@ -33,6 +33,9 @@ func TestParseHeader(t *testing.T) {
 		{name: "bounds inclusive", line: "edgeota-sim-model error_permille=1000 p50_us=1 p99_us=1", want: with(func(b *Behaviour) { b.ErrorPermille, b.P50Micros, b.P99Micros = 1000, 1, 1 }), isSim: true},
 		{name: "p99 at max", line: "edgeota-sim-model p99_us=100000000", want: with(func(b *Behaviour) { b.P99Micros = MaxLatencyMicros }), isSim: true},
 		{name: "p50 equal p99", line: "edgeota-sim-model p50_us=20000", want: with(func(b *Behaviour) { b.P50Micros = 20000 }), isSim: true},
+		{name: "metric", line: "edgeota-sim-model metric.low_confidence_permille=80 p50_us=9000",
+			want: with(func(b *Behaviour) { b.P50Micros, b.Metric = 9000, Metric{"low_confidence_permille", 80} }), isSim: true},
+		{name: "negative metric", line: "edgeota-sim-model metric.drift=-3", want: with(func(b *Behaviour) { b.Metric = Metric{"drift", -3} }), isSim: true},
 
 		{name: "not a sim model", line: "\x7fELF\x02\x01\x01", want: h},
 		{name: "empty", line: "", want: h},
@@ -54,6 +57,11 @@ func TestParseHeader(t *testing.T) {
 		{name: "p50 over default p99", line: "edgeota-sim-model p50_us=30000", isSim: true, wantErr: "p50_us=30000 is over p99_us=20000"},
 		{name: "p50 zero", line: "edgeota-sim-model p50_us=0 p99_us=0", isSim: true, wantErr: "p50_us=0"},
 		{name: "p99 over max", line: "edgeota-sim-model p99_us=100000001", isSim: true, wantErr: "p99_us=100000001 is over 100000000"},
+		{name: "two metrics", line: "edgeota-sim-model metric.a=1 metric.b=2", isSim: true, wantErr: "metric.b: a model declares at most one metric"},
+		{name: "metric without name", line: "edgeota-sim-model metric.=1", isSim: true, wantErr: `metric name ""`},
+		{name: "metric name upper-case", line: "edgeota-sim-model metric.Drift=1", isSim: true, wantErr: `metric name "Drift"`},
+		{name: "metric not a number", line: "edgeota-sim-model metric.drift=1.5", isSim: true, wantErr: `metric.drift="1.5" is not a decimal number`},
+		{name: "metric plus sign", line: "edgeota-sim-model metric.drift=+1", isSim: true, wantErr: `metric.drift="+1" is not a decimal number`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +95,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 	for _, b := range []Behaviour{
 		Healthy(),
 		{ErrorPermille: 1000, P50Micros: 1, P99Micros: MaxLatencyMicros, RAMBytes: 1<<64 - 1, CPUPermille: 4000, CrashOnBoot: true},
+		{P50Micros: 1, P99Micros: 1, Metric: Metric{Name: strings.Repeat("m", MaxMetricNameLen), Value: -1 << 63}},
 	} {
 		got, isSim, err := ParseHeader([]byte(b.Header()))
 		if err != nil || !isSim || got != b {
@@ -99,6 +108,7 @@ func FuzzParseHeader(f *testing.F) {
 	f.Add([]byte("edgeota-sim-model error_permille=5 p50_us=9000 p99_us=30000 ram_bytes=180000 crash_on_boot=0"))
 	f.Add([]byte("edgeota-sim-model"))
 	f.Add([]byte("edgeota-sim-model p50_us=1 p50_us=2"))
+	f.Add([]byte("edgeota-sim-model metric.low_confidence_permille=80"))
 	f.Add([]byte("\x7fELF"))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		b, isSim, err := ParseHeader(line)

@@ -116,3 +116,13 @@ func (m *Model) CPUPermille() uint64 { return m.b.CPUPermille }
 
 // Behaviour returns the behaviour the model's header declared.
 func (m *Model) Behaviour() Behaviour { return m.b }
+
+// Metrics returns the model-quality metrics the model reports with every
+// health report: the header's metric.NAME=VALUE, or nil when it declares
+// none. The map is the caller's.
+func (m *Model) Metrics() map[string]int64 {
+	if m.b.Metric.Name == "" {
+		return nil
+	}
+	return map[string]int64{m.b.Metric.Name: m.b.Metric.Value}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -148,6 +149,15 @@ func TestLoad(t *testing.T) {
 		m := load(t, 0, "edgeota-sim-model ram_bytes=77 cpu_permille=880")
 		if m.RAMBytes() != 77 || m.CPUPermille() != 880 {
 			t.Errorf("RAMBytes, CPUPermille = %d, %d; want 77, 880", m.RAMBytes(), m.CPUPermille())
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		m := load(t, 0, "edgeota-sim-model metric.low_confidence_permille=80")
+		if got := m.Metrics(); !maps.Equal(got, map[string]int64{"low_confidence_permille": 80}) {
+			t.Errorf("Metrics = %v, want low_confidence_permille 80", got)
+		}
+		if got := load(t, 0, "edgeota-sim-model").Metrics(); got != nil {
+			t.Errorf("Metrics of a model declaring none = %v, want nil", got)
 		}
 	})
 	t.Run("crash on boot", func(t *testing.T) {
