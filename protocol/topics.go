@@ -7,7 +7,7 @@ import (
 
 // MQTT topics of docs/protocol.md section 6. Every topic a gateway, `watch`
 // or the simulator publishes, subscribes to or matches is built by the
-// functions here and read back by [ParseTopic]: no other code spells them.
+// functions here and read back by [Topics.Parse]: no other code spells them.
 
 // DefaultTopicPrefix is the topic prefix when none is configured.
 const DefaultTopicPrefix = "edgeota/v1"
@@ -49,7 +49,7 @@ type Topic struct {
 	Fleet   bool   // {prefix}/fleet/deployments/{id}
 }
 
-// ErrNotATopic is returned by [ParseTopic] for a topic outside section 6.
+// ErrNotATopic is returned by [Topics.Parse] for a topic outside section 6.
 var ErrNotATopic = errors.New("protocol: not a topic of the contract")
 
 // Topics builds the topics of one prefix. Its zero value uses
