@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -639,36 +640,29 @@ func (e *Engine) Tick(now time.Time) error {
 // Pause stops a rollout from assigning nodes; Resume goes on; Abort ends it
 // without rolling back.
 func (e *Engine) Pause(id string, now time.Time) error {
-	return e.control(id, now, Running, Paused, "paused by the operator")
+	return e.control(id, now, []Phase{Running}, Paused, "paused by the operator")
 }
 
 // Resume resumes a paused rollout.
 func (e *Engine) Resume(id string, now time.Time) error {
-	return e.control(id, now, Paused, Running, "resumed by the operator")
+	return e.control(id, now, []Phase{Paused}, Running, "resumed by the operator")
 }
 
 // Abort ends a running or paused rollout; nodes keep what they run.
 func (e *Engine) Abort(id string, now time.Time) error {
-	e.mu.Lock()
-	r, ok := e.rollouts[id]
-	e.mu.Unlock()
-	if !ok {
-		return ErrUnknown
-	}
-	if r.Phase == Paused {
-		return e.control(id, now, Paused, Aborted, "aborted by the operator")
-	}
-	return e.control(id, now, Running, Aborted, "aborted by the operator")
+	return e.control(id, now, []Phase{Running, Paused}, Aborted, "aborted by the operator")
 }
 
-func (e *Engine) control(id string, now time.Time, from, to Phase, why string) error {
+// control moves rollout id from one of the phases from to phase to, and
+// steps it (which saves it).
+func (e *Engine) control(id string, now time.Time, from []Phase, to Phase, why string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r, ok := e.rollouts[id]
 	if !ok {
 		return ErrUnknown
 	}
-	if r.Phase != from {
+	if !slices.Contains(from, r.Phase) {
 		return fmt.Errorf("%w: %s is %s", ErrState, id, r.Phase)
 	}
 	r.Phase = to

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"slices"
@@ -12,23 +13,67 @@ import (
 )
 
 // fake records saves and assignments, checking every assignment was
-// preceded by a save of the state that announced it.
+// preceded by a save of the state that announced it: the node assigned
+// the rollout's manifest, or given back what it ran (persist, then act).
 type fake struct {
+	t        testing.TB
 	saves    int
+	states   map[string][]byte // the last state saved, by rollout id
 	assigned map[string][]byte
 	log      []string
 }
 
-func (f *fake) PutRollout(id string, b []byte) error { f.saves++; return nil }
+func (f *fake) PutRollout(id string, b []byte) error {
+	f.saves++
+	if f.states == nil {
+		f.states = map[string][]byte{}
+	}
+	f.states[id] = bytes.Clone(b)
+	return nil
+}
+
 func (f *fake) Assign(nodes []string, signed []byte) error {
 	if f.assigned == nil {
 		f.assigned = map[string][]byte{}
 	}
 	for _, n := range nodes {
+		if !f.announced(n, signed) {
+			f.t.Errorf("%s assigned %q before a saved state announced it", n, signed)
+		}
 		f.assigned[n] = signed
 		f.log = append(f.log, n)
 	}
 	return nil
+}
+
+// announced reports whether a saved state has node assigned signed: as
+// the rollout's manifest, or as what it is given back.
+func (f *fake) announced(node string, signed []byte) bool {
+	for _, b := range f.states {
+		r, err := restore(b)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		x := r.Nodes[node]
+		switch {
+		case x == nil:
+		case bytes.Equal(signed, r.Manifest) && x.State == NodeAssigned:
+			return true
+		case !bytes.Equal(signed, r.Manifest) && x.Returned:
+			return true
+		}
+	}
+	return false
+}
+
+// saved is the phase of a rollout's last saved state.
+func (f *fake) saved(id string) Phase {
+	f.t.Helper()
+	r, err := restore(f.states[id])
+	if err != nil {
+		f.t.Fatalf("rollout %s: %v", id, err)
+	}
+	return r.Phase
 }
 
 var class = protocol.Class{1}
@@ -43,6 +88,8 @@ type fixture struct {
 	d    *protocol.Deployment
 	m    *protocol.Manifest
 	prev map[string][]byte
+	// number is the last report or status event number sent.
+	number uint64
 }
 
 const (
@@ -54,7 +101,16 @@ var newDigest = sha256.Sum256([]byte("new"))
 var prevDigest = sha256.Sum256([]byte("prev"))
 
 func setup(t *testing.T, nodes int, edit func(d *protocol.Deployment)) *fixture {
-	fx := &fixture{t: t, f: &fake{}, now: time.Unix(1795000000, 0), prev: map[string][]byte{}}
+	return setupPrev(t, nodes, edit, nil)
+}
+
+// setupPrev is setup with prev saying what each node runs (signed); nil
+// says "PREV" for every node.
+func setupPrev(t *testing.T, nodes int, edit func(d *protocol.Deployment), prev map[string][]byte) *fixture {
+	if prev == nil {
+		prev = map[string][]byte{}
+	}
+	fx := &fixture{t: t, f: &fake{t: t}, now: time.Unix(1795000000, 0), prev: prev}
 	fx.e = NewEngine(fx.f, fx.f)
 	fx.m = &protocol.Manifest{Format: 1, Seq: newSeq, Component: "kws", Version: "2.0", Digest: newDigest, Size: 1, Class: class}
 	fx.d = &protocol.Deployment{ID: "dep", Seq: 1, Manifest: []byte("NEW"), Cohort: "hw:rev2",
@@ -79,7 +135,12 @@ func (fx *fixture) info(id string, seq uint64, d protocol.Digest, st protocol.Sl
 	return NodeInfo{ID: id, Class: class, Component: "kws", Labels: map[string]string{"hw": "rev2"}, RunningSeq: seq, Running: d, ActiveState: st}
 }
 
-func (fx *fixture) prevOf(n NodeInfo) []byte { return []byte("PREV") }
+func (fx *fixture) prevOf(n NodeInfo) []byte {
+	if b, ok := fx.prev[n.ID]; ok {
+		return b
+	}
+	return []byte("PREV")
+}
 
 func (fx *fixture) status() StatusView {
 	v, err := fx.e.Get("dep", fx.now)
