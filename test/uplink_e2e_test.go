@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -51,15 +52,16 @@ func (s *sender) conn(node string) *udpClient.Conn {
 	return c
 }
 
-// post sends one document until the gateway answers 2.04 or the deadline.
-func (s *sender) post(node, kind string, doc any, deadline time.Time) bool {
+// post sends one document to the node's resource res until the gateway
+// answers 2.04 or the deadline.
+func (s *sender) post(node string, res protocol.NodeResource, doc any, deadline time.Time) bool {
 	body, err := protocol.Marshal(doc)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		resp, err := s.conn(node).Post(ctx, "/n/"+node+"/"+kind, message.AppCBOR, bytes.NewReader(body))
+		resp, err := s.conn(node).Post(ctx, protocol.NodePath(node, res), message.AppCBOR, bytes.NewReader(body))
 		cancel()
 		if err == nil && resp.Code() == codes.Changed {
 			return true
@@ -77,7 +79,7 @@ func (s *sender) post(node, kind string, doc any, deadline time.Time) bool {
 
 func (s *sender) hello(node string) {
 	h := &protocol.Hello{NodeID: node, Class: protocol.Class{1}, AgentVersion: "0.1.0", Component: "kws", Labels: map[string]string{"hw": "rev2"}}
-	if !s.post(node, "hello", h, time.Now().Add(20*time.Second)) {
+	if !s.post(node, protocol.ResHello, h, time.Now().Add(20*time.Second)) {
 		s.t.Fatalf("hello of %s refused", node)
 	}
 }
@@ -88,7 +90,7 @@ func (s *sender) stream(nodes []string, n int, between func(round int)) {
 	for i := 1; i <= n; i++ {
 		for _, node := range nodes {
 			r := &protocol.HealthReport{NodeID: node, UptimeSeconds: uint64(i), Inferences: 10, Errors: 1, BootCount: 1, Number: uint64(i)}
-			if s.post(node, "health", r, time.Now().Add(60*time.Second)) {
+			if s.post(node, protocol.ResHealth, r, time.Now().Add(60*time.Second)) {
 				s.mu.Lock()
 				s.accepted = append(s.accepted, reportKey{node, 1, uint64(i)})
 				s.mu.Unlock()
@@ -105,7 +107,7 @@ func (s *sender) stream(nodes []string, n int, between func(round int)) {
 func received(t *testing.T, msgs []mqttpeer.Message) []reportKey {
 	var out []reportKey
 	for _, m := range msgs {
-		if len(m.Topic) < 7 || m.Topic[len(m.Topic)-7:] != "/health" {
+		if tp, err := (protocol.Topics{}).Parse(m.Topic); err != nil || tp.Kind != protocol.TopicHealth {
 			continue
 		}
 		rs, err := protocol.DecodeHealthBatch(m.Payload)
@@ -156,24 +158,38 @@ func startUplinkGateway(t *testing.T, dir, broker, coap, admin string) *daemon {
 
 // TestUplinkSurvivesBrokerOutage: mosquitto is stopped for a while under a
 // steady stream of reports and started again; every report the gateway
-// accepted reaches the broker, in order per node.
+// accepted reaches the broker, in order per node. A consumer that went
+// offline before the outage gets, once back, every report published after
+// it left: the broker saved its session and queue to its persistence file
+// when it stopped, and restored them from it.
 func TestUplinkSurvivesBrokerOutage(t *testing.T) {
 	b := mqttpeer.Start(t)
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
 	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	sub := mqttpeer.Subscribe(t, b.URL(), "edgeota/v1/gw/gw1/#")
+	topics := protocol.Topics{}
+	sub := mqttpeer.Subscribe(t, b.URL(), topics.GatewayAll("gw1"))
+	away := mqttpeer.Subscribe(t, b.URL(), topics.Gateway("gw1", protocol.TopicHealth))
 	startUplinkGateway(t, dir, b.URL(), coap, admin)
 	s := newSender(t, coap)
 	nodes := []string{"n1", "n2", "n3", "n4", "n5"}
 	for _, n := range nodes {
 		s.hello(n)
 	}
+	const leaves = 10 // the round after which the away consumer disconnects
 	s.stream(nodes, 120, func(round int) {
 		switch round {
+		case leaves:
+			away.Pause()
 		case 30:
 			b.Stop()
 			t.Log("broker stopped")
+			// What the broker saved: the away consumer's session, and the
+			// reports queued for it.
+			db, err := os.ReadFile(b.PersistenceFile())
+			if err != nil || !bytes.Contains(db, []byte(away.ClientID())) {
+				t.Fatalf("the broker's persistence file (%d bytes, %v) lacks the away consumer's session", len(db), err)
+			}
 		case 90:
 			b.Restart()
 			t.Log("broker restarted")
@@ -193,11 +209,34 @@ func TestUplinkSurvivesBrokerOutage(t *testing.T) {
 	}
 	online := false
 	for _, m := range sub.Messages() {
-		online = online || (m.Topic == "edgeota/v1/gw/gw1/state" && string(m.Payload) == "online")
+		online = online || (m.Topic == topics.Gateway("gw1", protocol.TopicState) && string(m.Payload) == protocol.StateOnline)
 	}
 	if !online {
 		t.Fatal("no online state published")
 	}
+
+	// Back after the restart, the away consumer gets what was queued for
+	// it: a broker that lost its database would have forgotten its session
+	// and everything published while it was away.
+	var missed []reportKey
+	for _, k := range s.accepted {
+		if k.number > leaves {
+			missed = append(missed, k)
+		}
+	}
+	away.Resume(t)
+	away.WaitFor(t, func(msgs []mqttpeer.Message) bool {
+		got := map[reportKey]bool{}
+		for _, k := range received(t, msgs) {
+			got[k] = true
+		}
+		for _, k := range missed {
+			if !got[k] {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second)
 }
 
 // TestUplinkSurvivesGatewayKill: the gateway process is killed with
@@ -208,7 +247,7 @@ func TestUplinkSurvivesGatewayKill(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
 	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	sub := mqttpeer.Subscribe(t, b.URL(), "edgeota/v1/gw/gw1/#")
+	sub := mqttpeer.Subscribe(t, b.URL(), protocol.Topics{}.GatewayAll("gw1"))
 	g := startUplinkGateway(t, dir, b.URL(), coap, admin)
 	s := newSender(t, coap)
 	nodes := []string{"k1", "k2", "k3"}
@@ -231,4 +270,32 @@ func TestUplinkSurvivesGatewayKill(t *testing.T) {
 		return len(got) >= len(s.accepted)
 	}, 60*time.Second)
 	checkDelivered(t, s.accepted, received(t, sub.Messages()))
+}
+
+// TestOfflineWill: a gateway that dies without a word (SIGKILL: no
+// "offline" of its own, no DISCONNECT) is marked "offline" on its retained
+// state topic by the broker, from the last will the gateway registered
+// when it connected; a subscriber that comes later reads it, retained.
+func TestOfflineWill(t *testing.T) {
+	b := mqttpeer.Start(t)
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	state := protocol.Topics{}.Gateway("gw1", protocol.TopicState)
+	sub := mqttpeer.Subscribe(t, b.URL(), state)
+	g := startUplinkGateway(t, dir, b.URL(), coap, admin)
+	last := func(want string) func([]mqttpeer.Message) bool {
+		return func(msgs []mqttpeer.Message) bool {
+			return len(msgs) > 0 && string(msgs[len(msgs)-1].Payload) == want
+		}
+	}
+	sub.WaitFor(t, last(protocol.StateOnline), 20*time.Second)
+	g.cmd.Process.Signal(syscall.SIGKILL)
+	g.cmd.Wait()
+	sub.WaitFor(t, last(protocol.StateOffline), 20*time.Second)
+	late := mqttpeer.Subscribe(t, b.URL(), state)
+	late.WaitFor(t, func(msgs []mqttpeer.Message) bool { return len(msgs) > 0 }, 10*time.Second)
+	if m := late.Messages()[0]; string(m.Payload) != protocol.StateOffline || !m.Retained {
+		t.Fatalf("a late subscriber read %q (retained %v), want the retained %q", m.Payload, m.Retained, protocol.StateOffline)
+	}
 }

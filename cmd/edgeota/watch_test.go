@@ -293,7 +293,7 @@ func TestWatchReconnects(t *testing.T) {
 
 	b.Stop()
 	w.waitForStderr(t, "connection to the broker lost")
-	b.Restart() // retained messages are gone: persistence is off
+	b.Restart() // from its persistence file: the retained state comes back
 	w.waitForStderr(t, "reconnected and subscribed again")
 	mqttpeer.Publish(t, url, pre+"events", mustMarshal(t, watchEvents[:1]), false)
 	w.waitFor(t, watchEventLines[0])
