@@ -7,23 +7,24 @@ FUZZTIME ?= 10s
 FUZZTIME_SHORT ?= 2s
 PKGS     := ./...
 
-.PHONY: help build test deps fmt vet lint unit fuzz-short sweep scenarios fuzz bench demo clean
+.PHONY: help build test deps fmt vet lint unit fuzz-short sweep scenarios bench-once fuzz bench demo clean
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
-	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, a short fuzz, power-cut sweeps"
+	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, a short fuzz, power-cut sweeps, scenarios, every benchmark once"
 	@echo "make build  build $(BIN)"
 	@echo "make fmt    fail if gofmt would change a file (never rewrites)"
 	@echo "make lint   staticcheck"
 	@echo "make fuzz   run every Fuzz target for FUZZTIME (default $(FUZZTIME)); FUZZ=REGEXP picks targets"
 	@echo "make fuzz-short  every Fuzz target for FUZZTIME_SHORT (default $(FUZZTIME_SHORT)), as make test does"
 	@echo "make bench  run the Go benchmarks, figures in bench.txt"
+	@echo "make bench-once  every benchmark with b.N = 1, as make test does: they keep running, the figures mean nothing"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/edgeota
 
 # Everything CI runs (.ci/run calls this target).
-test: deps fmt vet lint unit fuzz-short sweep scenarios
+test: deps fmt vet lint unit fuzz-short sweep scenarios bench-once
 
 deps:
 	@scripts/ensure-system-packages
@@ -50,6 +51,14 @@ sweep:
 scenarios:
 	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios' -v ./firmware-sim/fleet/ | \
 		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- |^ +FAIL |^ +(scenario|seed|time) /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
+
+# Every benchmark of the module once (b.N = 1, without -race), so that a
+# change that breaks one fails CI instead of rotting until someone measures.
+# A run of 1 is no measurement: the result lines are counted, not printed
+# (make bench prints figures).
+bench-once:
+	@$(GO) test -count=1 -timeout 15m -run '^$$' -bench . -benchtime 1x $(PKGS) | \
+		awk '/^Benchmark[^ \t]*[ \t]+[0-9]+[ \t]/{n++; next} /^(goos|goarch|pkg|cpu):/{next} {print} END{print "benchmarks run once: " n+0}'
 
 # A short run of every Fuzz target (scripts/fuzz-all: one line per target,
 # fails on a crasher), a few at a time.

@@ -61,6 +61,21 @@ func (p *poster) post(path string, body []byte) error {
 	return fmt.Errorf("%s: no answer", path)
 }
 
+// benchRate is the request-rate limit of the benchmark's gateway, per
+// source address and per node.
+//
+// The gateway's limits guard a gateway against one abusive source (by
+// default 2,000 requests/s per address, 50 per node), and the benchmark's
+// 64 lock-step senders share one loopback address and send as fast as the
+// gateway answers: with the defaults, 95% of their reports were answered
+// 4.29. Pacing them as real nodes pace themselves (a health report every
+// few seconds or minutes) would measure nothing: the 20,000 reports/s the
+// benchmark drives stand for a fleet of tens of thousands of nodes behind
+// as many addresses. So the limits are raised to 50 times that load: the
+// limiter stays in the path (its cost is part of the figure) and never
+// refuses. A refused report (anything but 2.04) fails the benchmark.
+const benchRate = 1_000_000
+
 // BenchmarkUplinkReports measures sustained health reports per second from
 // CoAP ingress (64 concurrent nodes, each waiting for its 2.04, which comes
 // only once the report is durable in the outbox) to a real mosquitto, the
@@ -69,7 +84,10 @@ func (p *poster) post(path string, body []byte) error {
 func BenchmarkUplinkReports(b *testing.B) {
 	brk := mqttpeer.Start(b)
 	const nodes = 64
+	per := (b.N + nodes - 1) / nodes
+	total := per * nodes
 	arrived := make(map[string]time.Time, 1<<20)
+	allArrived := make(chan struct{})
 	var amu sync.Mutex
 	var bytesUp, itemsUp atomic.Int64
 	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brk.URL()).SetClientID("bench-sub").SetOrderMatters(false))
@@ -77,7 +95,7 @@ func BenchmarkUplinkReports(b *testing.B) {
 		b.Fatal("subscriber connect")
 	}
 	defer sub.Disconnect(100)
-	if t := sub.Subscribe("edgeota/v1/gw/bench/health", 1, func(_ mqtt.Client, m mqtt.Message) {
+	if t := sub.Subscribe(protocol.Topics{}.Gateway("bench", protocol.TopicHealth), 1, func(_ mqtt.Client, m mqtt.Message) {
 		now := time.Now()
 		rs, err := protocol.DecodeHealthBatch(m.Payload())
 		if err != nil {
@@ -86,11 +104,15 @@ func BenchmarkUplinkReports(b *testing.B) {
 		bytesUp.Add(int64(len(m.Payload())))
 		itemsUp.Add(int64(len(rs)))
 		amu.Lock()
+		before := len(arrived)
 		for _, r := range rs {
 			k := fmt.Sprintf("%s/%d", r.NodeID, r.Number)
 			if _, ok := arrived[k]; !ok {
 				arrived[k] = now
 			}
+		}
+		if before < total && len(arrived) >= total {
+			close(allArrived)
 		}
 		amu.Unlock()
 	}); !t.WaitTimeout(5*time.Second) || t.Error() != nil {
@@ -100,7 +122,8 @@ func BenchmarkUplinkReports(b *testing.B) {
 	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
 	conn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	gatewaytest.Start(b, gateway.Config{DataDir: b.TempDir(), Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
-		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminAddr: "-", MQTT: brk.URL(), GatewayID: "bench", BatchInterval: 20 * time.Millisecond, BatchMax: 1024})
+		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminAddr: "-", MQTT: brk.URL(), GatewayID: "bench", BatchInterval: 20 * time.Millisecond, BatchMax: 1024,
+		Limits: gateway.Limits{SourceRate: benchRate, NodeRate: benchRate}})
 
 	posters := make([]*poster, nodes)
 	for i := range posters {
@@ -110,8 +133,9 @@ func BenchmarkUplinkReports(b *testing.B) {
 		}
 		defer c.Close()
 		posters[i] = &poster{conn: c, out: make([]byte, 2048), in: make([]byte, 2048), opt: make([]byte, 64)}
-		h, _ := protocol.Marshal(&protocol.Hello{NodeID: fmt.Sprintf("node-%d", i), Class: protocol.Class{1}, AgentVersion: "0.1.0", Component: "kws"})
-		if err := posters[i].post(fmt.Sprintf("/n/node-%d/hello", i), h); err != nil {
+		node := fmt.Sprintf("node-%d", i)
+		h, _ := protocol.Marshal(&protocol.Hello{NodeID: node, Class: protocol.Class{1}, AgentVersion: "0.1.0", Component: "kws"})
+		if err := posters[i].post(protocol.NodePath(node, protocol.ResHello), h); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -120,13 +144,12 @@ func BenchmarkUplinkReports(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
-	per := (b.N + nodes - 1) / nodes
 	for i := range posters {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			node := fmt.Sprintf("node-%d", i)
-			path := "/n/" + node + "/health"
+			path := protocol.NodePath(node, protocol.ResHealth)
 			for n := 1; n <= per; n++ {
 				r := &protocol.HealthReport{NodeID: node, UptimeSeconds: uint64(n * 60), RunningSeq: 42, Inferences: 600, Errors: 3,
 					LatencyP50Micros: 12000, LatencyP99Micros: 41000, CPUPermille: 350, RAMBytes: 180224, BootCount: 7,
@@ -145,16 +168,12 @@ func BenchmarkUplinkReports(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	total := per * nodes
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		amu.Lock()
-		n := len(arrived)
-		amu.Unlock()
-		if n >= total || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	if b.Failed() {
+		return
+	}
+	select {
+	case <-allArrived:
+	case <-time.After(60 * time.Second):
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
