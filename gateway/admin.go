@@ -60,9 +60,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/rollouts", g.getRollouts)
 	mux.HandleFunc("GET /v1/rollouts/{id}", g.getRollout)
 	mux.HandleFunc("POST /v1/rollouts/{id}/{action}", g.postRolloutAction)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "gateway_id": g.cfg.GatewayID, "time_scale": g.cfg.TimeScale})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "gateway_id": g.cfg.GatewayID, "time_scale": timeScale(g.cfg.Clock)})
 	})
 	return g.requireToken(mux)
 }
@@ -152,7 +152,7 @@ func (g *Gateway) putModel(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, code, reason, err)
 		return
 	}
-	g.index.set(m.Digest, m.Size)
+	g.images.Add(m.Digest, m.Size)
 	g.log.Info("model stored", "digest", m.Digest.String(), "component", m.Manifest.Component, "version", m.Manifest.Version, "bytes", m.Size)
 	writeJSON(w, http.StatusCreated, modelView(m))
 }
@@ -194,13 +194,13 @@ func (g *Gateway) postFetch(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "origin", fmt.Errorf("origin %q is not an http(s) URL", req.Origin))
 		return
 	}
-	m, err := g.FetchModel(g.runCtx, signed, req.Origin)
+	m, err := g.origin.Fetch(signed, req.Origin)
 	if err != nil {
 		writeErr(w, http.StatusUnprocessableEntity, "manifest", err)
 		return
 	}
-	_, cached := g.index.get(m.Digest)
-	writeJSON(w, http.StatusAccepted, map[string]any{"digest": m.Digest.String(), "cached": cached, "fetching": g.fetching(m.Digest)})
+	_, cached := g.images.Size(m.Digest)
+	writeJSON(w, http.StatusAccepted, map[string]any{"digest": m.Digest.String(), "cached": cached, "fetching": g.origin.Fetching(m.Digest)})
 }
 
 func (g *Gateway) getModels(w http.ResponseWriter, _ *http.Request) {
@@ -230,8 +230,7 @@ func (g *Gateway) deleteModel(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeErr(w, http.StatusInternalServerError, "store", err)
 	default:
-		g.index.del(d)
-		g.blocks.drop(d)
+		g.images.Remove(d)
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -274,7 +273,7 @@ func (g *Gateway) nodeView(n *store.Node) NodeView {
 }
 
 func (g *Gateway) getNodes(w http.ResponseWriter, _ *http.Request) {
-	g.flushActivity() // the registry as of now, not as of the last second
+	g.act.Flush() // the registry as of now, not as of the last second
 	ns, err := g.store.Nodes()
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "store", err)
@@ -288,7 +287,7 @@ func (g *Gateway) getNodes(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (g *Gateway) getNode(w http.ResponseWriter, r *http.Request) {
-	g.flushActivity()
+	g.act.Flush()
 	n, err := g.store.Node(r.PathValue("id"))
 	if errors.Is(err, store.ErrUnknownNode) || errors.Is(err, store.ErrNotFound) {
 		writeErr(w, http.StatusNotFound, "not found", err)
@@ -344,10 +343,10 @@ func (g *Gateway) postAssignment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, id := range nodes {
-		g.notifyManifest(id, false, g.observers.next(id))
+		g.serve.Notify(id)
 	}
 	g.log.Info("assigned", "digest", m.Digest.String(), "version", m.Version, "nodes", len(nodes), "standing_rule", req.All)
-	_, cached := g.index.get(m.Digest)
+	_, cached := g.images.Size(m.Digest)
 	writeJSON(w, http.StatusOK, map[string]any{"digest": m.Digest.String(), "nodes": nodes, "standing_rule": req.All, "cached": cached})
 }
 
@@ -365,9 +364,9 @@ func (g *Gateway) postDeployment(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusRequestEntityTooLarge, "size", fmt.Errorf("deployment over %d bytes", protocol.MaxDocSize))
 		return
 	}
-	d, err := g.applyDeployment(signed)
+	d, err := g.deploy.Apply(signed)
 	if errors.Is(err, ErrDeployment) {
-		g.metrics.refused.WithLabelValues("deployment").Inc()
+		g.metrics.Refused.WithLabelValues("deployment").Inc()
 		g.log.Info("deployment not applied", "reason", err, "via", "admin API")
 		writeErr(w, http.StatusUnprocessableEntity, "refused", err)
 		return

@@ -12,8 +12,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The admin API's security (docs/operations.md, "Admin API security"):
@@ -138,17 +136,6 @@ func adminExposedErr(addr string) error {
 		ErrAdminNoToken, addr)
 }
 
-// newAdminRefused is the counter of admin requests refused for their
-// token, by reason: "missing" (no bearer token) or "invalid".
-func newAdminRefused(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_admin_refused_total",
-		Help: "Admin API requests refused 401, by reason (missing: no bearer token, invalid: a wrong one)."}, []string{"reason"})
-	c.WithLabelValues("missing")
-	c.WithLabelValues("invalid")
-	reg.MustRegister(c)
-	return c
-}
-
 // requireToken wraps the admin API: with a token configured, every
 // request must carry it as a bearer token (RFC 6750 section 2.1). The
 // comparison is of SHA-256 digests in constant time, so neither the
@@ -171,7 +158,7 @@ func (g *Gateway) requireToken(next http.Handler) http.Handler {
 		if ok {
 			reason, challenge = "invalid", `Bearer realm="edgeota admin", error="invalid_token"`
 		}
-		g.metrics.adminRefused.WithLabelValues(reason).Inc()
+		g.metrics.AdminRefused.WithLabelValues(reason).Inc()
 		g.log.Debug("admin request refused", "reason", reason, "from", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 		w.Header().Set("WWW-Authenticate", challenge)
 		writeErr(w, http.StatusUnauthorized, "unauthorized", errors.New("the admin API requires a bearer token: Authorization: Bearer <token>"))

@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"mime/multipart"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -444,13 +446,42 @@ func TestBackupWhileRunning(t *testing.T) {
 	}
 }
 
-// TestTimeScaleOnlyForSimulations: compressed time is refused unless the
-// gateway is marked as serving a simulation.
-func TestTimeScaleOnlyForSimulations(t *testing.T) {
+// TestNewRefusesConfigs: New says what is wrong with a configuration in
+// the library's terms (no command-line flag), with a sentinel where a
+// caller branches, and never changes the caller's Config.
+func TestNewRefusesConfigs(t *testing.T) {
 	pub := ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey)
-	_, err := gateway.New(gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, TimeScale: 60, AdminAddr: "-", CoAPAddr: "127.0.0.1:0"})
-	if err == nil || !strings.Contains(err.Error(), "simulator only") {
-		t.Fatalf("time scale 60 without Sim: %v", err)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  gateway.Config
+		is   error  // nil: any error
+		want string // in the message
+	}{
+		{"no data dir", gateway.Config{Trust: []ed25519.PublicKey{pub}}, nil, "DataDir"},
+		{"no manifest key", gateway.Config{DataDir: t.TempDir()}, nil, "Trust"},
+		{"no CoAP service", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPSAddr: "-"}, gateway.ErrNoCoAP, "no CoAP service"},
+		{"plain socket without InsecureUDP", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPConn: conn}, nil, "InsecureUDP"},
+		{"admin beyond loopback without a token", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPSAddr: "127.0.0.1:0",
+			AdminAddr: "0.0.0.0:0"}, gateway.ErrAdminNoToken, "without a token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.cfg
+			_, err := gateway.New(tc.cfg)
+			if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want %v with %q", err, tc.is, tc.want)
+			}
+			if strings.Contains(err.Error(), "--") && tc.is != gateway.ErrAdminNoToken {
+				t.Errorf("the library names a command-line flag: %v", err)
+			}
+			if !reflect.DeepEqual(before, tc.cfg) {
+				t.Errorf("New changed the caller's Config: %+v, was %+v", tc.cfg, before)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -197,12 +198,12 @@ names, and flags given on the command line win.`,
 				if !sim {
 					return usagef("--time-scale %g needs --sim: compressed time is for simulations, never production", timeScale)
 				}
-				gc.TimeScale, gc.Sim, gc.Clock = timeScale, true, gateway.ScaledClock(timeScale)
+				gc.Clock = newScaledClock(timeScale)
 				log.Warn("SIMULATION: the gateway's clock runs faster than real time", "time_scale", timeScale)
 			}
 			g, err := gateway.New(gc)
 			if err != nil {
-				return err
+				return withFlagHint(err)
 			}
 			err = g.Run(cmd.Context())
 			if errors.Is(err, cmd.Context().Err()) {
@@ -228,3 +229,32 @@ names, and flags given on the command line win.`,
 	cmd.AddCommand(newGatewayKeysCmd())
 	return cmd
 }
+
+// withFlagHint adds to an error of the gateway library the flag that
+// answers it.
+func withFlagHint(err error) error {
+	switch {
+	case errors.Is(err, gateway.ErrNoCoAP):
+		return fmt.Errorf("%w: give a DTLS address (--coaps) or, for development, --insecure-udp", err)
+	case errors.Is(err, gateway.ErrNoDeploymentKeys):
+		return fmt.Errorf("%w: give the deployment keys (--deploy-trust)", err)
+	}
+	return err
+}
+
+// scaledClock runs scale times faster than real time from when it was
+// made: the gateway's clock under --sim --time-scale.
+type scaledClock struct {
+	start time.Time
+	scale float64
+}
+
+func newScaledClock(scale float64) scaledClock { return scaledClock{time.Now(), scale} }
+
+// Now returns the scaled time.
+func (c scaledClock) Now() time.Time {
+	return c.start.Add(time.Duration(float64(time.Since(c.start)) * c.scale))
+}
+
+// Scale returns the time scale, which the gateway logs.
+func (c scaledClock) Scale() float64 { return c.scale }

@@ -448,7 +448,7 @@ func (s *sim) gatewayConfig() gateway.Config {
 	pub := s.key.Public().(ed25519.PublicKey)
 	cfg := gateway.Config{DataDir: s.dir, InsecureUDP: true, CoAPSAddr: "-", Trust: []ed25519.PublicKey{pub},
 		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
-		Clock: s.clock.Now, TimeScale: s.sc.TimeScale, Sim: true, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
+		Clock: s.clock, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
 		// Every simulated node speaks from 127.0.0.1: no per-address rate.
 		Limits: gateway.Limits{SourceRate: -1}}
 	if s.dtls {

@@ -37,22 +37,22 @@ var (
 // of its appends, published to its own MQTT topic (docs/protocol.md section 6).
 type Kind uint8
 
-// The kinds. Their String is the last element of their MQTT topic and the
-// name of their bucket.
+// The kinds, health and status. Each is published to its own topic
+// (protocol.TopicHealth and protocol.TopicStatus, whose leaf is "events").
 const (
 	// KindHealth is a health report (docs/protocol.md section 4). Health reports
 	// may be dropped when the outbox is full.
 	KindHealth Kind = iota
-	// KindEvent is a status event (docs/protocol.md section 4). Status events are
+	// KindStatus is a status event (docs/protocol.md section 4). Status events are
 	// never dropped.
-	KindEvent
+	KindStatus
 
 	numKinds = 2
 )
 
-var kindNames = [numKinds]string{"health", "events"}
+var kindNames = [numKinds]string{"health", "status"}
 
-// String returns "health" or "events".
+// String returns "health" or "status".
 func (k Kind) String() string {
 	if k.valid() {
 		return kindNames[k]
@@ -187,9 +187,11 @@ type kindState struct {
 
 // Bucket and key names; see the package documentation.
 var (
-	bucketMeta  = []byte("meta")
-	keyFormat   = []byte("format")
-	kindBuckets = [numKinds][]byte{[]byte(kindNames[KindHealth]), []byte(kindNames[KindEvent])}
+	bucketMeta = []byte("meta")
+	keyFormat  = []byte("format")
+	// The buckets keep the names of the contract's topic leafs, which
+	// outbox files already hold.
+	kindBuckets = [numKinds][]byte{[]byte("health"), []byte("events")}
 )
 
 // Open opens or creates the outbox file, checks every queued item (a
@@ -350,8 +352,8 @@ type KindStats struct {
 // Stats is a snapshot of the outbox's state and counters. Counters start
 // at zero at Open.
 type Stats struct {
-	// Health and Events are the state of each kind.
-	Health, Events KindStats
+	// Health and Status are the state of each kind.
+	Health, Status KindStats
 	// Bytes is the stored size of every committed item.
 	Bytes int64
 	// Appended and Acked are the sums over the kinds.
@@ -375,7 +377,7 @@ func (s Stats) Kind(k Kind) KindStats {
 	if k == KindHealth {
 		return s.Health
 	}
-	return s.Events
+	return s.Status
 }
 
 // Stats returns a snapshot of the state and counters.
@@ -393,7 +395,7 @@ func (o *Outbox) Stats() Stats {
 		if k == KindHealth {
 			s.Health = st
 		} else {
-			s.Events = st
+			s.Status = st
 		}
 		s.Bytes += st.Bytes
 		s.Appended += st.Appended

@@ -20,12 +20,12 @@ func TestRoundTrip(t *testing.T) {
 	t0 := clock.Now()
 	mustAppend(t, o, KindHealth, "node-1", []byte("h1"))
 	clock.Advance(time.Second)
-	mustAppend(t, o, KindEvent, "node-2", []byte("e1"))
+	mustAppend(t, o, KindStatus, "node-2", []byte("e1"))
 	mustAppend(t, o, KindHealth, "node-2", []byte{})
 	clock.Advance(4 * time.Second)
 
 	st := o.Stats()
-	if st.Health.Depth != 2 || st.Events.Depth != 1 || st.Appended != 3 || st.Health.OldestAge != 5*time.Second || st.Events.OldestAge != 4*time.Second {
+	if st.Health.Depth != 2 || st.Status.Depth != 1 || st.Appended != 3 || st.Health.OldestAge != 5*time.Second || st.Status.OldestAge != 4*time.Second {
 		t.Errorf("stats %+v", st)
 	}
 	health, err := o.Peek(KindHealth, 10)
@@ -39,11 +39,11 @@ func TestRoundTrip(t *testing.T) {
 	if !slices.EqualFunc(health, want, itemEqual) {
 		t.Errorf("health = %+v, want %+v", health, want)
 	}
-	events, err := o.Peek(KindEvent, 10)
+	events, err := o.Peek(KindStatus, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(events) != 1 || events[0].Seq != 2 || string(events[0].Data) != "e1" || events[0].Kind != KindEvent {
+	if len(events) != 1 || events[0].Seq != 2 || string(events[0].Data) != "e1" || events[0].Kind != KindStatus {
 		t.Errorf("events = %+v", events)
 	}
 	// Everything was handed out: the next Peek is empty.
@@ -54,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	st = o.Stats()
-	if st.Health.Depth != 0 || st.Events.Depth != 0 || st.Bytes != 0 || st.Acked != 3 || st.Health.OldestAge != 0 {
+	if st.Health.Depth != 0 || st.Status.Depth != 0 || st.Bytes != 0 || st.Acked != 3 || st.Health.OldestAge != 0 {
 		t.Errorf("stats after ack %+v", st)
 	}
 	o.Nack(KindHealth)
@@ -85,7 +85,7 @@ func TestAppendArgs(t *testing.T) {
 			}
 		})
 	}
-	if _, err := o.Peek(KindEvent, 0); err == nil {
+	if _, err := o.Peek(KindStatus, 0); err == nil {
 		t.Error("Peek(max 0) succeeded")
 	}
 	if _, err := o.Peek(Kind(7), 1); err == nil {
@@ -95,7 +95,7 @@ func TestAppendArgs(t *testing.T) {
 		t.Error("Ack of Kind(9) succeeded")
 	}
 	mustAppend(t, o, KindHealth, strings.Repeat("n", MaxNodeLen), nil)
-	if s := KindHealth.String() + KindEvent.String() + Kind(5).String(); s != "healtheventsKind(5)" {
+	if s := KindHealth.String() + KindStatus.String() + Kind(5).String(); s != "healthstatusKind(5)" {
 		t.Errorf("String: %s", s)
 	}
 }
@@ -158,11 +158,11 @@ func TestOrdering(t *testing.T) {
 func TestPipelinedPeek(t *testing.T) {
 	o, _ := openTest(t, Config{})
 	for i := range 30 {
-		mustAppend(t, o, KindEvent, "n", fmt.Appendf(nil, "%d", i))
+		mustAppend(t, o, KindStatus, "n", fmt.Appendf(nil, "%d", i))
 	}
 	peek := func(n int) []Item {
 		t.Helper()
-		items, err := o.Peek(KindEvent, n)
+		items, err := o.Peek(KindStatus, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +190,7 @@ func TestPipelinedPeek(t *testing.T) {
 	if err := o.Ack(b); err != nil {
 		t.Fatal(err)
 	}
-	o.Nack(KindEvent)
+	o.Nack(KindStatus)
 	if got := seqs(peek(15)); !slices.Equal(got, append(span(1, 10), span(21, 25)...)) {
 		t.Fatalf("after nack: %v", got)
 	}
@@ -201,7 +201,7 @@ func TestPipelinedPeek(t *testing.T) {
 		t.Fatalf("peek past the end: %v", seqs(got))
 	}
 	// Items appended now come after what was handed out.
-	mustAppend(t, o, KindEvent, "n", []byte("late"))
+	mustAppend(t, o, KindStatus, "n", []byte("late"))
 	if got := peek(15); len(got) != 1 || string(got[0].Data) != "late" {
 		t.Fatalf("late item: %+v", got)
 	}
@@ -209,8 +209,8 @@ func TestPipelinedPeek(t *testing.T) {
 	if err := o.Ack(b); err != nil {
 		t.Fatal(err)
 	}
-	if st := o.Stats(); st.Events.Acked != 10 || st.Events.Depth != 21 {
-		t.Errorf("stats %+v", st.Events)
+	if st := o.Stats(); st.Status.Acked != 10 || st.Status.Depth != 21 {
+		t.Errorf("stats %+v", st.Status)
 	}
 	checkAccounting(t, o)
 }
@@ -222,7 +222,7 @@ func TestAckMiddleReopen(t *testing.T) {
 	o, path := openTest(t, Config{})
 	for i := range 50 {
 		mustAppend(t, o, KindHealth, "n", fmt.Appendf(nil, "h%d", i))
-		mustAppend(t, o, KindEvent, "n", fmt.Appendf(nil, "e%d", i))
+		mustAppend(t, o, KindStatus, "n", fmt.Appendf(nil, "e%d", i))
 	}
 	for k := range Kind(numKinds) {
 		o.Peek(k, 10)
@@ -236,7 +236,7 @@ func TestAckMiddleReopen(t *testing.T) {
 	}
 	o = openPath(t, Config{Path: path})
 	checkAccounting(t, o)
-	for k, prefix := range map[Kind]string{KindHealth: "h", KindEvent: "e"} {
+	for k, prefix := range map[Kind]string{KindHealth: "h", KindStatus: "e"} {
 		var want []string
 		for i := range 50 {
 			if i < 10 || i >= 20 {
@@ -273,7 +273,7 @@ func TestFullPolicy(t *testing.T) {
 		wantErr error // from Append
 	}
 	h := func(d string) step { return step{kind: KindHealth, data: d} }
-	e := func(d string) step { return step{kind: KindEvent, data: d} }
+	e := func(d string) step { return step{kind: KindStatus, data: d} }
 	full := func(s step) step { s.wantErr = ErrFull; return s }
 	for _, tc := range []struct {
 		name         string
@@ -324,7 +324,7 @@ func TestFullPolicy(t *testing.T) {
 		{
 			name:     "an item alone larger than MaxBytes",
 			cfg:      Config{MaxBytes: 4 * one},
-			steps:    []step{h("h0"), full(step{kind: KindHealth, data: strings.Repeat("x", 4*one)}), full(step{kind: KindEvent, data: strings.Repeat("x", 4*one)})},
+			steps:    []step{h("h0"), full(step{kind: KindHealth, data: strings.Repeat("x", 4*one)}), full(step{kind: KindStatus, data: strings.Repeat("x", 4*one)})},
 			health:   []string{"h0"},
 			rejected: 2,
 		},
@@ -363,15 +363,15 @@ func TestFullPolicy(t *testing.T) {
 			if got := datas(peekAll(t, o, KindHealth)); !slices.Equal(got, tc.health) && len(got)+len(tc.health) > 0 {
 				t.Errorf("health %q, want %q", got, tc.health)
 			}
-			if got := datas(peekAll(t, o, KindEvent)); !slices.Equal(got, tc.evts) && len(got)+len(tc.evts) > 0 {
+			if got := datas(peekAll(t, o, KindStatus)); !slices.Equal(got, tc.evts) && len(got)+len(tc.evts) > 0 {
 				t.Errorf("events %q, want %q", got, tc.evts)
 			}
 			st := o.Stats()
 			if st.DroppedHealth != tc.dropped || st.Rejected != tc.rejected || uint64(onDrop) != tc.dropped {
 				t.Errorf("dropped %d (OnDrop %d), rejected %d; want %d, %d", st.DroppedHealth, onDrop, st.Rejected, tc.dropped, tc.rejected)
 			}
-			if limit := orDefault(tc.cfg.MaxItems, DefaultMaxItems); st.Health.Depth+st.Events.Depth > limit {
-				t.Errorf("%d items queued, bound %d", st.Health.Depth+st.Events.Depth, limit)
+			if limit := orDefault(tc.cfg.MaxItems, DefaultMaxItems); st.Health.Depth+st.Status.Depth > limit {
+				t.Errorf("%d items queued, bound %d", st.Health.Depth+st.Status.Depth, limit)
 			}
 			if limit := orDefault(tc.cfg.MaxBytes, DefaultMaxBytes); st.Bytes > limit {
 				t.Errorf("%d bytes queued, bound %d", st.Bytes, limit)
@@ -396,16 +396,16 @@ func TestFullPolicyConcurrent(t *testing.T) {
 			for i := range 100 {
 				kind := KindHealth
 				if i%25 == 0 {
-					kind = KindEvent
+					kind = KindStatus
 				}
 				d := fmt.Sprintf("%d/%d", g, i)
 				err := appendWait(t, o, kind, "n", []byte(d))
 				switch {
-				case err == nil && kind == KindEvent:
+				case err == nil && kind == KindStatus:
 					mu.Lock()
 					events = append(events, d)
 					mu.Unlock()
-				case errors.Is(err, ErrFull) && kind == KindEvent:
+				case errors.Is(err, ErrFull) && kind == KindStatus:
 					mu.Lock()
 					rejectedEvents++
 					mu.Unlock()
@@ -418,10 +418,10 @@ func TestFullPolicyConcurrent(t *testing.T) {
 	wg.Wait()
 	checkAccounting(t, o)
 	st := o.Stats()
-	if st.Health.Depth+st.Events.Depth != maxItems || rejectedEvents != 0 {
-		t.Errorf("%d items queued, want %d; %d events refused", st.Health.Depth+st.Events.Depth, maxItems, rejectedEvents)
+	if st.Health.Depth+st.Status.Depth != maxItems || rejectedEvents != 0 {
+		t.Errorf("%d items queued, want %d; %d events refused", st.Health.Depth+st.Status.Depth, maxItems, rejectedEvents)
 	}
-	if got := datas(peekAll(t, o, KindEvent)); len(got) != len(events) {
+	if got := datas(peekAll(t, o, KindStatus)); len(got) != len(events) {
 		t.Errorf("%d events queued, %d appended", len(got), len(events))
 	}
 	if st.DroppedHealth != st.Health.Appended-uint64(st.Health.Depth) {
@@ -483,7 +483,7 @@ func TestClose(t *testing.T) {
 	var mu sync.Mutex
 	for i := range n {
 		calls.Add(1)
-		err := o.Append(KindEvent, "n", fmt.Appendf(nil, "%d", i), func(err error) {
+		err := o.Append(KindStatus, "n", fmt.Appendf(nil, "%d", i), func(err error) {
 			if err != nil {
 				mu.Lock()
 				failed++
@@ -502,20 +502,20 @@ func TestClose(t *testing.T) {
 	if failed != 0 {
 		t.Fatalf("%d appends failed", failed)
 	}
-	if err := o.Append(KindEvent, "n", nil, nil); !errors.Is(err, ErrClosed) {
+	if err := o.Append(KindStatus, "n", nil, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Append after Close: %v", err)
 	}
-	if _, err := o.Peek(KindEvent, 1); !errors.Is(err, ErrClosed) {
+	if _, err := o.Peek(KindStatus, 1); !errors.Is(err, ErrClosed) {
 		t.Errorf("Peek after Close: %v", err)
 	}
-	if err := o.Ack([]Item{{Kind: KindEvent, Seq: 1}}); !errors.Is(err, ErrClosed) {
+	if err := o.Ack([]Item{{Kind: KindStatus, Seq: 1}}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Ack after Close: %v", err)
 	}
 	if err := o.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
 	o = openPath(t, Config{Path: path})
-	if got := peekAll(t, o, KindEvent); len(got) != n {
+	if got := peekAll(t, o, KindStatus); len(got) != n {
 		t.Errorf("%d items after reopen, want %d", len(got), n)
 	}
 }
@@ -556,8 +556,8 @@ func TestCommitFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, o, KindEvent, "n", []byte("kept"))
-	items, _ := o.Peek(KindEvent, 1)
+	mustAppend(t, o, KindStatus, "n", []byte("kept"))
+	items, _ := o.Peek(KindStatus, 1)
 	o.db.Close() // every commit fails from now on
 	if err := appendWait(t, o, KindHealth, "n", []byte("lost")); err == nil || errors.Is(err, ErrFull) {
 		t.Errorf("append into a closed file: %v", err)
@@ -566,7 +566,7 @@ func TestCommitFailure(t *testing.T) {
 		t.Error("ack into a closed file succeeded")
 	}
 	st := o.Stats()
-	if st.Health.Pending != 0 || st.Health.Depth != 0 || st.Events.Depth != 1 || st.Appended != 1 {
+	if st.Health.Pending != 0 || st.Health.Depth != 0 || st.Status.Depth != 1 || st.Appended != 1 {
 		t.Errorf("stats after failed commits: %+v", st)
 	}
 	o.Close()
@@ -595,7 +595,7 @@ func TestCorrupted(t *testing.T) {
 	if got := datas(peekAll(t, o, KindHealth)); !slices.Equal(got, []string{"0", "2", "3", "4"}) {
 		t.Errorf("peek: %q", got)
 	}
-	mustAppend(t, o, KindEvent, "n", nil) // a commit, which deletes it
+	mustAppend(t, o, KindStatus, "n", nil) // a commit, which deletes it
 	if st := o.Stats(); st.Corrupt != 1 || st.Health.Depth != 4 {
 		t.Errorf("after peek: corrupt %d, depth %d", st.Corrupt, st.Health.Depth)
 	}

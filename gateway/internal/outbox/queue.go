@@ -63,7 +63,7 @@ func (o *Outbox) Append(kind Kind, node string, data []byte, done func(err error
 	value := encodeRecord(node, data, o.now())
 
 	o.mu.Lock()
-	ev := &o.kinds[KindEvent]
+	ev := &o.kinds[KindStatus]
 	var err error
 	switch {
 	case o.closing:

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgeota/gateway/internal/outbox"
+	"edgeota/protocol"
 )
 
 // Queue is the durable outbox the uplink drains (package outbox).
@@ -30,7 +32,7 @@ type Config struct {
 	Broker string
 	// GatewayID names the gateway in topics ({gw}).
 	GatewayID string
-	// Prefix of every topic (default "edgeota/v1").
+	// Prefix of every topic (default protocol.DefaultTopicPrefix).
 	Prefix string
 	// TLS configures ssl:// brokers (CA, client certificate).
 	TLS *tls.Config
@@ -44,8 +46,9 @@ type Config struct {
 	// InFlight is how many batches per kind may await their PUBACK
 	// (default 8).
 	InFlight int
-	// OnDeployment receives deployment messages (topic, payload; an empty
-	// payload withdraws). It runs on its own goroutine.
+	// OnDeployment receives the messages of the gateway's and the fleet's
+	// deployment topics (topic, payload; an empty payload withdraws). It
+	// runs on its own goroutine.
 	OnDeployment func(topic string, payload []byte)
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
@@ -56,6 +59,7 @@ type Config struct {
 // Uplink is a gateway's MQTT connection.
 type Uplink struct {
 	cfg       Config
+	topics    protocol.Topics
 	q         Queue
 	log       *slog.Logger
 	client    mqtt.Client
@@ -65,6 +69,10 @@ type Uplink struct {
 	inflight  [2]atomic.Int64 // items peeked and not yet acked or nacked, per kind
 	gen       [2]atomic.Int64 // bumped by a Nack: batches of older generations no longer count
 	m         metrics
+
+	rolloutMu   sync.Mutex
+	rollouts    map[string]any // rollout statuses not yet published, latest wins
+	rolloutWake chan struct{}
 }
 
 type metrics struct {
@@ -78,19 +86,24 @@ type metrics struct {
 // MaxBatch is the most items in one publish (docs/protocol.md section 6).
 const MaxBatch = 1024
 
-// Topic returns a topic of this gateway: Topic("health") is
-// {prefix}/gw/{gw}/health.
-func (u *Uplink) Topic(leaf string) string {
-	return u.cfg.Prefix + "/gw/" + u.cfg.GatewayID + "/" + leaf
+// Topic returns the topic of kind of this gateway: Topic(protocol.TopicHealth)
+// is {prefix}/gw/{gw}/health.
+func (u *Uplink) Topic(kind protocol.TopicKind) string {
+	return u.topics.Gateway(u.cfg.GatewayID, kind)
+}
+
+// topicOf is the topic kind of an outbox kind.
+func topicOf(k outbox.Kind) protocol.TopicKind {
+	if k == outbox.KindHealth {
+		return protocol.TopicHealth
+	}
+	return protocol.TopicStatus
 }
 
 // New builds an uplink draining q; Run connects.
 func New(cfg Config, q Queue) (*Uplink, error) {
 	if cfg.Broker == "" || cfg.GatewayID == "" {
 		return nil, errors.New("uplink: Broker and GatewayID are required")
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "edgeota/v1"
 	}
 	if cfg.BatchMax <= 0 {
 		cfg.BatchMax = 512
@@ -105,17 +118,18 @@ func New(cfg Config, q Queue) (*Uplink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	u := &Uplink{cfg: cfg, q: q, log: cfg.Logger, reconnect: make(chan struct{}, 1)}
+	u := &Uplink{cfg: cfg, topics: protocol.Topics{Prefix: cfg.Prefix}, q: q, log: cfg.Logger, reconnect: make(chan struct{}, 1),
+		rolloutWake: make(chan struct{}, 1)}
 	for i := range u.kick {
 		u.kick[i] = make(chan struct{}, 1)
 	}
 	u.m = metrics{
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_uplink_batches_published_total",
-			Help: "Batches acknowledged by the broker, by kind."}, []string{"kind"}),
+			Help: "Batches acknowledged by the broker, by kind (its topic's leaf: health, events)."}, []string{"kind"}),
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_uplink_items_published_total",
-			Help: "Reports and events acknowledged by the broker, by kind."}, []string{"kind"}),
+			Help: "Health reports and status events acknowledged by the broker, by kind (its topic's leaf: health, events)."}, []string{"kind"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_uplink_bytes_published_total",
-			Help: "Payload bytes acknowledged by the broker, by kind."}, []string{"kind"}),
+			Help: "Payload bytes acknowledged by the broker, by kind (its topic's leaf: health, events)."}, []string{"kind"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeota_uplink_publish_seconds",
 			Help: "Time from publish to PUBACK of a batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
@@ -134,7 +148,7 @@ func New(cfg Config, q Queue) (*Uplink, error) {
 		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(5*time.Second).
 		SetKeepAlive(15*time.Second).SetPingTimeout(5*time.Second).SetWriteTimeout(10*time.Second).
 		SetConnectTimeout(5*time.Second).
-		SetWill(u.Topic("state"), "offline", 1, true).
+		SetWill(u.Topic(protocol.TopicState), protocol.StateOffline, 1, true).
 		SetOnConnectHandler(u.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			u.connected.Store(false)
@@ -164,11 +178,11 @@ func (u *Uplink) Kick(kind outbox.Kind) {
 func (u *Uplink) onConnect(c mqtt.Client) {
 	u.log.Info("broker connected", "broker", u.cfg.Broker, "gateway", u.cfg.GatewayID)
 	go func() {
-		if t := c.Publish(u.Topic("state"), 1, true, "online"); t.WaitTimeout(10*time.Second) && t.Error() != nil {
+		if t := c.Publish(u.Topic(protocol.TopicState), 1, true, protocol.StateOnline); t.WaitTimeout(10*time.Second) && t.Error() != nil {
 			u.log.Warn("publish online state", "err", t.Error())
 		}
 		if u.cfg.OnDeployment != nil {
-			filters := map[string]byte{u.Topic("deployments/+"): 1, u.cfg.Prefix + "/fleet/deployments/+": 1}
+			filters := map[string]byte{u.topics.Deployment(u.cfg.GatewayID, "+"): 1, u.topics.FleetDeployment("+"): 1}
 			t := c.SubscribeMultiple(filters, func(_ mqtt.Client, m mqtt.Message) {
 				u.cfg.OnDeployment(m.Topic(), append([]byte(nil), m.Payload()...))
 			})
@@ -192,28 +206,75 @@ func (u *Uplink) onConnect(c mqtt.Client) {
 func (u *Uplink) Run(ctx context.Context) error {
 	u.client.Connect() // with ConnectRetry, connects in the background
 	var wg sync.WaitGroup
-	for _, k := range []outbox.Kind{outbox.KindHealth, outbox.KindEvent} {
+	for _, k := range []outbox.Kind{outbox.KindHealth, outbox.KindStatus} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			u.publisher(ctx, k)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		u.publishRollouts(ctx)
+	}()
 	wg.Wait()
 	if u.client.IsConnectionOpen() {
-		t := u.client.Publish(u.Topic("state"), 1, true, "offline")
+		t := u.client.Publish(u.Topic(protocol.TopicState), 1, true, protocol.StateOffline)
 		t.WaitTimeout(2 * time.Second)
 	}
 	u.client.Disconnect(500)
 	return nil
 }
 
-// PublishRetained publishes a retained QoS 1 message of this gateway (a
-// rollout status) and waits for its PUBACK up to timeout.
-func (u *Uplink) PublishRetained(leaf string, payload []byte, timeout time.Duration) error {
-	t := u.client.Publish(u.Topic(leaf), 1, true, payload)
+// PublishRollout queues the status of rollout id for its retained rollout
+// topic (docs/protocol.md section 6), where it is published as JSON.
+// Statuses are queued latest wins, and sent while Run runs; it never
+// blocks.
+func (u *Uplink) PublishRollout(id string, status any) {
+	u.rolloutMu.Lock()
+	if u.rollouts == nil {
+		u.rollouts = map[string]any{}
+	}
+	u.rollouts[id] = status
+	u.rolloutMu.Unlock()
+	select {
+	case u.rolloutWake <- struct{}{}:
+	default:
+	}
+}
+
+// publishRollouts sends queued rollout statuses until ctx ends.
+func (u *Uplink) publishRollouts(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-u.rolloutWake:
+		}
+		u.rolloutMu.Lock()
+		batch := u.rollouts
+		u.rollouts = nil
+		u.rolloutMu.Unlock()
+		for id, st := range batch {
+			b, err := json.Marshal(st)
+			if err != nil {
+				u.log.Error("rollout status", "deployment", id, "err", err)
+				continue
+			}
+			if err := u.publishRetained(u.topics.Rollout(u.cfg.GatewayID, id), b, 10*time.Second); err != nil {
+				u.log.Debug("publish rollout status", "deployment", id, "err", err)
+			}
+		}
+	}
+}
+
+// publishRetained publishes a retained QoS 1 message and waits for its
+// PUBACK up to timeout.
+func (u *Uplink) publishRetained(topic string, payload []byte, timeout time.Duration) error {
+	t := u.client.Publish(topic, 1, true, payload)
 	if !t.WaitTimeout(timeout) {
-		return fmt.Errorf("uplink: publish %s: no PUBACK within %v", leaf, timeout)
+		return fmt.Errorf("uplink: publish %s: no PUBACK within %v", topic, timeout)
 	}
 	return t.Error()
 }
@@ -221,7 +282,8 @@ func (u *Uplink) PublishRetained(leaf string, payload []byte, timeout time.Durat
 // publisher drains one kind: batches of up to BatchMax items, each sent
 // when full or when its first item waited BatchInterval, InFlight at once.
 func (u *Uplink) publisher(ctx context.Context, kind outbox.Kind) {
-	topic := u.Topic(kind.String())
+	topic := u.Topic(topicOf(kind))
+	label := string(topicOf(kind))
 	slots := make(chan struct{}, u.cfg.InFlight)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
@@ -306,9 +368,9 @@ func (u *Uplink) publisher(ctx context.Context, kind outbox.Kind) {
 				return
 			}
 			u.m.latency.Observe(time.Since(start).Seconds())
-			u.m.batches.WithLabelValues(kind.String()).Inc()
-			u.m.items.WithLabelValues(kind.String()).Add(float64(len(items)))
-			u.m.bytes.WithLabelValues(kind.String()).Add(float64(len(payload)))
+			u.m.batches.WithLabelValues(label).Inc()
+			u.m.items.WithLabelValues(label).Add(float64(len(items)))
+			u.m.bytes.WithLabelValues(label).Add(float64(len(payload)))
 		}()
 	}
 }

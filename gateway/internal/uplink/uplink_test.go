@@ -46,7 +46,7 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.cfg.BatchMax != MaxBatch || u.Topic("health") != "edgeota/v1/gw/gw/health" {
+	if u.cfg.BatchMax != MaxBatch || u.Topic(protocol.TopicHealth) != "edgeota/v1/gw/gw/health" {
 		t.Fatalf("config %+v", u.cfg)
 	}
 }

@@ -1,0 +1,21 @@
+// Package coapserve answers the gateway's CoAP resources (docs/protocol.md
+// section 5), behind the endpoint of package coapd:
+//
+//   - GET /.well-known/core: one link per cached image (RFC 6690), never
+//     per-node links.
+//   - GET /m/{digest}: an image, one block per request (RFC 7959), at the
+//     block size the node asks; the first block of a transfer is admitted
+//     under the transfer bounds and the request rates, its later blocks
+//     never refused.
+//   - GET /n/{node}/manifest: the node's assigned signed manifest, with
+//     Observe (RFC 7641); [Handler.Notify] and [Handler.NotifyDue] send
+//     the notifications.
+//   - POST /n/{node}/hello, /health and /status: the node's documents,
+//     decoded and checked against the path, recorded, told to the
+//     rollouts and, with an uplink, forwarded: appended to the durable
+//     outbox before the node gets its 2.04.
+//
+// Under DTLS a node touches only its own resources. Every path is read by
+// protocol.ParsePath. The handler owns no socket and no goroutine: what it
+// needs comes in through the small interfaces it declares.
+package coapserve

@@ -1,0 +1,129 @@
+package coapserve
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"edgeota/gateway/internal/activity"
+	"edgeota/gateway/internal/audit"
+	"edgeota/gateway/internal/coapd"
+	"edgeota/gateway/internal/deploy"
+	"edgeota/gateway/internal/images"
+	"edgeota/gateway/internal/metrics"
+	"edgeota/gateway/internal/observe"
+	"edgeota/gateway/internal/origin"
+	"edgeota/gateway/internal/ratelimit"
+	"edgeota/gateway/internal/rollout"
+	"edgeota/gateway/internal/store"
+	"edgeota/gateway/internal/transfer"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+)
+
+// nopSender drops notifications.
+type nopSender struct{}
+
+func (nopSender) Notify(netip.AddrPort, string, []byte, bool, func(*coapd.Response), func()) error {
+	return nil
+}
+
+// nopAssigner assigns nothing.
+type nopAssigner struct{}
+
+func (nopAssigner) Assign([]string, []byte) error { return nil }
+
+// newTestHandler is a Handler over a database in a temporary directory,
+// with the gateway's own parts behind it, no uplink and no rate limits.
+func newTestHandler(tb testing.TB) *Handler {
+	tb.Helper()
+	db, err := store.Open(filepath.Join(tb.TempDir(), "gateway.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	pub := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32)).Public().(ed25519.PublicKey)
+	trust, err := sign.NewTrustStore(sign.RoleManifest, pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	imgs := images.New(db, 1<<20, nil)
+	fetcher := origin.New(origin.Config{Dir: tb.TempDir(), Trust: trust, Store: db, Images: imgs})
+	engine := rollout.NewEngine(db, nopAssigner{})
+	m := metrics.New(metrics.Gauges{TransfersActive: func() float64 { return 0 }, Sessions: func() float64 { return 0 },
+		SessionsRefused: func() float64 { return 0 }}, nil)
+	return New(Config{Store: db, Images: imgs, Origin: fetcher, Transfers: transfer.New(512, 2, 30*time.Second),
+		Limiter: ratelimit.New(ratelimit.Config{SourceRate: -1, NodeRate: -1}), Observers: observe.NewRegistry(),
+		Activity: activity.New(db, nil, nil), Audit: audit.New(db, nil), Sender: nopSender{}, Metrics: m, MaxBody: 1024,
+		Rollouts: deploy.New(deploy.Config{Trust: trust, Store: db, Engine: engine, Images: imgs, Fetcher: fetcher, Now: time.Now}),
+		Now:      time.Now})
+}
+
+// FuzzServeCoAP feeds arbitrary datagrams, decoded as the CoAP endpoint
+// decodes them, to the resource handlers, as a node on plain UDP and as a
+// DTLS session's identity: they must never panic and must always answer
+// with a code.
+func FuzzServeCoAP(f *testing.F) {
+	h := newTestHandler(f)
+	class := protocol.Class{1, 2, 3}
+	hello, _ := protocol.Marshal(&protocol.Hello{NodeID: "n1", Class: class, AgentVersion: "1", Component: "kws"})
+	health, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "n1", BootCount: 1, Number: 1})
+	status, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "n1", State: protocol.StateIdle, BootCount: 1, Number: 1})
+	req := func(code codes.Code, path string, payload []byte, opts ...message.Option) []byte {
+		m := message.Message{Code: code, Type: message.Confirmable, MessageID: 7, Token: []byte{1, 2}, Payload: payload}
+		buf := make([]byte, 64)
+		m.Options, _, _ = m.Options.SetPath(buf, path)
+		if payload != nil {
+			m.Options = m.Options.Add(message.Option{ID: message.ContentFormat, Value: []byte{60}})
+		}
+		m.Options = append(m.Options, opts...)
+		out := make([]byte, 2048)
+		n, err := coder.DefaultCoder.Encode(m, out)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return out[:n]
+	}
+	for _, s := range [][]byte{
+		req(codes.POST, protocol.NodePath("n1", protocol.ResHello), hello),
+		req(codes.POST, protocol.NodePath("n1", protocol.ResHealth), health),
+		req(codes.POST, protocol.NodePath("n1", protocol.ResStatus), status),
+		req(codes.GET, protocol.NodePath("n1", protocol.ResManifest), nil, message.Option{ID: message.Observe, Value: nil}),
+		req(codes.GET, protocol.ImagePath(protocol.Digest{}), nil, message.Option{ID: message.Block2, Value: []byte{0x16}}),
+		req(codes.GET, protocol.PathCore, nil),
+		req(codes.DELETE, protocol.NodePath("n2", protocol.ResHello), nil),
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	from := netip.MustParseAddrPort("127.0.0.1:9")
+	f.Fuzz(func(t *testing.T, b []byte, secure bool) {
+		r := coapd.Request{Msg: message.Message{Options: make(message.Options, 0, 16)}, From: from}
+		if _, err := coder.DefaultCoder.Decode(b, &r.Msg); err != nil {
+			return
+		}
+		if r.Msg.Code < codes.GET || r.Msg.Code > codes.DELETE {
+			return // the endpoint never hands these to a handler
+		}
+		p, err := r.Msg.Options.Path()
+		if err != nil {
+			return
+		}
+		r.Path = "/" + p
+		if secure {
+			r.Identity = "n1"
+		}
+		var w coapd.Response
+		h.ServeCoAP(&w, &r)
+		if w.Code == codes.Empty {
+			t.Fatalf("%s %s: no answer", r.Msg.Code, r.Path)
+		}
+	})
+}

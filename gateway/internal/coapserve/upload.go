@@ -1,0 +1,156 @@
+package coapserve
+
+import (
+	"fmt"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"edgeota/gateway/internal/coapd"
+	"edgeota/gateway/internal/outbox"
+	"edgeota/protocol"
+)
+
+// serveUpload takes a Hello, health report or status event.
+func (h *Handler) serveUpload(w *coapd.Response, r *coapd.Request, node string, res protocol.NodeResource) {
+	cf, err := r.Msg.Options.ContentFormat()
+	if err != nil || cf != cfCBOR {
+		w.Code = codes.UnsupportedMediaType
+		return
+	}
+	body := r.Msg.Payload
+	addr := r.From.String()
+	if len(body) > h.cfg.MaxBody {
+		h.cfg.Metrics.Refused.WithLabelValues("body").Inc()
+		w.Code = codes.RequestEntityTooLarge
+		w.SetUint32(message.Size1, uint32(h.cfg.MaxBody))
+		return
+	}
+	bad := func(err error) {
+		h.log.Info("refused node document", "node", node, "kind", string(res), "from", addr, "err", err)
+		h.cfg.Metrics.Refused.WithLabelValues("malformed").Inc()
+		w.Code = codes.BadRequest
+		w.Payload = []byte(truncate(err.Error(), 120))
+	}
+	// A body naming another node than the path: 4.00, or 4.03 under DTLS
+	// where the path is the session's own identity (docs/protocol.md section 5).
+	otherNode := func(docNode string) {
+		if r.Identity == "" {
+			bad(fmt.Errorf("%s for %q posted to %s", res, docNode, protocol.NodePath(node, res)))
+			return
+		}
+		h.cfg.Metrics.Refused.WithLabelValues("identity").Inc()
+		h.log.Warn("document for another node", "identity", r.Identity, "names", docNode, "from", addr)
+		w.Code = codes.Forbidden
+		w.Payload = []byte("document names another node")
+	}
+	switch res {
+	case protocol.ResHello:
+		hello, err := protocol.DecodeHello(body)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if hello.NodeID != node {
+			otherNode(hello.NodeID)
+			return
+		}
+		h.hello(w, hello, addr)
+		return
+	case protocol.ResHealth:
+		var rep protocol.HealthReport
+		if err := protocol.DecodeHealthReport(body, &rep); err != nil {
+			bad(err)
+			return
+		}
+		if rep.NodeID != node {
+			otherNode(rep.NodeID)
+			return
+		}
+		if !h.cfg.Activity.Known(node) {
+			unknownNode(w)
+			return
+		}
+		now := h.cfg.Now()
+		h.cfg.Activity.Health(&rep, addr, now)
+		if err := h.cfg.Rollouts.Health(&rep, now); err != nil {
+			h.log.Error("rollout: health", "node", node, "err", err)
+		}
+		h.cfg.Metrics.Health.Inc()
+		if h.cfg.Outbox != nil {
+			h.forward(w, outbox.KindHealth, node, body)
+			return
+		}
+	case protocol.ResStatus:
+		e, err := protocol.DecodeStatusEvent(body)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if e.NodeID != node {
+			otherNode(e.NodeID)
+			return
+		}
+		if !h.cfg.Activity.Known(node) {
+			unknownNode(w)
+			return
+		}
+		now := h.cfg.Now()
+		h.cfg.Activity.Status(e, addr, now)
+		if e.State == protocol.StateProvisioned {
+			h.cfg.Audit.Provisioned(e, r.From, r.Identity == e.NodeID, now)
+		}
+		if err := h.cfg.Rollouts.Status(e, now); err != nil {
+			h.log.Error("rollout: status", "node", node, "err", err)
+		}
+		if h.cfg.Outbox != nil {
+			h.forward(w, outbox.KindStatus, node, body)
+		}
+		h.log.Info("status", "node", node, "state", e.State.String(), "seq", e.Seq, "reason_code", e.Code.String(), "reason", e.Reason)
+		h.cfg.Metrics.StatusEvents.Inc()
+		if h.cfg.Outbox != nil {
+			return
+		}
+	}
+	w.Code = codes.Changed
+}
+
+// hello registers a node's Hello: a node's class never changes.
+func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
+	node := hello.NodeID
+	if prev, err := h.cfg.Store.Node(node); err == nil && prev.Class != hello.Class {
+		h.log.Warn("hello refused: class changed", "node", node, "from", addr, "was", prev.Class.String(), "now", hello.Class.String())
+		w.Code = codes.Forbidden
+		w.Payload = []byte("class mismatch")
+		return
+	}
+	_, changed, err := h.cfg.Store.PutHello(hello, addr)
+	h.cfg.Activity.Hello(node)
+	if err != nil {
+		h.log.Error("store hello", "node", node, "err", err)
+		w.Code = codes.InternalServerError
+		return
+	}
+	h.log.Info("hello", "node", node, "from", addr, "running_seq", hello.RunningSeq, "slot", hello.ActiveSlot.String(), "state", hello.ActiveState.String())
+	if n, err := h.cfg.Store.Node(node); err == nil {
+		if err := h.cfg.Rollouts.Hello(n, h.cfg.Now()); err != nil {
+			h.log.Error("rollout: hello", "node", node, "err", err)
+		}
+	}
+	if changed {
+		h.Notify(node)
+	}
+	w.Code = codes.Changed
+}
+
+func unknownNode(w *coapd.Response) {
+	w.Code = codes.NotFound
+	w.Payload = []byte("say hello first")
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,113 @@
+// Package metrics holds the gateway's Prometheus metrics, served on the
+// admin port at /metrics (docs/operations.md lists them). Their names are
+// part of what operators rely on: they do not change.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the gateway's own metrics; the uplink and the outbox gauges
+// register theirs in Registry too.
+type Metrics struct {
+	// Registry holds every metric of the gateway.
+	Registry *prometheus.Registry
+	// Requests counts CoAP requests answered, by resource kind and code.
+	Requests *prometheus.CounterVec
+	// Blocks and Bytes count the image blocks and bytes served.
+	Blocks, Bytes prometheus.Counter
+	// TransfersStarted counts the image transfers admitted.
+	TransfersStarted prometheus.Counter
+	// Refused counts requests refused, by reason.
+	Refused *prometheus.CounterVec
+	// Observers is the number of manifest observations.
+	Observers prometheus.Gauge
+	// Notifications counts manifest notifications sent.
+	Notifications prometheus.Counter
+	// Health and StatusEvents count the node documents accepted.
+	Health, StatusEvents prometheus.Counter
+	// CacheBytes is the size of the cached images; Evictions counts the
+	// images the quota evicted.
+	CacheBytes prometheus.Gauge
+	Evictions  prometheus.Counter
+	// OutboxDropped counts health reports dropped from a full outbox.
+	OutboxDropped prometheus.Counter
+	// AdminRefused counts admin requests refused 401, by reason.
+	AdminRefused *prometheus.CounterVec
+	// DTLSHandshakes counts DTLS handshakes, by result.
+	DTLSHandshakes *prometheus.CounterVec
+}
+
+// Gauges are the values the metrics read when scraped.
+type Gauges struct {
+	// TransfersActive is the number of transfers in progress.
+	TransfersActive func() float64
+	// Sessions is the number of DTLS sessions; SessionsRefused counts
+	// those refused before their handshake.
+	Sessions, SessionsRefused func() float64
+}
+
+// New returns the metrics, registered in a new registry with the Go and
+// process collectors, the gauges g, and limits: each configured limit by
+// name as the edgeota_limit gauge, and the transfer limits ("max_transfers",
+// "max_transfers_per_node") under their own names as well.
+func New(g Gauges, limits map[string]float64) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_coap_requests_total",
+			Help: "CoAP requests answered, by resource kind and response code."}, []string{"resource", "code"}),
+		Blocks: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_blocks_served_total",
+			Help: "Image blocks (Block2) served."}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_bytes_served_total",
+			Help: "Image payload bytes served."}),
+		TransfersStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_transfers_started_total",
+			Help: "Image transfers admitted."}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_refused_total",
+			Help: "Requests refused, by reason (transfers: over a transfer limit, malformed: bad node document)."}, []string{"reason"}),
+		Observers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeota_manifest_observers",
+			Help: "Registered observations of node manifests."}),
+		Notifications: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_manifest_notifications_total",
+			Help: "Manifest notifications sent."}),
+		Health: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_health_reports_total",
+			Help: "Health reports accepted (each stored once)."}),
+		StatusEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_status_events_total",
+			Help: "Status events accepted."}),
+		CacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeota_cache_bytes",
+			Help: "Bytes of cached model images."}),
+		Evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_cache_evictions_total",
+			Help: "Model images evicted by the cache quota."}),
+		OutboxDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_outbox_dropped_total",
+			Help: "Health reports dropped from a full outbox (oldest first; status events are never dropped)."}),
+		AdminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_admin_refused_total",
+			Help: "Admin API requests refused 401, by reason (missing: no bearer token, invalid: a wrong one)."}, []string{"reason"}),
+		DTLSHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_dtls_handshakes_total",
+			Help: "DTLS handshakes, by result (failed: wrong key, unknown identity, timeout)."}, []string{"result"}),
+	}
+	m.AdminRefused.WithLabelValues("missing")
+	m.AdminRefused.WithLabelValues("invalid")
+	limit := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeota_limit",
+		Help: "Configured limits: rates in requests per second (negative: off), bursts in requests, sizes in bytes, counts."},
+		[]string{"name"})
+	for name, v := range limits {
+		limit.WithLabelValues(name).Set(v)
+	}
+	reg.MustRegister(m.Requests, m.Blocks, m.Bytes, m.TransfersStarted, m.Refused, m.Observers,
+		m.Notifications, m.Health, m.StatusEvents, m.CacheBytes, m.Evictions, m.OutboxDropped, m.AdminRefused,
+		m.DTLSHandshakes, limit,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_image_transfers_active", Help: "Image transfers in progress."},
+			g.TransfersActive),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_total", Help: "Configured limit of concurrent transfers."},
+			constant(limits["max_transfers"])),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_per_node", Help: "Configured limit of concurrent transfers per node."},
+			constant(limits["max_transfers_per_node"])),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgeota_dtls_sessions_refused_total",
+			Help: "DTLS sessions refused before their handshake: the session limit, the handshake limit or the per-source handshake limit was full."},
+			g.SessionsRefused),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_dtls_sessions", Help: "Established DTLS sessions."}, g.Sessions),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func constant(v float64) func() float64 { return func() float64 { return v } }
