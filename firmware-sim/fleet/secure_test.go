@@ -187,7 +187,7 @@ func TestExternalProvisioned(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", InsecureUDP: true, CoAPSAddr: "-",
 		AdminAddr: "127.0.0.1:0", Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
-		GatewayID: "gw-ext", BatchInterval: 50 * time.Millisecond, Limits: gateway.Limits{SourceRate: -1}})
+		GatewayID: "gw-ext", Clock: newScaledClock(60), BatchInterval: 50 * time.Millisecond, Limits: gateway.Limits{SourceRate: -1}})
 	sc, err := scenario.Parse([]byte(`
 name: ext-ble
 seed: 3
