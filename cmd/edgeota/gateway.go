@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,84 +12,59 @@ import (
 	"edgeota/gateway"
 )
 
-// gatewayFile is the YAML configuration file of edgeota gateway; its keys
-// are the flag names.
-type gatewayFile struct {
-	Data                string   `yaml:"data"`
-	CoAPS               string   `yaml:"coaps"`
-	InsecureUDP         bool     `yaml:"insecure-udp"`
-	CoAP                string   `yaml:"coap"`
-	SourceRate          float64  `yaml:"rate-source"`
-	SourceBurst         int      `yaml:"rate-source-burst"`
-	NodeRate            float64  `yaml:"rate-node"`
-	NodeBurst           int      `yaml:"rate-node-burst"`
-	MaxBody             int      `yaml:"max-body"`
-	MaxSessions         int      `yaml:"max-sessions"`
-	MaxHandshakes       int      `yaml:"max-handshakes"`
-	MaxHandshakesPerSrc int      `yaml:"max-handshakes-per-source"`
-	Admin               string   `yaml:"admin"`
-	AdminTokenFile      string   `yaml:"admin-token-file"`
-	AdminCert           string   `yaml:"admin-cert"`
-	AdminKey            string   `yaml:"admin-key"`
-	Trust               []string `yaml:"trust"`
-	CacheMaxBytes       int64    `yaml:"cache-max-bytes"`
-	MaxTransfers        int      `yaml:"max-transfers"`
-	MaxTransfersPerNode int      `yaml:"max-transfers-per-node"`
-	BlockCacheBytes     int64    `yaml:"block-cache-bytes"`
-	MQTT                string   `yaml:"mqtt"`
-	GatewayID           string   `yaml:"gateway-id"`
-	MQTTPrefix          string   `yaml:"mqtt-prefix"`
-	MQTTCA              string   `yaml:"mqtt-ca"`
-	MQTTCert            string   `yaml:"mqtt-cert"`
-	MQTTKey             string   `yaml:"mqtt-key"`
-	MQTTUsername        string   `yaml:"mqtt-username"`
-	MQTTPasswordFile    string   `yaml:"mqtt-password-file"`
-	BatchMax            int      `yaml:"batch-max"`
-	BatchInterval       string   `yaml:"batch-interval"`
-	OutboxMaxItems      int      `yaml:"outbox-max-items"`
-	OutboxMaxBytes      int64    `yaml:"outbox-max-bytes"`
-	DeployTrust         []string `yaml:"deploy-trust"`
-	LogLevel            string   `yaml:"log-level"`
-	LogFormat           string   `yaml:"log-format"`
-}
-
-// applyConfigFile sets every flag the command line did not set from the
-// YAML file; unknown keys are errors.
+// applyConfigFile sets, from the YAML file at path, every flag the command
+// line did not set. The file is a mapping whose keys are the command's flag
+// names (its own and the persistent ones such as log-format), each value a
+// scalar or, for a flag that repeats (trust), a list. A key that names no
+// flag, or a key given twice, is an error that says its line.
 func applyConfigFile(cmd *cobra.Command, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	var f gatewayFile
-	if err := dec.Decode(&f); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	var node yaml.Node
-	if err := yaml.Unmarshal(b, &node); err != nil || len(node.Content) == 0 {
-		return fmt.Errorf("%s: not a YAML mapping", path)
+	if len(doc.Content) == 0 {
+		return nil // an empty file sets nothing
 	}
-	m := node.Content[0]
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s: line %d: want a mapping of flag names to values", path, m.Line)
+	}
+	seen := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		name, val := m.Content[i].Value, m.Content[i+1]
+		key, val := m.Content[i], m.Content[i+1]
+		name := key.Value
 		fl := cmd.Flags().Lookup(name)
-		if fl == nil {
-			fl = cmd.InheritedFlags().Lookup(name)
+		if fl == nil || name == "config" || name == "help" {
+			return fmt.Errorf("%s: line %d: unknown key %q: the keys are the flag names of %s", path, key.Line, name, cmd.CommandPath())
 		}
-		if fl == nil || fl.Changed {
-			continue
+		if first, ok := seen[name]; ok {
+			return fmt.Errorf("%s: line %d: key %q given again (first on line %d)", path, key.Line, name, first)
 		}
-		vals := []string{val.Value}
-		if val.Kind == yaml.SequenceNode {
-			vals = vals[:0]
+		seen[name] = key.Line
+		if fl.Changed {
+			continue // the command line wins
+		}
+		var vals []string
+		switch val.Kind {
+		case yaml.ScalarNode:
+			vals = []string{val.Value}
+		case yaml.SequenceNode:
 			for _, c := range val.Content {
+				if c.Kind != yaml.ScalarNode {
+					return fmt.Errorf("%s: line %d: %s: want a value or a list of values", path, c.Line, name)
+				}
 				vals = append(vals, c.Value)
 			}
+		default:
+			return fmt.Errorf("%s: line %d: %s: want a value or a list of values", path, val.Line, name)
 		}
 		for _, v := range vals {
 			if err := fl.Value.Set(v); err != nil {
-				return fmt.Errorf("%s: %s: %w", path, name, err)
+				return fmt.Errorf("%s: line %d: %s: %w", path, val.Line, name, err)
 			}
 		}
 	}
