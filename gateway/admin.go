@@ -242,6 +242,7 @@ type NodeView struct {
 	Labels        map[string]string `json:"labels"`
 	Component     string            `json:"component"`
 	AgentVersion  string            `json:"agent_version"`
+	Runtime       string            `json:"runtime,omitempty"`
 	RunningSeq    uint64            `json:"running_seq"`
 	RunningDigest string            `json:"running_digest"`
 	ActiveSlot    string            `json:"active_slot"`
@@ -259,7 +260,7 @@ type NodeView struct {
 }
 
 func (g *Gateway) nodeView(n *store.Node) NodeView {
-	v := NodeView{ID: n.ID, Class: n.Class.String(), Labels: n.Labels, Component: n.Component, AgentVersion: n.AgentVersion,
+	v := NodeView{ID: n.ID, Class: n.Class.String(), Labels: n.Labels, Component: n.Component, AgentVersion: n.AgentVersion, Runtime: n.Runtime,
 		RunningSeq: n.RunningSeq, RunningDigest: n.RunningDigest.String(), ActiveSlot: n.ActiveSlot.String(),
 		ActiveState: n.ActiveState.String(), EpochFloor: n.EpochFloor, LastState: n.LastState.String(), LastReason: n.LastReason,
 		LastCode: reasonCode(n.LastCode),

@@ -68,7 +68,7 @@ type Config struct {
 	Class     protocol.Class
 	Labels    map[string]string
 	Component string // empty: taken from the first manifest installed
-	Runtime   string // the inference runtime name offered to manifests' requires
+	Runtime   string // the inference runtime name offered to manifests' requires and sent in Hello (key 64); empty: none
 
 	Flash         Flash
 	SlotSize      int64 // default DefaultSlotSize
@@ -173,6 +173,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if err := protocol.ValidateLabels(cfg.Labels); err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
+	if cfg.Runtime != "" && !protocol.ValidID(cfg.Runtime) {
+		return nil, fmt.Errorf("nodeagent: runtime %q does not match [A-Za-z0-9._-]{1,64}", cfg.Runtime)
 	}
 	if cfg.SlotSize == 0 {
 		cfg.SlotSize = DefaultSlotSize

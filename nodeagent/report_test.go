@@ -75,3 +75,34 @@ func TestHealthReportsCarryModelMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestHelloNamesTheRuntime: the runtime the agent is configured with goes
+// in its Hello (key 64, v1.1), so that the gateway can tell which
+// manifests' requires it meets; an agent configured with none names none;
+// a runtime that is not a section 0 name is refused.
+func TestHelloNamesTheRuntime(t *testing.T) {
+	tb := newTestbed(t)
+	for _, runtime := range []string{"tflm", ""} {
+		rep := &recorder{}
+		a, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Component: "kws-model", Runtime: runtime,
+			Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, SlotSize: sweepSlot, JournalBlocks: 4, Reporter: rep,
+			Clock: &virtualClock{now: time.Unix(1795000000, 0)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Boot(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.hellos) != 1 || rep.hellos[0].Runtime != runtime {
+			t.Fatalf("runtime %q: hellos %+v, want one naming it", runtime, rep.hellos)
+		}
+		if err := rep.hellos[0].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Runtime: "tf lm",
+		Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, SlotSize: sweepSlot, JournalBlocks: 4})
+	if err == nil {
+		t.Fatal("runtime \"tf lm\" accepted")
+	}
+}

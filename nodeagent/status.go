@@ -102,7 +102,7 @@ func ReadStatus(f Flash, slotSize int64, journalBlocks int) (*Status, error) {
 
 // Hello builds the node's Hello (docs/protocol.md section 4) from its state.
 func (d *Device) Hello(nodeID string, labels map[string]string) *protocol.Hello {
-	h := &protocol.Hello{NodeID: nodeID, Class: d.id.Class, Labels: labels, AgentVersion: d.id.AgentVersion,
+	h := &protocol.Hello{NodeID: nodeID, Class: d.id.Class, Labels: labels, AgentVersion: d.id.AgentVersion, Runtime: d.id.Runtime,
 		EpochFloor: d.st.EpochFloor, Component: d.id.Component, ActiveSlot: d.st.Active}
 	if h.Component == "" {
 		h.Component = "unprovisioned"

@@ -73,16 +73,8 @@ func Admit(st NodeState, m *Manifest) (Admission, error) {
 	if m.Component != st.Component {
 		return reject(ReasonOther, "component %q, this node runs %q", m.Component, st.Component)
 	}
-	if r := m.Requires; r != nil {
-		if r.MinAgentVersion != "" {
-			c, err := CompareVersions(st.AgentVersion, r.MinAgentVersion)
-			if err != nil || c < 0 {
-				return reject(ReasonRequires, "requires agent %s, this node runs %s", r.MinAgentVersion, st.AgentVersion)
-			}
-		}
-		if r.Runtime != "" && r.Runtime != st.Runtime {
-			return reject(ReasonRequires, "requires runtime %q, this node offers %q", r.Runtime, st.Runtime)
-		}
+	if err := m.Requires.Met(st.AgentVersion, st.Runtime); err != nil {
+		return 0, err
 	}
 	if m.Epoch < st.EpochFloor {
 		return reject(ReasonEpoch, "epoch %d is below the node's floor %d", m.Epoch, st.EpochFloor)
@@ -94,6 +86,33 @@ func Admit(st NodeState, m *Manifest) (Admission, error) {
 		return reject(ReasonSeq, "seq %d is not above the highest installed %d (rollback refused)", m.Seq, st.HighestSeq)
 	}
 	return AdmitInstall, nil
+}
+
+// Met reports whether a node of that agent version offering that runtime
+// meets r (section 3, key 12): nil when it does, or when r is nil; else a
+// *RejectError of code [ReasonRequires] saying what is missing. A node that
+// names no runtime meets no runtime requirement. The node applies it in
+// [Admit]; a gateway applies it to what the node's Hello says.
+func (r *Requires) Met(agentVersion, runtime string) error {
+	if r == nil {
+		return nil
+	}
+	if r.MinAgentVersion != "" {
+		c, err := CompareVersions(agentVersion, r.MinAgentVersion)
+		if err != nil || c < 0 {
+			_, err := reject(ReasonRequires, "requires agent %s, this node runs %s", r.MinAgentVersion, agentVersion)
+			return err
+		}
+	}
+	if r.Runtime != "" && r.Runtime != runtime {
+		offers := fmt.Sprintf("offers %q", runtime)
+		if runtime == "" {
+			offers = "names none"
+		}
+		_, err := reject(ReasonRequires, "requires runtime %q, this node %s", r.Runtime, offers)
+		return err
+	}
+	return nil
 }
 
 // CompareVersions compares two dotted-number versions such as "1.4.0":

@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"edgeota/protocol"
@@ -58,6 +59,42 @@ func TestAdmit(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Fatalf("Admit = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRequiresMet: the rule of manifest key 12 that Admit applies on the
+// node and a gateway applies to a node's Hello.
+func TestRequiresMet(t *testing.T) {
+	tests := []struct {
+		name      string
+		r         *protocol.Requires
+		agent, rt string
+		unmet     string // in the error; "" when met
+	}{
+		{name: "no requires", agent: "0.1.0"},
+		{name: "empty requires", r: &protocol.Requires{}, agent: "0.1.0"},
+		{name: "agent at the minimum", r: &protocol.Requires{MinAgentVersion: "0.3.0"}, agent: "0.3"},
+		{name: "agent below the minimum", r: &protocol.Requires{MinAgentVersion: "0.3.1"}, agent: "0.3.0", unmet: "requires agent 0.3.1, this node runs 0.3.0"},
+		{name: "agent version unreadable", r: &protocol.Requires{MinAgentVersion: "0.3.1"}, agent: "dev", unmet: "requires agent 0.3.1"},
+		{name: "runtime offered", r: &protocol.Requires{Runtime: "tflm"}, agent: "0.1.0", rt: "tflm"},
+		{name: "runtime differs", r: &protocol.Requires{Runtime: "tflm"}, agent: "0.1.0", rt: "onnx", unmet: `requires runtime "tflm", this node offers "onnx"`},
+		{name: "no runtime named", r: &protocol.Requires{Runtime: "tflm"}, agent: "0.1.0", unmet: `requires runtime "tflm", this node names none`},
+		{name: "both met", r: &protocol.Requires{MinAgentVersion: "0.1", Runtime: "tflm"}, agent: "0.1.0", rt: "tflm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.r.Met(tt.agent, tt.rt)
+			if tt.unmet == "" {
+				if err != nil {
+					t.Fatalf("Met = %v, want nil", err)
+				}
+				return
+			}
+			var re *protocol.RejectError
+			if !errors.As(err, &re) || re.Code != protocol.ReasonRequires || !strings.Contains(err.Error(), tt.unmet) {
+				t.Fatalf("Met = %v, want a reason-7 refusal saying %q", err, tt.unmet)
 			}
 		})
 	}

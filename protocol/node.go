@@ -87,6 +87,11 @@ type Hello struct {
 	Other *OtherSlot `cbor:"10,keyasint,omitempty"`
 	// Component is key 11.
 	Component string `cbor:"11,keyasint"`
+	// Runtime is key 64, optional (v1.1): the inference runtime the node
+	// offers to a manifest's requires (section 3, key 12), a name by the
+	// rules of section 0 ids; empty when the node declares none. Readers of
+	// v1 ignore it.
+	Runtime string `cbor:"64,keyasint,omitempty"`
 }
 
 var otherSlotSchema = newSchema("other slot", map[uint8]*field{
@@ -141,6 +146,9 @@ func (h *Hello) Validate() error {
 	}
 	if h.Other != nil && h.Other.State > SlotConfirmed {
 		return fmt.Errorf("%w: hello other slot state %d, want 0 to 2", ErrInvalid, h.Other.State)
+	}
+	if h.Runtime != "" && !ValidID(h.Runtime) {
+		return fmt.Errorf("%w: hello runtime %q does not match [A-Za-z0-9._-]{1,64}", ErrInvalid, h.Runtime)
 	}
 	if h.AgentVersion == "" || len(h.AgentVersion) > MaxIDLen {
 		return fmt.Errorf("%w: hello agent version must be 1 to %d bytes", ErrInvalid, MaxIDLen)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -169,6 +170,9 @@ func buildVectors(t testing.TB) vectorFile {
 	dep := enc(sampleDeployment(signedMan))
 	signedDep, _ := signer.Sign(protocol.ContentTypeDeployment, dep)
 	hello := enc(sampleHello())
+	hr := sampleHello()
+	hr.Runtime = "tflm"
+	helloRuntime := enc(hr)
 	health := enc(sampleHealth())
 	status := enc(sampleStatus())
 	h2 := sampleHealth()
@@ -206,6 +210,10 @@ func buildVectors(t testing.TB) vectorFile {
 		{Name: "manifest-unknown-probation-key", Type: "manifest", Error: "malformed", Note: "probation key 8 is unknown and critical", Hex: hex.EncodeToString(replaceKey(t, man, 10, mustCBOR(t, map[uint64]uint64{1: 600, 2: 1000, 8: 1})))},
 		{Name: "hello", Type: "hello", Valid: true, Canonical: true, Hex: hex.EncodeToString(hello)},
 		{Name: "hello-bad-label", Type: "hello", Error: "invalid", Note: "label key with an upper-case letter", Hex: hex.EncodeToString(replaceKey(t, hello, 3, mustCBOR(t, map[string]string{"Region": "us-east"})))},
+		{Name: "hello-runtime", Type: "hello", Valid: true, Canonical: true, Note: "v1.1: key 64, the node's inference runtime; a v1 reader ignores it", Hex: hex.EncodeToString(helloRuntime)},
+		{Name: "hello-runtime-bad-name", Type: "hello", Error: "invalid", Note: "runtime with a space, not a section 0 name", Hex: hex.EncodeToString(replaceKey(t, helloRuntime, 64, mustCBOR(t, "tf lm")))},
+		{Name: "hello-runtime-too-long", Type: "hello", Error: "invalid", Note: "runtime of 65 bytes", Hex: hex.EncodeToString(replaceKey(t, helloRuntime, 64, mustCBOR(t, strings.Repeat("r", 65))))},
+		{Name: "hello-runtime-not-text", Type: "hello", Error: "malformed", Note: "runtime as an unsigned integer", Hex: hex.EncodeToString(replaceKey(t, helloRuntime, 64, mustCBOR(t, 1)))},
 		{Name: "health", Type: "health", Valid: true, Canonical: true, Hex: hex.EncodeToString(health)},
 		{Name: "health-number-zero", Type: "health", Error: "invalid", Hex: hex.EncodeToString(replaceKey(t, health, 13, mustCBOR(t, 0)))},
 		{Name: "health-negative-uptime", Type: "health", Error: "malformed", Hex: hex.EncodeToString(replaceKey(t, health, 2, mustCBOR(t, -1)))},

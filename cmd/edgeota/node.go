@@ -67,6 +67,7 @@ func lockFlash(path string) (func(), error) {
 type nodeFlags struct {
 	flashFlags
 	id, class, component, labels string
+	runtime                      string
 	trust                        []string
 	gateway, pskFile             string
 	poll, ackTimeout             time.Duration
@@ -82,6 +83,7 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&n.class, "class", "", "device class UUID of this node")
 	fl.StringVar(&n.component, "component", "", "component this node runs (default: that of the first model installed)")
 	fl.StringVar(&n.labels, "labels", "", "labels for cohorts, k=v,k=v")
+	fl.StringVar(&n.runtime, "runtime", "", "inference runtime this node offers to a manifest's requires (--requires-runtime), named in its Hello")
 	fl.StringArrayVar(&n.trust, "trust", nil, "trusted manifest key (PKIX PEM); repeat for several")
 	if cmd.Name() == "node" {
 		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL: coaps://HOST[:5684] (DTLS, needs --psk-file), or coap://HOST[:5683] (plain UDP: development only)")
@@ -133,6 +135,9 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 	if err != nil {
 		return nil, nil, err
 	}
+	if n.runtime != "" && !protocol.ValidID(n.runtime) {
+		return nil, nil, usagef("--runtime %q: want 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-'", n.runtime)
+	}
 	keys, err := readPublicKeys(n.trust)
 	if err != nil {
 		return nil, nil, err
@@ -161,7 +166,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 			return nil, nil, err
 		}
 	}
-	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, PSK: psk,
+	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, Runtime: n.runtime, PSK: psk,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, ModelSeed: n.seed,
 		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout}
 	for _, o := range overlay {
@@ -201,7 +206,7 @@ func newNodeCmd() *cobra.Command {
 	var n nodeFlags
 	var b bleFlags
 	cmd := &cobra.Command{
-		Use:   "node --id ID --flash FILE --class UUID --trust KEY.pub [--labels k=v,...]",
+		Use:   "node --id ID --flash FILE --class UUID --trust KEY.pub [--labels k=v,...] [--runtime NAME]",
 		Short: "Run a node agent on a Linux-class device with a file-backed flash",
 		Long: `Run a node agent: boot the image the flash journal chooses (a pending
 image gets its trial boot, a broken one falls back to the other slot), run
@@ -214,6 +219,9 @@ kill -9 at any moment. The default inference runtime is simulated: an image
 whose first line is
   edgeota-sim-model error_permille=N p50_us=N p99_us=N ram_bytes=N crash_on_boot=0|1
 behaves that way (docs/simulator.md); any other image is a healthy model.
+--runtime NAME names the inference runtime the node offers: it refuses a
+manifest whose requires names another (edgeota sign --requires-runtime),
+and says NAME in its Hello so that its gateway does not assign it one.
 
 With --gateway coaps://HOST[:5684] --psk-file F the node speaks CoAP over
 DTLS 1.2 with its own pre-shared key (PSK identity = --id; the gateway must

@@ -179,7 +179,7 @@ until the rollout ends.`,
 
 func totals(st rolloutview.Status) string {
 	var parts []string
-	for _, k := range []string{"succeeded", "confirmed", "trial", "assigned", "waiting", "failed", "timed-out", "rolled-back", "rollback-stuck"} {
+	for _, k := range []string{"succeeded", "confirmed", "trial", "assigned", "waiting", "failed", "timed-out", "rolled-back", "rollback-stuck", "ineligible"} {
 		if n := st.Totals[k]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, k))
 		}
@@ -199,6 +199,9 @@ func printRollout(w io.Writer, st rolloutview.Status) {
 		}
 		fmt.Fprintf(w, " %s%-4d %6s%% %5ds  %8d %7d %5d %9d %9d %8d %6d %8d %7d %5d/%-5d\n", mark, wv.Wave, wv.Percent, wv.BakeSeconds,
 			wv.Targeted, wv.Waiting, wv.Downloading, wv.Trial, wv.Confirmed, wv.Succeeded, wv.Reverted, wv.Failed, wv.TimedOut, wv.Offline, wv.RolledBack)
+	}
+	if st.Ineligible > 0 {
+		fmt.Fprintf(w, "  ineligible: %d nodes do not meet the manifest's requires (never assigned, not failed)\n", st.Ineligible)
 	}
 	if len(st.Gates) > 0 {
 		fmt.Fprintln(w, "  gates:")

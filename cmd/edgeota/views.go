@@ -98,8 +98,9 @@ func helloView(h *protocol.Hello) any {
 		ActiveState   string            `json:"active_state"`
 		OtherSlot     *otherSlotView    `json:"other_slot"`
 		Component     string            `json:"component"`
+		Runtime       string            `json:"runtime,omitempty"`
 	}{h.NodeID, h.Class.String(), h.Labels, h.RunningSeq, h.RunningDigest.String(), h.ActiveSlot.String(),
-		h.AgentVersion, h.EpochFloor, h.ActiveState.String(), nil, h.Component}
+		h.AgentVersion, h.EpochFloor, h.ActiveState.String(), nil, h.Component, h.Runtime}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}

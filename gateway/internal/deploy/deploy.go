@@ -213,7 +213,8 @@ func (x *Deployments) Status(e *protocol.StatusEvent, now time.Time) error {
 
 func nodeInfo(n *store.Node) rollout.NodeInfo {
 	return rollout.NodeInfo{ID: n.ID, Class: n.Class, Component: n.Component, Labels: n.Labels, RunningSeq: n.RunningSeq,
-		Running: n.RunningDigest, ActiveState: n.ActiveState, Other: n.Other, LastSeen: n.LastSeen}
+		Running: n.RunningDigest, ActiveState: n.ActiveState, Other: n.Other, LastSeen: n.LastSeen,
+		AgentVersion: n.AgentVersion, Runtime: n.Runtime}
 }
 
 // previousManifest returns the signed manifest a node runs now, to roll it

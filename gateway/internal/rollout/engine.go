@@ -119,7 +119,7 @@ func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manife
 		return fmt.Errorf("%w: rollout %s already at seq %d", ErrState, d.ID, old.Seq)
 	}
 	r := &Rollout{ID: d.ID, Seq: d.Seq, Deployment: signed, Manifest: d.Manifest, Version: m.Version, ManSeq: m.Seq,
-		Digest: m.Digest, Class: m.Class, Component: m.Component, Phase: Running, Started: now, WaveSince: now,
+		Digest: m.Digest, Class: m.Class, Component: m.Component, Requires: m.Requires, Phase: Running, Started: now, WaveSince: now,
 		Nodes: map[string]*Node{}, d: d, expr: expr}
 	for _, other := range e.rollouts {
 		if other.Component == r.Component && other.ID != r.ID && (other.Phase == Running || other.Phase == Paused || other.Phase == Pending) {
@@ -135,7 +135,8 @@ func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manife
 			r.addNode(n, prev(n), now)
 		}
 	}
-	r.decide(now, "", "started: %s %s seq %d to %q (%d nodes), %d waves", m.Component, m.Version, m.Seq, d.Cohort, len(r.Nodes), len(d.Waves))
+	r.decide(now, "", "started: %s %s seq %d to %q (%d nodes, %d ineligible), %d waves", m.Component, m.Version, m.Seq, d.Cohort,
+		len(r.Nodes), len(r.Nodes)-len(r.eligible()), len(d.Waves))
 	e.rollouts[d.ID] = r
 	return e.step(r, now)
 }
@@ -145,6 +146,8 @@ func (r *Rollout) addNode(n NodeInfo, prev []byte, now time.Time) *Node {
 		PrevSeq: n.RunningSeq, PrevDigest: n.Running, Prev: prev}
 	if n.RunningSeq == r.ManSeq && n.Running == r.Digest && n.ActiveState == protocol.SlotConfirmed {
 		x.State, x.Reason, x.Wave = NodeSucceeded, "already runs this manifest", r.Wave
+	} else if why := r.unmet(n); why != "" {
+		x.State, x.Reason = NodeIneligible, why
 	}
 	r.Nodes[n.ID] = x
 	return x
@@ -193,7 +196,7 @@ func (e *Engine) step(r *Rollout, now time.Time) error {
 	// A failed or timed-out node gets back what it ran, and is never
 	// offered this manifest again; in a rollback, every touched node does.
 	for _, n := range r.ordered() {
-		if n.Returned || n.State == NodeWaiting {
+		if n.Returned || n.State == NodeWaiting || n.State == NodeIneligible {
 			continue
 		}
 		if n.State.failed() || (r.Phase == RolledBack && n.State != NodeRolledBack && n.State != NodeStuck) {
@@ -272,7 +275,7 @@ func (r *Rollout) setState(n *Node, s NodeState, now time.Time, why string) {
 // same rule; then it assigns targeted waiting nodes within max_concurrent
 // downloads and returns them (already marked).
 func (r *Rollout) target(now time.Time) []*Node {
-	ns := r.ordered()
+	ns := r.eligible()
 	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), len(ns))
 	targeted, busy := 0, 0
 	for _, x := range ns {
@@ -327,7 +330,7 @@ func (r *Rollout) advance(now time.Time) {
 	if pending > 0 {
 		return
 	}
-	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), len(r.Nodes))
+	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), len(r.eligible()))
 	targeted := 0
 	for _, x := range r.Nodes {
 		if x.Wave >= 0 && x.Wave <= r.Wave {
@@ -418,6 +421,26 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) er
 			continue
 		}
 		x, ok := r.Nodes[n.ID]
+		if ok && x.State == NodeIneligible {
+			if r != home || r.unmet(n) != "" {
+				x.LastSeen = now
+				continue
+			}
+			// It meets the requires now (a newer agent, another
+			// runtime): it joins as a node new to the cohort.
+			delete(r.Nodes, n.ID)
+			ok = false
+		}
+		if ok && x.State == NodeWaiting {
+			if why := r.unmet(n); why != "" {
+				x.State, x.Wave, x.Since, x.Reason, x.LastSeen = NodeIneligible, -1, now, why, now
+				r.decide(now, n.ID, "%s: %s", NodeIneligible, why)
+				if err := e.step(r, now); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if !ok {
 			if r != home {
 				continue
@@ -498,6 +521,10 @@ func (e *Engine) joinCompleted(r *Rollout, n NodeInfo, prev []byte, now time.Tim
 		return nil
 	}
 	x := r.addNode(n, prev, now)
+	if x.State == NodeIneligible {
+		r.decide(now, n.ID, "joined the cohort after completion; %s: %s", NodeIneligible, x.Reason)
+		return e.persist(r, now)
+	}
 	x.Wave = len(r.d.Waves) - 1
 	if x.State == NodeSucceeded {
 		r.decide(now, n.ID, "joined the cohort after completion; already runs this manifest")

@@ -90,6 +90,7 @@ type fixture struct {
 	prev map[string][]byte
 	// number is the last report or status event number sent.
 	number uint64
+	node   func(n *NodeInfo)
 }
 
 const (
@@ -101,24 +102,36 @@ var newDigest = sha256.Sum256([]byte("new"))
 var prevDigest = sha256.Sum256([]byte("prev"))
 
 func setup(t *testing.T, nodes int, edit func(d *protocol.Deployment)) *fixture {
-	return setupPrev(t, nodes, edit, nil)
+	return setupWith(t, nodes, options{edit: edit})
 }
 
-// setupPrev is setup with prev saying what each node runs (signed); nil
-// says "PREV" for every node.
-func setupPrev(t *testing.T, nodes int, edit func(d *protocol.Deployment), prev map[string][]byte) *fixture {
-	if prev == nil {
-		prev = map[string][]byte{}
+// options change the fixture setup makes.
+type options struct {
+	edit     func(d *protocol.Deployment)
+	manifest func(m *protocol.Manifest)
+	// prev says what each node runs (signed); absent nodes run "PREV".
+	prev map[string][]byte
+	// node changes what a node's Hello says, after the defaults (agent
+	// 0.3.0, runtime tflm).
+	node func(n *NodeInfo)
+}
+
+func setupWith(t *testing.T, nodes int, o options) *fixture {
+	if o.prev == nil {
+		o.prev = map[string][]byte{}
 	}
-	fx := &fixture{t: t, f: &fake{t: t}, now: time.Unix(1795000000, 0), prev: prev}
+	fx := &fixture{t: t, f: &fake{t: t}, now: time.Unix(1795000000, 0), prev: o.prev, node: o.node}
 	fx.e = NewEngine(fx.f, fx.f)
 	fx.m = &protocol.Manifest{Format: 1, Seq: newSeq, Component: "kws", Version: "2.0", Digest: newDigest, Size: 1, Class: class}
 	fx.d = &protocol.Deployment{ID: "dep", Seq: 1, Manifest: []byte("NEW"), Cohort: "hw:rev2",
 		Waves:     []protocol.Wave{{BasisPoints: 1000, BakeSeconds: 60}, {BasisPoints: 5000, BakeSeconds: 60}, {BasisPoints: 10000}},
 		Gates:     protocol.Gates{MaxFailed: u(0), MinReports: u(2), MaxLatencyP99Micros: u(50000)},
 		OnFailure: protocol.FailureRollback, NodeTimeoutSeconds: 600, MaxConcurrent: 100}
-	if edit != nil {
-		edit(fx.d)
+	if o.edit != nil {
+		o.edit(fx.d)
+	}
+	if o.manifest != nil {
+		o.manifest(fx.m)
 	}
 	var infos []NodeInfo
 	for i := 0; i < nodes; i++ {
@@ -132,7 +145,12 @@ func setupPrev(t *testing.T, nodes int, edit func(d *protocol.Deployment), prev 
 }
 
 func (fx *fixture) info(id string, seq uint64, d protocol.Digest, st protocol.SlotState) NodeInfo {
-	return NodeInfo{ID: id, Class: class, Component: "kws", Labels: map[string]string{"hw": "rev2"}, RunningSeq: seq, Running: d, ActiveState: st}
+	n := NodeInfo{ID: id, Class: class, Component: "kws", Labels: map[string]string{"hw": "rev2"}, RunningSeq: seq, Running: d,
+		ActiveState: st, AgentVersion: "0.3.0", Runtime: "tflm"}
+	if fx.node != nil {
+		fx.node(&n)
+	}
+	return n
 }
 
 func (fx *fixture) prevOf(n NodeInfo) []byte {

@@ -152,7 +152,7 @@ func TestRollbackTarget(t *testing.T) {
 			for i := range 20 {
 				prev[fmt.Sprintf("n%02d", i)] = tt.prev
 			}
-			fx := setupPrev(t, 20, func(d *protocol.Deployment) { d.RollbackManifest = tt.rollback }, prev)
+			fx := setupWith(t, 20, options{edit: func(d *protocol.Deployment) { d.RollbackManifest = tt.rollback }, prev: prev})
 			w1 := fx.assignedNew()
 			fx.revert(w1[0], protocol.ReasonProbationErrors)
 			st := fx.status()

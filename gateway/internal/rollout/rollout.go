@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,6 +40,10 @@ const (
 	NodeTimedOut   NodeState = "timed-out"   // no progress within node_timeout
 	NodeRolledBack NodeState = "rolled-back" // runs the previous manifest again
 	NodeStuck      NodeState = "rollback-stuck"
+	// NodeIneligible: in the cohort, but its Hello shows it does not meet
+	// the manifest's requires (agent version, runtime): never assigned,
+	// and outside the waves and gates.
+	NodeIneligible NodeState = "ineligible"
 )
 
 func (s NodeState) done() bool {
@@ -85,24 +90,27 @@ type Node struct {
 
 // Rollout is the persisted state of one deployment on this gateway.
 type Rollout struct {
-	ID         string           `json:"id"`
-	Seq        uint64           `json:"seq"`
-	Deployment []byte           `json:"deployment"` // the signed deployment
-	Manifest   []byte           `json:"manifest"`   // its signed manifest
-	Version    string           `json:"version"`
-	ManSeq     uint64           `json:"manifest_seq"`
-	Digest     protocol.Digest  `json:"digest"`
-	Class      protocol.Class   `json:"class"`
-	Component  string           `json:"component"`
-	Phase      Phase            `json:"phase"`
-	Wave       int              `json:"wave"` // current wave, 0-based
-	WaveSince  time.Time        `json:"wave_since"`
-	Started    time.Time        `json:"started"`
-	Updated    time.Time        `json:"updated"`
-	Nodes      map[string]*Node `json:"nodes"`
-	Decisions  []Decision       `json:"decisions"`
-	d          *protocol.Deployment
-	expr       *cohort.Expr
+	ID         string          `json:"id"`
+	Seq        uint64          `json:"seq"`
+	Deployment []byte          `json:"deployment"` // the signed deployment
+	Manifest   []byte          `json:"manifest"`   // its signed manifest
+	Version    string          `json:"version"`
+	ManSeq     uint64          `json:"manifest_seq"`
+	Digest     protocol.Digest `json:"digest"`
+	Class      protocol.Class  `json:"class"`
+	Component  string          `json:"component"`
+	// Requires is the manifest's key 12; nil in states saved before the
+	// gateway read it, which treat every node as eligible.
+	Requires  *protocol.Requires `json:"requires,omitempty"`
+	Phase     Phase              `json:"phase"`
+	Wave      int                `json:"wave"` // current wave, 0-based
+	WaveSince time.Time          `json:"wave_since"`
+	Started   time.Time          `json:"started"`
+	Updated   time.Time          `json:"updated"`
+	Nodes     map[string]*Node   `json:"nodes"`
+	Decisions []Decision         `json:"decisions"`
+	d         *protocol.Deployment
+	expr      *cohort.Expr
 }
 
 // Decision is one explained decision, for the status.
@@ -147,10 +155,31 @@ type NodeInfo struct {
 	ActiveState protocol.SlotState
 	Other       *protocol.OtherSlot
 	LastSeen    time.Time
+	// AgentVersion and Runtime (Hello keys 7 and 64) say whether the node
+	// meets a manifest's requires.
+	AgentVersion string
+	Runtime      string
 }
 
 func (r *Rollout) inCohort(n NodeInfo) bool {
 	return n.Class == r.Class && n.Component == r.Component && r.expr.Match(n.Labels)
+}
+
+// unmet returns why n does not meet the manifest's requires, or "".
+func (r *Rollout) unmet(n NodeInfo) string {
+	err := r.Requires.Met(n.AgentVersion, n.Runtime)
+	if re := (*protocol.RejectError)(nil); errors.As(err, &re) {
+		return re.Msg
+	} else if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// eligible returns the nodes of the cohort that meet the manifest's
+// requires, in wave order: the N of the wave rule.
+func (r *Rollout) eligible() []*Node {
+	return slices.DeleteFunc(r.ordered(), func(x *Node) bool { return x.State == NodeIneligible })
 }
 
 // ordered returns the cohort ids in wave order.

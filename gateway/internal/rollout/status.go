@@ -25,6 +25,10 @@ type StatusView struct {
 	Started   time.Time      `json:"started"`
 	Updated   time.Time      `json:"updated"`
 	Totals    map[string]int `json:"totals"`
+	// Ineligible counts the nodes of the cohort that do not meet the
+	// manifest's requires (agent version, runtime): never assigned, never
+	// failed, outside the waves and gates.
+	Ineligible int `json:"ineligible"`
 }
 
 // WaveView counts the nodes of one wave by state.
@@ -76,6 +80,9 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 	var worstP99V uint64
 	for _, n := range r.ordered() {
 		v.Totals[string(n.State)]++
+		if n.State == NodeIneligible {
+			v.Ineligible++
+		}
 		v.Nodes = append(v.Nodes, NodeView{ID: n.ID, Wave: n.Wave + 1, State: n.State, Since: n.Since, Reason: n.Reason})
 		if n.Failed {
 			failed++

@@ -18,6 +18,9 @@ type assignmentRecord struct {
 	Class     protocol.Class  `cbor:"3,keyasint"`
 	Component string          `cbor:"4,keyasint"`
 	Seq       uint64          `cbor:"5,keyasint"`
+	// Requires is the manifest's key 12; absent when it has none, and in
+	// records written before the store kept it.
+	Requires *protocol.Requires `cbor:"6,keyasint,omitempty"`
 }
 
 // newAssignment parses signed and returns its record, encoded.
@@ -29,7 +32,8 @@ func newAssignment(signed []byte) ([]byte, *assignmentRecord, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("manifest: %w", err)
 	}
-	a := &assignmentRecord{Signed: bytes.Clone(signed), Digest: m.Digest, Class: m.Class, Component: m.Component, Seq: m.Seq}
+	a := &assignmentRecord{Signed: bytes.Clone(signed), Digest: m.Digest, Class: m.Class, Component: m.Component, Seq: m.Seq,
+		Requires: m.Requires}
 	v, err := encodeRecord(a)
 	if err != nil {
 		return nil, nil, err
@@ -38,9 +42,11 @@ func newAssignment(signed []byte) ([]byte, *assignmentRecord, error) {
 }
 
 // matches reports whether the manifest is for the node's class and
-// component: a node refuses any other (docs/protocol.md sections 0 and 3).
+// component, and the node meets its requires as its last Hello shows them
+// (agent version, runtime): a node refuses any other (docs/protocol.md
+// sections 0 and 3).
 func (a *assignmentRecord) matches(n *nodeRecord) bool {
-	return a.Class == n.Class && a.Component == n.Component
+	return a.Class == n.Class && a.Component == n.Component && a.Requires.Met(n.AgentVersion, n.Runtime) == nil
 }
 
 func decodeAssignment(v []byte) (*assignmentRecord, error) {

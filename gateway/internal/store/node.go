@@ -17,8 +17,8 @@ type Node struct {
 	// ID is the node id.
 	ID string
 	// Class, Labels, Component, AgentVersion, RunningSeq, RunningDigest,
-	// ActiveSlot, ActiveState, EpochFloor and Other are from the last
-	// Hello (docs/protocol.md section 4).
+	// ActiveSlot, ActiveState, EpochFloor, Other and Runtime are from the
+	// last Hello (docs/protocol.md section 4).
 	Class         protocol.Class
 	Labels        map[string]string
 	Component     string
@@ -29,6 +29,9 @@ type Node struct {
 	ActiveState   protocol.SlotState
 	EpochFloor    uint64
 	Other         *protocol.OtherSlot
+	// Runtime is Hello key 64 (v1.1): the inference runtime the node
+	// offers, empty when it names none (a v1 node).
+	Runtime string
 	// LastState, LastReason and LastCode are from the latest status event;
 	// zero before the first.
 	LastState  protocol.State
@@ -69,6 +72,9 @@ type nodeRecord struct {
 	// EventBoot and EventNumber identify the latest status event.
 	EventBoot   uint64 `cbor:"19,keyasint"`
 	EventNumber uint64 `cbor:"20,keyasint"`
+	// Runtime is absent from records written before Hello key 64 and
+	// from nodes that name none.
+	Runtime string `cbor:"21,keyasint,omitempty"`
 }
 
 func (r *nodeRecord) node(id string) *Node {
@@ -84,6 +90,7 @@ func (r *nodeRecord) node(id string) *Node {
 		ActiveState:   r.ActiveState,
 		EpochFloor:    r.EpochFloor,
 		Other:         r.Other,
+		Runtime:       r.Runtime,
 		LastState:     r.LastState,
 		LastReason:    r.LastReason,
 		LastCode:      r.LastCode,
@@ -145,7 +152,7 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 		}
 		r.Class, r.Labels, r.Component, r.AgentVersion = h.Class, labels, h.Component, h.AgentVersion
 		r.RunningSeq, r.RunningDigest, r.ActiveSlot, r.ActiveState = h.RunningSeq, h.RunningDigest, h.ActiveSlot, h.ActiveState
-		r.EpochFloor, r.Other = h.EpochFloor, other
+		r.EpochFloor, r.Other, r.Runtime = h.EpochFloor, other, h.Runtime
 		r.LastSeen, r.Addr = now, addr
 		if err := putNode(nodes, h.NodeID, r); err != nil {
 			return err

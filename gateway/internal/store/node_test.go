@@ -2,10 +2,14 @@ package store
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,11 +103,11 @@ func TestNodeRegistry(t *testing.T) {
 
 	// A later Hello updates the Hello fields and keeps the rest.
 	clock.Advance(time.Minute)
-	h.RunningSeq, h.RunningDigest, h.ActiveSlot, h.Other = 4, protocol.Digest{4}, protocol.SlotA, nil
+	h.RunningSeq, h.RunningDigest, h.ActiveSlot, h.Other, h.Runtime = 4, protocol.Digest{4}, protocol.SlotA, nil, "tflm"
 	if _, _, err := db.PutHello(h, "10.0.0.2:5685"); err != nil {
 		t.Fatal(err)
 	}
-	want.RunningSeq, want.RunningDigest, want.ActiveSlot, want.Other = 4, protocol.Digest{4}, protocol.SlotA, nil
+	want.RunningSeq, want.RunningDigest, want.ActiveSlot, want.Other, want.Runtime = 4, protocol.Digest{4}, protocol.SlotA, nil, "tflm"
 	want.LastSeen, want.Addr = clock.Now(), "10.0.0.2:5685"
 	got, _ = db.Node("node-b")
 	checkNode(t, got, want)
@@ -131,6 +135,30 @@ func TestNodeRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNode(t, got, want)
+}
+
+// TestNodeRecordBeforeRuntime: a node record written before Hello key 64
+// (testdata/node-before-runtime.hex, made by that code) still decodes,
+// every field in place and no runtime.
+func TestNodeRecordBeforeRuntime(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "node-before-runtime.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r nodeRecord
+	if err := decodeRecord(v, &r); err != nil {
+		t.Fatal(err)
+	}
+	h := testHello("node-b")
+	want := &Node{ID: "node-b", Class: testClass, Labels: h.Labels, Component: "kws-model", AgentVersion: "1.2.0",
+		RunningSeq: 3, RunningDigest: protocol.Digest{3}, ActiveSlot: protocol.SlotB, ActiveState: protocol.SlotConfirmed,
+		EpochFloor: 1, Other: h.Other, LastState: protocol.StateConfirmed, LastSeen: time.Unix(1800000000, 0),
+		Addr: "10.0.0.2:5683", HealthReports: 2, StatusEvents: 1}
+	checkNode(t, r.node("node-b"), want)
 }
 
 func checkNode(t *testing.T, got, want *Node) {
@@ -298,5 +326,44 @@ func TestStandingRule(t *testing.T) {
 	db = openPath(t, path)
 	if !hello("new-3", nil) {
 		t.Error("standing rule lost across a reopen")
+	}
+}
+
+// TestStandingRuleRequires: the standing rule is not assigned to a node
+// whose last Hello shows it does not meet the manifest's requires (here
+// runtime tflm): not when the rule is set, not at its Hello; a node that
+// names the runtime later gets the rule at that Hello.
+func TestStandingRuleRequires(t *testing.T) {
+	k := testKeys(t, 1)
+	db, _ := openTest(t)
+	m := manifestFor(randomImage(rand.New(rand.NewPCG(10, 10)), 100), 5)
+	m.Requires = &protocol.Requires{Runtime: "tflm"}
+	rule := k.sign(t, m)
+	hello := func(id, runtime string) bool {
+		t.Helper()
+		h := testHello(id)
+		h.Runtime = runtime
+		_, changed, err := db.PutHello(h, "addr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return changed
+	}
+	hello("known-tflm", "tflm")
+	hello("known-none", "")
+	changed, err := db.SetStandingRule(rule)
+	if err != nil || !reflect.DeepEqual(changed, []string{"known-tflm"}) {
+		t.Fatalf("SetStandingRule = %v, %v; want [known-tflm]", changed, err)
+	}
+	if hello("new-onnx", "onnx") || hello("known-none", "") {
+		t.Fatal("the rule was assigned to a node offering another runtime or none")
+	}
+	if !hello("new-onnx", "tflm") {
+		t.Fatal("a node naming the runtime at its next Hello did not get the rule")
+	}
+	for id, want := range map[string][]byte{"known-tflm": rule, "known-none": nil, "new-onnx": rule} {
+		if got, _ := db.Assignment(id); !bytes.Equal(got, want) {
+			t.Errorf("Assignment(%s) = %d bytes, want %d", id, len(got), len(want))
+		}
 	}
 }
