@@ -13,6 +13,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"edgeota/protocol"
 )
 
 // blockClient is a node's per-block request loop on a raw UDP socket with
@@ -131,7 +133,7 @@ func fanout(b *testing.B, addr *net.UDPAddr, path string, clients, want int) {
 // image block by block from one gateway.
 func BenchmarkFanout500x256K(b *testing.B) {
 	_, md, addr := benchGateway(b, 256<<10)
-	fanout(b, addr, "/m/"+md.m.Digest.String(), 500, 256<<10)
+	fanout(b, addr, protocol.ImagePath(md.m.Digest), 500, 256<<10)
 }
 
 // BenchmarkRawUDPFanout500 is the anchor: the same 500 lock-step loops
@@ -181,7 +183,7 @@ func BenchmarkServeBlock1K(b *testing.B) {
 			_, md, addr := benchGateway(b, size)
 			c := newBlockClient(b, addr)
 			defer c.conn.Close()
-			path := "/m/" + md.m.Digest.String()
+			path := protocol.ImagePath(md.m.Digest)
 			blocks := int64(size / 1024)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -213,7 +215,7 @@ func TestMemoryPerTransferFlat(t *testing.T) {
 			cs[i] = newBlockClient(t, addr)
 			defer cs[i].conn.Close()
 		}
-		path := "/m/" + md.m.Digest.String()
+		path := protocol.ImagePath(md.m.Digest)
 		warm := newBlockClient(t, addr) // warm up pools and buffers first
 		warm.fetchAll(path)
 		warm.conn.Close()

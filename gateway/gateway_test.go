@@ -200,7 +200,7 @@ func hello(t *testing.T, c *udpClient.Conn, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := post(t, c, "/n/"+id+"/hello", message.AppCBOR, b); r.Code() != codes.Changed {
+	if r := post(t, c, protocol.NodePath(id, protocol.ResHello), message.AppCBOR, b); r.Code() != codes.Changed {
 		t.Fatalf("hello: %v", r.Code())
 	}
 }
@@ -211,7 +211,7 @@ func fetch(t *testing.T, c *udpClient.Conn, d protocol.Digest, size int) []byte 
 	szx, _ := sizeSZX(size)
 	var out []byte
 	for n := int64(0); ; n++ {
-		req, _ := c.NewGetRequest(ctxT(t), "/m/"+d.String())
+		req, _ := c.NewGetRequest(ctxT(t), protocol.ImagePath(d))
 		v, _ := blockwise.EncodeBlockOption(szx, n, false)
 		req.SetOptionUint32(message.Block2, v)
 		resp, err := c.Do(req)
@@ -259,7 +259,7 @@ func TestPushAndServeImage(t *testing.T) {
 		}
 	}
 	// A node resumes with a plain request for block N.
-	req, _ := c.NewGetRequest(ctxT(t), "/m/"+md.m.Digest.String())
+	req, _ := c.NewGetRequest(ctxT(t), protocol.ImagePath(md.m.Digest))
 	v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, 100, false)
 	req.SetOptionUint32(message.Block2, v)
 	resp, err := c.Do(req)
@@ -272,13 +272,13 @@ func TestPushAndServeImage(t *testing.T) {
 	}
 	// Past the end: 4.02; unknown image: 4.04; upper-case hex: 4.04.
 	v, _ = blockwise.EncodeBlockOption(blockwise.SZX1024, 300, false)
-	req, _ = c.NewGetRequest(ctxT(t), "/m/"+md.m.Digest.String())
+	req, _ = c.NewGetRequest(ctxT(t), protocol.ImagePath(md.m.Digest))
 	req.SetOptionUint32(message.Block2, v)
 	if resp, _ := c.Do(req); resp.Code() != codes.BadOption {
 		t.Fatalf("past the end: %v", resp.Code())
 	}
 	other := e.model(6, 10)
-	if resp, _ := c.Get(ctxT(t), "/m/"+other.m.Digest.String()); resp.Code() != codes.NotFound {
+	if resp, _ := c.Get(ctxT(t), protocol.ImagePath(other.m.Digest)); resp.Code() != codes.NotFound {
 		t.Fatalf("unknown image: %v", resp.Code())
 	}
 	// Link-format discovery lists the image and no node.
@@ -328,12 +328,12 @@ func TestManifestObserveAndNodeDocuments(t *testing.T) {
 	e := newEnv(t, opts{})
 	c := e.dial()
 	// A node that never said Hello: 4.04.
-	if resp, _ := c.Get(ctxT(t), "/n/node-1/manifest"); resp.Code() != codes.NotFound {
+	if resp, _ := c.Get(ctxT(t), protocol.NodePath("node-1", protocol.ResManifest)); resp.Code() != codes.NotFound {
 		t.Fatalf("unknown node: %v", resp.Code())
 	}
 	hello(t, c, "node-1")
 	notes := make(chan []byte, 8)
-	obs, err := c.Observe(ctxT(t), "/n/node-1/manifest", func(m *pool.Message) {
+	obs, err := c.Observe(ctxT(t), protocol.NodePath("node-1", protocol.ResManifest), func(m *pool.Message) {
 		b, _ := m.ReadBody()
 		notes <- append([]byte{}, b...)
 	})
@@ -356,12 +356,12 @@ func TestManifestObserveAndNodeDocuments(t *testing.T) {
 		t.Fatal("no notification after the assignment")
 	}
 	// Polling: ETag and 2.03.
-	resp, _ := c.Get(ctxT(t), "/n/node-1/manifest")
+	resp, _ := c.Get(ctxT(t), protocol.NodePath("node-1", protocol.ResManifest))
 	etag, _ := resp.Options().GetBytes(message.ETag)
 	if ma, _ := resp.Options().GetUint32(message.MaxAge); ma != 3600 {
 		t.Fatalf("Max-Age %d", ma)
 	}
-	req, _ := c.NewGetRequest(ctxT(t), "/n/node-1/manifest")
+	req, _ := c.NewGetRequest(ctxT(t), protocol.NodePath("node-1", protocol.ResManifest))
 	req.SetOptionBytes(message.ETag, etag)
 	if resp, _ := c.Do(req); resp.Code() != codes.Valid {
 		t.Fatalf("conditional GET: %v", resp.Code())
@@ -369,22 +369,22 @@ func TestManifestObserveAndNodeDocuments(t *testing.T) {
 	// A health report retransmitted by the client is stored once; bad
 	// documents get 4.xx and change nothing.
 	hb, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "node-1", Inferences: 10, Number: 1})
-	if r := post(t, c, "/n/node-1/health", message.AppCBOR, hb); r.Code() != codes.Changed {
+	if r := post(t, c, protocol.NodePath("node-1", protocol.ResHealth), message.AppCBOR, hb); r.Code() != codes.Changed {
 		t.Fatalf("health: %v", r.Code())
 	}
-	if r := post(t, c, "/n/node-1/health", message.TextPlain, hb); r.Code() != codes.UnsupportedMediaType {
+	if r := post(t, c, protocol.NodePath("node-1", protocol.ResHealth), message.TextPlain, hb); r.Code() != codes.UnsupportedMediaType {
 		t.Fatalf("wrong content format: %v", r.Code())
 	}
-	if r := post(t, c, "/n/node-2/health", message.AppCBOR, hb); r.Code() != codes.BadRequest {
+	if r := post(t, c, protocol.NodePath("node-2", protocol.ResHealth), message.AppCBOR, hb); r.Code() != codes.BadRequest {
 		t.Fatalf("node id mismatch: %v", r.Code())
 	}
-	if r := post(t, c, "/n/node-1/health", message.AppCBOR, []byte{0xa1, 0x01}); r.Code() != codes.BadRequest {
+	if r := post(t, c, protocol.NodePath("node-1", protocol.ResHealth), message.AppCBOR, []byte{0xa1, 0x01}); r.Code() != codes.BadRequest {
 		t.Fatalf("malformed CBOR: %v", r.Code())
 	}
 	otherClass := testClass
 	otherClass[0] ^= 1
 	hl, _ := protocol.Marshal(&protocol.Hello{NodeID: "node-1", Class: otherClass, AgentVersion: "0.1.0", Component: "kws"})
-	if r := post(t, c, "/n/node-1/hello", message.AppCBOR, hl); r.Code() != codes.Forbidden {
+	if r := post(t, c, protocol.NodePath("node-1", protocol.ResHello), message.AppCBOR, hl); r.Code() != codes.Forbidden {
 		t.Fatalf("class change: %v", r.Code())
 	}
 	var node gateway.NodeView
@@ -404,7 +404,7 @@ func TestTransferLimit(t *testing.T) {
 	e.push(b.signed, b.image)
 	c := e.dial()
 	get := func(d protocol.Digest, n int64) *pool.Message {
-		req, _ := c.NewGetRequest(ctxT(t), "/m/"+d.String())
+		req, _ := c.NewGetRequest(ctxT(t), protocol.ImagePath(d))
 		v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, n, false)
 		req.SetOptionUint32(message.Block2, v)
 		resp, err := c.Do(req)
@@ -494,7 +494,7 @@ func TestObservationsSurviveRestart(t *testing.T) {
 	c := e.dial()
 	hello(t, c, "node-1")
 	notes := make(chan []byte, 8)
-	obs, err := c.Observe(ctxT(t), "/n/node-1/manifest", func(m *pool.Message) {
+	obs, err := c.Observe(ctxT(t), protocol.NodePath("node-1", protocol.ResManifest), func(m *pool.Message) {
 		b, _ := m.ReadBody()
 		notes <- append([]byte{}, b...)
 	})

@@ -29,12 +29,12 @@ func TestOutboxFullPolicy(t *testing.T) {
 	e := &env{t: t, coap: conn.LocalAddr().String()}
 	c := e.dial()
 	hello(t, c, "node-1")
-	send := func(kind string, doc any) (codes.Code, uint32) {
+	send := func(res protocol.NodeResource, doc any) (codes.Code, uint32) {
 		b, err := protocol.Marshal(doc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := post(t, c, "/n/node-1/"+kind, message.AppCBOR, b)
+		r := post(t, c, protocol.NodePath("node-1", res), message.AppCBOR, b)
 		ma, _ := r.Options().GetUint32(message.MaxAge)
 		return r.Code(), ma
 	}
@@ -43,23 +43,23 @@ func TestOutboxFullPolicy(t *testing.T) {
 		return &protocol.StatusEvent{NodeID: "node-1", State: protocol.StateIdle, Number: n, BootCount: 1}
 	}
 	for n := uint64(1); n <= 3; n++ {
-		if code, _ := send("health", health(n)); code != codes.Changed {
+		if code, _ := send(protocol.ResHealth, health(n)); code != codes.Changed {
 			t.Fatalf("health %d: %v", n, code)
 		}
 	}
 	// Full of health reports: events and reports still get in, dropping the
 	// oldest reports.
 	for n := uint64(1); n <= 3; n++ {
-		if code, _ := send("status", event(n)); code != codes.Changed {
+		if code, _ := send(protocol.ResStatus, event(n)); code != codes.Changed {
 			t.Fatalf("event %d: %v", n, code)
 		}
 	}
 	// Only events now: nothing can be dropped, the node is told to wait.
-	code, maxAge := send("status", event(4))
+	code, maxAge := send(protocol.ResStatus, event(4))
 	if code != codes.ServiceUnavailable || maxAge == 0 {
 		t.Fatalf("event into a full outbox: %v, Max-Age %d", code, maxAge)
 	}
-	if code, _ := send("health", health(4)); code != codes.ServiceUnavailable {
+	if code, _ := send(protocol.ResHealth, health(4)); code != codes.ServiceUnavailable {
 		t.Fatalf("health into an outbox full of events: %v", code)
 	}
 }

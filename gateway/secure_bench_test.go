@@ -11,6 +11,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"edgeota/gateway"
+	"edgeota/protocol"
 )
 
 // BenchmarkDTLSHandshake is one node opening a DTLS session (PSK,
@@ -62,7 +63,7 @@ func benchLimits() gateway.Limits { return gateway.Limits{SourceRate: -1, NodeRa
 func fetchB(b *testing.B, c *udpClient.Conn, md model) []byte {
 	out := make([]byte, 0, len(md.image))
 	for n := int64(0); ; n++ {
-		req, _ := c.NewGetRequest(b.Context(), "/m/"+md.m.Digest.String())
+		req, _ := c.NewGetRequest(b.Context(), protocol.ImagePath(md.m.Digest))
 		v, _ := blockwise.EncodeBlockOption(blockwise.SZX1024, n, false)
 		req.SetOptionUint32(message.Block2, v)
 		resp, err := c.Do(req)

@@ -61,7 +61,7 @@ func TestDTLSServesOwnResources(t *testing.T) {
 		t.Fatal("image over DTLS differs")
 	}
 	e.assign(md.signed, []string{"node-a"}, false)
-	resp, err := c.Get(ctxT(t), "/n/node-a/manifest")
+	resp, err := c.Get(ctxT(t), protocol.NodePath("node-a", protocol.ResManifest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +90,10 @@ func TestDTLSNodeTouchesOnlyItsOwnResources(t *testing.T) {
 		path string
 		body []byte
 	}{
-		{"hello on another node's path", "/n/node-b/hello", helloB},
-		{"health on another node's path", "/n/node-b/health", healthB},
-		{"another node's hello on its own path", "/n/node-a/hello", helloB},
-		{"another node's health on its own path", "/n/node-a/health", healthB},
+		{"hello on another node's path", protocol.NodePath("node-b", protocol.ResHello), helloB},
+		{"health on another node's path", protocol.NodePath("node-b", protocol.ResHealth), healthB},
+		{"another node's hello on its own path", protocol.NodePath("node-a", protocol.ResHello), helloB},
+		{"another node's health on its own path", protocol.NodePath("node-a", protocol.ResHealth), healthB},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if r := post(t, a, tc.path, message.AppCBOR, tc.body); r.Code() != codes.Forbidden {
@@ -101,7 +101,7 @@ func TestDTLSNodeTouchesOnlyItsOwnResources(t *testing.T) {
 			}
 		})
 	}
-	resp, err := a.Get(ctxT(t), "/n/node-b/manifest")
+	resp, err := a.Get(ctxT(t), protocol.NodePath("node-b", protocol.ResManifest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestNodeRateAnswers429(t *testing.T) {
 	codesSeen := map[codes.Code]int{}
 	var maxAge uint32
 	for i := 0; i < 6; i++ {
-		r, err := c.Get(ctxT(t), "/n/n1/manifest")
+		r, err := c.Get(ctxT(t), protocol.NodePath("n1", protocol.ResManifest))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +239,7 @@ func TestBodyLimitAnswers413(t *testing.T) {
 	if len(b) <= 64 {
 		t.Fatalf("test hello is only %d bytes", len(b))
 	}
-	r := post(t, c, "/n/n1/hello", message.AppCBOR, b)
+	r := post(t, c, protocol.NodePath("n1", protocol.ResHello), message.AppCBOR, b)
 	size1, _ := r.Options().GetUint32(message.Size1)
 	if r.Code() != codes.RequestEntityTooLarge || size1 != 64 {
 		t.Fatalf("got %v Size1 %d, want 4.13 with Size1 64", r.Code(), size1)
@@ -284,17 +284,17 @@ func TestProvisioningEventsAreAudited(t *testing.T) {
 	}
 	b, _ := protocol.Marshal(&protocol.Hello{NodeID: "node-a", Class: testClass, AgentVersion: "0.1.0", Component: "kws",
 		Labels: map[string]string{"region": "us-east"}})
-	if r := post(t, a, "/n/node-a/hello", message.AppCBOR, b); r.Code() != codes.Changed {
+	if r := post(t, a, protocol.NodePath("node-a", protocol.ResHello), message.AppCBOR, b); r.Code() != codes.Changed {
 		t.Fatalf("hello: %v", r.Code())
 	}
 	ev, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "node-a", State: protocol.StateProvisioned, BootCount: 1, Number: 1,
 		Actor: "0123456789abcdef", Reason: "provisioned, serial 7"})
-	if r := post(t, a, "/n/node-a/status", message.AppCBOR, ev); r.Code() != codes.Changed {
+	if r := post(t, a, protocol.NodePath("node-a", protocol.ResStatus), message.AppCBOR, ev); r.Code() != codes.Changed {
 		t.Fatalf("status: %v", r.Code())
 	}
 	// Another state is not an audit entry.
 	ev2, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "node-a", State: protocol.StateIdle, BootCount: 1, Number: 2})
-	post(t, a, "/n/node-a/status", message.AppCBOR, ev2)
+	post(t, a, protocol.NodePath("node-a", protocol.ResStatus), message.AppCBOR, ev2)
 	var entries []gateway.AuditEntry
 	if code := e.getJSON("/v1/audit?node=node-a", &entries); code != http.StatusOK {
 		t.Fatalf("GET /v1/audit: %d", code)
@@ -323,7 +323,7 @@ func TestDTLSOversizedRecordKeepsTheSession(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := a.Post(ctx, "/n/node-a/health", message.AppCBOR, bytes.NewReader(make([]byte, 4000))); err == nil {
+	if _, err := a.Post(ctx, protocol.NodePath("node-a", protocol.ResHealth), message.AppCBOR, bytes.NewReader(make([]byte, 4000))); err == nil {
 		t.Fatal("an oversized request got an answer")
 	}
 	hello(t, a, "node-a") // the same session still works

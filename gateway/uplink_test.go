@@ -76,7 +76,7 @@ func TestDeploymentDownlink(t *testing.T) {
 	hello(t, c, "node-1") // labels hw=rev2
 	md := e.model(7, 3000)
 	e.push(md.signed, md.image)
-	topic := "edgeota/v1/gw/gw-1/deployments/dep-1"
+	topic := protocol.Topics{}.Deployment("gw-1", "dep-1")
 	other, _ := sign.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32)))
 	forged := func() []byte {
 		now := uint64(time.Now().Unix())
@@ -130,7 +130,7 @@ func TestEmbeddedBroker(t *testing.T) {
 	c := e.dial()
 	hello(t, c, "node-1")
 	hb, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "node-1", Inferences: 1, Number: 1, BootCount: 1})
-	post(t, c, "/n/node-1/health", 60, hb)
+	post(t, c, protocol.NodePath("node-1", protocol.ResHealth), 60, hb)
 	url := e.g.MQTTBrokerURL()
 	if url == "" {
 		t.Fatal("no embedded broker URL")
@@ -141,7 +141,7 @@ func TestEmbeddedBroker(t *testing.T) {
 		t.Fatalf("connect to the embedded broker: %v", tk.Error())
 	}
 	defer cl.Disconnect(100)
-	cl.Subscribe("edgeota/v1/gw/gw-1/#", 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Topic() + " " + string(m.Payload()) })
+	cl.Subscribe(protocol.Topics{}.GatewayAll("gw-1"), 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Topic() + " " + string(m.Payload()) })
 	select {
 	case s := <-got:
 		if s != "edgeota/v1/gw/gw-1/state online" {

@@ -126,7 +126,7 @@ func TestDuplicatePostActedOnOnce(t *testing.T) {
 	h := start(t)
 	c := dial(t, h)
 	for i := 0; i < 3; i++ {
-		c.send(request(codes.POST, message.Confirmable, 7, "/n/x/health", "tok"))
+		c.send(request(codes.POST, message.Confirmable, 7, "/x/post", "tok"))
 		m, ok := c.recv(2 * time.Second)
 		if !ok || m.Code != codes.Changed || m.MessageID != 7 {
 			t.Fatalf("try %d: %+v", i, m)
@@ -135,7 +135,7 @@ func TestDuplicatePostActedOnOnce(t *testing.T) {
 	if n := h.posts.Load(); n != 1 {
 		t.Fatalf("handler ran %d times, want 1", n)
 	}
-	c.send(request(codes.POST, message.Confirmable, 8, "/n/x/health", "tok"))
+	c.send(request(codes.POST, message.Confirmable, 8, "/x/post", "tok"))
 	c.recv(2 * time.Second)
 	if n := h.posts.Load(); n != 2 {
 		t.Fatalf("a new message id ran %d times in all, want 2", n)
@@ -171,7 +171,7 @@ func TestBadInput(t *testing.T) {
 	c.sendRaw([]byte{0xff, 0x00})
 	c.sendRaw(nil)
 	// Oversized request: 4.13 with Size1.
-	big := request(codes.POST, message.Confirmable, 22, "/n/x/health", "k")
+	big := request(codes.POST, message.Confirmable, 22, "/x/post", "k")
 	big.Payload = make([]byte, 3000)
 	c.send(big)
 	r, ok := c.recv(2 * time.Second)
@@ -271,12 +271,12 @@ func TestDeferredResponse(t *testing.T) {
 	go func() { srv.Serve(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	c := dial(t, &harness{addr: conn.LocalAddr().(*net.UDPAddr)})
-	c.send(request(codes.POST, message.Confirmable, 300, "/n/x/health", "d"))
+	c.send(request(codes.POST, message.Confirmable, 300, "/x/post", "d"))
 	d := <-pending
 	if _, ok := c.recv(200 * time.Millisecond); ok {
 		t.Fatal("answered before Complete")
 	}
-	c.send(request(codes.POST, message.Confirmable, 300, "/n/x/health", "d")) // retransmission
+	c.send(request(codes.POST, message.Confirmable, 300, "/x/post", "d")) // retransmission
 	if _, ok := c.recv(200 * time.Millisecond); ok {
 		t.Fatal("a pending retransmission was answered")
 	}
@@ -285,7 +285,7 @@ func TestDeferredResponse(t *testing.T) {
 	if !ok || m.Type != message.Acknowledgement || m.MessageID != 300 || m.Code != codes.Changed || string(m.Token) != "d" {
 		t.Fatalf("deferred answer %+v", m)
 	}
-	c.send(request(codes.POST, message.Confirmable, 300, "/n/x/health", "d")) // late retransmission: stored answer
+	c.send(request(codes.POST, message.Confirmable, 300, "/x/post", "d")) // late retransmission: stored answer
 	if m, ok := c.recv(2 * time.Second); !ok || m.Code != codes.Changed {
 		t.Fatalf("late retransmission answered %+v", m)
 	}
