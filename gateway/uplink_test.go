@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 	"edgeota/test/mqttpeer"
@@ -93,26 +96,29 @@ func TestDeploymentDownlink(t *testing.T) {
 		{"for another gateway", e.deployment(func(d *protocol.Deployment) { d.Gateways = []string{"gw-2"} }, md.signed)},
 		{"a cohort that excludes the node", e.deployment(func(d *protocol.Deployment) { d.Cohort = "hw:rev1"; d.Seq = 4 }, md.signed)},
 	}
+	const refusedMetric = `edgeota_refused_total{reason="deployment"}`
 	for _, r := range refused {
 		mqttpeer.Publish(t, b.URL(), topic, r.payload, true)
 	}
-	time.Sleep(500 * time.Millisecond) // nothing must happen: give the gateway time to get it wrong
+	// The sync point: three refused, and the fourth (seq 4) accepted with
+	// a cohort that takes no node.
+	waitUntil(t, "three deployments refused and seq 4 applied", func() bool {
+		var rs []struct {
+			Seq uint64 `json:"seq"`
+		}
+		e.getJSON("/v1/rollouts", &rs)
+		return metricValue(t, e.env, refusedMetric) == 3 && len(rs) == 1 && rs[0].Seq == 4
+	})
 	if s := assignedSeq(e.env, "node-1"); s != 0 {
 		t.Fatalf("a refused deployment assigned seq %d", s)
 	}
 	mqttpeer.Publish(t, b.URL(), topic, e.deployment(nil, md.signed), true)
-	deadline := time.Now().Add(10 * time.Second)
-	for assignedSeq(e.env, "node-1") != 7 {
-		if time.Now().After(deadline) {
-			t.Fatal("the verified deployment was not applied")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitUntil(t, "the verified deployment applied", func() bool { return assignedSeq(e.env, "node-1") == 7 })
 	// The same seq again (a retained message after a reconnect) and a lower
 	// one change nothing.
 	md2 := e.model(8, 3000)
 	mqttpeer.Publish(t, b.URL(), topic, e.deployment(func(d *protocol.Deployment) { d.Seq = 5 }, md2.signed), true)
-	time.Sleep(500 * time.Millisecond)
+	waitUntil(t, "the repeated seq refused", func() bool { return metricValue(t, e.env, refusedMetric) == 4 })
 	if s := assignedSeq(e.env, "node-1"); s != 7 {
 		t.Fatalf("a repeated seq reassigned seq %d", s)
 	}
@@ -120,6 +126,19 @@ func TestDeploymentDownlink(t *testing.T) {
 	hello(t, c, "node-2")
 	if s := assignedSeq(e.env, "node-2"); s != 7 {
 		t.Fatalf("a later node got seq %d", s)
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test with what it
+// waited for after 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -162,4 +181,47 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestRolloutsNeedTheirDeploymentKeys: a gateway whose database holds
+// rollouts does not start without the deployment keys that verify them
+// again (ErrNoDeploymentKeys, naming no flag), and starts with them.
+func TestRolloutsNeedTheirDeploymentKeys(t *testing.T) {
+	manifestKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	deployKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32))
+	dir := t.TempDir()
+	cfg := gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{manifestKey.Public().(ed25519.PublicKey)},
+		DeployTrust: []ed25519.PublicKey{deployKey.Public().(ed25519.PublicKey)}, InsecureUDP: true,
+		CoAPAddr: "127.0.0.1:0", CoAPSAddr: "-", AdminAddr: "127.0.0.1:0", GatewayID: "gw-1"}
+	ms, _ := sign.NewSigner(manifestKey)
+	ds, _ := sign.NewSigner(deployKey)
+	e := &mqttEnv{env: &env{t: t, signer: ms}, deployer: ds}
+	md := e.model(7, 3000)
+
+	g, err := gateway.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	resp, err := http.Post("http://"+g.AdminAddr().String()+"/v1/deployments", "application/cose", bytes.NewReader(e.deployment(nil, md.signed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/deployments: %s", resp.Status)
+	}
+
+	without := cfg
+	without.DeployTrust = nil
+	if _, err := gateway.New(without); !errors.Is(err, gateway.ErrNoDeploymentKeys) || strings.Contains(err.Error(), "--") {
+		t.Fatalf("New without deployment keys: %v, want ErrNoDeploymentKeys naming no flag", err)
+	}
+	gatewaytest.Start(t, cfg)
 }
