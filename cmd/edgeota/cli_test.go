@@ -64,6 +64,9 @@ func TestUsageErrors(t *testing.T) {
 		{"too many arguments", []string{"verify", "--trust", "k", "a", "b"}, "got 2 argument(s)"},
 		{"missing required flag", []string{"keygen"}, "--out NAME is required"},
 		{"bad class", []string{"sign", "--key", "k", "--image", "i", "--component", "c", "--version", "v", "--seq", "1", "--class", "nope", "--out", "o"}, "--class"},
+		{"time scale zero", []string{"gateway", "--sim", "--time-scale", "0"}, "--time-scale 0: want a positive number"},
+		{"time scale negative", []string{"gateway", "--sim", "--time-scale", "-2"}, "--time-scale -2: want a positive number"},
+		{"time scale without sim", []string{"gateway", "--time-scale", "60"}, "--time-scale 60 needs --sim"},
 		{"seq zero", []string{"sign", "--key", "k", "--image", "i", "--component", "c", "--version", "v", "--seq", "0", "--class", testClass, "--out", "o"}, "--seq"},
 	}
 	for _, tt := range tests {

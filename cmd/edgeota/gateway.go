@@ -3,12 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"edgeota/firmware-sim/clock"
 	"edgeota/gateway"
 )
 
@@ -143,6 +144,14 @@ names, and flags given on the command line win.`,
 					return usagef("--config: %v", err)
 				}
 			}
+			if timeScale != 1 {
+				if !(timeScale > 0) || math.IsInf(timeScale, 1) {
+					return usagef("--time-scale %g: want a positive number of simulated seconds per real second", timeScale)
+				}
+				if !sim {
+					return usagef("--time-scale %g needs --sim: compressed time is for simulations, never production", timeScale)
+				}
+			}
 			if data == "" {
 				return usagef("--data DIR is required")
 			}
@@ -169,10 +178,7 @@ names, and flags given on the command line win.`,
 				return err
 			}
 			if timeScale != 1 {
-				if !sim {
-					return usagef("--time-scale %g needs --sim: compressed time is for simulations, never production", timeScale)
-				}
-				gc.Clock = newScaledClock(timeScale)
+				gc.Clock = clock.NewScaled(clock.Real{}, timeScale)
 				log.Warn("SIMULATION: the gateway's clock runs faster than real time", "time_scale", timeScale)
 			}
 			g, err := gateway.New(gc)
@@ -215,20 +221,3 @@ func withFlagHint(err error) error {
 	}
 	return err
 }
-
-// scaledClock runs scale times faster than real time from when it was
-// made: the gateway's clock under --sim --time-scale.
-type scaledClock struct {
-	start time.Time
-	scale float64
-}
-
-func newScaledClock(scale float64) scaledClock { return scaledClock{time.Now(), scale} }
-
-// Now returns the scaled time.
-func (c scaledClock) Now() time.Time {
-	return c.start.Add(time.Duration(float64(time.Since(c.start)) * c.scale))
-}
-
-// Scale returns the time scale, which the gateway logs.
-func (c scaledClock) Scale() float64 { return c.scale }

@@ -121,7 +121,7 @@ func (s *sim) fault(f scenario.Fault) error {
 			s.reboot(n)
 		}
 	case "link-outage":
-		until := time.Now().Add(s.clock.real(f.For)).UnixNano()
+		until := time.Now().Add(s.clock.Real(f.For)).UnixNano()
 		for _, n := range pick() {
 			n.linkDown.Store(until)
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"edgeota/firmware-sim/blelink"
+	"edgeota/firmware-sim/clock"
 	"edgeota/firmware-sim/flash"
 	"edgeota/firmware-sim/radio"
 	"edgeota/firmware-sim/scenario"
@@ -117,7 +118,7 @@ type sim struct {
 	opts     Options
 	seed     uint64
 	rng      *rand.Rand
-	clock    *scaledClock
+	clock    *clock.Scaled
 	key      ed25519.PrivateKey
 	signer   *sign.Signer
 	trust    *sign.TrustStore
@@ -260,7 +261,7 @@ func (s *sim) setup(ctx context.Context) error {
 		s.byDigest[m.Digest] = spec.Name
 		maxSize = max(maxSize, spec.Size)
 	}
-	s.clock = newScaledClock(time.Now(), s.sc.TimeScale)
+	s.clock = clock.NewScaled(clock.Real{}, s.sc.TimeScale)
 	ids := s.identities()
 	if s.external {
 		if err := s.attach(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"edgeota/firmware-sim/clock"
 	"edgeota/firmware-sim/scenario"
 )
 
@@ -22,7 +23,7 @@ func TestGatewayConfigTransport(t *testing.T) {
 		nodes     int
 	}{{scenario.TransportDTLS, 200}, {scenario.TransportDTLS, 2000}, {scenario.TransportUDP, 200}} {
 		sc := &scenario.Scenario{Transport: tc.transport, TimeScale: 60, Fleet: []scenario.Group{{Count: tc.nodes}}}
-		s := &sim{sc: sc, dtls: tc.transport == scenario.TransportDTLS, clock: newScaledClock(testStart, 60), key: testKey}
+		s := &sim{sc: sc, dtls: tc.transport == scenario.TransportDTLS, clock: clock.NewScaled(clock.NewFake(testStart), 60), key: testKey}
 		cfg := s.gatewayConfig()
 		if cfg.Limits.SourceRate != -1 {
 			t.Errorf("%s: source rate %v, want -1 (off): every node speaks from 127.0.0.1", tc.transport, cfg.Limits.SourceRate)

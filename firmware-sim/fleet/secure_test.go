@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"edgeota/firmware-sim/clock"
 	"edgeota/firmware-sim/fleet"
 	"edgeota/firmware-sim/scenario"
 	"edgeota/gateway"
@@ -88,7 +89,7 @@ func TestExternalDTLS(t *testing.T) {
 	const token = "external-dtls-token"
 	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), CoAPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: token,
 		Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
-		GatewayID: "gw-ext-dtls", Clock: newScaledClock(60), BatchInterval: 50 * time.Millisecond,
+		GatewayID: "gw-ext-dtls", Clock: clock.NewScaled(clock.Real{}, 60), BatchInterval: 50 * time.Millisecond,
 		Limits: gateway.Limits{SourceRate: -1, MaxHandshakesPerSource: 64}})
 	sc, err := scenario.Parse([]byte(`
 name: ext-dtls
@@ -187,7 +188,7 @@ func TestExternalProvisioned(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), CoAPAddr: "127.0.0.1:0", InsecureUDP: true, CoAPSAddr: "-",
 		AdminAddr: "127.0.0.1:0", Trust: []ed25519.PublicKey{pub}, DeployTrust: []ed25519.PublicKey{pub}, MQTT: "embedded",
-		GatewayID: "gw-ext", Clock: newScaledClock(60), BatchInterval: 50 * time.Millisecond, Limits: gateway.Limits{SourceRate: -1}})
+		GatewayID: "gw-ext", Clock: clock.NewScaled(clock.Real{}, 60), BatchInterval: 50 * time.Millisecond, Limits: gateway.Limits{SourceRate: -1}})
 	sc, err := scenario.Parse([]byte(`
 name: ext-ble
 seed: 3
@@ -231,18 +232,3 @@ func runPassing(t *testing.T, sc *scenario.Scenario, opts fleet.Options, run int
 		t.Fatalf("run %d:\n%s", run, b.String())
 	}
 }
-
-// scaledClock runs scale times faster than real time from when it was
-// made: the simulator's compressed time, for the gateway.
-type scaledClock struct {
-	start time.Time
-	scale float64
-}
-
-func newScaledClock(scale float64) scaledClock { return scaledClock{time.Now(), scale} }
-
-func (c scaledClock) Now() time.Time {
-	return c.start.Add(time.Duration(float64(time.Since(c.start)) * c.scale))
-}
-
-func (c scaledClock) Scale() float64 { return c.scale }
