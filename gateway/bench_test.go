@@ -236,7 +236,7 @@ func TestMemoryPerTransferFlat(t *testing.T) {
 		grow := float64(int64(after.HeapAlloc) - int64(before.HeapAlloc))
 		per = append(per, grow/n)
 		t.Logf("image %d KiB: live heap %d -> %d bytes with %d transfers active (%d in the table): %+.0f bytes per transfer",
-			size>>10, before.HeapAlloc, after.HeapAlloc, n, e.g.ActiveTransfers(), grow/n)
+			size>>10, before.HeapAlloc, after.HeapAlloc, n, int(metricValue(t, e, "edgeota_image_transfers_active")), grow/n)
 		e.stop()
 	}
 	for _, p := range per {

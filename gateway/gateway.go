@@ -220,9 +220,6 @@ func (g *Gateway) MQTTBrokerURL() string {
 	return g.broker.URL()
 }
 
-// ActiveTransfers returns the number of image transfers in progress.
-func (g *Gateway) ActiveTransfers() int { return g.transfers.Count() }
-
 // CoAPAddr returns the address plain CoAP listens on, or nil without
 // InsecureUDP.
 func (g *Gateway) CoAPAddr() net.Addr { return g.coap.Addr() }

@@ -106,7 +106,7 @@ transfers in total and per node (5.03 beyond); node document size
 of a transfer already started are never refused. Every limit is exported
 as the edgeota_limit metric, every refusal in edgeota_refused_total.
 
-With --mqtt the gateway relays every health report and status event
+With --mqtt the gateway forwards every health report and status event
 upstream (docs/protocol.md section 6) in CBOR batches, through a durable bbolt
 outbox: a report is on disk before its node gets 2.04 and leaves only when
 the broker acknowledged it, so a broker outage or a kill -9 loses nothing.
