@@ -2,15 +2,11 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -134,44 +130,4 @@ func checkAdminAddr(a net.Addr) error {
 func adminExposedErr(addr string) error {
 	return fmt.Errorf("gateway: %w (%s): give the gateway a token (Config.AdminToken; edgeota gateway --admin-token-file FILE, created when missing) or listen on 127.0.0.1",
 		ErrAdminNoToken, addr)
-}
-
-// requireToken wraps the admin API: with a token configured, every
-// request must carry it as a bearer token (RFC 6750 section 2.1). The
-// comparison is of SHA-256 digests in constant time, so neither the
-// token's bytes nor its length leak through timing.
-func (g *Gateway) requireToken(next http.Handler) http.Handler {
-	if g.cfg.AdminToken == "" {
-		return next
-	}
-	want := sha256.Sum256([]byte(g.cfg.AdminToken))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := bearerToken(r.Header.Get("Authorization"))
-		if ok {
-			sum := sha256.Sum256([]byte(got))
-			if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
-				next.ServeHTTP(w, r)
-				return
-			}
-		}
-		reason, challenge := "missing", `Bearer realm="edgeota admin"`
-		if ok {
-			reason, challenge = "invalid", `Bearer realm="edgeota admin", error="invalid_token"`
-		}
-		g.metrics.AdminRefused.WithLabelValues(reason).Inc()
-		g.log.Debug("admin request refused", "reason", reason, "from", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
-		w.Header().Set("WWW-Authenticate", challenge)
-		writeErr(w, http.StatusUnauthorized, "unauthorized", errors.New("the admin API requires a bearer token: Authorization: Bearer <token>"))
-	})
-}
-
-// bearerToken returns the token of an Authorization header value
-// "Bearer <token>" (the scheme is case-insensitive).
-func bearerToken(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 )
 
@@ -76,28 +77,28 @@ func adminGet(t testing.TB, hc *http.Client, url, auth string) (*http.Response, 
 // answers 401 with a Bearer challenge and a JSON error unless the right
 // bearer token is sent; refusals are counted.
 func TestAdminToken(t *testing.T) {
-	admin := startAdmin(t, gateway.Config{AdminToken: testToken})
+	base := startAdmin(t, gateway.Config{AdminToken: testToken})
 	tests := []struct {
 		name, path, auth string
 		want             int
 		challenge        string // expected in WWW-Authenticate
 	}{
-		{"no token", "/v1/nodes", "", http.StatusUnauthorized, `Bearer realm="edgeota admin"`},
-		{"no token on healthz", "/healthz", "", http.StatusUnauthorized, "Bearer"},
-		{"no token on metrics", "/metrics", "", http.StatusUnauthorized, "Bearer"},
+		{"no token", admin.PathNodes, "", http.StatusUnauthorized, `Bearer realm="edgeota admin"`},
+		{"no token on healthz", admin.PathHealth, "", http.StatusUnauthorized, "Bearer"},
+		{"no token on metrics", admin.PathMetrics, "", http.StatusUnauthorized, "Bearer"},
 		{"no token on an unknown path", "/nope", "", http.StatusUnauthorized, "Bearer"},
-		{"another scheme", "/v1/nodes", "Basic " + testToken, http.StatusUnauthorized, "Bearer"},
-		{"empty bearer", "/v1/nodes", "Bearer ", http.StatusUnauthorized, "Bearer"},
-		{"wrong token", "/v1/nodes", "Bearer " + strings.Repeat("x", len(testToken)), http.StatusUnauthorized, `error="invalid_token"`},
-		{"token prefix", "/v1/nodes", "Bearer " + testToken[:20], http.StatusUnauthorized, `error="invalid_token"`},
-		{"token and more", "/v1/nodes", "Bearer " + testToken + "0", http.StatusUnauthorized, `error="invalid_token"`},
-		{"right token", "/v1/nodes", "Bearer " + testToken, http.StatusOK, ""},
-		{"scheme in lower case", "/healthz", "bearer " + testToken, http.StatusOK, ""},
+		{"another scheme", admin.PathNodes, "Basic " + testToken, http.StatusUnauthorized, "Bearer"},
+		{"empty bearer", admin.PathNodes, "Bearer ", http.StatusUnauthorized, "Bearer"},
+		{"wrong token", admin.PathNodes, "Bearer " + strings.Repeat("x", len(testToken)), http.StatusUnauthorized, `error="invalid_token"`},
+		{"token prefix", admin.PathNodes, "Bearer " + testToken[:20], http.StatusUnauthorized, `error="invalid_token"`},
+		{"token and more", admin.PathNodes, "Bearer " + testToken + "0", http.StatusUnauthorized, `error="invalid_token"`},
+		{"right token", admin.PathNodes, "Bearer " + testToken, http.StatusOK, ""},
+		{"scheme in lower case", admin.PathHealth, "bearer " + testToken, http.StatusOK, ""},
 		{"right token, unknown path", "/nope", "Bearer " + testToken, http.StatusNotFound, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := adminGet(t, http.DefaultClient, admin+tt.path, tt.auth)
+			resp, body := adminGet(t, http.DefaultClient, base+tt.path, tt.auth)
 			if resp.StatusCode != tt.want {
 				t.Fatalf("%s: %s %s", tt.path, resp.Status, body)
 			}
@@ -116,7 +117,7 @@ func TestAdminToken(t *testing.T) {
 			}
 		})
 	}
-	_, metrics := adminGet(t, http.DefaultClient, admin+"/metrics", "Bearer "+testToken)
+	_, metrics := adminGet(t, http.DefaultClient, base+admin.PathMetrics, "Bearer "+testToken)
 	for _, want := range []string{`edgeota_admin_refused_total{reason="missing"} 6`, `edgeota_admin_refused_total{reason="invalid"} 3`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
@@ -127,8 +128,8 @@ func TestAdminToken(t *testing.T) {
 // TestAdminWithoutToken: without a token the admin API on loopback is open
 // as before.
 func TestAdminWithoutToken(t *testing.T) {
-	admin := startAdmin(t, gateway.Config{})
-	if resp, body := adminGet(t, http.DefaultClient, admin+"/v1/nodes", ""); resp.StatusCode != http.StatusOK {
+	base := startAdmin(t, gateway.Config{})
+	if resp, body := adminGet(t, http.DefaultClient, base+admin.PathNodes, ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s %s", resp.Status, body)
 	}
 }
@@ -201,7 +202,7 @@ func TestAdminRefusedBeyondLoopback(t *testing.T) {
 // certificate given (self-signed here), and still requires the token.
 func TestAdminTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
-	admin := startAdmin(t, gateway.Config{AdminToken: testToken, AdminTLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	base := startAdmin(t, gateway.Config{AdminToken: testToken, AdminTLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	tests := []struct {
 		name, auth string
@@ -213,20 +214,20 @@ func TestAdminTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if resp, body := adminGet(t, trusting, admin+"/healthz", tt.auth); resp.StatusCode != tt.want {
+			if resp, body := adminGet(t, trusting, base+admin.PathHealth, tt.auth); resp.StatusCode != tt.want {
 				t.Fatalf("%s %s", resp.Status, body)
 			}
 		})
 	}
 	t.Run("untrusted certificate", func(t *testing.T) {
-		_, err := (&http.Client{Timeout: 10 * time.Second}).Get(admin + "/healthz")
+		_, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + admin.PathHealth)
 		var unknown x509.UnknownAuthorityError
 		if !errors.As(err, &unknown) {
 			t.Fatalf("a client without the certificate: %v", err)
 		}
 	})
 	t.Run("plain HTTP", func(t *testing.T) {
-		resp, body := adminGet(t, http.DefaultClient, "http://"+strings.TrimPrefix(admin, "https://")+"/healthz", "Bearer "+testToken)
+		resp, body := adminGet(t, http.DefaultClient, "http://"+strings.TrimPrefix(base, "https://")+admin.PathHealth, "Bearer "+testToken)
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("plain HTTP to the TLS port: %s %s", resp.Status, body)
 		}

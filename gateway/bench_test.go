@@ -87,8 +87,8 @@ func (c *blockClient) fetchAll(path string) (int, error) {
 func benchGateway(b *testing.B, size int) (*env, model, *net.UDPAddr) {
 	e := newEnv(b, opts{maxTransfers: 1024})
 	md := e.model(1, size)
-	if code, body := e.push(md.signed, md.image); code != 201 {
-		b.Fatalf("push: %d %v", code, body)
+	if err := e.push(md.signed, md.image); err != nil {
+		b.Fatalf("push: %v", err)
 	}
 	addr, _ := net.ResolveUDPAddr("udp", e.coap)
 	return e, md, addr

@@ -15,6 +15,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 
 	"edgeota/gateway/internal/activity"
+	"edgeota/gateway/internal/adminhttp"
 	"edgeota/gateway/internal/audit"
 	"edgeota/gateway/internal/broker"
 	"edgeota/gateway/internal/coapd"
@@ -147,7 +148,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 	}
 	var publish func(string, rollout.StatusView)
 	if g.uplink != nil {
-		publish = func(id string, st rollout.StatusView) { g.uplink.PublishRollout(id, st) }
+		publish = func(id string, st rollout.StatusView) { g.uplink.PublishRollout(id, adminhttp.Rollout(st)) }
 	}
 	g.rollouts = rollout.NewEngine(db, assigner{g}, rollout.WithLogger(cfg.Logger), rollout.WithPublish(publish))
 	g.deploy = deploy.New(deploy.Config{GatewayID: g.cfg.GatewayID, Topics: protocol.Topics{Prefix: cfg.MQTTPrefix},

@@ -5,13 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"reflect"
@@ -28,6 +24,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
@@ -38,7 +35,7 @@ var testClass = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0
 type env struct {
 	t      testing.TB
 	g      *gateway.Gateway
-	admin  string
+	api    *admin.Client
 	coap   string
 	coaps  string // DTLS address, with opts.keys
 	signer *sign.Signer
@@ -84,7 +81,11 @@ func newEnv(t testing.TB, o opts) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, g: g, admin: "http://" + ln.Addr().String(), coap: conn.LocalAddr().String(), signer: s,
+	api, err := admin.NewClient("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, g: g, api: api, coap: conn.LocalAddr().String(), signer: s,
 		cancel: cancel, done: make(chan error, 1), dir: o.dir}
 	if a := g.CoAPSAddr(); a != nil {
 		e.coaps = a.String()
@@ -125,48 +126,22 @@ func (e *env) model(seq uint64, size int) model {
 	return model{signed, img, m}
 }
 
-// push PUTs a model through the admin API and returns the status code and
-// the decoded body.
-func (e *env) push(signed, image []byte) (int, map[string]any) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	p, _ := mw.CreateFormFile("manifest", "m.cose")
-	p.Write(signed)
-	p, _ = mw.CreateFormFile("image", "i.bin")
-	p.Write(image)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPut, e.admin+"/v1/models", &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+// push stores a model through the admin API.
+func (e *env) push(signed, image []byte) error {
+	_, err := e.api.PutModel(context.Background(), signed, bytes.NewReader(image))
+	return err
 }
 
 func (e *env) assign(signed []byte, nodes []string, all bool) {
-	body, _ := json.Marshal(gateway.AssignmentRequest{Manifest: base64.StdEncoding.EncodeToString(signed), Nodes: nodes, All: all})
-	resp, err := http.Post(e.admin+"/v1/assignments", "application/json", bytes.NewReader(body))
+	var err error
+	if all {
+		_, err = e.api.AssignAll(context.Background(), signed)
+	} else {
+		_, err = e.api.Assign(context.Background(), signed, nodes)
+	}
 	if err != nil {
-		e.t.Fatal(err)
+		e.t.Fatalf("assign: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		e.t.Fatalf("assign: %s", resp.Status)
-	}
-}
-
-func (e *env) getJSON(path string, out any) int {
-	resp, err := http.Get(e.admin + path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(out)
-	return resp.StatusCode
 }
 
 func (e *env) dial() *udpClient.Conn {
@@ -249,8 +224,8 @@ func sizeSZX(size int) (blockwise.SZX, bool) {
 func TestPushAndServeImage(t *testing.T) {
 	e := newEnv(t, opts{})
 	md := e.model(5, 300_000)
-	if code, body := e.push(md.signed, md.image); code != http.StatusCreated {
-		t.Fatalf("push: %d %v", code, body)
+	if err := e.push(md.signed, md.image); err != nil {
+		t.Fatalf("push: %v", err)
 	}
 	c := e.dial()
 	for _, bs := range []int{1024, 256, 64} {
@@ -312,14 +287,14 @@ func TestPushRefusesBadModels(t *testing.T) {
 		{"not COSE", []byte("hello"), md.image, "malformed manifest"},
 	}
 	for _, tt := range tests {
-		code, body := e.push(tt.signed, tt.image)
-		if code != http.StatusUnprocessableEntity || body["reason"] != tt.reason {
-			t.Errorf("%s: %d %v", tt.name, code, body)
+		err := e.push(tt.signed, tt.image)
+		var ae *admin.Error
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusUnprocessableEntity || ae.Body.Reason != tt.reason {
+			t.Errorf("%s: %v", tt.name, err)
 		}
 	}
-	var models []any
-	e.getJSON("/v1/models", &models)
-	if len(models) != 0 {
+	models, err := e.api.Models(ctxT(t))
+	if err != nil || len(models) != 0 {
 		t.Fatalf("a refused model was stored: %v", models)
 	}
 }
@@ -387,8 +362,10 @@ func TestManifestObserveAndNodeDocuments(t *testing.T) {
 	if r := post(t, c, protocol.NodePath("node-1", protocol.ResHello), message.AppCBOR, hl); r.Code() != codes.Forbidden {
 		t.Fatalf("class change: %v", r.Code())
 	}
-	var node gateway.NodeView
-	e.getJSON("/v1/nodes/node-1", &node)
+	node, err := e.api.Node(ctxT(t), "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if node.HealthReports != 1 || node.AssignedSeq != 7 || node.Labels["hw"] != "rev2" {
 		t.Fatalf("node %+v", node)
 	}
@@ -435,14 +412,10 @@ func TestBackupWhileRunning(t *testing.T) {
 	e := newEnv(t, opts{})
 	md := e.model(9, 100_000)
 	e.push(md.signed, md.image)
-	resp, err := http.Get(e.admin + "/v1/backup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || len(b) < 100_000 {
-		t.Fatalf("backup %s, %d bytes", resp.Status, len(b))
+	var b bytes.Buffer
+	n, err := e.api.Backup(ctxT(t), &b)
+	if err != nil || n != int64(b.Len()) || n < 100_000 {
+		t.Fatalf("backup: %d bytes (%d written), %v", n, b.Len(), err)
 	}
 }
 
@@ -514,9 +487,15 @@ func TestObservationsSurviveRestart(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
 	gatewaytest.Start(t, gateway.Config{DataDir: dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-", AdminListener: ln})
-	e2 := &env{t: t, admin: "http://" + ln.Addr().String(), signer: e.signer}
+	api, err := admin.NewClient("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2 := &env{t: t, api: api, signer: e.signer}
 	md := e2.model(3, 1000)
-	e2.push(md.signed, md.image)
+	if err := e2.push(md.signed, md.image); err != nil {
+		t.Fatal(err)
+	}
 	e2.assign(md.signed, []string{"node-1"}, false)
 	select {
 	case got := <-notes:

@@ -76,10 +76,9 @@ func TestImportKeysAllOrNothingAndLocked(t *testing.T) {
 	if _, err := gateway.ImportKeys(dir, map[string][]byte{"c": []byte("0123456789abcdef")}); !errors.Is(err, gateway.ErrGatewayRunning) {
 		t.Fatalf("import while running: %v", err)
 	}
-	var keys struct{ Nodes []string }
-	e.getJSON("/v1/keys", &keys)
-	if strings.Join(keys.Nodes, ",") != "a,b" {
-		t.Fatalf("keys: %v", keys.Nodes)
+	keys, err := e.api.Keys(ctxT(t))
+	if err != nil || strings.Join(keys, ",") != "a,b" {
+		t.Fatalf("keys: %v, %v", keys, err)
 	}
 }
 

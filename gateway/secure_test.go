@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 )
@@ -49,8 +49,8 @@ func secureEnv(t *testing.T) *env {
 func TestDTLSServesOwnResources(t *testing.T) {
 	e := secureEnv(t)
 	md := e.model(7, 50_000)
-	if code, body := e.push(md.signed, md.image); code != http.StatusCreated {
-		t.Fatalf("push: %d %v", code, body)
+	if err := e.push(md.signed, md.image); err != nil {
+		t.Fatalf("push: %v", err)
 	}
 	c, err := e.dialDTLS("node-a", keyA)
 	if err != nil {
@@ -109,14 +109,13 @@ func TestDTLSNodeTouchesOnlyItsOwnResources(t *testing.T) {
 		t.Fatalf("another node's manifest: %v, want 4.03", resp.Code())
 	}
 	// Nothing node-a sent changed node-b's registry entry.
-	var nodes []struct {
-		ID     string `json:"id"`
-		Health int    `json:"health_reports"`
+	nodes, err := e.api.Nodes(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	e.getJSON("/v1/nodes", &nodes)
 	for _, n := range nodes {
-		if n.ID == "node-b" && n.Health != 0 {
-			t.Fatalf("node-b has %d health reports from node-a's session", n.Health)
+		if n.ID == "node-b" && n.HealthReports != 0 {
+			t.Fatalf("node-b has %d health reports from node-a's session", n.HealthReports)
 		}
 	}
 	if n := metricValue(t, e, `edgeota_refused_total{reason="identity"}`); n != 5 {
@@ -161,16 +160,9 @@ func TestKeyChangeClosesSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	hello(t, a, "node-a")
-	req, _ := http.NewRequest(http.MethodPut, e.admin+"/v1/keys",
-		strings.NewReader(`[{"node_id":"node-a","psk":"hex:00112233445566778899aabbccddeeff"}]`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"node-a"`) {
-		t.Fatalf("PUT /v1/keys: %s %s", resp.Status, body)
+	res, err := e.api.PutKeys(ctxT(t), []admin.Key{{NodeID: "node-a", PSK: "hex:00112233445566778899aabbccddeeff"}})
+	if err != nil || !slices.Equal(res.Changed, []string{"node-a"}) || res.Imported != 1 {
+		t.Fatalf("PutKeys: %+v, %v", res, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -183,10 +175,9 @@ func TestKeyChangeClosesSession(t *testing.T) {
 	if _, err := e.dialDTLS("node-a", []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
-	var keys struct{ Nodes []string }
-	e.getJSON("/v1/keys", &keys)
-	if strings.Join(keys.Nodes, ",") != "node-a,node-b" {
-		t.Fatalf("GET /v1/keys: %v", keys.Nodes)
+	keys, err := e.api.Keys(ctxT(t))
+	if err != nil || strings.Join(keys, ",") != "node-a,node-b" {
+		t.Fatalf("Keys: %v, %v", keys, err)
 	}
 }
 
@@ -219,8 +210,8 @@ func TestNodeRateAnswers429(t *testing.T) {
 func TestBlocksOfAnAdmittedTransferAreNeverLimited(t *testing.T) {
 	e := newEnv(t, opts{limits: limitsForTest()})
 	md := e.model(9, 20*1024)
-	if code, _ := e.push(md.signed, md.image); code != http.StatusCreated {
-		t.Fatal("push")
+	if err := e.push(md.signed, md.image); err != nil {
+		t.Fatalf("push: %v", err)
 	}
 	// 20 blocks at a node rate of 0.001/s and a burst of 3: only block 0
 	// takes a token.
@@ -244,10 +235,8 @@ func TestBodyLimitAnswers413(t *testing.T) {
 	if r.Code() != codes.RequestEntityTooLarge || size1 != 64 {
 		t.Fatalf("got %v Size1 %d, want 4.13 with Size1 64", r.Code(), size1)
 	}
-	var nodes []map[string]any
-	e.getJSON("/v1/nodes", &nodes)
-	if len(nodes) != 0 {
-		t.Fatalf("an oversized hello registered a node: %v", nodes)
+	if nodes, err := e.api.Nodes(ctxT(t)); err != nil || len(nodes) != 0 {
+		t.Fatalf("an oversized hello registered a node: %v, %v", nodes, err)
 	}
 }
 
@@ -260,12 +249,10 @@ func limitsForTest() gateway.Limits {
 // metricValue reads one sample from the gateway's /metrics.
 func metricValue(t *testing.T, e *env, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(e.admin + "/metrics")
+	b, err := e.api.Metrics(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			var f float64
@@ -295,9 +282,9 @@ func TestProvisioningEventsAreAudited(t *testing.T) {
 	// Another state is not an audit entry.
 	ev2, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "node-a", State: protocol.StateIdle, BootCount: 1, Number: 2})
 	post(t, a, protocol.NodePath("node-a", protocol.ResStatus), message.AppCBOR, ev2)
-	var entries []gateway.AuditEntry
-	if code := e.getJSON("/v1/audit?node=node-a", &entries); code != http.StatusOK {
-		t.Fatalf("GET /v1/audit: %d", code)
+	entries, err := e.api.Audit(ctxT(t), "node-a")
+	if err != nil {
+		t.Fatalf("Audit: %v", err)
 	}
 	if len(entries) != 1 {
 		t.Fatalf("%d entries: %+v", len(entries), entries)
@@ -307,9 +294,8 @@ func TestProvisioningEventsAreAudited(t *testing.T) {
 		got.Labels["region"] != "us-east" || got.Component != "kws" || !got.Authenticated || got.At.IsZero() {
 		t.Fatalf("entry %+v", got)
 	}
-	e.getJSON("/v1/audit?node=node-b", &entries)
-	if len(entries) != 0 {
-		t.Fatalf("node-b: %+v", entries)
+	if entries, err = e.api.Audit(ctxT(t), "node-b"); err != nil || len(entries) != 0 {
+		t.Fatalf("node-b: %+v, %v", entries, err)
 	}
 }
 

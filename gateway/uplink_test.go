@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
@@ -41,8 +41,12 @@ func newMQTTEnv(t *testing.T, broker string) *mqttEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	api, err := admin.NewClient("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, g: g, admin: "http://" + ln.Addr().String(), coap: conn.LocalAddr().String(), signer: ms, cancel: cancel, done: make(chan error, 1)}
+	e := &env{t: t, g: g, api: api, coap: conn.LocalAddr().String(), signer: ms, cancel: cancel, done: make(chan error, 1)}
 	go func() { e.done <- g.Run(ctx) }()
 	t.Cleanup(e.stop)
 	return &mqttEnv{env: e, deployer: ds}
@@ -63,8 +67,10 @@ func (e *mqttEnv) deployment(mod func(d *protocol.Deployment), manifest []byte) 
 }
 
 func assignedSeq(e *env, node string) uint64 {
-	var n gateway.NodeView
-	e.getJSON("/v1/nodes/"+node, &n)
+	n, err := e.api.Node(context.Background(), node)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	return n.AssignedSeq
 }
 
@@ -103,10 +109,10 @@ func TestDeploymentDownlink(t *testing.T) {
 	// The sync point: three refused, and the fourth (seq 4) accepted with
 	// a cohort that takes no node.
 	waitUntil(t, "three deployments refused and seq 4 applied", func() bool {
-		var rs []struct {
-			Seq uint64 `json:"seq"`
+		rs, err := e.api.Rollouts(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
 		}
-		e.getJSON("/v1/rollouts", &rs)
 		return metricValue(t, e.env, refusedMetric) == 3 && len(rs) == 1 && rs[0].Seq == 4
 	})
 	if s := assignedSeq(e.env, "node-1"); s != 0 {
@@ -205,17 +211,17 @@ func TestRolloutsNeedTheirDeploymentKeys(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
-	resp, err := http.Post("http://"+g.AdminAddr().String()+"/v1/deployments", "application/cose", bytes.NewReader(e.deployment(nil, md.signed)))
+	api, err := admin.NewClient("http://" + g.AdminAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_, postErr := api.PostDeployment(ctxT(t), e.deployment(nil, md.signed))
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /v1/deployments: %s", resp.Status)
+	if postErr != nil {
+		t.Fatalf("PostDeployment: %v", postErr)
 	}
 
 	without := cfg

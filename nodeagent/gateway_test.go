@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
-	"encoding/json"
-	"mime/multipart"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
 	"edgeota/firmware-sim/radio"
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/nodeagent"
 )
 
@@ -64,23 +61,15 @@ func downloadAcrossLossyLink(t *testing.T, secure bool) {
 	gdone := make(chan error, 1)
 	go func() { gdone <- g.Run(ctx) }()
 	defer func() { cancel(); <-gdone }()
-	admin := "http://" + ln.Addr().String()
-
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	p, _ := mw.CreateFormFile("manifest", "m")
-	p.Write(rel.signed)
-	p, _ = mw.CreateFormFile("image", "i")
-	p.Write(rel.image)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPut, admin+"/v1/models", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
-		t.Fatalf("push: %v %v", resp, err)
+	api, err := admin.NewClient("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	ab, _ := json.Marshal(gateway.AssignmentRequest{Manifest: base64.StdEncoding.EncodeToString(rel.signed), All: true})
-	if resp, err := http.Post(admin+"/v1/assignments", "application/json", bytes.NewReader(ab)); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("assign: %v %v", resp, err)
+	if _, err := api.PutModel(ctx, rel.signed, bytes.NewReader(rel.image)); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if _, err := api.AssignAll(ctx, rel.signed); err != nil {
+		t.Fatalf("assign: %v", err)
 	}
 
 	lossy := radio.Link{Loss: 0.2}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"edgeota/gateway/admin"
 )
 
 // The harness of the attack tests (attack_test.go): edgeota processes whose
@@ -151,12 +154,7 @@ func (g *attackGateway) start(t *testing.T) {
 			t.Fatalf("the gateway exited:\n%s", g.p.log.String())
 		default:
 		}
-		resp, err := http.Get(g.admin + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return adminUp(g.admin)
 	})
 }
 
@@ -172,45 +170,25 @@ func (g *attackGateway) log() string {
 	return b.String()
 }
 
-// gwNode is a node as the gateway's admin API shows it (GET /v1/nodes).
-type gwNode struct {
-	ID            string `json:"id"`
-	RunningSeq    uint64 `json:"running_seq"`
-	RunningDigest string `json:"running_digest"`
-	ActiveState   string `json:"active_state"`
-	EpochFloor    uint64 `json:"epoch_floor"`
-	LastState     string `json:"last_state"`
-	LastReason    string `json:"last_reason"`
-	HealthReports uint64 `json:"health_reports"`
-	AssignedSeq   uint64 `json:"assigned_seq"`
-}
-
-// getJSON decodes the admin API's answer to GET path into out; false when
-// the gateway does not answer 200.
-func (g *attackGateway) getJSON(t *testing.T, path string, out any) bool {
+// api is a client of the gateway's admin API.
+func (g *attackGateway) api(t *testing.T) *admin.Client {
 	t.Helper()
-	resp, err := http.Get(g.admin + path)
+	c, err := admin.NewClient(g.admin, admin.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
 	if err != nil {
-		return false
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	return true
+	return c
 }
 
-// nodes returns the gateway's node registry by node id.
-func (g *attackGateway) nodes(t *testing.T) map[string]gwNode {
+// nodes returns the gateway's node registry by node id; nil when the
+// gateway does not answer.
+func (g *attackGateway) nodes(t *testing.T) map[string]admin.Node {
 	t.Helper()
-	var ns []gwNode
-	if !g.getJSON(t, "/v1/nodes", &ns) {
+	ns, err := g.api(t).Nodes(context.Background())
+	if err != nil {
 		return nil
 	}
-	m := map[string]gwNode{}
+	m := map[string]admin.Node{}
 	for _, n := range ns {
 		m[n.ID] = n
 	}
@@ -220,11 +198,9 @@ func (g *attackGateway) nodes(t *testing.T) map[string]gwNode {
 // rollouts returns the ids of the gateway's rollouts, sorted.
 func (g *attackGateway) rollouts(t *testing.T) []string {
 	t.Helper()
-	var rs []struct {
-		ID string `json:"id"`
-	}
-	if !g.getJSON(t, "/v1/rollouts", &rs) {
-		t.Fatal("GET /v1/rollouts failed")
+	rs, err := g.api(t).Rollouts(context.Background())
+	if err != nil {
+		t.Fatalf("rollouts: %v", err)
 	}
 	ids := []string{}
 	for _, r := range rs {

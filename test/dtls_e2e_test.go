@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 )
@@ -97,12 +97,7 @@ func startDTLSGateway(t *testing.T, dir string, keys map[string]string, extra ..
 		g.coap = m[2]
 	}
 	waitFor(t, "the gateway's admin API", 10*time.Second, func() bool {
-		resp, err := http.Get(g.admin + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return adminUp(g.admin)
 	})
 	return g
 }
@@ -112,23 +107,28 @@ func startDTLSGateway(t *testing.T, dir string, keys map[string]string, extra ..
 // counter vector shows a label only once it counted).
 func (g *dtlsGateway) metric(t testing.TB, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(g.admin + "/metrics")
+	api, err := admin.NewClient(g.admin)
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := api.Metrics(ctx)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				t.Fatalf("/metrics: %s: %v", sc.Text(), err)
+				t.Fatalf("metrics: %s: %v", sc.Text(), err)
 			}
 			return f
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatalf("metrics: %v", err)
 	}
 	return 0
 }

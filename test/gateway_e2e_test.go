@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"edgeota/gateway/admin"
 )
 
 // requirePeer finds a peer program; without it the test skips, or fails
@@ -105,13 +106,21 @@ func startGateway(t *testing.T, dir string) *gatewayProc {
 	g.d = startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub",
 		"--insecure-udp", "--coaps", "-", "--coap", g.coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort))
 	waitFor(t, "the gateway's admin API", 10*time.Second, func() bool {
-		resp, err := http.Get(g.admin + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
+		return adminUp(g.admin)
 	})
 	return g
+}
+
+// adminUp reports whether the admin API at base answers its health check.
+func adminUp(base string) bool {
+	c, err := admin.NewClient(base)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.Health(ctx)
+	return err == nil
 }
 
 // TestLibcoapFetchesModel: libcoap's client, a peer nobody here wrote,

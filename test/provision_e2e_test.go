@@ -6,11 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"maps"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"slices"
@@ -24,9 +21,9 @@ import (
 	"edgeota/firmware-sim/blelink"
 	"edgeota/firmware-sim/flash"
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/gateway/provisioner"
-	"edgeota/gateway/rolloutview"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol"
@@ -84,12 +81,13 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 	}
 
 	// 1. The gateway learns the nodes' keys through its admin API.
-	var keys []gateway.KeyEntry
+	var keys []admin.Key
 	for _, s := range specs {
-		keys = append(keys, gateway.KeyEntry{NodeID: s.id, PSK: "hex:" + hex.EncodeToString(s.psk)})
+		keys = append(keys, admin.Key{NodeID: s.id, PSK: "hex:" + hex.EncodeToString(s.psk)})
 	}
-	kb, _ := json.Marshal(keys)
-	gw.do(t, http.MethodPut, "/v1/keys", "application/json", kb, http.StatusOK, nil)
+	if _, err := gw.api.PutKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
 
 	// 2. Fresh nodes serve the provisioning service on the air; none runs
 	// an agent before it is provisioned.
@@ -150,10 +148,12 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 			t.Fatalf("the gateway's registry holds %s as %+v (known %v)", s.id, v, ok)
 		}
 	}
-	var audit []gateway.AuditEntry
-	gw.do(t, http.MethodGet, "/v1/audit", "", nil, http.StatusOK, &audit)
+	audit, err := gw.api.Audit(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range specs {
-		var mine []gateway.AuditEntry
+		var mine []admin.AuditEntry
 		for _, a := range audit {
 			if a.Node == s.id {
 				mine = append(mine, a)
@@ -192,15 +192,17 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var started rolloutview.Status
-	gw.do(t, http.MethodPost, "/v1/deployments", "application/cose", deployment, http.StatusCreated, &started)
+	started, err := gw.api.PostDeployment(ctx, deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ids := provRolloutNodes(started); !slices.Equal(ids, []string{"node-p"}) {
 		t.Fatalf("the rollout targets %v, want [node-p]", ids)
 	}
 
-	var final rolloutview.Status
+	var final admin.Rollout
 	gw.waitUntil(t, ctx, "the rollout to complete with node-p succeeded", func() bool {
-		gw.do(t, http.MethodGet, "/v1/rollouts/kws-prov-1", "", nil, http.StatusOK, &final)
+		final = gw.rollout(t, ctx, "kws-prov-1")
 		return final.Phase == "completed"
 	})
 	if ids := provRolloutNodes(final); !slices.Equal(ids, []string{"node-p"}) || final.Nodes[0].State != "succeeded" {
@@ -253,7 +255,7 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 		return maps.Equal(v.Labels, moved) && v.RunningSeq == 1 && v.ActiveState == "confirmed"
 	})
 	gw.waitUntil(t, ctx, "the completed rollout to count node-q succeeded", func() bool {
-		gw.do(t, http.MethodGet, "/v1/rollouts/kws-prov-1", "", nil, http.StatusOK, &final)
+		final = gw.rollout(t, ctx, "kws-prov-1")
 		for _, n := range final.Nodes {
 			if n.ID == "node-q" {
 				return n.State == "succeeded"
@@ -283,7 +285,7 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 }
 
 // provRolloutNodes returns the ids of a rollout's nodes, sorted.
-func provRolloutNodes(st rolloutview.Status) []string {
+func provRolloutNodes(st admin.Rollout) []string {
 	var ids []string
 	for _, n := range st.Nodes {
 		ids = append(ids, n.ID)
@@ -320,9 +322,8 @@ func provBundle(t testing.TB, id string, serial uint64, labels map[string]string
 // provGateway is an in-process gateway serving CoAP over DTLS only, and
 // its admin API.
 type provGateway struct {
-	g     *gateway.Gateway
-	admin string
-	http  *http.Client
+	g   *gateway.Gateway
+	api *admin.Client
 }
 
 // startProvGateway starts a gateway on loopback; cleanup stops it and
@@ -335,65 +336,43 @@ func startProvGateway(t testing.TB) *provGateway {
 	}
 	g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{provPub(provManifestKey)},
 		DeployTrust: []ed25519.PublicKey{provPub(provDeployKey)}, CoAPSAddr: "127.0.0.1:0", AdminListener: ln, GatewayID: "gw-prov"})
-	return &provGateway{g: g, admin: "http://" + g.AdminAddr().String(), http: &http.Client{Timeout: 10 * time.Second}}
-}
-
-// do sends an admin request, checks its status and decodes the JSON answer
-// into out when out is not nil.
-func (gw *provGateway) do(t testing.TB, method, path, contentType string, body []byte, want int, out any) {
-	t.Helper()
-	req, err := http.NewRequest(method, gw.admin+path, bytes.NewReader(body))
+	api, err := admin.NewClient("http://"+g.AdminAddr().String(), admin.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := gw.http.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != want {
-		t.Fatalf("%s %s: %s %s (%v), want %d", method, path, resp.Status, b, err, want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, b)
-		}
-	}
+	return &provGateway{g: g, api: api}
 }
 
 // nodes returns the gateway's node registry by id.
-func (gw *provGateway) nodes(t testing.TB) map[string]gateway.NodeView {
+func (gw *provGateway) nodes(t testing.TB) map[string]admin.Node {
 	t.Helper()
-	var vs []gateway.NodeView
-	gw.do(t, http.MethodGet, "/v1/nodes", "", nil, http.StatusOK, &vs)
-	out := map[string]gateway.NodeView{}
+	vs, err := gw.api.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]admin.Node{}
 	for _, v := range vs {
 		out[v.ID] = v
 	}
 	return out
 }
 
-// push stores a model through PUT /v1/models.
+// rollout returns rollout id's status.
+func (gw *provGateway) rollout(t testing.TB, ctx context.Context, id string) admin.Rollout {
+	t.Helper()
+	st, err := gw.api.Rollout(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// push stores a model through the admin API.
 func (gw *provGateway) push(t testing.TB, manifest, image []byte) {
 	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for _, p := range []struct {
-		name string
-		b    []byte
-	}{{"manifest", manifest}, {"image", image}} {
-		w, err := mw.CreateFormFile(p.name, p.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(p.b)
+	if _, err := gw.api.PutModel(context.Background(), manifest, bytes.NewReader(image)); err != nil {
+		t.Fatal(err)
 	}
-	mw.Close()
-	gw.do(t, http.MethodPut, "/v1/models", mw.FormDataContentType(), body.Bytes(), http.StatusCreated, nil)
 }
 
 // waitUntil checks cond every 100ms until it holds, failing the test when

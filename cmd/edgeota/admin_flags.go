@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 )
 
 // adminServeFlags are the gateway's admin API security flags.
@@ -126,38 +127,62 @@ func (a *adminFlags) token() (string, error) {
 	return readTokenFile(a.tokenFile, "--token-file", nil)
 }
 
-// httpClient is an HTTP client trusting --admin-ca when given.
-func (a *adminFlags) httpClient(timeout time.Duration) (*http.Client, error) {
-	hc := &http.Client{Timeout: timeout}
-	if a.ca == "" {
-		return hc, nil
-	}
-	if !strings.HasPrefix(a.url, "https://") {
-		return nil, usagef("--admin-ca needs an https:// --admin URL, got %q", a.url)
-	}
-	pem, err := os.ReadFile(a.ca)
-	if err != nil {
-		return nil, fmt.Errorf("--admin-ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--admin-ca %s: no PEM certificate", a.ca)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
-	hc.Transport = tr
-	return hc, nil
-}
+// defaultAdmin is the admin API a gateway listens on by default.
+const defaultAdmin = "http://127.0.0.1:8080"
 
-// client is the admin API client these flags describe.
-func (a *adminFlags) client() (*adminClient, error) {
+// client is the admin API client these flags describe: --admin (default
+// defaultAdmin), the token of --token-file, and --admin-ca for an
+// https:// URL. Its errors go through explain.
+func (a *adminFlags) client() (*admin.Client, error) {
+	base := a.base()
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return nil, usagef("--admin %q: want a URL such as %s", base, defaultAdmin)
+	}
 	tok, err := a.token()
 	if err != nil {
 		return nil, err
 	}
-	hc, err := a.httpClient(10 * time.Minute)
-	if err != nil {
-		return nil, err
+	opts := []admin.Option{admin.WithToken(tok), admin.WithHTTPClient(&http.Client{Timeout: 10 * time.Minute})}
+	if a.ca != "" {
+		if !strings.HasPrefix(base, "https://") {
+			return nil, usagef("--admin-ca needs an https:// --admin URL, got %q", a.url)
+		}
+		pem, err := os.ReadFile(a.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--admin-ca %s: no PEM certificate", a.ca)
+		}
+		opts = append(opts, admin.WithRootCAs(pool))
 	}
-	return newAdminClient(a.url, tok, a.tokenFile, hc)
+	return admin.NewClient(base, opts...)
+}
+
+// base is --admin, or defaultAdmin without it.
+func (a *adminFlags) base() string {
+	if a.url == "" {
+		return defaultAdmin
+	}
+	return strings.TrimSuffix(a.url, "/")
+}
+
+// explain adds to an admin API error the flag an operator passes about
+// it: --token-file, an https:// --admin, --admin-ca.
+func (a *adminFlags) explain(err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, admin.ErrUnauthorized) && a.tokenFile == "":
+		return errors.New("the gateway requires a token: pass --token-file (the gateway's --admin-token-file)")
+	case errors.Is(err, admin.ErrUnauthorized):
+		return fmt.Errorf("the gateway refused the token in --token-file %s: it is not the gateway's (--admin-token-file)", a.tokenFile)
+	case errors.Is(err, admin.ErrNeedsHTTPS):
+		return fmt.Errorf("the gateway's admin API speaks HTTPS: use --admin https://%s", strings.TrimPrefix(a.base(), "http://"))
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("%w (pass --admin-ca with the gateway's certificate or its CA)", err)
+	}
+	return err
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"edgeota/gateway/admin"
 )
 
 // TestAdminTokenFileCreated: a missing token file is created, mode 0600,
@@ -306,7 +308,7 @@ func waitHealthy(t testing.TB, url, tokenFile string, done chan int) {
 	defer tick.Stop()
 	for {
 		if tok, err := os.ReadFile(tokenFile); err == nil {
-			req, _ := http.NewRequest(http.MethodGet, url+"/healthz", nil)
+			req, _ := http.NewRequest(http.MethodGet, url+admin.PathHealth, nil)
 			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 			if resp, err := http.DefaultClient.Do(req); err == nil {
 				resp.Body.Close()

@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 )
 
 func newGatewayKeysCmd() *cobra.Command {
@@ -87,15 +87,15 @@ that has one replaces it.`,
 				if err != nil {
 					return err
 				}
-				entries := make([]gateway.KeyEntry, 0, len(keys))
+				entries := make([]admin.Key, 0, len(keys))
 				for n, k := range keys {
-					entries = append(entries, gateway.KeyEntry{NodeID: n, PSK: "hex:" + fmt.Sprintf("%x", k)})
+					entries = append(entries, admin.Key{NodeID: n, PSK: "hex:" + fmt.Sprintf("%x", k)})
 				}
-				var out struct{ Changed []string }
-				if err := c.send(http.MethodPut, "/v1/keys", entries, &out); err != nil {
-					return err
+				res, err := c.PutKeys(cmd.Context(), entries)
+				if err != nil {
+					return t.admin.explain(err)
 				}
-				changed = out.Changed
+				changed = res.Changed
 			}
 			if changed == nil {
 				changed = []string{}
@@ -113,50 +113,50 @@ that has one replaces it.`,
 }
 
 func newGatewayKeysListCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list --admin URL [--json]",
 		Short: "List the nodes that have a key (never the keys)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
-			var out struct{ Nodes []string }
-			if err := c.getJSON("/v1/keys", &out); err != nil {
-				return err
+			nodes, err := c.Keys(cmd.Context())
+			if err != nil {
+				return api.explain(err)
 			}
-			sort.Strings(out.Nodes)
+			sort.Strings(nodes)
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"nodes": append([]string{}, out.Nodes...)})
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"nodes": append([]string{}, nodes...)})
 			}
-			for _, n := range out.Nodes {
+			for _, n := range nodes {
 				fmt.Fprintln(cmd.OutOrStdout(), n)
 			}
 			return nil
 		},
 	}
-	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
 
 func newGatewayKeysDeleteCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "delete --admin URL NODE",
 		Short: "Forget a node's key: it can no longer open a DTLS session, and its session is closed",
 		Args:  exactArgs(1, "one node id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
-			if err := c.send(http.MethodDelete, "/v1/keys/"+args[0], nil, nil); err != nil {
-				return err
+			if err := c.DeleteKey(cmd.Context(), args[0]); err != nil {
+				return api.explain(err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), map[string]any{"deleted": args[0]})
@@ -165,7 +165,7 @@ func newGatewayKeysDeleteCmd() *cobra.Command {
 			return nil
 		},
 	}
-	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/base64"
 	"fmt"
 	"io"
-	"mime/multipart"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -13,7 +10,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"edgeota/gateway"
+	"edgeota/gateway/admin"
 )
 
 func newModelCmd() *cobra.Command {
@@ -28,7 +25,7 @@ func newModelCmd() *cobra.Command {
 }
 
 func newModelPushCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var manifest, image, assign string
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -49,7 +46,7 @@ manifest are notified at once.`,
 			if manifest == "" || image == "" {
 				return usagef("--manifest M.cose and --image FILE are required")
 			}
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
@@ -75,48 +72,20 @@ manifest are notified at once.`,
 				r := progressbar.NewReader(f, bar)
 				body = &r
 			}
-			pr, pw := io.Pipe()
-			mw := multipart.NewWriter(pw)
-			go func() {
-				err := func() error {
-					part, err := mw.CreateFormFile("manifest", "manifest.cose")
-					if err != nil {
-						return err
-					}
-					if _, err := part.Write(signed); err != nil {
-						return err
-					}
-					part, err = mw.CreateFormFile("image", "image.bin")
-					if err != nil {
-						return err
-					}
-					if _, err := io.Copy(part, body); err != nil {
-						return err
-					}
-					return mw.Close()
-				}()
-				pw.CloseWithError(err)
-			}()
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPut, c.base+"/v1/models", pr)
+			m, err := c.PutModel(cmd.Context(), signed, body)
 			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", mw.FormDataContentType())
-			var m gateway.ModelView
-			if err := c.do(req, &m); err != nil {
-				return err
+				return api.explain(err)
 			}
 			out := map[string]any{"model": m}
 			if assign != "" {
-				ar := gateway.AssignmentRequest{Manifest: base64.StdEncoding.EncodeToString(signed)}
+				var res admin.AssignmentResult
 				if assign == "all" {
-					ar.All = true
+					res, err = c.AssignAll(cmd.Context(), signed)
 				} else {
-					ar.Nodes = strings.Split(assign, ",")
+					res, err = c.Assign(cmd.Context(), signed, strings.Split(assign, ","))
 				}
-				var res map[string]any
-				if err := c.postJSON("/v1/assignments", ar, &res); err != nil {
-					return fmt.Errorf("model stored, but the assignment failed: %w", err)
+				if err != nil {
+					return fmt.Errorf("model stored, but the assignment failed: %w", api.explain(err))
 				}
 				out["assignment"] = res
 			}
@@ -133,7 +102,7 @@ manifest are notified at once.`,
 		},
 	}
 	fl := cmd.Flags()
-	admin.register(fl, defaultAdmin, "the gateway's admin API URL")
+	api.register(fl, defaultAdmin, "the gateway's admin API URL")
 	fl.StringVar(&manifest, "manifest", "", "signed manifest (from edgeota sign)")
 	fl.StringVar(&image, "image", "", "model image")
 	fl.StringVar(&assign, "assign", "", "assign to nodes: all, or ID,ID,...")
@@ -142,20 +111,20 @@ manifest are notified at once.`,
 }
 
 func newModelListCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list --admin URL [--json]",
 		Short: "List the models a gateway caches",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
-			var ms []gateway.ModelView
-			if err := c.getJSON("/v1/models", &ms); err != nil {
-				return err
+			ms, err := c.Models(cmd.Context())
+			if err != nil {
+				return api.explain(err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), ms)
@@ -168,13 +137,13 @@ func newModelListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
 
 func newNodesCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "nodes --admin URL [--json]",
@@ -184,13 +153,13 @@ func newNodesCmd() *cobra.Command {
 was last seen, and the manifest assigned to it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
-			var ns []gateway.NodeView
-			if err := c.getJSON("/v1/nodes", &ns); err != nil {
-				return err
+			ns, err := c.Nodes(cmd.Context())
+			if err != nil {
+				return api.explain(err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), ns)
@@ -208,7 +177,7 @@ was last seen, and the manifest assigned to it.`,
 			return nil
 		},
 	}
-	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/provisioner"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
@@ -325,7 +325,7 @@ closes the node's session, and the node opens a new one with the new key.
 			}
 			var reg *keyRegistration
 			if gw.url != "" {
-				if reg, err = newKeyRegistration(&gw, &b, signed); err != nil {
+				if reg, err = newKeyRegistration(cmd.Context(), &gw, &b, signed); err != nil {
 					return err
 				}
 			}
@@ -351,7 +351,7 @@ closes the node's session, and the node opens a new one with the new key.
 			}
 			out := applied{Result: res}
 			if reg != nil {
-				if err := reg.put(res.NodeID); err != nil {
+				if err := reg.put(cmd.Context(), res.NodeID); err != nil {
 					return fmt.Errorf("node %s provisioned (serial %d), but the gateway did not take its key: %w; "+
 						"import it with 'edgeota gateway keys import --admin %s'", res.NodeID, res.Serial, err, gw.url)
 				}
@@ -390,7 +390,8 @@ type applied struct {
 // keyRegistration registers a provisioned node's PSK with a running
 // gateway, through its admin API.
 type keyRegistration struct {
-	c   *adminClient
+	c   *admin.Client
+	gw  *adminFlags
 	psk []byte
 }
 
@@ -398,7 +399,7 @@ type keyRegistration struct {
 // admin API answers with the token given, and reads the PSK to register:
 // --psk-file; with a prepared bundle (signed), also the factory secret, to
 // check that the bundle seals that same key.
-func newKeyRegistration(gw *adminFlags, b *bundleFlags, signed []byte) (*keyRegistration, error) {
+func newKeyRegistration(ctx context.Context, gw *adminFlags, b *bundleFlags, signed []byte) (*keyRegistration, error) {
 	psk, err := readSecretFile("--psk-file", b.pskFile)
 	if err != nil {
 		return nil, err
@@ -428,18 +429,17 @@ func newKeyRegistration(gw *adminFlags, b *bundleFlags, signed []byte) (*keyRegi
 	if err != nil {
 		return nil, err
 	}
-	var keys struct{ Nodes []string }
-	if err := c.getJSON("/v1/keys", &keys); err != nil {
-		return nil, fmt.Errorf("--admin: the gateway's key registry: %w", err)
+	if _, err := c.Keys(ctx); err != nil {
+		return nil, fmt.Errorf("--admin: the gateway's key registry: %w", gw.explain(err))
 	}
-	return &keyRegistration{c: c, psk: psk}, nil
+	return &keyRegistration{c: c, gw: gw, psk: psk}, nil
 }
 
 // put registers the key as node's; the gateway closes the node's session
 // when the key changed.
-func (r *keyRegistration) put(node string) error {
-	entries := []gateway.KeyEntry{{NodeID: node, PSK: "hex:" + hex.EncodeToString(r.psk)}}
-	return r.c.send(http.MethodPut, "/v1/keys", entries, nil)
+func (r *keyRegistration) put(ctx context.Context, node string) error {
+	_, err := r.c.PutKeys(ctx, []admin.Key{{NodeID: node, PSK: "hex:" + hex.EncodeToString(r.psk)}})
+	return r.gw.explain(err)
 }
 
 // applyBundle provisions a connected node: with signed when given, else

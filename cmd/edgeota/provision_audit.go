@@ -2,19 +2,16 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"edgeota/gateway"
 )
 
 func newProvisionAuditCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var node string
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -28,17 +25,13 @@ recorded it, and whether the report came over the node's own DTLS session.`,
 		Example: "  edgeota provision audit --admin http://127.0.0.1:8080 --node node-0001",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
-			path := "/v1/audit"
-			if node != "" {
-				path += "?node=" + url.QueryEscape(node)
-			}
-			var entries []gateway.AuditEntry
-			if err := c.getJSON(path, &entries); err != nil {
-				return err
+			entries, err := c.Audit(cmd.Context(), node)
+			if err != nil {
+				return api.explain(err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), entries)
@@ -52,7 +45,7 @@ recorded it, and whether the report came over the node's own DTLS session.`,
 			return tw.Flush()
 		},
 	}
-	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().StringVar(&node, "node", "", "only this node's entries")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd

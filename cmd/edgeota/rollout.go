@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -12,11 +11,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"edgeota/gateway/rolloutview"
+	"edgeota/gateway/admin"
 )
 
 func newDeployApplyCmd() *cobra.Command {
-	var admin adminFlags
+	var api adminFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "apply --admin URL D.cose",
@@ -31,7 +30,7 @@ Follow it with 'edgeota rollout status ID --follow'.`,
 		Example: "  edgeota deploy apply --admin http://127.0.0.1:8080 rollout.cose",
 		Args:    exactArgs(1, "one signed deployment (D.cose)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := admin.client()
+			c, err := api.client()
 			if err != nil {
 				return err
 			}
@@ -39,23 +38,18 @@ Follow it with 'edgeota rollout status ID --follow'.`,
 			if err != nil {
 				return err
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, c.base+"/v1/deployments", bytes.NewReader(b))
+			st, err := c.PostDeployment(cmd.Context(), b)
 			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/cose")
-			var st rolloutview.Status
-			if err := c.do(req, &st); err != nil {
-				return err
+				return api.explain(err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "rollout %s started: %s %s (seq %d) to %q in %d waves\n", st.ID, st.Component, st.Version, st.ManSeq, st.Cohort, len(st.Waves))
+			fmt.Fprintf(cmd.OutOrStdout(), "rollout %s started: %s %s (seq %d) to %q in %d waves\n", st.ID, st.Component, st.Version, st.ManifestSeq, st.Cohort, len(st.Waves))
 			return nil
 		},
 	}
-	admin.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
+	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the rollout's status as JSON")
 	return cmd
 }
@@ -71,9 +65,9 @@ bounds and every decision with its reason; pause, resume or abort one.`,
 		Args: noArgs,
 		RunE: showHelp,
 	}
-	var admin adminFlags
+	var api adminFlags
 	var asJSON, follow bool
-	client := admin.client
+	client := api.client
 	list := &cobra.Command{
 		Use:   "list --admin URL [--json]",
 		Short: "List the rollouts",
@@ -83,9 +77,9 @@ bounds and every decision with its reason; pause, resume or abort one.`,
 			if err != nil {
 				return err
 			}
-			var sts []rolloutview.Status
-			if err := c.getJSON("/v1/rollouts", &sts); err != nil {
-				return err
+			sts, err := c.Rollouts(cmd.Context())
+			if err != nil {
+				return api.explain(err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), sts)
@@ -118,9 +112,9 @@ until the rollout ends.`,
 				tty = term.IsTerminal(int(f.Fd()))
 			}
 			for {
-				var st rolloutview.Status
-				if err := c.getJSON("/v1/rollouts/"+args[0], &st); err != nil {
-					return err
+				st, err := c.Rollout(cmd.Context(), args[0])
+				if err != nil {
+					return api.explain(err)
 				}
 				if asJSON {
 					return writeJSON(w, st)
@@ -131,7 +125,7 @@ until the rollout ends.`,
 					fmt.Fprint(w, "\033[H\033[2J")
 				}
 				w.Write(buf.Bytes())
-				if !follow || st.Phase != "running" {
+				if !follow || st.Phase != admin.PhaseRunning {
 					return nil
 				}
 				select {
@@ -146,9 +140,9 @@ until the rollout ends.`,
 		},
 	}
 	status.Flags().BoolVar(&follow, "follow", false, "redraw every second until the rollout ends")
-	action := func(name, short string) *cobra.Command {
+	action := func(name admin.Action, short string) *cobra.Command {
 		return &cobra.Command{
-			Use:   name + " ID --admin URL",
+			Use:   string(name) + " ID --admin URL",
 			Short: short,
 			Args:  exactArgs(1, "a rollout id"),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -156,9 +150,9 @@ until the rollout ends.`,
 				if err != nil {
 					return err
 				}
-				var st rolloutview.Status
-				if err := c.postJSON("/v1/rollouts/"+args[0]+"/"+name, struct{}{}, &st); err != nil {
-					return err
+				st, err := c.RolloutAction(cmd.Context(), args[0], name)
+				if err != nil {
+					return api.explain(err)
 				}
 				if asJSON {
 					return writeJSON(cmd.OutOrStdout(), st)
@@ -168,16 +162,16 @@ until the rollout ends.`,
 			},
 		}
 	}
-	cmd.AddCommand(list, status, action("pause", "Pause a rollout: no more nodes are assigned"),
-		action("resume", "Resume a paused rollout"), action("abort", "End a rollout; nodes keep what they run"))
+	cmd.AddCommand(list, status, action(admin.Pause, "Pause a rollout: no more nodes are assigned"),
+		action(admin.Resume, "Resume a paused rollout"), action(admin.Abort, "End a rollout; nodes keep what they run"))
 	for _, c := range cmd.Commands() {
-		admin.register(c.Flags(), defaultAdmin, "the gateway's admin API URL")
+		api.register(c.Flags(), defaultAdmin, "the gateway's admin API URL")
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	}
 	return cmd
 }
 
-func totals(st rolloutview.Status) string {
+func totals(st admin.Rollout) string {
 	var parts []string
 	for _, k := range []string{"succeeded", "confirmed", "trial", "assigned", "waiting", "failed", "timed-out", "rolled-back", "rollback-stuck", "ineligible"} {
 		if n := st.Totals[k]; n > 0 {
@@ -187,9 +181,9 @@ func totals(st rolloutview.Status) string {
 	return strings.Join(parts, ", ")
 }
 
-func printRollout(w io.Writer, st rolloutview.Status) {
+func printRollout(w io.Writer, st admin.Rollout) {
 	fmt.Fprintf(w, "rollout %s (seq %d): %s\n", st.ID, st.Seq, st.Phase)
-	fmt.Fprintf(w, "  %s %s (manifest seq %d, %s…) to %q, wave %d of %d\n", st.Component, st.Version, st.ManSeq, st.Digest[:12], st.Cohort, st.Wave, len(st.Waves))
+	fmt.Fprintf(w, "  %s %s (manifest seq %d, %s…) to %q, wave %d of %d\n", st.Component, st.Version, st.ManifestSeq, st.Digest[:12], st.Cohort, st.Wave, len(st.Waves))
 	fmt.Fprintf(w, "  %-4s %7s %6s  %8s %7s %5s %9s %9s %8s %6s %8s %7s %11s\n", "WAVE", "PERCENT", "BAKE", "TARGETED", "WAITING",
 		"DOWN", "TRIAL", "CONFIRMED", "SUCCEEDED", "REVERT", "FAILED", "TIMEOUT", "OFFLINE/RB")
 	for _, wv := range st.Waves {

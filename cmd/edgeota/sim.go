@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -21,7 +20,7 @@ func newSimCmd() *cobra.Command {
 	}
 	var seed uint64
 	var junit, gw, mqttURL, keyFile string
-	var admin adminFlags
+	var api adminFlags
 	var quiet, asJSON bool
 	run := &cobra.Command{
 		Use:   "run SCENARIO.yaml [--seed N] [--junit FILE]",
@@ -64,15 +63,12 @@ docs/simulator.md teaches writing your own.`,
 			if f, ok := errw.(*os.File); ok {
 				tty = term.IsTerminal(int(f.Fd()))
 			}
-			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, Admin: admin.url, MQTT: mqttURL}
-			if gw != "" || admin.url != "" || mqttURL != "" {
-				if gw == "" || admin.url == "" || mqttURL == "" || keyFile == "" {
+			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, MQTT: mqttURL}
+			if gw != "" || api.url != "" || mqttURL != "" {
+				if gw == "" || api.url == "" || mqttURL == "" || keyFile == "" {
 					return usagef("a running gateway needs --gateway, --admin, --mqtt and --key")
 				}
-				if opts.AdminToken, err = admin.token(); err != nil {
-					return err
-				}
-				if opts.AdminHTTP, err = admin.httpClient(time.Minute); err != nil {
+				if opts.Admin, err = api.client(); err != nil {
 					return err
 				}
 				if opts.Key, err = readPrivateKey(keyFile); err != nil {
@@ -135,7 +131,7 @@ docs/simulator.md teaches writing your own.`,
 	run.Flags().BoolVar(&quiet, "quiet", false, "no progress lines")
 	run.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON instead of the summary (the exit status still says whether every expectation passed)")
 	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT, or coaps://HOST:PORT for a transport dtls scenario (instead of one in-process)")
-	admin.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")
+	api.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")
 	run.Flags().StringVar(&mqttURL, "mqtt", "", "that gateway's MQTT broker, tcp://HOST:PORT")
 	run.Flags().StringVar(&keyFile, "key", "", "the key that gateway trusts for manifests and deployments (PKCS#8 PEM)")
 	cmd.AddCommand(run)

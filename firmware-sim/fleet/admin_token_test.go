@@ -11,10 +11,11 @@ import (
 
 	"edgeota/firmware-sim/fleet"
 	"edgeota/firmware-sim/scenario"
+	"edgeota/gateway/admin"
 )
 
-// TestExternalAdminToken: against a running gateway the fleet sends
-// Options.AdminToken on its admin requests. The fake gateway lets the
+// TestExternalAdminToken: against a running gateway the fleet sends its
+// admin requests with Options.Admin, and so with that client's token. The fake gateway lets the
 // right token through to a /healthz whose time scale differs from the
 // scenario's, so the run stops there, before any node or broker.
 func TestExternalAdminToken(t *testing.T) {
@@ -50,8 +51,11 @@ expect: [{kind: all-run, model: v1}]
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_, err := fleet.Run(ctx, sc, fleet.Options{Gateway: "coap://127.0.0.1:5683", Admin: srv.URL, MQTT: "tcp://127.0.0.1:1",
-				AdminToken: tt.token})
+			api, err := admin.NewClient(srv.URL, admin.WithToken(tt.token))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = fleet.Run(ctx, sc, fleet.Options{Gateway: "coap://127.0.0.1:5683", Admin: api, MQTT: "tcp://127.0.0.1:1"})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want %q", err, tt.want)
 			}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"edgeota/firmware-sim/scenario"
-	"edgeota/gateway/rolloutview"
+	"edgeota/gateway/admin"
 	"edgeota/protocol"
 )
 
@@ -31,7 +31,7 @@ func (s *sim) drive(ctx context.Context) (bool, error) {
 		if s.external { // above whatever this gateway applied before
 			seq = uint64(time.Now().Unix())*100 + uint64(i)
 		}
-		evs = append(evs, event{d.At, "deployment " + d.ID, func() error { return s.deploy(d, seq) }})
+		evs = append(evs, event{d.At, "deployment " + d.ID, func() error { return s.deploy(ctx, d, seq) }})
 	}
 	lastFault := time.Duration(0)
 	for i := range s.sc.Faults {
@@ -81,7 +81,7 @@ func (s *sim) progress(line string) {
 }
 
 // deploy signs a scenario deployment and applies it through the admin API.
-func (s *sim) deploy(d *scenario.Deployment, seq uint64) error {
+func (s *sim) deploy(ctx context.Context, d *scenario.Deployment, seq uint64) error {
 	m := s.models[d.Model]
 	issued := uint64(s.clock.Now().Unix())
 	dep := &protocol.Deployment{ID: s.depID(d.ID), Seq: seq, Manifest: m.signed, Cohort: s.scopedCohort(d.Cohort), OnFailure: protocol.FailurePause,
@@ -99,7 +99,8 @@ func (s *sim) deploy(d *scenario.Deployment, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	return s.adminJSON("POST", "/v1/deployments", signed, nil)
+	_, err = s.adminAPI().PostDeployment(ctx, signed)
+	return err
 }
 
 // fault makes a scenario fault strike.
@@ -151,12 +152,14 @@ func (s *sim) fault(f scenario.Fault) error {
 }
 
 // rollouts returns this run's rollouts, under their scenario ids.
-func (s *sim) rollouts() []rolloutview.Status {
-	var all []rolloutview.Status
-	if err := s.adminJSON("GET", "/v1/rollouts", nil, &all); err != nil {
+func (s *sim) rollouts() []admin.Rollout {
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	all, err := s.adminAPI().Rollouts(ctx)
+	if err != nil {
 		return nil
 	}
-	var out []rolloutview.Status
+	var out []admin.Rollout
 	for _, r := range all {
 		for _, d := range s.sc.Deployments {
 			if r.ID == s.depID(d.ID) {

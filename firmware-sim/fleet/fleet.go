@@ -8,16 +8,12 @@ import (
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"mime/multipart"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -38,6 +34,7 @@ import (
 	"edgeota/firmware-sim/radio"
 	"edgeota/firmware-sim/scenario"
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol"
@@ -59,18 +56,14 @@ type Options struct {
 	// Gateway, Admin and MQTT, when set, run the fleet against a running
 	// gateway (its CoAP URL coap://HOST:PORT, coaps://HOST:PORT for a
 	// scenario with transport dtls, whose node keys the run registers
-	// and deletes through the admin API, and its admin API URL) and
-	// broker (tcp://HOST:PORT) instead of starting them in-process. That
+	// and deletes through the admin API; and a client of its admin API,
+	// with its token and CA when it requires them) and broker
+	// (tcp://HOST:PORT) instead of starting them in-process. That
 	// gateway must trust Key for manifests and deployments (--trust,
 	// --deploy-trust) and run the scenario's time scale (--sim
 	// --time-scale N); faults that restart it or its broker are refused.
-	Gateway, Admin, MQTT string
-	// AdminToken is that gateway's admin bearer token (its
-	// --admin-token-file), when it requires one; AdminHTTP is the client
-	// for Admin (default http.DefaultClient), one trusting the gateway's
-	// certificate for an https:// Admin.
-	AdminToken string
-	AdminHTTP  *http.Client
+	Gateway, MQTT string
+	Admin         *admin.Client
 	// Key signs the models and deployments (default: one derived from the
 	// seed).
 	Key ed25519.PrivateKey
@@ -141,8 +134,8 @@ type sim struct {
 	gw       *gateway.Gateway
 	gwCancel context.CancelFunc
 	gwDone   chan error
-	coapAddr string // the gateway's CoAP port, or its CoAP over DTLS port under transport dtls: what the radios relay to
-	admin    string
+	coapAddr string        // the gateway's CoAP port, or its CoAP over DTLS port under transport dtls: what the radios relay to
+	api      *admin.Client // the gateway's admin API, under gwMu
 
 	nodesStop context.CancelFunc // stops every node's life
 	nodesWG   sync.WaitGroup
@@ -166,7 +159,7 @@ type sim struct {
 // Run runs a scenario to its end and returns what happened.
 func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Result, error) {
 	s := &sim{sc: sc, opts: opts, models: map[string]*model{}, byDigest: map[protocol.Digest]string{}, log: opts.Logger,
-		external: opts.Gateway != "" || opts.Admin != "" || opts.MQTT != "", dtls: sc.Transport == scenario.TransportDTLS}
+		external: opts.Gateway != "" || opts.Admin != nil || opts.MQTT != "", dtls: sc.Transport == scenario.TransportDTLS}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -180,8 +173,8 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 	s.rng = rand.New(rand.NewPCG(s.seed, 0x5eed))
 	s.secrets = rand.New(rand.NewPCG(s.seed, 0x6b657973))
 	if s.external {
-		if opts.Gateway == "" || opts.Admin == "" || opts.MQTT == "" {
-			return nil, errors.New("fleet: a running gateway needs its CoAP URL, its admin URL and its broker")
+		if opts.Gateway == "" || opts.Admin == nil || opts.MQTT == "" {
+			return nil, errors.New("fleet: a running gateway needs its CoAP URL, its admin API and its broker")
 		}
 		for _, f := range sc.Faults {
 			if f.Kind == scenario.FaultGatewayRestart || f.Kind == scenario.FaultBrokerOutage {
@@ -264,11 +257,11 @@ func (s *sim) setup(ctx context.Context) error {
 	s.clock = clock.NewScaled(clock.Real{}, s.sc.TimeScale)
 	ids := s.identities()
 	if s.external {
-		if err := s.attach(); err != nil {
+		if err := s.attach(ctx); err != nil {
 			return err
 		}
 		if s.dtls {
-			if err := s.registerKeys(ids); err != nil {
+			if err := s.registerKeys(ctx, ids); err != nil {
 				return err
 			}
 		}
@@ -292,7 +285,7 @@ func (s *sim) setup(ctx context.Context) error {
 		}
 	}
 	for _, m := range s.models {
-		if err := s.push(m); err != nil {
+		if err := s.push(ctx, m); err != nil {
 			return err
 		}
 	}
@@ -437,7 +430,13 @@ func (s *sim) startGatewayOn(addr string) error {
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
 	s.gwMu.Lock()
-	s.gw, s.gwCancel, s.gwDone, s.admin = g, cancel, done, "http://"+ln.Addr().String()
+	api, err := admin.NewClient("http://" + ln.Addr().String())
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	s.gw, s.gwCancel, s.gwDone, s.api = g, cancel, done, api
 	s.coapAddr = port.String()
 	s.gwMu.Unlock()
 	return nil
@@ -532,76 +531,27 @@ func (s *sim) teardown() {
 }
 
 // push stores a model in the gateway through its admin API.
-func (s *sim) push(m *model) error {
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	p, _ := mw.CreateFormFile("manifest", "m.cose")
-	p.Write(m.signed)
-	p, _ = mw.CreateFormFile("image", "i.bin")
-	p.Write(m.image)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPut, s.admin+"/v1/models", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := s.adminDo(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("fleet: push %s: %s %s", m.spec.Name, resp.Status, b)
+func (s *sim) push(ctx context.Context, m *model) error {
+	if _, err := s.adminAPI().PutModel(ctx, m.signed, bytes.NewReader(m.image)); err != nil {
+		return fmt.Errorf("fleet: push %s: %w", m.spec.Name, err)
 	}
 	return nil
 }
 
-// adminDo sends an admin API request, with the running gateway's token
-// and client in external mode.
-func (s *sim) adminDo(req *http.Request) (*http.Response, error) {
-	if !s.external {
-		return http.DefaultClient.Do(req)
-	}
-	if s.opts.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+s.opts.AdminToken)
-	}
-	if s.opts.AdminHTTP != nil {
-		return s.opts.AdminHTTP.Do(req)
-	}
-	return http.DefaultClient.Do(req)
-}
-
-func (s *sim) adminJSON(method, path string, in, out any) error {
-	var body io.Reader
-	if b, ok := in.([]byte); ok {
-		body = bytes.NewReader(b)
-	} else if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
+// adminAPI is the gateway's admin API: the running gateway's, or the
+// in-process gateway's of the moment (a restart gives it a new port).
+func (s *sim) adminAPI() *admin.Client {
 	s.gwMu.Lock()
-	admin := s.admin
-	s.gwMu.Unlock()
-	req, err := http.NewRequest(method, admin+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := s.adminDo(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, strings.TrimSpace(string(b)))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	defer s.gwMu.Unlock()
+	return s.api
 }
+
+// adminTimeout bounds an admin API call made outside a caller's context.
+const adminTimeout = time.Minute
 
 // attach joins a running gateway and broker: it checks the gateway's time
 // scale and subscribes to its health topic.
-func (s *sim) attach() error {
+func (s *sim) attach(ctx context.Context) error {
 	scheme, port := "coap", "5683"
 	if s.dtls {
 		scheme, port = "coaps", "5684"
@@ -617,12 +567,9 @@ func (s *sim) attach() error {
 	if ua, err := net.ResolveUDPAddr("udp", s.coapAddr); err == nil {
 		s.coapAddr = ua.String()
 	}
-	s.admin = strings.TrimSuffix(s.opts.Admin, "/")
-	var hz struct {
-		GatewayID string  `json:"gateway_id"`
-		TimeScale float64 `json:"time_scale"`
-	}
-	if err := s.adminJSON("GET", "/healthz", nil, &hz); err != nil {
+	s.api = s.opts.Admin
+	hz, err := s.api.Health(ctx)
+	if err != nil {
 		return fmt.Errorf("fleet: the gateway's admin API: %w", err)
 	}
 	if hz.TimeScale != s.sc.TimeScale {
@@ -682,19 +629,19 @@ func (s *sim) scopedCohort(c string) string {
 // deletes them. The run's nodes all speak from this host, so a gateway
 // whose per-address handshake bound is below the fleet's size makes them
 // queue for handshakes: say so.
-func (s *sim) registerKeys(ids []identity) error {
-	entries := make([]gateway.KeyEntry, len(ids))
+func (s *sim) registerKeys(ctx context.Context, ids []identity) error {
+	entries := make([]admin.Key, len(ids))
 	for i, id := range ids {
-		entries[i] = gateway.KeyEntry{NodeID: id.id, PSK: "hex:" + hex.EncodeToString(id.psk)}
+		entries[i] = admin.Key{NodeID: id.id, PSK: "hex:" + hex.EncodeToString(id.psk)}
 	}
-	if err := s.adminJSON(http.MethodPut, "/v1/keys", entries, nil); err != nil {
+	if _, err := s.adminAPI().PutKeys(ctx, entries); err != nil {
 		return fmt.Errorf("fleet: register the nodes' keys: %w", err)
 	}
 	s.keyed = make([]string, len(ids))
 	for i, id := range ids {
 		s.keyed[i] = id.id
 	}
-	if n, ok := s.gatewayLimit("max_handshakes_per_source"); ok && n < float64(len(ids)) {
+	if n, ok := s.gatewayLimit(ctx, "max_handshakes_per_source"); ok && n < float64(len(ids)) {
 		s.progress(fmt.Sprintf("warning: the gateway allows %g handshakes at once per address and this run's %d nodes share one: "+
 			"start it with --max-handshakes-per-source %d or more, or nodes queue for their sessions", n, len(ids), 2*len(ids)))
 	}
@@ -704,8 +651,10 @@ func (s *sim) registerKeys(ids []identity) error {
 // forgetKeys deletes the keys registerKeys put in a running gateway's
 // registry.
 func (s *sim) forgetKeys() {
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
 	for _, id := range s.keyed {
-		if err := s.adminJSON(http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, nil); err != nil {
+		if err := s.adminAPI().DeleteKey(ctx, id); err != nil {
 			s.log.Warn("forget a simulated node's key", "node", id, "err", err)
 		}
 	}
@@ -714,18 +663,13 @@ func (s *sim) forgetKeys() {
 
 // gatewayLimit reads one configured limit from the gateway's metrics
 // (edgeota_limit{name="..."}); false when it cannot.
-func (s *sim) gatewayLimit(name string) (float64, bool) {
-	req, err := http.NewRequest(http.MethodGet, s.admin+"/metrics", nil)
+func (s *sim) gatewayLimit(ctx context.Context, name string) (float64, bool) {
+	b, err := s.adminAPI().Metrics(ctx)
 	if err != nil {
 		return 0, false
 	}
-	resp, err := s.adminDo(req)
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
 	prefix := `edgeota_limit{name="` + name + `"} `
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
 			f, err := strconv.ParseFloat(v, 64)

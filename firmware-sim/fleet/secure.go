@@ -194,20 +194,14 @@ func (s *sim) bundle(n *node, serial uint64) ([]byte, error) {
 // entries in the gateway's audit log.
 func (s *sim) provisionResult(r *scenario.Result) {
 	r.ProvisionElapsed = s.provElapsed
-	var nodes []struct {
-		ID     string            `json:"id"`
-		Labels map[string]string `json:"labels"`
-	}
-	if err := s.adminJSON("GET", "/v1/nodes", nil, &nodes); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	nodes, err := s.adminAPI().Nodes(ctx)
+	if err != nil {
 		s.log.Warn("the gateway's nodes", "err", err)
 	}
-	var audit []struct {
-		Node          string            `json:"node"`
-		Actor         string            `json:"actor"`
-		Labels        map[string]string `json:"labels"`
-		Authenticated bool              `json:"authenticated"`
-	}
-	if err := s.adminJSON("GET", "/v1/audit", nil, &audit); err != nil {
+	audit, err := s.adminAPI().Audit(ctx, "")
+	if err != nil {
 		s.log.Warn("the gateway's audit log", "err", err)
 	}
 	byID := make(map[string]*scenario.NodeResult, len(r.Nodes))

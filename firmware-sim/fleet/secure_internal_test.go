@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"crypto/ed25519"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"edgeota/firmware-sim/clock"
 	"edgeota/firmware-sim/scenario"
+	"edgeota/gateway/admin"
 )
 
 // TestGatewayConfigTransport: over DTLS the in-process gateway serves no
@@ -64,27 +66,31 @@ func TestRegisterKeysWarnsOfTheHandshakeBound(t *testing.T) {
 				return
 			}
 			switch r.Method + " " + r.URL.Path {
-			case "PUT /v1/keys":
+			case admin.RoutePutKeys.String():
 				put, _ = io.ReadAll(r.Body)
 				io.WriteString(w, `{"imported":8,"changed":[]}`)
-			case "GET /metrics":
+			case admin.RouteMetrics.String():
 				fmt.Fprintf(w, "# HELP edgeota_limit x\nedgeota_limit{name=\"max_handshakes\"} 256\nedgeota_limit{name=\"max_handshakes_per_source\"} %d\n", tc.bound)
 			default:
 				http.NotFound(w, r)
 			}
 		}))
 		var lines []string
-		s := &sim{external: true, admin: srv.URL, opts: Options{AdminToken: "tok", Progress: func(l string) { lines = append(lines, l) }}}
+		api, err := admin.NewClient(srv.URL, admin.WithToken("tok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &sim{external: true, api: api, opts: Options{Progress: func(l string) { lines = append(lines, l) }}}
 		ids := make([]identity, 8)
 		for i := range ids {
 			ids[i] = identity{id: fmt.Sprintf("n%d", i), psk: []byte("0123456789abcdef")}
 		}
-		if err := s.registerKeys(ids); err != nil {
+		if err := s.registerKeys(context.Background(), ids); err != nil {
 			t.Fatal(err)
 		}
 		srv.Close()
 		if !strings.Contains(string(put), `"node_id":"n7","psk":"hex:30313233343536373839616263646566"`) {
-			t.Errorf("PUT /v1/keys %s", put)
+			t.Errorf("PUT keys %s", put)
 		}
 		warned := len(lines) == 1 && strings.Contains(lines[0], "--max-handshakes-per-source 16")
 		if warned != tc.warn || (!tc.warn && len(lines) != 0) {

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +13,7 @@ import (
 	"edgeota/firmware-sim/fleet"
 	"edgeota/firmware-sim/scenario"
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 )
 
@@ -114,17 +112,20 @@ expect:
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := "http://" + g.AdminAddr().String()
-	opts := fleet.Options{Gateway: "coaps://" + g.CoAPSAddr().String(), Admin: admin, MQTT: g.MQTTBrokerURL(), Key: key, AdminToken: token}
+	api, err := admin.NewClient("http://"+g.AdminAddr().String(), admin.WithToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := fleet.Options{Gateway: "coaps://" + g.CoAPSAddr().String(), Admin: api, MQTT: g.MQTTBrokerURL(), Key: key}
 	// One run: a second run on the same gateway failed in 2 of 7
 	// clean-clone CI runs (a node of run 2 late, or left on trial while
 	// the rollout counted it succeeded), for a reason not yet understood;
 	// see the session note.
 	runPassing(t, sc, opts, 1)
-	if keys := registeredKeys(t, admin, token); len(keys) != 0 {
-		t.Fatalf("the run left keys in the gateway's registry: %v", keys)
+	if keys, err := api.Keys(context.Background()); err != nil || len(keys) != 0 {
+		t.Fatalf("the run left keys in the gateway's registry: %v, %v", keys, err)
 	}
-	if ok := handshakesOK(t, admin, token); ok < 4 {
+	if ok := handshakesOK(t, api); ok < 4 {
 		t.Errorf("%v DTLS handshakes succeeded for a run of 4 nodes", ok)
 	}
 
@@ -135,38 +136,15 @@ expect:
 	}
 }
 
-// adminGet GETs path from a gateway's admin API with its token.
-func adminGet(t *testing.T, admin, token, path string) []byte {
+// handshakesOK reads the gateway's count of successful DTLS handshakes.
+func handshakesOK(t *testing.T, api *admin.Client) float64 {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, admin+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	const series = `edgeota_dtls_handshakes_total{result="ok"} `
+	metrics, err := api.Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
-	}
-	return b
-}
-
-// registeredKeys lists the node ids with a key in a gateway's registry.
-func registeredKeys(t *testing.T, admin, token string) []string {
-	t.Helper()
-	var out struct{ Nodes []string }
-	if err := json.Unmarshal(adminGet(t, admin, token, "/v1/keys"), &out); err != nil {
-		t.Fatal(err)
-	}
-	return out.Nodes
-}
-
-// handshakesOK reads the gateway's count of successful DTLS handshakes.
-func handshakesOK(t *testing.T, admin, token string) float64 {
-	t.Helper()
-	const series = `edgeota_dtls_handshakes_total{result="ok"} `
-	for line := range strings.Lines(string(adminGet(t, admin, token, "/metrics"))) {
+	for line := range strings.Lines(string(metrics)) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), strings.TrimSpace(series)+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
@@ -208,8 +186,11 @@ expect:
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := fleet.Options{Gateway: "coap://" + g.CoAPAddr().String(), Admin: "http://" + g.AdminAddr().String(),
-		MQTT: g.MQTTBrokerURL(), Key: key}
+	api, err := admin.NewClient("http://" + g.AdminAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := fleet.Options{Gateway: "coap://" + g.CoAPAddr().String(), Admin: api, MQTT: g.MQTTBrokerURL(), Key: key}
 	for run := 1; run <= 2; run++ {
 		runPassing(t, sc, opts, run)
 	}
