@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 )
 
@@ -18,7 +19,7 @@ func TestStartServesUntilTheTestEnds(t *testing.T) {
 	t.Run("inner", func(t *testing.T) {
 		g := gatewaytest.Start(t, gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{trust},
 			CoAPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
-		url = "http://" + g.AdminAddr().String() + "/healthz"
+		url = "http://" + g.AdminAddr().String() + admin.PathHealth
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
