@@ -1,15 +1,16 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"edgeota/gateway/admin"
 )
 
 // TestGatewayConfigFile: `edgeota gateway --config FILE` takes its settings
@@ -119,12 +120,7 @@ func waitHealthy(t *testing.T, p *loggedProc, base string) {
 		if p.exited() {
 			t.Fatalf("the gateway exited:\n%s", p.log.String())
 		}
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return adminUp(base)
 	})
 }
 
@@ -132,12 +128,13 @@ func waitHealthy(t *testing.T, p *loggedProc, base string) {
 // name label to value, as exposed.
 func limitMetrics(t *testing.T, base string) map[string]string {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	api, err := admin.NewClient(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, err := api.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
