@@ -1,0 +1,254 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+
+	"edgeota/gateway"
+	"edgeota/gateway/gatewaytest"
+	"edgeota/protocol"
+	"edgeota/protocol/sign"
+)
+
+// Keys of the rollout control test: the manifest key and the deployment
+// key its gateway trusts.
+var (
+	ctlManifestKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x71}, 32))
+	ctlDeployKey   = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x72}, 32))
+	ctlClass       = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+)
+
+// ctlStatus is what the test reads of a rollout's status JSON.
+type ctlStatus struct {
+	Phase string `json:"phase"`
+	Nodes []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	} `json:"nodes"`
+}
+
+// in returns the ids of the nodes in state s.
+func (st ctlStatus) in(s string) []string {
+	var out []string
+	for _, n := range st.Nodes {
+		if n.State == s {
+			out = append(out, n.ID)
+		}
+	}
+	return out
+}
+
+// touched is how many nodes the rollout ever assigned: every node not
+// waiting.
+func (st ctlStatus) touched() int { return len(st.Nodes) - len(st.in("waiting")) }
+
+// ctlGateway is an in-process gateway on dataDir serving plain CoAP and
+// its admin API on loopback ports, until the test that started it ends.
+type ctlGateway struct {
+	admin, coap string
+}
+
+func startCtlGateway(t *testing.T, dataDir string) *ctlGateway {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	g := gatewaytest.Start(t, gateway.Config{DataDir: dataDir, Trust: []ed25519.PublicKey{provPub(ctlManifestKey)},
+		DeployTrust: []ed25519.PublicKey{provPub(ctlDeployKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-",
+		AdminListener: ln, GatewayID: "gw-ctl"})
+	return &ctlGateway{admin: "http://" + g.AdminAddr().String(), coap: g.CoAPAddr().String()}
+}
+
+// call sends an admin request and returns its status code, decoding a
+// 200 or 201 answer into out when out is not nil.
+func (g *ctlGateway) call(t *testing.T, method, path string, body []byte, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, g.admin+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated) {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// control posts a rollout action and checks its status code.
+func (g *ctlGateway) control(t *testing.T, id, action string, want int) ctlStatus {
+	t.Helper()
+	var st ctlStatus
+	if code := g.call(t, http.MethodPost, "/v1/rollouts/"+id+"/"+action, nil, &st); code != want {
+		t.Fatalf("%s %s: %d, want %d", action, id, code, want)
+	}
+	return st
+}
+
+func (g *ctlGateway) status(t *testing.T, id string) ctlStatus {
+	t.Helper()
+	var st ctlStatus
+	if code := g.call(t, http.MethodGet, "/v1/rollouts/"+id, nil, &st); code != http.StatusOK {
+		t.Fatalf("GET rollout %s: %d", id, code)
+	}
+	return st
+}
+
+// hello says a node's Hello over CoAP; the gateway has handed it to its
+// rollouts when it answers 2.04.
+func (g *ctlGateway) hello(t *testing.T, h *protocol.Hello) {
+	t.Helper()
+	c, err := udp.Dial(g.coap, options.WithErrors(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body, err := protocol.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Post(ctx, protocol.NodePath(h.NodeID, protocol.ResHello), message.AppCBOR, bytes.NewReader(body))
+	if err != nil || resp.Code() != codes.Changed {
+		t.Fatalf("hello of %s: %v %v", h.NodeID, resp, err)
+	}
+}
+
+// TestRolloutControlThroughAdminAPI: pause, resume and abort of a rollout
+// through the admin API of a real gateway (gatewaytest), restarted on its
+// data directory between steps; the test plays its nodes over CoAP. With
+// max_concurrent 1 a node of wave 1 that confirms the new manifest frees
+// the download slot, and a running rollout assigns the next node at once,
+// while it handles that Hello; so the Hello's 2.04 is the sync point after
+// which a paused or aborted rollout must have assigned no one. The pause
+// and the abort survive restarts; resumed, the rollout assigns the next
+// node in its answer to resume; an aborted rollout refuses every control.
+func TestRolloutControlThroughAdminAPI(t *testing.T) {
+	dataDir := t.TempDir()
+	signer, err := sign.NewSigner(ctlManifestKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployer, _ := sign.NewSigner(ctlDeployKey)
+	m := &protocol.Manifest{Format: protocol.ManifestFormat, Seq: 5, Component: "kws", Version: "1.5.0",
+		Digest: sha256.Sum256([]byte("the model")), Size: 9, Class: ctlClass, Epoch: 1}
+	manifest, err := signer.SignManifest(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := uint64(time.Now().Unix())
+	dep, err := deployer.SignDeployment(&protocol.Deployment{ID: "ctl", Seq: 1, Manifest: manifest, Cohort: "hw:rev2",
+		Waves:     []protocol.Wave{{BasisPoints: 5000}, {BasisPoints: 10000}},
+		OnFailure: protocol.FailurePause, NodeTimeoutSeconds: 3600, MaxConcurrent: 1, Issued: now, Expires: now + 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := func(id string) *protocol.Hello {
+		return &protocol.Hello{NodeID: id, Class: ctlClass, Labels: map[string]string{"hw": "rev2"}, AgentVersion: "0.1.0", Component: "kws"}
+	}
+	confirmed := func(id string) *protocol.Hello {
+		h := hello(id)
+		h.RunningSeq, h.RunningDigest, h.ActiveState = m.Seq, m.Digest, protocol.SlotConfirmed
+		return h
+	}
+
+	var first, second string
+	if !t.Run("pause", func(t *testing.T) {
+		g := startCtlGateway(t, dataDir)
+		for i := range 10 {
+			g.hello(t, hello(fmt.Sprintf("n%02d", i)))
+		}
+		var st ctlStatus
+		if code := g.call(t, http.MethodPost, "/v1/deployments", dep, &st); code != http.StatusCreated {
+			t.Fatalf("deploy: %d", code)
+		}
+		if a := st.in("assigned"); len(a) != 1 || st.touched() != 1 {
+			t.Fatalf("deployed: assigned %v, %d touched; want 1 (max_concurrent 1)", a, st.touched())
+		}
+		first = st.in("assigned")[0]
+		if st := g.control(t, "ctl", "pause", http.StatusOK); st.Phase != "paused" {
+			t.Fatalf("pause answered phase %s", st.Phase)
+		}
+		g.control(t, "ctl", "pause", http.StatusConflict)
+		g.hello(t, confirmed(first))
+		st = g.status(t, "ctl")
+		if st.Phase != "paused" || len(st.in("confirmed")) != 1 || st.touched() != 1 {
+			t.Fatalf("paused, after %s confirmed: phase %s, confirmed %v, %d touched; want paused and no other node assigned",
+				first, st.Phase, st.in("confirmed"), st.touched())
+		}
+	}) {
+		return
+	}
+	if !t.Run("resume and abort", func(t *testing.T) {
+		g := startCtlGateway(t, dataDir)
+		if st := g.status(t, "ctl"); st.Phase != "paused" {
+			t.Fatalf("after a restart the rollout is %s, want paused", st.Phase)
+		}
+		st := g.control(t, "ctl", "resume", http.StatusOK)
+		if a := st.in("assigned"); st.Phase != "running" || len(a) != 1 || st.touched() != 2 {
+			t.Fatalf("resume answered phase %s, assigned %v, %d touched; want running with the next node assigned", st.Phase, a, st.touched())
+		}
+		second = st.in("assigned")[0]
+		g.control(t, "ctl", "resume", http.StatusConflict)
+		if st := g.control(t, "ctl", "abort", http.StatusOK); st.Phase != "aborted" {
+			t.Fatalf("abort answered phase %s", st.Phase)
+		}
+		g.hello(t, confirmed(second))
+		if st := g.status(t, "ctl"); st.Phase != "aborted" || st.touched() != 2 {
+			t.Fatalf("aborted, after %s confirmed: phase %s, %d touched; want aborted and no other node assigned", second, st.Phase, st.touched())
+		}
+		for _, action := range []string{"pause", "resume", "abort"} {
+			g.control(t, "ctl", action, http.StatusConflict)
+			g.control(t, "nope", action, http.StatusNotFound)
+		}
+	}) {
+		return
+	}
+	t.Run("after a restart", func(t *testing.T) {
+		g := startCtlGateway(t, dataDir)
+		if st := g.status(t, "ctl"); st.Phase != "aborted" || st.touched() != 2 {
+			t.Fatalf("after a restart the rollout is %s with %d touched, want aborted with 2", st.Phase, st.touched())
+		}
+		g.control(t, "ctl", "resume", http.StatusConflict)
+		var n struct {
+			AssignedSeq uint64 `json:"assigned_seq"`
+		}
+		for i := range 10 {
+			id := fmt.Sprintf("n%02d", i)
+			n.AssignedSeq = 0
+			if code := g.call(t, http.MethodGet, "/v1/nodes/"+id, nil, &n); code != http.StatusOK {
+				t.Fatalf("GET node %s: %d", id, code)
+			}
+			if want := map[bool]uint64{true: m.Seq}[id == first || id == second]; n.AssignedSeq != want {
+				t.Errorf("%s is assigned seq %d, want %d", id, n.AssignedSeq, want)
+			}
+		}
+	})
+}
