@@ -22,6 +22,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"edgeota/gateway/admin"
+	"edgeota/test/testutil"
 )
 
 // The harness of the attack tests (attack_test.go): edgeota processes whose
@@ -134,8 +135,8 @@ type attackGateway struct {
 // waits for its admin API. Every gateway of the attack tests starts here.
 func startAttackGateway(t *testing.T, dir string, extra ...string) *attackGateway {
 	t.Helper()
-	coap := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	coap := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp"))
+	admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 	g := &attackGateway{dir: dir, coap: coap, admin: "http://" + admin}
 	g.args = append([]string{"gateway", "--data", "gw-data", "--coap", coap, "--admin", admin}, gatewayTransportFlags...)
 	g.args = append(g.args, extra...)
@@ -148,7 +149,7 @@ func (g *attackGateway) start(t *testing.T) {
 	t.Helper()
 	g.p = startLogged(t, g.dir, fmt.Sprintf("gateway (run %d)", len(g.logs)+1), g.args...)
 	g.logs = append(g.logs, g.p)
-	waitFor(t, "the gateway's admin API", 15*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway's admin API", func() bool {
 		select {
 		case <-g.p.done:
 			t.Fatalf("the gateway exited:\n%s", g.p.log.String())
@@ -272,7 +273,7 @@ func startFleet(t *testing.T, dir string, gw *attackGateway, ids ...string) *att
 			"--class", class, "--component", "kws", "--trust", "op.pub", "--labels", "hw=rev2",
 			"--gateway", "coap://"+gw.coap, "--inference-rate", "100", "--health-interval", "500ms", "--poll-interval", "2s")
 	}
-	waitFor(t, "the nodes to say Hello", 30*time.Second, func() bool {
+	testutil.Eventually(t, "the nodes to say Hello", func() bool {
 		ns := gw.nodes(t)
 		for _, id := range ids {
 			if _, ok := ns[id]; !ok {
@@ -306,7 +307,7 @@ func (f *attackFleet) pushManifest(manifest, image string) {
 // the gateway sees it.
 func (f *attackFleet) waitRunning(seq uint64) {
 	f.t.Helper()
-	waitFor(f.t, fmt.Sprintf("every node to confirm seq %d", seq), 60*time.Second, func() bool {
+	testutil.Eventually(f.t, fmt.Sprintf("every node to confirm seq %d", seq), func() bool {
 		ns := f.gw.nodes(f.t)
 		for _, id := range f.ids {
 			if n := ns[id]; n.RunningSeq != seq || n.ActiveState != "confirmed" {
@@ -365,7 +366,7 @@ func (st flashStatus) slot(name string) (state, version string, seq uint64) {
 // on running it: its health reports keep arriving at the gateway.
 func (f *attackFleet) expectRefused(code, why string, seq uint64) {
 	f.t.Helper()
-	waitFor(f.t, fmt.Sprintf("every node to refuse the update (%s: %s)", code, why), 60*time.Second, func() bool {
+	testutil.Eventually(f.t, fmt.Sprintf("every node to refuse the update (%s: %s)", code, why), func() bool {
 		ns := f.gw.nodes(f.t)
 		done := true
 		for _, id := range f.ids {
@@ -391,7 +392,7 @@ func (f *attackFleet) expectRefused(code, why string, seq uint64) {
 			f.t.Errorf("the gateway sees node %s run seq %d (%s), want %d confirmed", id, n.RunningSeq, n.ActiveState, seq)
 		}
 	}
-	waitFor(f.t, "health reports after the refusal", 30*time.Second, func() bool {
+	testutil.Eventually(f.t, "health reports after the refusal", func() bool {
 		ns := f.gw.nodes(f.t)
 		for _, id := range f.ids {
 			n := ns[id]

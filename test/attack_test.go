@@ -12,6 +12,7 @@ import (
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 	"edgeota/test/mqttpeer"
+	"edgeota/test/testutil"
 )
 
 // The attack tests of issue 9: the gateway is not trusted for integrity.
@@ -100,7 +101,7 @@ func TestAttackReplayedManifest(t *testing.T) {
 	f.push("v2", true)
 	f.waitRunning(2)
 	f.push("v3", true)
-	waitFor(t, "every node to revert v3", 60*time.Second, func() bool {
+	testutil.Eventually(t, "every node to revert v3", func() bool {
 		ns := gw.nodes(t)
 		for _, id := range f.ids {
 			if n := ns[id]; n.LastState != "reverted" || n.RunningSeq != 2 || n.ActiveState != "confirmed" {
@@ -240,7 +241,7 @@ func TestAttackDeploymentsRefusedByAdminAPI(t *testing.T) {
 	older := signDeployment(t, dir, "deployer", "older", 5, "v2.cose", "")
 	applied := signDeployment(t, dir, "deployer", "first", 10, "v1.cose", "")
 	mustRun(t, dir, "deploy", "apply", "--admin", gw.admin, applied)
-	waitFor(t, "the first rollout to assign v1", 30*time.Second, func() bool { return gw.nodes(t)["d1"].AssignedSeq == 1 })
+	testutil.Eventually(t, "the first rollout to assign v1", func() bool { return gw.nodes(t)["d1"].AssignedSeq == 1 })
 
 	cases := []struct {
 		name, file, why string
@@ -312,7 +313,7 @@ func TestAttackDeploymentsOnMQTTIgnored(t *testing.T) {
 	gw := startAttackGateway(t, dir, "--trust", "op.pub", "--deploy-trust", "deployer.pub", "--gateway-id", "gw-a",
 		"--mqtt", b.URL(), "--batch-interval", "50ms")
 	for _, c := range ignored {
-		waitFor(t, "the gateway to refuse "+c.id, 30*time.Second, func() bool {
+		testutil.Eventually(t, "the gateway to refuse "+c.id, func() bool {
 			for _, line := range strings.Split(gw.log(), "\n") {
 				if strings.Contains(line, `msg="deployment not applied"`) && strings.Contains(line, "deployment="+c.id+" ") &&
 					strings.Contains(line, "topic="+c.topic) && strings.Contains(line, c.why) {
@@ -334,7 +335,7 @@ func TestAttackDeploymentsOnMQTTIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	mqttpeer.Publish(t, b.URL(), "edgeota/v1/fleet/deployments/good", payload, true)
-	waitFor(t, "the good deployment's rollout", 30*time.Second, func() bool { return len(gw.rollouts(t)) > 0 })
+	testutil.Eventually(t, "the good deployment's rollout", func() bool { return len(gw.rollouts(t)) > 0 })
 	if ids := gw.rollouts(t); !slices.Equal(ids, []string{"good"}) {
 		t.Fatalf("rollouts %v, want only good", ids)
 	}

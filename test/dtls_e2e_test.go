@@ -32,6 +32,7 @@ import (
 	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
+	"edgeota/test/testutil"
 )
 
 // The DTLS tests (issue 9): a gateway that serves CoAP over DTLS 1.2 with a
@@ -85,7 +86,7 @@ func startDTLSGateway(t *testing.T, dir string, keys map[string]string, extra ..
 	args := append([]string{"gateway", "--data", "gw-data", "--trust", "op.pub", "--coaps", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, extra...)
 	p := startLogged(t, dir, "gateway", args...)
 	var m []string
-	waitFor(t, "the gateway to log its addresses", 15*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway to log its addresses", func() bool {
 		if p.exited() {
 			t.Fatalf("the gateway exited:\n%s", p.log.String())
 		}
@@ -96,7 +97,7 @@ func startDTLSGateway(t *testing.T, dir string, keys map[string]string, extra ..
 	if m[2] != "off" {
 		g.coap = m[2]
 	}
-	waitFor(t, "the gateway's admin API", 10*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway's admin API", func() bool {
 		return adminUp(g.admin)
 	})
 	return g
@@ -284,7 +285,7 @@ func TestLibcoapFetchesModelOverDTLS(t *testing.T) {
 	}
 	// An unknown identity fails at once; a wrong key when the gateway's
 	// handshake timeout (10 s) passes: the client's Finished never verifies.
-	waitFor(t, "the gateway to count both failed handshakes", 25*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway to count both failed handshakes", func() bool {
 		return g.metric(t, handshakesFailed) >= failedBefore+2
 	})
 	if ok := g.metric(t, handshakesOK); ok != okBefore {
@@ -310,13 +311,13 @@ func TestNodeUpdatesOverDTLS(t *testing.T) {
 	}
 	start := time.Now()
 	startDTLSNode(t, dir, "node-1", "node-1", "coaps://"+g.coaps, key)
-	waitFor(t, "node-1 to say Hello over DTLS", 20*time.Second, func() bool {
+	testutil.Eventually(t, "node-1 to say Hello over DTLS", func() bool {
 		_, ok := gatewayNodes(t, dir, g.admin)["node-1"]
 		return ok
 	})
 	t.Logf("Hello after %v", time.Since(start).Round(time.Millisecond))
 	digest := g.push(t, dir, true)
-	waitFor(t, "node-1 to run and confirm seq 1", 60*time.Second, func() bool {
+	testutil.Eventually(t, "node-1 to run and confirm seq 1", func() bool {
 		n := gatewayNodes(t, dir, g.admin)["node-1"]
 		return n.RunningSeq == 1 && n.ActiveState == "confirmed"
 	})
@@ -407,7 +408,7 @@ func TestNodeWithoutItsKeyIsRefused(t *testing.T) {
 	started := time.Now()
 	// Each handshake is decided when its node gives up, or at the latest
 	// when the gateway's handshake timeout (10 s) has passed.
-	waitFor(t, "the gateway to fail both impostors' handshakes", 30*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway to fail both impostors' handshakes", func() bool {
 		ns := registeredNodes(t, dir, g.admin)
 		for _, id := range []string{"node-b", "node-x"} {
 			if _, ok := ns[id]; ok {
@@ -426,7 +427,7 @@ func TestNodeWithoutItsKeyIsRefused(t *testing.T) {
 
 	// The real node-b, with its own key.
 	startDTLSNode(t, dir, "node-b", "node-b", "coaps://"+g.coaps, keyB)
-	waitFor(t, "node-b with its own key to say Hello", 20*time.Second, func() bool {
+	testutil.Eventually(t, "node-b with its own key to say Hello", func() bool {
 		_, ok := registeredNodes(t, dir, g.admin)["node-b"]
 		return ok
 	})
@@ -471,7 +472,7 @@ func TestNodeWithoutItsKeyIsRefused(t *testing.T) {
 	}
 	// The real node-b goes on reporting.
 	before := ns["node-b"].HealthReports
-	waitFor(t, "node-b's health reports to keep arriving", 15*time.Second, func() bool {
+	testutil.Eventually(t, "node-b's health reports to keep arriving", func() bool {
 		return registeredNodes(t, dir, g.admin)["node-b"].HealthReports >= before+2
 	})
 }
@@ -622,7 +623,7 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 		wg.Wait()
 	})
 	t.Cleanup(stopFlood)
-	waitFor(t, "both flooders to be answered 4.29", 15*time.Second, func() bool {
+	testutil.Eventually(t, "both flooders to be answered 4.29", func() bool {
 		return udpFlood.limited.Load()+udpFlood.badMaxAge.Load() > 0 && dtlsFlood.limited.Load()+dtlsFlood.badMaxAge.Load() > 0
 	})
 
@@ -633,7 +634,7 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 	for _, id := range ids {
 		startDTLSNode(t, dir, id, id, gateways[id], keys[id])
 	}
-	waitFor(t, "the nodes to say Hello during the flood", 30*time.Second, func() bool {
+	testutil.Eventually(t, "the nodes to say Hello during the flood", func() bool {
 		ns := gatewayNodes(t, dir, g.admin)
 		for _, id := range ids {
 			if _, ok := ns[id]; !ok {
@@ -644,7 +645,7 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 	})
 	hello := time.Since(start)
 	g.push(t, dir, true)
-	waitFor(t, "the nodes to download and confirm the model during the flood", 60*time.Second, func() bool {
+	testutil.Eventually(t, "the nodes to download and confirm the model during the flood", func() bool {
 		ns := gatewayNodes(t, dir, g.admin)
 		for _, id := range ids {
 			if n := ns[id]; n.RunningSeq != 1 || n.ActiveState != "confirmed" {

@@ -12,6 +12,8 @@ import (
 
 	piondtls "github.com/pion/dtls/v3"
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+
+	"edgeota/test/testutil"
 )
 
 // captureClientHello returns the first datagram a DTLS PSK client sends:
@@ -80,7 +82,7 @@ func TestHelloFloodFromOneAddressLeavesHandshakesForOthers(t *testing.T) {
 	}()
 	// The flooder's slots are full once the gateway refuses its sessions
 	// before any handshake work.
-	waitFor(t, "the flood to fill its handshake slots", 30*time.Second, func() bool {
+	testutil.Eventually(t, "the flood to fill its handshake slots", func() bool {
 		return g.metric(t, sessionsRefused) >= 20
 	})
 	during := sent.Load()

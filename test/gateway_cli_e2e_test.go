@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"edgeota/gateway/admin"
+	"edgeota/test/testutil"
 )
 
 // TestGatewayConfigFile: `edgeota gateway --config FILE` takes its settings
@@ -20,8 +21,8 @@ import (
 func TestGatewayConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coap := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-	fileAdmin, flagAdmin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	coap := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp"))
+	fileAdmin, flagAdmin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp")), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 	conf := fmt.Sprintf(`# edgeota gateway settings
 data: gw-data
 trust: [op.pub]
@@ -57,11 +58,11 @@ log-format: json
 func TestGatewayLogFormatJSON(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 	p := startLogged(t, dir, "gateway", "gateway", "--data", "gw-data", "--trust", "op.pub", "--insecure-udp", "--coap", coap, "--coaps", "-",
 		"--admin", admin, "--mqtt", "embedded", "--gateway-id", "gw1", "--log-format", "json")
 	waitHealthy(t, p, "http://"+admin)
-	waitFor(t, "the uplink to connect to the embedded broker", 20*time.Second, func() bool {
+	testutil.Eventually(t, "the uplink to connect to the embedded broker", func() bool {
 		return strings.Contains(p.log.String(), "broker connected")
 	})
 	p.stop()
@@ -116,7 +117,7 @@ func logLines(t *testing.T, out string) []logLine {
 // the test if the process exits first.
 func waitHealthy(t *testing.T, p *loggedProc, base string) {
 	t.Helper()
-	waitFor(t, "the gateway's admin API at "+base, 15*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway's admin API at "+base, func() bool {
 		if p.exited() {
 			t.Fatalf("the gateway exited:\n%s", p.log.String())
 		}

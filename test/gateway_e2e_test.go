@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"edgeota/gateway/admin"
+	"edgeota/test/testutil"
 )
 
 // requirePeer finds a peer program; without it the test skips, or fails
@@ -28,25 +28,6 @@ func requirePeer(t *testing.T, name, pkg string) string {
 		t.Skipf("%s not found (Debian package %s)", name, pkg)
 	}
 	return p
-}
-
-// freePort returns a free port on 127.0.0.1 for the given network.
-func freePort(t testing.TB, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // daemon is an edgeota process running in the background.
@@ -81,19 +62,6 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemon {
 	return d
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 type gatewayProc struct {
 	admin, coap string
 	d           *daemon
@@ -101,11 +69,11 @@ type gatewayProc struct {
 
 func startGateway(t *testing.T, dir string) *gatewayProc {
 	t.Helper()
-	coapPort, adminPort := freePort(t, "udp"), freePort(t, "tcp")
+	coapPort, adminPort := testutil.FreePort(t, "udp"), testutil.FreePort(t, "tcp")
 	g := &gatewayProc{admin: fmt.Sprintf("http://127.0.0.1:%d", adminPort), coap: fmt.Sprintf("127.0.0.1:%d", coapPort)}
 	g.d = startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub",
 		"--insecure-udp", "--coaps", "-", "--coap", g.coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort))
-	waitFor(t, "the gateway's admin API", 10*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway's admin API", func() bool {
 		return adminUp(g.admin)
 	})
 	return g
@@ -212,7 +180,7 @@ func TestTwoNodesUpdateFromGateway(t *testing.T) {
 		startDaemon(t, dir, "node", "--id", id, "--flash", id+".flash", "--slot-size", "1048576", "--class", class,
 			"--trust", "op.pub", "--component", "kws", "--labels", "hw=rev2", "--gateway", "coap://"+g.coap, "--inference-rate", "100", "--health-interval", "1s")
 	}
-	waitFor(t, "both nodes to say hello", 20*time.Second, func() bool { return len(gatewayNodes(t, dir, g.admin)) == 2 })
+	testutil.Eventually(t, "both nodes to say hello", func() bool { return len(gatewayNodes(t, dir, g.admin)) == 2 })
 	mustRun(t, dir, "model", "push", "--admin", g.admin, "--manifest", "v1.cose", "--image", "v1.bin", "--assign", "all")
 	confirmed := func(seq uint64) func() bool {
 		return func() bool {
@@ -225,7 +193,7 @@ func TestTwoNodesUpdateFromGateway(t *testing.T) {
 			return true
 		}
 	}
-	waitFor(t, "both nodes to confirm v1", 60*time.Second, confirmed(1))
+	testutil.Eventually(t, "both nodes to confirm v1", confirmed(1))
 	// v2, with the gateway restarted while the nodes download it.
 	mustRun(t, dir, "model", "push", "--admin", g.admin, "--manifest", "v2.cose", "--image", "v2.bin", "--assign", "all")
 	g.d.cmd.Process.Signal(os.Interrupt)
@@ -233,7 +201,7 @@ func TestTwoNodesUpdateFromGateway(t *testing.T) {
 	g2 := &gatewayProc{admin: g.admin, coap: g.coap}
 	port := strings.TrimPrefix(g.admin, "http://127.0.0.1:")
 	g2.d = startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", g.coap, "--admin", "127.0.0.1:"+port)
-	waitFor(t, "both nodes to confirm v2 after the gateway restart", 90*time.Second, confirmed(2))
+	testutil.Eventually(t, "both nodes to confirm v2 after the gateway restart", confirmed(2))
 	for id, n := range gatewayNodes(t, dir, g.admin) {
 		if n.Health == 0 || n.LastState != "confirmed" {
 			t.Errorf("node %s: %+v", id, n)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"edgeota/test/testutil"
 )
 
 // pinned runs a command on vCPU 0 when taskset is there, so that client
@@ -46,7 +48,7 @@ func BenchmarkLibcoapClient(b *testing.B) {
 			"--seq", strconv.Itoa(size), "--class", class, "--out", img+".cose")
 	}
 	// The edgeota gateway, pinned.
-	coapPort, adminPort := freePort(b, "udp"), freePort(b, "tcp")
+	coapPort, adminPort := testutil.FreePort(b, "udp"), testutil.FreePort(b, "tcp")
 	gw := pinned(edgeota(b), "gateway", "--data", "gw", "--trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", fmt.Sprintf("127.0.0.1:%d", coapPort),
 		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--log-level", "error")
 	gw.Dir = dir
@@ -71,7 +73,7 @@ func BenchmarkLibcoapClient(b *testing.B) {
 		digests[size] = out[i+11 : i+11+64]
 	}
 	// libcoap's server, pinned, with each image PUT once.
-	lport := freePort(b, "udp")
+	lport := testutil.FreePort(b, "udp")
 	ls := pinned(server, "-d", "10", "-A", "127.0.0.1", "-p", strconv.Itoa(lport), "-v", "0")
 	if err := ls.Start(); err != nil {
 		b.Fatal(err)

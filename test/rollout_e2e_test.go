@@ -8,7 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"edgeota/test/testutil"
 )
 
 type rolloutStatus struct {
@@ -45,7 +46,7 @@ func TestRolloutsWithRealNodes(t *testing.T) {
 		mustRun(t, dir, "sign", "--key", "op.key", "--image", v.name+".bin", "--component", "kws", "--version", v.name, "--seq", v.seq,
 			"--class", class, "--probation-seconds", "1", "--min-inferences", "20", "--max-error-permille", "50", "--out", v.name+".cose")
 	}
-	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
+	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), testutil.FreePort(t, "tcp")
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	gwArgs := []string{"gateway", "--data", "gw-data", "--trust", "op.pub", "--deploy-trust", "deployer.pub",
 		"--insecure-udp", "--coaps", "-", "--coap", coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--gateway-id", "gw-1"}
@@ -59,7 +60,7 @@ func TestRolloutsWithRealNodes(t *testing.T) {
 		startDaemon(t, dir, "node", "--id", id, "--flash", id+".flash", "--slot-size", "262144", "--class", class, "--component", "kws",
 			"--trust", "op.pub", "--labels", "hw="+hw, "--gateway", "coap://"+coap, "--inference-rate", "100", "--health-interval", "500ms", "--poll-interval", "2s")
 	}
-	waitFor(t, "the nodes to say hello", 20*time.Second, func() bool { return len(gatewayNodes(t, dir, admin)) == len(nodes) })
+	testutil.Eventually(t, "the nodes to say hello", func() bool { return len(gatewayNodes(t, dir, admin)) == len(nodes) })
 	mustRun(t, dir, "model", "push", "--admin", admin, "--manifest", "v1.cose", "--image", "v1.bin", "--assign", "all")
 	runs := func(seq uint64, ids ...string) func() bool {
 		return func() bool {
@@ -72,7 +73,7 @@ func TestRolloutsWithRealNodes(t *testing.T) {
 			return true
 		}
 	}
-	waitFor(t, "every node to confirm v1", 60*time.Second, runs(1, nodes...))
+	testutil.Eventually(t, "every node to confirm v1", runs(1, nodes...))
 	mustRun(t, dir, "model", "push", "--admin", admin, "--manifest", "v2.cose", "--image", "v2.bin")
 	mustRun(t, dir, "model", "push", "--admin", admin, "--manifest", "v3.cose", "--image", "v3.bin")
 	deploy := func(id, seq, manifest string) {
@@ -95,18 +96,18 @@ max_concurrent: 10
 	// A good model, wave by wave to 100%, with the gateway killed (SIGKILL)
 	// in the middle of wave 1 and restarted.
 	deploy("good", "1", "v2.cose")
-	waitFor(t, "wave 1 to start", 30*time.Second, func() bool {
+	testutil.Eventually(t, "wave 1 to start", func() bool {
 		st := getRollout(t, dir, admin, "good")
 		return st.Phase != "" && st.Totals["waiting"] < 6
 	})
 	gw.cmd.Process.Signal(syscall.SIGKILL)
 	gw.cmd.Wait()
 	startDaemon(t, dir, gwArgs...)
-	waitFor(t, "the gateway to come back", 20*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway to come back", func() bool {
 		_, _, code := run(t, dir, "rollout", "list", "--admin", admin)
 		return code == 0
 	})
-	waitFor(t, "the good rollout to complete", 90*time.Second, func() bool { return getRollout(t, dir, admin, "good").Phase == "completed" })
+	testutil.Eventually(t, "the good rollout to complete", func() bool { return getRollout(t, dir, admin, "good").Phase == "completed" })
 	perWave := map[int]int{}
 	for _, n := range getRollout(t, dir, admin, "good").Nodes {
 		perWave[n.Wave]++
@@ -114,7 +115,7 @@ max_concurrent: 10
 	if perWave[1] != 2 || perWave[2] != 4 { // 20% of 6 is max(1, ceil(1.2)) = 2
 		t.Errorf("nodes per wave %v, want 2 in wave 1 and 4 in wave 2", perWave)
 	}
-	waitFor(t, "the cohort to run v2", 30*time.Second, runs(2, "r1", "r2", "r3", "r4", "r5", "r6"))
+	testutil.Eventually(t, "the cohort to run v2", runs(2, "r1", "r2", "r3", "r4", "r5", "r6"))
 	var full struct {
 		Decisions []struct{ Node, What string } `json:"decisions"`
 	}
@@ -135,7 +136,7 @@ max_concurrent: 10
 	}
 	// A bad model: stopped in wave 1 and rolled back.
 	deploy("bad", "2", "v3.cose")
-	waitFor(t, "the bad rollout to roll back", 90*time.Second, func() bool { return getRollout(t, dir, admin, "bad").Phase == "rolled-back" })
+	testutil.Eventually(t, "the bad rollout to roll back", func() bool { return getRollout(t, dir, admin, "bad").Phase == "rolled-back" })
 	st := getRollout(t, dir, admin, "bad")
 	touched := 0
 	for _, n := range st.Nodes {
@@ -149,7 +150,7 @@ max_concurrent: 10
 	if touched == 0 || touched > 2 {
 		t.Fatalf("%d nodes touched by the bad model, want the 2 of wave 1", touched)
 	}
-	waitFor(t, "every node back on v2", 60*time.Second, runs(2, "r1", "r2", "r3", "r4", "r5", "r6"))
+	testutil.Eventually(t, "every node back on v2", runs(2, "r1", "r2", "r3", "r4", "r5", "r6"))
 	out := mustRun(t, dir, "rollout", "status", "bad", "--admin", admin)
 	if !strings.Contains(out, "gate red") || !strings.Contains(out, "reverted") {
 		t.Fatalf("the status does not explain the decision:\n%s", out)

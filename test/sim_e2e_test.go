@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"edgeota/test/mqttpeer"
+	"edgeota/test/testutil"
 )
 
 // TestSimAgainstRunningGateway runs a scenario against an `edgeota gateway
@@ -19,7 +19,7 @@ func TestSimAgainstRunningGateway(t *testing.T) {
 	b := mqttpeer.Start(t)
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
+	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), testutil.FreePort(t, "tcp")
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	// Compressed time is refused without --sim.
 	if _, errs, code := run(t, dir, "gateway", "--data", "x", "--trust", "op.pub", "--time-scale", "60"); code != 2 || !strings.Contains(errs, "--sim") {
@@ -27,7 +27,7 @@ func TestSimAgainstRunningGateway(t *testing.T) {
 	}
 	startDaemon(t, dir, "gateway", "--data", "gw", "--trust", "op.pub", "--deploy-trust", "op.pub", "--insecure-udp", "--coaps", "-", "--coap", coap,
 		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--mqtt", b.URL(), "--gateway-id", "gw-sim", "--sim", "--time-scale", "60")
-	waitFor(t, "the gateway", 10*time.Second, func() bool { _, _, code := run(t, dir, "rollout", "list", "--admin", admin); return code == 0 })
+	testutil.Eventually(t, "the gateway", func() bool { _, _, code := run(t, dir, "rollout", "list", "--admin", admin); return code == 0 })
 	scen := `
 name: external
 seed: 9
@@ -91,12 +91,12 @@ func TestSimOverDTLSAgainstRunningGateway(t *testing.T) {
 	b := mqttpeer.Start(t)
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coaps, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
+	coaps, adminPort := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), testutil.FreePort(t, "tcp")
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	startDaemon(t, dir, "gateway", "--data", "gw", "--trust", "op.pub", "--deploy-trust", "op.pub", "--coaps", coaps,
 		"--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--admin-token-file", "admin.token", "--max-handshakes-per-source", "32",
 		"--mqtt", b.URL(), "--gateway-id", "gw-sim-dtls", "--sim", "--time-scale", "60")
-	waitFor(t, "the gateway", 10*time.Second, func() bool {
+	testutil.Eventually(t, "the gateway", func() bool {
 		_, _, code := run(t, dir, "rollout", "list", "--admin", admin, "--token-file", "admin.token")
 		return code == 0
 	})

@@ -18,6 +18,7 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/test/mqttpeer"
+	"edgeota/test/testutil"
 )
 
 type reportKey struct {
@@ -166,7 +167,7 @@ func TestUplinkSurvivesBrokerOutage(t *testing.T) {
 	b := mqttpeer.Start(t)
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 	topics := protocol.Topics{}
 	sub := mqttpeer.Subscribe(t, b.URL(), topics.GatewayAll("gw1"))
 	away := mqttpeer.Subscribe(t, b.URL(), topics.Gateway("gw1", protocol.TopicHealth))
@@ -246,7 +247,7 @@ func TestUplinkSurvivesGatewayKill(t *testing.T) {
 	b := mqttpeer.Start(t)
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 	sub := mqttpeer.Subscribe(t, b.URL(), protocol.Topics{}.GatewayAll("gw1"))
 	g := startUplinkGateway(t, dir, b.URL(), coap, admin)
 	s := newSender(t, coap)
@@ -280,7 +281,7 @@ func TestOfflineWill(t *testing.T) {
 	b := mqttpeer.Start(t)
 	dir := t.TempDir()
 	mustRun(t, dir, "keygen", "--out", "op")
-	coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	coap, admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 	state := protocol.Topics{}.Gateway("gw1", protocol.TopicState)
 	sub := mqttpeer.Subscribe(t, b.URL(), state)
 	g := startUplinkGateway(t, dir, b.URL(), coap, admin)

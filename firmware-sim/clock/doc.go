@@ -10,6 +10,7 @@
 //
 // The consumers declare the clock they need and import nothing from here:
 // the node agent's nodeagent.Clock (Now and After), the gateway's
-// func() time.Time (pass a clock's Now method). Every clock here has Now and
-// After, so each fits both.
+// gateway.Clock (Now; a Scale method, which [Scaled] has, is reported as
+// the gateway's time scale), a store's func() time.Time (pass a clock's
+// Now method).
 package clock

@@ -10,39 +10,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"edgeota/test/testutil"
 )
-
-// settleTimeout bounds every wait; it is generous because the wait ends as
-// soon as its condition holds.
-const settleTimeout = 10 * time.Second
-
-// poll checks cond every half millisecond until it holds or timeout
-// passes, and reports whether it held.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(500 * time.Microsecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
-}
-
-// waitFor waits until cond holds, failing the test after timeout.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	if !poll(timeout, cond) {
-		tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-	}
-}
 
 // waitGoroutines waits until no more than baseline goroutines are left.
 func waitGoroutines(tb testing.TB, baseline int) {
 	tb.Helper()
-	if !poll(settleTimeout, func() bool { return runtime.NumGoroutine() <= baseline }) {
+	if !testutil.Poll(func() bool { return runtime.NumGoroutine() <= baseline }) {
 		buf := make([]byte, 1<<20)
 		tb.Fatalf("%d goroutines, want at most %d:\n%s",
 			runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
@@ -240,7 +215,7 @@ func balanced(s DirStats) bool { return s.In+s.Duplicated == s.Delivered+s.Dropp
 // relay, the echo server and back, or was dropped.
 func (g *rig) settle(tb testing.TB) {
 	tb.Helper()
-	waitFor(tb, settleTimeout, "the link to settle", func() bool {
+	testutil.Eventually(tb, "the link to settle", func() bool {
 		st := g.r.Stats()
 		sent, got := 0, 0
 		for _, c := range g.clients {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"edgeota/test/testutil"
 )
 
 // seed is the fixed seed of the statistical tests; the figures they check
@@ -181,7 +183,7 @@ func TestLatency(t *testing.T) {
 	for i := range 10 {
 		start := time.Now()
 		c.send(t, packet(uint64(i), 16))
-		waitFor(t, settleTimeout, "the reply", func() bool { return c.count() == i+1 })
+		testutil.Eventually(t, "the reply", func() bool { return c.count() == i+1 })
 		c.mu.Lock()
 		rtt := c.when[i].Sub(start)
 		c.mu.Unlock()
@@ -201,7 +203,7 @@ func TestBandwidth(t *testing.T) {
 	for i := range n {
 		c.send(t, packet(uint64(i), size))
 		if (i+1)%10 == 0 { // let the relay drain its socket
-			waitFor(t, settleTimeout, "the relay to read", func() bool { return g.r.Stats().Up.In == uint64(i+1) })
+			testutil.Eventually(t, "the relay to read", func() bool { return g.r.Stats().Up.In == uint64(i+1) })
 		}
 	}
 	g.settle(t)
@@ -248,7 +250,7 @@ func TestOutageDropsDatagramsInFlight(t *testing.T) {
 	for i := range 10 {
 		c.send(t, packet(uint64(i), 16))
 	}
-	waitFor(t, settleTimeout, "the relay to read", func() bool { return g.r.Stats().Up.In == 10 })
+	testutil.Eventually(t, "the relay to read", func() bool { return g.r.Stats().Up.In == 10 })
 	slow.Outage = func(time.Time) bool { return true }
 	if err := g.r.SetLink(slow, Link{}); err != nil {
 		t.Fatal(err)
@@ -301,7 +303,7 @@ func TestQueueLimit(t *testing.T) {
 	for i := range 50 {
 		c.send(t, packet(uint64(i), 16))
 	}
-	waitFor(t, settleTimeout, "the relay to read", func() bool { return g.r.Stats().Up.In == 50 })
+	testutil.Eventually(t, "the relay to read", func() bool { return g.r.Stats().Up.In == 50 })
 	st := g.r.Stats()
 	if st.Up.Overflow != 40 || st.Up.Dropped != 40 {
 		t.Errorf("up %+v, want 40 dropped as overflow", st.Up)

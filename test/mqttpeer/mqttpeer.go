@@ -47,6 +47,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"edgeota/test/testutil"
 )
 
 // Timeouts of the harness; generous, for loaded CI machines.
@@ -120,20 +122,13 @@ func StartWith(tb testing.TB, o Options) *Broker {
 			tb.Logf("mosquitto on port %d logged:\n%s", b.port, b.log.String())
 		}
 	})
-	// A free port can be taken between probing and mosquitto's bind: try
-	// a few.
-	var err error
-	for range 5 {
-		b.port, err = freePort()
-		if err != nil {
-			tb.Fatalf("mqttpeer: %v", err)
-		}
-		if err = b.start(); err == nil {
-			return b
-		}
-	}
-	tb.Fatalf("mqttpeer: %v", err)
-	return nil
+	// A free port can be taken between probing and mosquitto's bind:
+	// Retry tries others.
+	testutil.Retry(tb, "tcp", func(port int) error {
+		b.port = port
+		return b.start()
+	})
+	return b
 }
 
 // URL returns the broker's address for paho: tcp://127.0.0.1:PORT, or
@@ -402,15 +397,6 @@ func findMosquitto() string {
 		}
 	}
 	return ""
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Message is one message a [Counter] received.

@@ -1,7 +1,8 @@
 // Package testutil holds what edgeota's tests share: waiting for a
 // condition or a value with a message that says what was awaited
 // ([Eventually], [Receive]), loopback ports for the servers a test starts
-// ([FreePort], [Retry]), and a fake clock ([NewFakeClock]).
+// ([FreePort], [Retry]), and a fake clock ([NewFakeClock]). [Poll] is the
+// polling under [Eventually], for a caller that writes its own message.
 //
 // A wait here has a ceiling, [DefaultCeiling], but the ceiling is a safety
 // net against a test that would otherwise hang, never the assertion: a
@@ -26,7 +27,7 @@ import (
 const DefaultCeiling = 2 * time.Minute
 
 // maxPoll is the longest pause between two checks of a condition.
-const maxPoll = 50 * time.Millisecond
+const maxPoll = 20 * time.Millisecond
 
 // Option changes how a wait polls or how long it may take.
 type Option func(*waitConfig)
@@ -42,7 +43,7 @@ type waitConfig struct {
 func Within(d time.Duration) Option { return func(c *waitConfig) { c.ceiling = d } }
 
 // Every polls the condition at a fixed interval instead of backing off from
-// a millisecond to 50ms: for a condition that is costly to check.
+// a millisecond to 20ms: for a condition that is costly to check.
 func Every(d time.Duration) Option { return func(c *waitConfig) { c.poll = d } }
 
 func configure(opts []Option) waitConfig {
@@ -63,6 +64,10 @@ func Eventually(tb testing.TB, what string, cond func() bool, opts ...Option) {
 		tb.Fatalf("gave up after %v waiting for %s", c.ceiling, what)
 	}
 }
+
+// Poll checks cond until it holds or the ceiling passes, and reports
+// whether it held: for a caller that writes its own failure message.
+func Poll(cond func() bool, opts ...Option) bool { return poll(configure(opts), cond) }
 
 // poll checks cond until it holds or c.ceiling passes, and reports
 // whether it held.

@@ -4,24 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"edgeota/test/testutil"
 )
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := new(fakeClock)
-	c.ns.Store(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // openTest opens an outbox in a fresh directory with cfg (its Path set
 // there) and returns it and its path.
@@ -55,13 +44,7 @@ func appendWait(tb testing.TB, o *Outbox, kind Kind, node string, data []byte) e
 	if err := o.Append(kind, node, data, func(err error) { ch <- err }); err != nil {
 		return err
 	}
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(10 * time.Second):
-		tb.Fatal("done was not called within 10s")
-		return nil
-	}
+	return testutil.Receive(tb, "the append's done call", ch)
 }
 
 // mustAppend appends and waits for done, failing the test on an error.

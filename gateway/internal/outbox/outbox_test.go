@@ -12,10 +12,12 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"edgeota/test/testutil"
 )
 
 func TestRoundTrip(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	o, _ := openTest(t, Config{Clock: clock.Now})
 	t0 := clock.Now()
 	mustAppend(t, o, KindHealth, "node-1", []byte("h1"))

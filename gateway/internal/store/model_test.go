@@ -12,6 +12,7 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/test/testutil"
 )
 
 func TestPutModel(t *testing.T) {
@@ -33,7 +34,7 @@ func TestPutModel(t *testing.T) {
 	k := testKeys(t, 1)
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := testutil.NewFakeClock()
 			db, _ := openTest(t, WithChunkSize(c.chunkSize), WithClock(clock.Now))
 			image := randomImage(rand.New(rand.NewPCG(uint64(i), 1)), c.size)
 			signed := k.sign(t, manifestFor(image, 7))
@@ -308,7 +309,7 @@ const maxReadAtAllocs = 12
 
 func TestEvict(t *testing.T) {
 	k := testKeys(t, 1)
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	db, _ := openTest(t, WithClock(clock.Now))
 	rng := rand.New(rand.NewPCG(6, 6))
 	var ms []*Model

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"edgeota/protocol"
+	"edgeota/test/testutil"
 )
 
 func testHello(id string) *protocol.Hello {
@@ -39,7 +40,7 @@ func testStatus(id string, state protocol.State, boot, number uint64) *protocol.
 }
 
 func TestNodeRegistry(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	db, path := openTest(t, WithClock(clock.Now))
 
 	h := testHello("node-b")

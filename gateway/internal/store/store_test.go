@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"edgeota/test/testutil"
 )
 
 func TestOpenOptions(t *testing.T) {
@@ -122,7 +124,7 @@ func TestOpenCleansUp(t *testing.T) {
 
 func TestReopenKeepsModels(t *testing.T) {
 	k := testKeys(t, 1)
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	db, path := openTest(t, WithChunkSize(4096), WithClock(clock.Now))
 	rng := rand.New(rand.NewPCG(11, 11))
 	images := [][]byte{randomImage(rng, 10_000), randomImage(rng, 100_000)}

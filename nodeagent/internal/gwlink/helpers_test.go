@@ -514,18 +514,6 @@ func testHello(node string) *protocol.Hello {
 	return &protocol.Hello{NodeID: node, Labels: map[string]string{"site": "lab"}, AgentVersion: "0.1.0", Component: "kws-model"}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func must(tb testing.TB, err error) {
 	tb.Helper()
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"edgeota/test/testutil"
 )
 
 func TestManifest(t *testing.T) {
@@ -102,7 +104,7 @@ func TestWatch(t *testing.T) {
 	w, _ := startWatch(t, c)
 
 	w.next(t, 5*time.Second, "") // nothing assigned
-	waitFor(t, 5*time.Second, "an observer", func() bool { return g.observerCount(testNode) == 1 })
+	testutil.Eventually(t, "an observer", func() bool { return g.observerCount(testNode) == 1 })
 	g.setManifest(testNode, []byte("manifest A"))
 	w.next(t, 5*time.Second, "manifest A")
 	g.setManifest(testNode, []byte("manifest A")) // same ETag: no call
@@ -111,7 +113,7 @@ func TestWatch(t *testing.T) {
 	// Let several polls answer 2.03: still no call.
 	gets := func() int { var n int; g.with(func(g *testGateway) { n = g.manifestGets }); return n }
 	before := gets()
-	waitFor(t, 5*time.Second, "three polls", func() bool { return gets() >= before+3 })
+	testutil.Eventually(t, "three polls", func() bool { return gets() >= before+3 })
 	w.none(t)
 	g.setManifest(testNode, nil)
 	w.next(t, 5*time.Second, "")
@@ -137,7 +139,7 @@ func TestWatchRestart(t *testing.T) {
 	w.next(t, 5*time.Second, "manifest A")
 
 	g1.stop()
-	waitFor(t, 5*time.Second, "the client to see the gateway down", func() bool {
+	testutil.Eventually(t, "the client to see the gateway down", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.gen > 1
@@ -146,7 +148,7 @@ func TestWatchRestart(t *testing.T) {
 	g2.setKnown(testNode, true)
 	g2.setManifest(testNode, []byte("manifest B"))
 	w.next(t, 10*time.Second, "manifest B")
-	waitFor(t, 5*time.Second, "an observer at the new gateway", func() bool { return g2.observerCount(testNode) == 1 })
+	testutil.Eventually(t, "an observer at the new gateway", func() bool { return g2.observerCount(testNode) == 1 })
 	g2.setManifest(testNode, []byte("manifest C"))
 	w.next(t, 5*time.Second, "manifest C")
 }
@@ -167,7 +169,7 @@ func TestWatchRestartForgotten(t *testing.T) {
 	g2 := newGateway(t, addr, false)
 	g2.setManifest(testNode, []byte("manifest B"))
 	w.next(t, 10*time.Second, "manifest B")
-	waitFor(t, 5*time.Second, "an observer at the new gateway", func() bool { return g2.observerCount(testNode) == 1 })
+	testutil.Eventually(t, "an observer at the new gateway", func() bool { return g2.observerCount(testNode) == 1 })
 	g2.with(func(g *testGateway) {
 		if len(g.posts["hello"]) != 1 {
 			t.Errorf("new gateway got %d hellos, want 1", len(g.posts["hello"]))
@@ -186,9 +188,9 @@ func TestWatchRefresh(t *testing.T) {
 	must(t, c.Hello(context.Background(), testHello(testNode)))
 	w, _ := startWatch(t, c)
 	w.next(t, 5*time.Second, "")
-	waitFor(t, 5*time.Second, "an observer", func() bool { return g.observerCount(testNode) == 1 })
+	testutil.Eventually(t, "an observer", func() bool { return g.observerCount(testNode) == 1 })
 	g.forgetObservers()
-	waitFor(t, 10*time.Second, "a new registration", func() bool { return g.observerCount(testNode) == 1 })
+	testutil.Eventually(t, "a new registration", func() bool { return g.observerCount(testNode) == 1 })
 	g.setManifest(testNode, []byte("manifest A"))
 	w.next(t, 5*time.Second, "manifest A")
 }
@@ -200,7 +202,7 @@ func TestWatchUnknownNode(t *testing.T) {
 	c := dial(t, g.addr, fastOpts(WithPollInterval(time.Hour))...)
 	g.setManifest(testNode, []byte("manifest A"))
 	w, _ := startWatch(t, c)
-	waitFor(t, 5*time.Second, "a refused registration", func() bool {
+	testutil.Eventually(t, "a refused registration", func() bool {
 		var n int
 		g.with(func(g *testGateway) { n = g.manifestGets })
 		return n > 0
