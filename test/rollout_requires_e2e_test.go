@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"edgeota/test/testutil"
 )
 
 // requiresStatus is what these tests read of a rollout's status JSON.
@@ -60,7 +61,7 @@ func TestRolloutRequiresRuntimeAndMetricGate(t *testing.T) {
 		}
 		mustRun(t, dir, args...)
 	}
-	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), freePort(t, "tcp")
+	coap, adminPort := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), testutil.FreePort(t, "tcp")
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	startDaemon(t, dir, "gateway", "--data", "gw-data", "--trust", "op.pub", "--deploy-trust", "deployer.pub",
 		"--insecure-udp", "--coaps", "-", "--coap", coap, "--admin", fmt.Sprintf("127.0.0.1:%d", adminPort), "--gateway-id", "gw-1")
@@ -93,7 +94,7 @@ func TestRolloutRequiresRuntimeAndMetricGate(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, "the nodes to say hello", 20*time.Second, func() bool { return len(nodes()) == len(runtimes) })
+	testutil.Eventually(t, "the nodes to say hello", func() bool { return len(nodes()) == len(runtimes) })
 	for id, n := range nodes() {
 		if n.Runtime != runtimes[id] {
 			t.Fatalf("the gateway has %s's runtime %q, want %q", id, n.Runtime, runtimes[id])
@@ -131,7 +132,7 @@ max_concurrent: 10
 	}
 
 	deploy("tflm", "1", "tflm.cose", "{max_failed: 0, min_reports: 1}")
-	waitFor(t, "every node of the tflm rollout to settle", 90*time.Second, func() bool { return status("tflm").settled() })
+	testutil.Eventually(t, "every node of the tflm rollout to settle", func() bool { return status("tflm").settled() })
 	st := status("tflm")
 	if st.Phase != "completed" || st.Ineligible != 1 || st.Totals["succeeded"] != 2 || st.Totals["failed"]+st.Totals["timed-out"] != 0 {
 		t.Fatalf("%s with %d ineligible, totals %v; want completed, r3 ineligible, r1 and r2 succeeded, none failed", st.Phase, st.Ineligible, st.Totals)
@@ -156,7 +157,7 @@ max_concurrent: 10
 	}
 
 	deploy("lowconf", "2", "lowconf.cose", "{max_failed: 0, min_reports: 1, metrics: {low_confidence_permille: 50}}")
-	waitFor(t, "the lowconf rollout to end", 90*time.Second, func() bool { return status("lowconf").Phase != "running" })
+	testutil.Eventually(t, "the lowconf rollout to end", func() bool { return status("lowconf").Phase != "running" })
 	st = status("lowconf")
 	if st.Phase != "rolled-back" {
 		t.Fatalf("the lowconf rollout is %s, want rolled-back by its metric gate: %+v", st.Phase, st.Nodes)
