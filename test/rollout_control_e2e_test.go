@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 
 	"edgeota/gateway"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
@@ -32,17 +31,8 @@ var (
 	ctlClass       = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
 )
 
-// ctlStatus is what the test reads of a rollout's status JSON.
-type ctlStatus struct {
-	Phase string `json:"phase"`
-	Nodes []struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
-	} `json:"nodes"`
-}
-
-// in returns the ids of the nodes in state s.
-func (st ctlStatus) in(s string) []string {
+// nodesIn returns the ids of the rollout's nodes in state s.
+func nodesIn(st admin.Rollout, s admin.NodeState) []string {
 	var out []string
 	for _, n := range st.Nodes {
 		if n.State == s {
@@ -52,14 +42,16 @@ func (st ctlStatus) in(s string) []string {
 	return out
 }
 
-// touched is how many nodes the rollout ever assigned: every node not
+// nodesTouched is how many nodes the rollout ever assigned: every node not
 // waiting.
-func (st ctlStatus) touched() int { return len(st.Nodes) - len(st.in("waiting")) }
+func nodesTouched(st admin.Rollout) int { return len(st.Nodes) - len(nodesIn(st, admin.NodeWaiting)) }
 
-// ctlGateway is an in-process gateway on dataDir serving plain CoAP and
-// its admin API on loopback ports, until the test that started it ends.
+// ctlGateway is an in-process gateway on a data directory serving plain
+// CoAP and its admin API on loopback ports, until the test that started
+// it ends.
 type ctlGateway struct {
-	admin, coap string
+	api  *admin.Client
+	coap string
 }
 
 func startCtlGateway(t *testing.T, dataDir string) *ctlGateway {
@@ -76,48 +68,38 @@ func startCtlGateway(t *testing.T, dataDir string) *ctlGateway {
 	g := gatewaytest.Start(t, gateway.Config{DataDir: dataDir, Trust: []ed25519.PublicKey{provPub(ctlManifestKey)},
 		DeployTrust: []ed25519.PublicKey{provPub(ctlDeployKey)}, CoAPConn: conn, InsecureUDP: true, CoAPSAddr: "-",
 		AdminListener: ln, GatewayID: "gw-ctl"})
-	return &ctlGateway{admin: "http://" + g.AdminAddr().String(), coap: g.CoAPAddr().String()}
-}
-
-// call sends an admin request and returns its status code, decoding a
-// 200 or 201 answer into out when out is not nil.
-func (g *ctlGateway) call(t *testing.T, method, path string, body []byte, out any) int {
-	t.Helper()
-	req, err := http.NewRequest(method, g.admin+path, bytes.NewReader(body))
+	api, err := admin.NewClient("http://" + g.AdminAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	return &ctlGateway{api: api, coap: g.CoAPAddr().String()}
+}
+
+// control posts a rollout action; want is nil, or the sentinel its error
+// must match.
+func (g *ctlGateway) control(t *testing.T, id string, action admin.Action, want error) admin.Rollout {
+	t.Helper()
+	st, err := g.api.RolloutAction(adminCtx(t), id, action)
+	if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
+		t.Fatalf("%s %s: %v, want %v", action, id, err, want)
+	}
+	return st
+}
+
+func (g *ctlGateway) status(t *testing.T, id string) admin.Rollout {
+	t.Helper()
+	st, err := g.api.Rollout(adminCtx(t), id)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated) {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, b)
-		}
-	}
-	return resp.StatusCode
-}
-
-// control posts a rollout action and checks its status code.
-func (g *ctlGateway) control(t *testing.T, id, action string, want int) ctlStatus {
-	t.Helper()
-	var st ctlStatus
-	if code := g.call(t, http.MethodPost, "/v1/rollouts/"+id+"/"+action, nil, &st); code != want {
-		t.Fatalf("%s %s: %d, want %d", action, id, code, want)
+		t.Fatalf("rollout %s: %v", id, err)
 	}
 	return st
 }
 
-func (g *ctlGateway) status(t *testing.T, id string) ctlStatus {
-	t.Helper()
-	var st ctlStatus
-	if code := g.call(t, http.MethodGet, "/v1/rollouts/"+id, nil, &st); code != http.StatusOK {
-		t.Fatalf("GET rollout %s: %d", id, code)
-	}
-	return st
+// adminCtx bounds one admin call.
+func adminCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // hello says a node's Hello over CoAP; the gateway has handed it to its
@@ -185,66 +167,63 @@ func TestRolloutControlThroughAdminAPI(t *testing.T) {
 		for i := range 10 {
 			g.hello(t, hello(fmt.Sprintf("n%02d", i)))
 		}
-		var st ctlStatus
-		if code := g.call(t, http.MethodPost, "/v1/deployments", dep, &st); code != http.StatusCreated {
-			t.Fatalf("deploy: %d", code)
+		st, err := g.api.PostDeployment(adminCtx(t), dep)
+		if err != nil {
+			t.Fatalf("deploy: %v", err)
 		}
-		if a := st.in("assigned"); len(a) != 1 || st.touched() != 1 {
-			t.Fatalf("deployed: assigned %v, %d touched; want 1 (max_concurrent 1)", a, st.touched())
+		if a := nodesIn(st, admin.NodeAssigned); len(a) != 1 || nodesTouched(st) != 1 {
+			t.Fatalf("deployed: assigned %v, %d touched; want 1 (max_concurrent 1)", a, nodesTouched(st))
 		}
-		first = st.in("assigned")[0]
-		if st := g.control(t, "ctl", "pause", http.StatusOK); st.Phase != "paused" {
+		first = nodesIn(st, admin.NodeAssigned)[0]
+		if st := g.control(t, "ctl", admin.Pause, nil); st.Phase != admin.PhasePaused {
 			t.Fatalf("pause answered phase %s", st.Phase)
 		}
-		g.control(t, "ctl", "pause", http.StatusConflict)
+		g.control(t, "ctl", admin.Pause, admin.ErrConflict)
 		g.hello(t, confirmed(first))
 		st = g.status(t, "ctl")
-		if st.Phase != "paused" || len(st.in("confirmed")) != 1 || st.touched() != 1 {
+		if st.Phase != admin.PhasePaused || len(nodesIn(st, admin.NodeConfirmed)) != 1 || nodesTouched(st) != 1 {
 			t.Fatalf("paused, after %s confirmed: phase %s, confirmed %v, %d touched; want paused and no other node assigned",
-				first, st.Phase, st.in("confirmed"), st.touched())
+				first, st.Phase, nodesIn(st, admin.NodeConfirmed), nodesTouched(st))
 		}
 	}) {
 		return
 	}
 	if !t.Run("resume and abort", func(t *testing.T) {
 		g := startCtlGateway(t, dataDir)
-		if st := g.status(t, "ctl"); st.Phase != "paused" {
+		if st := g.status(t, "ctl"); st.Phase != admin.PhasePaused {
 			t.Fatalf("after a restart the rollout is %s, want paused", st.Phase)
 		}
-		st := g.control(t, "ctl", "resume", http.StatusOK)
-		if a := st.in("assigned"); st.Phase != "running" || len(a) != 1 || st.touched() != 2 {
-			t.Fatalf("resume answered phase %s, assigned %v, %d touched; want running with the next node assigned", st.Phase, a, st.touched())
+		st := g.control(t, "ctl", admin.Resume, nil)
+		if a := nodesIn(st, admin.NodeAssigned); st.Phase != admin.PhaseRunning || len(a) != 1 || nodesTouched(st) != 2 {
+			t.Fatalf("resume answered phase %s, assigned %v, %d touched; want running with the next node assigned", st.Phase, a, nodesTouched(st))
 		}
-		second = st.in("assigned")[0]
-		g.control(t, "ctl", "resume", http.StatusConflict)
-		if st := g.control(t, "ctl", "abort", http.StatusOK); st.Phase != "aborted" {
+		second = nodesIn(st, admin.NodeAssigned)[0]
+		g.control(t, "ctl", admin.Resume, admin.ErrConflict)
+		if st := g.control(t, "ctl", admin.Abort, nil); st.Phase != admin.PhaseAborted {
 			t.Fatalf("abort answered phase %s", st.Phase)
 		}
 		g.hello(t, confirmed(second))
-		if st := g.status(t, "ctl"); st.Phase != "aborted" || st.touched() != 2 {
-			t.Fatalf("aborted, after %s confirmed: phase %s, %d touched; want aborted and no other node assigned", second, st.Phase, st.touched())
+		if st := g.status(t, "ctl"); st.Phase != admin.PhaseAborted || nodesTouched(st) != 2 {
+			t.Fatalf("aborted, after %s confirmed: phase %s, %d touched; want aborted and no other node assigned", second, st.Phase, nodesTouched(st))
 		}
-		for _, action := range []string{"pause", "resume", "abort"} {
-			g.control(t, "ctl", action, http.StatusConflict)
-			g.control(t, "nope", action, http.StatusNotFound)
+		for _, action := range []admin.Action{admin.Pause, admin.Resume, admin.Abort} {
+			g.control(t, "ctl", action, admin.ErrConflict)
+			g.control(t, "nope", action, admin.ErrNotFound)
 		}
 	}) {
 		return
 	}
 	t.Run("after a restart", func(t *testing.T) {
 		g := startCtlGateway(t, dataDir)
-		if st := g.status(t, "ctl"); st.Phase != "aborted" || st.touched() != 2 {
-			t.Fatalf("after a restart the rollout is %s with %d touched, want aborted with 2", st.Phase, st.touched())
+		if st := g.status(t, "ctl"); st.Phase != admin.PhaseAborted || nodesTouched(st) != 2 {
+			t.Fatalf("after a restart the rollout is %s with %d touched, want aborted with 2", st.Phase, nodesTouched(st))
 		}
-		g.control(t, "ctl", "resume", http.StatusConflict)
-		var n struct {
-			AssignedSeq uint64 `json:"assigned_seq"`
-		}
+		g.control(t, "ctl", admin.Resume, admin.ErrConflict)
 		for i := range 10 {
 			id := fmt.Sprintf("n%02d", i)
-			n.AssignedSeq = 0
-			if code := g.call(t, http.MethodGet, "/v1/nodes/"+id, nil, &n); code != http.StatusOK {
-				t.Fatalf("GET node %s: %d", id, code)
+			n, err := g.api.Node(adminCtx(t), id)
+			if err != nil {
+				t.Fatalf("node %s: %v", id, err)
 			}
 			if want := map[bool]uint64{true: m.Seq}[id == first || id == second]; n.AssignedSeq != want {
 				t.Errorf("%s is assigned seq %d, want %d", id, n.AssignedSeq, want)
