@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -298,5 +300,61 @@ func TestOfflineWill(t *testing.T) {
 	late.WaitFor(t, func(msgs []mqttpeer.Message) bool { return len(msgs) > 0 }, 10*time.Second)
 	if m := late.Messages()[0]; string(m.Payload) != protocol.StateOffline || !m.Retained {
 		t.Fatalf("a late subscriber read %q (retained %v), want the retained %q", m.Payload, m.Retained, protocol.StateOffline)
+	}
+}
+
+// TestUplinkOverTLSWithPassword: mosquitto with a TLS listener only, no
+// anonymous clients and a password file. A gateway given mqtts://, the
+// broker's CA, its user name and a password file connects and publishes its
+// state and the reports of its nodes; a gateway with a wrong password is
+// refused, says so in an error that names the cause, and goes on serving
+// its nodes.
+func TestUplinkOverTLSWithPassword(t *testing.T) {
+	b := mqttpeer.StartWith(t, mqttpeer.Options{TLS: true, Users: map[string]string{"gw1": "correct horse", "gw2": "battery staple"}})
+	dir := t.TempDir()
+	mustRun(t, dir, "keygen", "--out", "op")
+	for name, pass := range map[string]string{"gw1.pass": "correct horse\n", "wrong.pass": "battery stapler\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(pass), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topics := protocol.Topics{}
+	sub := b.Subscribe(t, topics.GatewayAll("+"))
+	start := func(id, passFile string) (*loggedProc, string, string) {
+		coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+		p := startLogged(t, dir, id, "gateway", "--data", id+"-data", "--trust", "op.pub", "--insecure-udp", "--coaps", "-",
+			"--coap", coap, "--admin", admin, "--gateway-id", id, "--batch-interval", "50ms",
+			"--mqtt", b.URL(), "--mqtt-ca", b.CAFile(), "--mqtt-username", id, "--mqtt-password-file", passFile)
+		waitHealthy(t, p, "http://"+admin)
+		return p, coap, admin
+	}
+
+	_, coap, _ := start("gw1", "gw1.pass")
+	sub.WaitFor(t, func(msgs []mqttpeer.Message) bool {
+		for _, m := range msgs {
+			if m.Topic == topics.Gateway("gw1", protocol.TopicState) && string(m.Payload) == protocol.StateOnline {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second)
+	s := newSender(t, coap)
+	s.hello("t1")
+	s.stream([]string{"t1"}, 3, nil)
+	sub.WaitFor(t, func(msgs []mqttpeer.Message) bool { return len(received(t, msgs)) >= 3 }, 20*time.Second)
+	checkDelivered(t, s.accepted, received(t, sub.Messages()))
+
+	wrong, _, admin := start("gw2", "wrong.pass")
+	waitFor(t, "the refused gateway's error", 20*time.Second, func() bool {
+		return strings.Contains(wrong.log.String(), "the MQTT broker refused the gateway's credentials")
+	})
+	if strings.Contains(wrong.log.String(), "broker connected") {
+		t.Fatalf("the gateway with a wrong password connected:\n%s", wrong.log.String())
+	}
+	waitHealthy(t, wrong, "http://"+admin) // still serving its nodes
+	for _, m := range sub.Messages() {
+		if tp, err := topics.Parse(m.Topic); err == nil && tp.Gateway == "gw2" {
+			t.Fatalf("the gateway with a wrong password published on %s", m.Topic)
+		}
 	}
 }

@@ -23,13 +23,13 @@ type mqttFlags struct {
 
 func (m *mqttFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&m.url, "mqtt", "", "MQTT broker for the uplink: tcp://HOST:1883, ssl://HOST:8883, embedded or embedded:ADDR (none: no uplink)")
+	fl.StringVar(&m.url, "mqtt", "", "MQTT broker for the uplink: tcp://HOST:1883, mqtts://HOST:8883 (TLS; ssl:// is the same), embedded or embedded:ADDR (none: no uplink)")
 	fl.StringVar(&m.gatewayID, "gateway-id", "", "this gateway's id in MQTT topics and deployments (default: the host name)")
 	fl.StringVar(&m.idAlias, "id", "", "same as --gateway-id")
 	fl.StringVar(&m.prefix, "mqtt-prefix", "edgeota/v1", "MQTT topic prefix")
-	fl.StringVar(&m.ca, "mqtt-ca", "", "CA certificate (PEM) of an ssl:// broker")
-	fl.StringVar(&m.cert, "mqtt-cert", "", "client certificate (PEM) for an ssl:// broker")
-	fl.StringVar(&m.key, "mqtt-key", "", "client key (PEM) for an ssl:// broker")
+	fl.StringVar(&m.ca, "mqtt-ca", "", "CA certificate (PEM) of an mqtts:// broker")
+	fl.StringVar(&m.cert, "mqtt-cert", "", "client certificate (PEM) for an mqtts:// broker")
+	fl.StringVar(&m.key, "mqtt-key", "", "client key (PEM) for an mqtts:// broker")
 	fl.StringVar(&m.user, "mqtt-username", "", "MQTT user name")
 	fl.StringVar(&m.passFile, "mqtt-password-file", "", "file holding the MQTT password")
 	fl.IntVar(&m.batchMax, "batch-max", 512, "most reports or events per MQTT publish (at most 1024)")
@@ -66,7 +66,7 @@ func (m *mqttFlags) apply(gc *gateway.Config) error {
 			gc.MQTTPassword = strings.TrimRight(string(b), "\r\n")
 		}
 	}
-	if strings.HasPrefix(m.url, "ssl://") || strings.HasPrefix(m.url, "tls://") {
+	if strings.HasPrefix(m.url, "mqtts://") || strings.HasPrefix(m.url, "ssl://") || strings.HasPrefix(m.url, "tls://") {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if m.ca != "" {
 			pem, err := os.ReadFile(m.ca)
@@ -88,7 +88,7 @@ func (m *mqttFlags) apply(gc *gateway.Config) error {
 		}
 		gc.MQTTTLS = tc
 	} else if m.ca != "" || m.cert != "" {
-		return usagef("--mqtt-ca and --mqtt-cert need an ssl:// broker")
+		return usagef("--mqtt-ca and --mqtt-cert need an mqtts:// broker")
 	}
 	return nil
 }

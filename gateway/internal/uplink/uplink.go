@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgeota/gateway/internal/outbox"
@@ -34,7 +35,7 @@ type Config struct {
 	GatewayID string
 	// Prefix of every topic (default protocol.DefaultTopicPrefix).
 	Prefix string
-	// TLS configures ssl:// brokers (CA, client certificate).
+	// TLS configures mqtts:// (or ssl://) brokers (CA, client certificate).
 	TLS *tls.Config
 	// Username and Password authenticate to the broker.
 	Username, Password string
@@ -69,6 +70,9 @@ type Uplink struct {
 	inflight  [2]atomic.Int64 // items peeked and not yet acked or nacked, per kind
 	gen       [2]atomic.Int64 // bumped by a Nack: batches of older generations no longer count
 	m         metrics
+
+	failMu      sync.Mutex
+	lastFailure string // the last connection failure logged, "" once connected
 
 	rolloutMu   sync.Mutex
 	rollouts    map[string]any // rollout statuses not yet published, latest wins
@@ -153,6 +157,11 @@ func New(cfg Config, q Queue) (*Uplink, error) {
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			u.connected.Store(false)
 			u.log.Warn("broker connection lost; reports stay in the outbox", "broker", cfg.Broker, "err", err)
+		}).
+		SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+			if f, ok := n.(mqtt.ConnectionNotificationFailed); ok {
+				u.connectFailed(f.Reason)
+			}
 		})
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
@@ -175,7 +184,30 @@ func (u *Uplink) Kick(kind outbox.Kind) {
 	}
 }
 
+// connectFailed logs a failed connection attempt, once for each reason in
+// a row (paho retries every second or so): at error level when the broker
+// refused the gateway's credentials, which retrying will not mend. The
+// uplink keeps retrying either way; reports wait in the outbox.
+func (u *Uplink) connectFailed(err error) {
+	u.failMu.Lock()
+	same := err.Error() == u.lastFailure
+	u.lastFailure = err.Error()
+	u.failMu.Unlock()
+	if same {
+		return
+	}
+	if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+		u.log.Error("the MQTT broker refused the gateway's credentials (wrong user name or password, or not allowed to connect); retrying",
+			"broker", u.cfg.Broker, "username", u.cfg.Username, "err", err)
+		return
+	}
+	u.log.Warn("cannot connect to the MQTT broker; retrying; reports stay in the outbox", "broker", u.cfg.Broker, "err", err)
+}
+
 func (u *Uplink) onConnect(c mqtt.Client) {
+	u.failMu.Lock()
+	u.lastFailure = ""
+	u.failMu.Unlock()
 	u.log.Info("broker connected", "broker", u.cfg.Broker, "gateway", u.cfg.GatewayID)
 	go func() {
 		if t := c.Publish(u.Topic(protocol.TopicState), 1, true, protocol.StateOnline); t.WaitTimeout(10*time.Second) && t.Error() != nil {
