@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -230,4 +231,67 @@ func TestRolloutsNeedTheirDeploymentKeys(t *testing.T) {
 		t.Fatalf("New without deployment keys: %v, want ErrNoDeploymentKeys naming no flag", err)
 	}
 	gatewaytest.Start(t, cfg)
+}
+
+// TestRolloutStatusRetained: a rollout's status is published, retained, on
+// its rollout topic (docs/protocol.md section 6): a subscriber that comes
+// after the gateway published reads the current status at once, and when
+// the rollout changes (paused through the admin API) a later subscriber
+// reads the new one.
+func TestRolloutStatusRetained(t *testing.T) {
+	b := mqttpeer.Start(t)
+	e := newMQTTEnv(t, b.URL())
+	topics := protocol.Topics{}
+	live := mqttpeer.Subscribe(t, b.URL(), topics.Rollout("gw-1", "+"))
+	hello(t, e.dial(), "node-1") // labels hw=rev2: in the deployment's cohort
+	md := e.model(7, 3000)
+	e.push(md.signed, md.image)
+	mqttpeer.Publish(t, b.URL(), topics.Deployment("gw-1", "dep-1"), e.deployment(nil, md.signed), true)
+
+	type status struct {
+		ID    string `json:"id"`
+		Phase string `json:"phase"`
+		Wave  int    `json:"wave"`
+	}
+	phase := func(m mqttpeer.Message) status {
+		var st status
+		if err := json.Unmarshal(m.Payload, &st); err != nil {
+			t.Fatalf("rollout status on %s is not JSON: %v: %q", m.Topic, err, m.Payload)
+		}
+		return st
+	}
+	// lateReads waits until live has seen the rollout in phase want, then
+	// checks that a new subscriber's first message is the retained status
+	// in that phase, and one the gateway published (live gets it too).
+	lateReads := func(want string) {
+		t.Helper()
+		live.WaitFor(t, func(msgs []mqttpeer.Message) bool {
+			return len(msgs) > 0 && phase(msgs[len(msgs)-1]).Phase == want
+		}, 20*time.Second)
+		late := mqttpeer.Subscribe(t, b.URL(), topics.Rollout("gw-1", "dep-1"))
+		late.WaitFor(t, func(msgs []mqttpeer.Message) bool { return len(msgs) > 0 }, 10*time.Second)
+		m := late.Messages()[0]
+		if st := phase(m); !m.Retained || st.ID != "dep-1" || st.Phase != want {
+			t.Fatalf("a late subscriber read %+v (retained %v), want the retained status of dep-1 in phase %s", st, m.Retained, want)
+		}
+		live.WaitFor(t, func(msgs []mqttpeer.Message) bool {
+			for _, l := range msgs {
+				if bytes.Equal(l.Payload, m.Payload) {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second) // the retained status is one the gateway published
+	}
+	lateReads("running")
+
+	resp, err := http.Post(e.admin+"/v1/rollouts/dep-1/pause", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("pause: %s", resp.Status)
+	}
+	lateReads("paused")
 }
