@@ -9,6 +9,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -39,7 +40,8 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumSessionExpiryInterval = 3600
 	caps.MaximumInflight = 1024
-	srv := mqtt.New(&mqtt.Options{Logger: log.With("component", "embedded-broker"), Capabilities: caps, InlineClient: true})
+	log = slog.New(namedHandler{log.Handler()}).With("component", "embedded-broker")
+	srv := mqtt.New(&mqtt.Options{Logger: log, Capabilities: caps, InlineClient: true})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("broker: %w", err)
@@ -60,3 +62,27 @@ func (b *Broker) URL() string { return "tcp://" + b.addr.String() }
 
 // Close stops the broker.
 func (b *Broker) Close() error { return b.srv.Close() }
+
+// namedHandler names the records mochi logs without a message: a client
+// connection that ended with an error (its listeners log
+// Warn("", "error", err)). Every line of the gateway's log says what
+// happened, in a "msg" of its own under --log-format json too.
+type namedHandler struct{ slog.Handler }
+
+// connectionEnded is the message of mochi's records that have none.
+const connectionEnded = "client connection ended with an error"
+
+func (h namedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" {
+		r.Message = connectionEnded
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h namedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return namedHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h namedHandler) WithGroup(name string) slog.Handler {
+	return namedHandler{h.Handler.WithGroup(name)}
+}
