@@ -2,8 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -96,14 +94,8 @@ func TestOriginFetchResumes(t *testing.T) {
 			o := &flakyOrigin{image: md.image, dropAt: dropAt, ignoreRange: tt.ignoreRange, corrupt: tt.corrupt}
 			srv := httptest.NewServer(o)
 			t.Cleanup(srv.Close)
-			body, _ := json.Marshal(map[string]string{"manifest": base64.StdEncoding.EncodeToString(md.signed), "origin": srv.URL + "/kws.bin"})
-			resp, err := http.Post(e.admin+"/v1/models/fetch", "application/json", bytes.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("POST /v1/models/fetch: %s", resp.Status)
+			if _, err := e.api.FetchModel(ctxT(t), md.signed, srv.URL+"/kws.bin"); err != nil {
+				t.Fatalf("fetch from the origin: %v", err)
 			}
 			c := e.dial()
 			code := waitFetched(t, c, md.m.Digest)

@@ -285,13 +285,8 @@ func TestRolloutStatusRetained(t *testing.T) {
 	}
 	lateReads("running")
 
-	resp, err := http.Post(e.admin+"/v1/rollouts/dep-1/pause", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("pause: %s", resp.Status)
+	if _, err := e.api.PauseRollout(ctxT(t), "dep-1"); err != nil {
+		t.Fatalf("pause: %v", err)
 	}
 	lateReads("paused")
 }
