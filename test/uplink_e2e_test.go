@@ -321,7 +321,7 @@ func TestUplinkOverTLSWithPassword(t *testing.T) {
 	topics := protocol.Topics{}
 	sub := b.Subscribe(t, topics.GatewayAll("+"))
 	start := func(id, passFile string) (*loggedProc, string, string) {
-		coap, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+		coap, admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "udp")), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "tcp"))
 		p := startLogged(t, dir, id, "gateway", "--data", id+"-data", "--trust", "op.pub", "--insecure-udp", "--coaps", "-",
 			"--coap", coap, "--admin", admin, "--gateway-id", id, "--batch-interval", "50ms",
 			"--mqtt", b.URL(), "--mqtt-ca", b.CAFile(), "--mqtt-username", id, "--mqtt-password-file", passFile)
@@ -345,7 +345,7 @@ func TestUplinkOverTLSWithPassword(t *testing.T) {
 	checkDelivered(t, s.accepted, received(t, sub.Messages()))
 
 	wrong, _, admin := start("gw2", "wrong.pass")
-	waitFor(t, "the refused gateway's error", 20*time.Second, func() bool {
+	testutil.Eventually(t, "the refused gateway's error", func() bool {
 		return strings.Contains(wrong.log.String(), "the MQTT broker refused the gateway's credentials")
 	})
 	if strings.Contains(wrong.log.String(), "broker connected") {
