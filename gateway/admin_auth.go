@@ -27,6 +27,10 @@ import (
 // beyond loopback without Config.AdminToken.
 var ErrAdminNoToken = errors.New("the admin API listens beyond loopback without a token")
 
+// ErrAdminTokenShort is returned by New for an admin token shorter than 16
+// characters.
+var ErrAdminTokenShort = errors.New("admin token too short")
+
 // minAdminToken is the shortest admin token New accepts.
 const minAdminToken = 16
 
@@ -37,7 +41,7 @@ const minAdminToken = 16
 func checkAdminSecurity(cfg *Config) error {
 	if t := cfg.AdminToken; t != "" {
 		if len(t) < minAdminToken {
-			return fmt.Errorf("gateway: admin token too short (%d characters, want at least %d): let the gateway generate one (edgeota gateway --admin-token-file on a file that does not exist yet)", len(t), minAdminToken)
+			return fmt.Errorf("gateway: %w (%d characters, want at least %d)", ErrAdminTokenShort, len(t), minAdminToken)
 		}
 		for i := 0; i < len(t); i++ {
 			if t[i] <= ' ' || t[i] > '~' {
@@ -102,7 +106,7 @@ func (g *Gateway) logAdminSecurity() {
 	}
 	g.log.Info("admin API", "addr", g.admin.Addr().String(), "scheme", scheme, "token_required", g.cfg.AdminToken != "")
 	if g.cfg.AdminToken != "" && g.cfg.AdminTLS == nil && checkAdminAddr(g.admin.Addr()) != nil {
-		g.log.Warn("admin API beyond loopback over plain HTTP: its token crosses the network in clear; give it a certificate (--admin-cert, --admin-key)")
+		g.log.Warn("admin API beyond loopback over plain HTTP: its token crosses the network in clear; give it a certificate (Config.AdminTLS)")
 	}
 }
 
@@ -128,6 +132,5 @@ func checkAdminAddr(a net.Addr) error {
 }
 
 func adminExposedErr(addr string) error {
-	return fmt.Errorf("gateway: %w (%s): give the gateway a token (Config.AdminToken; edgeota gateway --admin-token-file FILE, created when missing) or listen on 127.0.0.1",
-		ErrAdminNoToken, addr)
+	return fmt.Errorf("gateway: %w (%s)", ErrAdminNoToken, addr)
 }

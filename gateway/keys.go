@@ -102,7 +102,7 @@ func ImportKeys(dataDir string, keys map[string][]byte) ([]string, error) {
 	}
 	db, err := store.Open(filepath.Join(dataDir, "gateway.db"), store.WithLockTimeout(time.Second))
 	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("gateway: %w: import through its admin API (--admin)", ErrGatewayRunning)
+		return nil, fmt.Errorf("gateway: %w: import through its admin API", ErrGatewayRunning)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

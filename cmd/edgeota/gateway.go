@@ -218,6 +218,10 @@ func withFlagHint(err error) error {
 		return fmt.Errorf("%w: give a DTLS address (--coaps) or, for development, --insecure-udp", err)
 	case errors.Is(err, gateway.ErrNoDeploymentKeys):
 		return fmt.Errorf("%w: give the deployment keys (--deploy-trust)", err)
+	case errors.Is(err, gateway.ErrAdminNoToken):
+		return fmt.Errorf("%w: give the gateway a token (--admin-token-file FILE, created when missing) or listen on 127.0.0.1", err)
+	case errors.Is(err, gateway.ErrAdminTokenShort):
+		return fmt.Errorf("%w: let the gateway generate one (--admin-token-file on a file that does not exist yet)", err)
 	}
 	return err
 }

@@ -20,6 +20,8 @@ func TestGatewayErrorsGetTheirFlag(t *testing.T) {
 	}{
 		{"no CoAP service", fmt.Errorf("gateway: %w", gateway.ErrNoCoAP), "--insecure-udp"},
 		{"no deployment keys", fmt.Errorf("gateway: the database holds rollouts: %w", gateway.ErrNoDeploymentKeys), "--deploy-trust"},
+		{"admin beyond loopback", fmt.Errorf("gateway: %w (0.0.0.0:8080)", gateway.ErrAdminNoToken), "--admin-token-file"},
+		{"short admin token", fmt.Errorf("gateway: %w (6 characters, want at least 16)", gateway.ErrAdminTokenShort), "--admin-token-file"},
 		{"anything else", other, other.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
