@@ -526,10 +526,18 @@ var wellKnownCoreGET = []byte{
 	'c', 'o', 'r', 'e',
 }
 
-// floodGETs sends confirmable GETs of /.well-known/core on c as fast as
-// it can until ctx ends, each with a new message id and token, while it
-// counts the answers read from c; it closes c.
-func floodGETs(ctx context.Context, c net.Conn, st *floodStats) {
+// floodTick is how often a flooder sends its next batch: perSecond/100
+// requests every 10 ms.
+const floodTick = 10 * time.Millisecond
+
+// floodGETs sends confirmable GETs of /.well-known/core on c at perSecond
+// until ctx ends, each with a new message id and token, while it counts
+// the answers read from c; it closes c. The rate is a ceiling, never
+// exceeded: a batch of perSecond/100 per tick of a time.Ticker, which
+// drops the ticks a busy sender misses instead of catching up. A flood as
+// fast as the CPU allows would measure how many cores the flooder takes
+// from the gateway, not how the gateway treats a source over its rate.
+func floodGETs(ctx context.Context, c net.Conn, perSecond int, st *floodStats) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -547,12 +555,23 @@ func floodGETs(ctx context.Context, c net.Conn, st *floodStats) {
 			st.count(buf[:n])
 		}
 	}()
+	batch := max(1, perSecond*int(floodTick)/int(time.Second))
+	tick := time.NewTicker(floodTick)
+	defer tick.Stop()
 	msg := slices.Clone(wellKnownCoreGET)
-	for i := uint16(0); ctx.Err() == nil; i++ {
-		binary.BigEndian.PutUint16(msg[2:4], i)
-		binary.BigEndian.PutUint16(msg[4:6], i)
-		if _, err := c.Write(msg); err == nil {
-			st.sent.Add(1)
+	var id uint16
+	for ctx.Err() == nil {
+		for range batch {
+			id++
+			binary.BigEndian.PutUint16(msg[2:4], id)
+			binary.BigEndian.PutUint16(msg[4:6], id)
+			if _, err := c.Write(msg); err == nil {
+				st.sent.Add(1)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
 		}
 	}
 	c.Close()
@@ -587,15 +606,35 @@ func dialDTLS(t *testing.T, from, addr, identity string, key []byte) *piondtls.C
 	return dc
 }
 
+// floodRate is the rate each flooder of
+// TestFloodFromOneAddressDoesNotStarveOthers sends at, in requests per
+// second: 10 times its source's rate and 40 times its node's rate there,
+// and a small share of what the gateway can refuse (it answered over
+// 30,000 refused requests a second on a 2-core machine whose two cores the
+// flooders kept busy).
+const floodRate = 2000
+
 // TestFloodFromOneAddressDoesNotStarveOthers: while two flooders send
-// confirmable requests as fast as they can (one from 127.0.0.2 over plain
+// confirmable requests at floodRate each (one from 127.0.0.2 over plain
 // UDP, one from 127.0.0.3 over its own DTLS session), three node processes
 // on 127.0.0.1, two over DTLS and one over plain UDP, each sharing a socket
 // with a flooder, say Hello and download, verify and confirm a 400 kB
 // model; the flooders get 4.29 with Max-Age 1 and no more 2.05 than the
-// node rate allows, and the gateway counts refusals for both rates. Blocks
-// of an admitted transfer are exempt from the rates by design; the nodes'
+// node rate allows, and the gateway counts refusals for both rates, before
+// the nodes start and still after they all confirmed. Blocks of an
+// admitted transfer are exempt from the rates by design; the nodes'
 // Hellos, manifests and first blocks count on 127.0.0.1's own bucket.
+//
+// The test is of the gateway's fairness, its limiter, not of its capacity:
+// the flood has a fixed rate the gateway can refuse on a fraction of one
+// core. Flooding as fast as the CPU allows (as this test once did) makes
+// the flooders take both cores of a 2-core machine, and the kernel then
+// drops most datagrams at the gateway's socket before the gateway reads
+// them, the nodes' among them (in one 17 s run, 864,000 of the 1.38
+// million sent: RcvbufErrors in /proc/net/snmp); the plain-UDP node,
+// waiting out CoAP's retransmission back-off on most blocks, took 12 to
+// 45 s and sometimes did not finish in 60 s. What a flood at the CPU's speed costs the gateway and the other
+// nodes is measured by issue 14's benchmark, not asserted here.
 func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 	t.Parallel()
 	const nodeRate, nodeBurst = 50, 100 // --rate-node, and its default burst (twice the rate)
@@ -610,22 +649,51 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 	}
 
 	var udpFlood, dtlsFlood floodStats
+	flooders := []struct {
+		name string
+		st   *floodStats
+	}{{"plain UDP", &udpFlood}, {"DTLS", &dtlsFlood}}
 	udpConn := dialFrom(t, "127.0.0.2", g.coap)
 	dtlsConn := dialDTLS(t, "127.0.0.3", g.coaps, "flooder", []byte(flooderKey))
 	ctx, cancel := context.WithCancel(context.Background())
 	start := time.Now()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); floodGETs(ctx, udpConn, &udpFlood) }()
-	go func() { defer wg.Done(); floodGETs(ctx, dtlsConn, &dtlsFlood) }()
+	go func() { defer wg.Done(); floodGETs(ctx, udpConn, floodRate, &udpFlood) }()
+	go func() { defer wg.Done(); floodGETs(ctx, dtlsConn, floodRate, &dtlsFlood) }()
 	stopFlood := sync.OnceFunc(func() {
 		cancel()
 		wg.Wait()
 	})
 	t.Cleanup(stopFlood)
-	testutil.Eventually(t, "both flooders to be answered 4.29", func() bool {
-		return udpFlood.limited.Load()+udpFlood.badMaxAge.Load() > 0 && dtlsFlood.limited.Load()+dtlsFlood.badMaxAge.Load() > 0
-	})
+	// admittedWithinRate fails the test at once when a flooder has been
+	// answered 2.05 more often than its node bucket allows: its burst,
+	// then the rate, over at most the time since start (the flood began
+	// after start; the answers are counted before the time is read).
+	admittedWithinRate := func() {
+		t.Helper()
+		for _, f := range flooders {
+			got := f.st.content.Load()
+			if allowed := int64(nodeBurst + nodeRate*time.Since(start).Seconds() + 5); got > allowed {
+				t.Fatalf("%s flooder got %d 2.05 answers in %v; the node rate allows %d", f.name, got, time.Since(start), allowed)
+			}
+		}
+	}
+	// limitedNow waits until every flooder has been answered 4.29 more
+	// often than before, and the gateway has counted more refusals of each
+	// rate than before: the flood is on and limited at this point.
+	type refusals struct{ udp, dtls, source, node float64 }
+	var seen refusals
+	limitedNow := func(when string) {
+		t.Helper()
+		was := seen
+		testutil.Eventually(t, "the flooders to be answered 4.29 "+when, func() bool {
+			admittedWithinRate()
+			seen = refusals{float64(udpFlood.limited.Load()), float64(dtlsFlood.limited.Load()), g.metric(t, refusedSource), g.metric(t, refusedNode)}
+			return seen.udp > was.udp && seen.dtls > was.dtls && seen.source > was.source && seen.node > was.node
+		})
+	}
+	limitedNow("before the nodes start")
 
 	// Two nodes over DTLS (the DTLS flooder's socket), one over plain UDP
 	// (the plain flooder's socket), all from 127.0.0.1.
@@ -634,7 +702,11 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 	for _, id := range ids {
 		startDTLSNode(t, dir, id, id, gateways[id], keys[id])
 	}
+	// The waits' ceiling is a safety net for a hung run, not the
+	// assertion: at floodRate a node's update takes seconds. Each check
+	// runs `edgeota nodes`: every 100 ms is often enough.
 	testutil.Eventually(t, "the nodes to say Hello during the flood", func() bool {
+		admittedWithinRate()
 		ns := gatewayNodes(t, dir, g.admin)
 		for _, id := range ids {
 			if _, ok := ns[id]; !ok {
@@ -642,10 +714,11 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, testutil.Every(100*time.Millisecond))
 	hello := time.Since(start)
 	g.push(t, dir, true)
 	testutil.Eventually(t, "the nodes to download and confirm the model during the flood", func() bool {
+		admittedWithinRate()
 		ns := gatewayNodes(t, dir, g.admin)
 		for _, id := range ids {
 			if n := ns[id]; n.RunningSeq != 1 || n.ActiveState != "confirmed" {
@@ -653,34 +726,18 @@ func TestFloodFromOneAddressDoesNotStarveOthers(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, testutil.Every(100*time.Millisecond))
 	updated := time.Since(start)
+	limitedNow("after the nodes confirmed")
 	stopFlood()
-	elapsed := time.Since(start)
-	t.Logf("Hello after %v, all confirmed after %v of flood", hello.Round(time.Millisecond), updated.Round(time.Millisecond))
+	t.Logf("Hello after %v, all confirmed after %v of flood at %d/s", hello.Round(time.Millisecond), updated.Round(time.Millisecond), floodRate)
 	t.Logf("plain UDP flooder: %v", &udpFlood)
 	t.Logf("DTLS flooder: %v", &dtlsFlood)
 
-	// The flooders were refused, and each was admitted no more than its
-	// node bucket holds: its burst, then the rate.
-	allowed := int64(nodeBurst + nodeRate*elapsed.Seconds() + 5)
-	for _, f := range []struct {
-		name string
-		st   *floodStats
-	}{{"plain UDP", &udpFlood}, {"DTLS", &dtlsFlood}} {
-		if f.st.limited.Load() == 0 || f.st.badMaxAge.Load() != 0 {
-			t.Errorf("%s flooder: %v; want 4.29 answers, each with Max-Age 1", f.name, f.st)
-		}
-		if rate := float64(f.st.sent.Load()) / elapsed.Seconds(); rate < 10*nodeRate {
-			t.Errorf("%s flooder: %v in %v (%.0f/s); not a flood: want at least 10 times the node rate", f.name, f.st, elapsed, rate)
-		}
-		if got := f.st.content.Load(); got > allowed {
-			t.Errorf("%s flooder got %d 2.05 answers in %v; the node rate allows %d", f.name, got, elapsed, allowed)
-		}
-	}
-	for _, s := range []string{refusedSource, refusedNode} {
-		if n := g.metric(t, s); n <= 0 {
-			t.Errorf("%s = %v, want > 0", s, n)
+	admittedWithinRate()
+	for _, f := range flooders {
+		if f.st.badMaxAge.Load() != 0 || f.st.other.Load() != 0 {
+			t.Errorf("%s flooder: %v; want only 2.05 and 4.29 with Max-Age 1", f.name, f.st)
 		}
 	}
 }
