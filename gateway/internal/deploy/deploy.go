@@ -38,7 +38,7 @@ type Store interface {
 
 // Engine runs the rollouts (package rollout).
 type Engine interface {
-	Start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, nodes []rollout.NodeInfo, prev func(rollout.NodeInfo) []byte, now time.Time) error
+	Start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, nodes func() ([]rollout.NodeInfo, error), prev func(rollout.NodeInfo) []byte, now time.Time) error
 	Hello(n rollout.NodeInfo, prev func(rollout.NodeInfo) []byte, now time.Time) error
 	Health(r *protocol.HealthReport, now time.Time) error
 	Status(e *protocol.StatusEvent, now time.Time) error
@@ -151,15 +151,20 @@ func (x *Deployments) Apply(signed []byte) (*protocol.Deployment, error) {
 	} else if !applied {
 		return nil, fmt.Errorf("%w: seq %d already applied", ErrRefused, d.Seq)
 	}
-	nodes, err := x.cfg.Store.Nodes()
-	if err != nil {
-		return nil, err
+	// The engine lists the nodes as it starts the rollout, so that no
+	// Hello falls between the list and the start.
+	list := func() ([]rollout.NodeInfo, error) {
+		nodes, err := x.cfg.Store.Nodes()
+		if err != nil {
+			return nil, err
+		}
+		infos := make([]rollout.NodeInfo, len(nodes))
+		for i, n := range nodes {
+			infos[i] = nodeInfo(n)
+		}
+		return infos, nil
 	}
-	infos := make([]rollout.NodeInfo, len(nodes))
-	for i, n := range nodes {
-		infos[i] = nodeInfo(n)
-	}
-	if err := x.cfg.Engine.Start(d, signed, m, infos, x.previousManifest, x.cfg.Now()); err != nil {
+	if err := x.cfg.Engine.Start(d, signed, m, list, x.previousManifest, x.cfg.Now()); err != nil {
 		return nil, err
 	}
 	return d, nil

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,8 +15,15 @@ import (
 	"edgeota/protocol/sign"
 )
 
-// fakeStore records the seqs applied.
-type fakeStore struct{ applied []uint64 }
+// fakeStore records the seqs applied, and how often its nodes were read
+// while no rollout was starting.
+type fakeStore struct {
+	applied       []uint64
+	nodes         []*store.Node
+	eng           *fakeEngine
+	listed        int
+	listedOutside int
+}
 
 func (s *fakeStore) DeploymentSeq() (uint64, error) {
 	if len(s.applied) == 0 {
@@ -32,17 +40,38 @@ func (s *fakeStore) ApplyDeployment(seq uint64, _ []string, _ []byte) (bool, err
 	return true, nil
 }
 
-func (s *fakeStore) Nodes() ([]*store.Node, error)                    { return nil, nil }
+func (s *fakeStore) Nodes() ([]*store.Node, error) {
+	s.listed++
+	if !s.eng.starting {
+		s.listedOutside++
+	}
+	return s.nodes, nil
+}
+
 func (s *fakeStore) Model(protocol.Digest) (*store.Model, error)      { return nil, store.ErrNotFound }
 func (s *fakeStore) Assignment(string) ([]byte, error)                { return nil, nil }
 func (s *fakeStore) Size(protocol.Digest) (int64, bool)               { return 1, true }
 func (s *fakeStore) Fetch([]byte, string) (*protocol.Manifest, error) { return nil, nil }
 
-// fakeEngine records the rollouts started.
-type fakeEngine struct{ started []string }
+// fakeEngine records the rollouts started and the nodes they started with.
+type fakeEngine struct {
+	started  []string
+	nodes    []string
+	starting bool
+}
 
-func (e *fakeEngine) Start(d *protocol.Deployment, _ []byte, _ *protocol.Manifest, _ []rollout.NodeInfo, _ func(rollout.NodeInfo) []byte, _ time.Time) error {
+func (e *fakeEngine) Start(d *protocol.Deployment, _ []byte, _ *protocol.Manifest, nodes func() ([]rollout.NodeInfo, error),
+	_ func(rollout.NodeInfo) []byte, _ time.Time) error {
+	e.starting = true
+	defer func() { e.starting = false }()
+	ns, err := nodes()
+	if err != nil {
+		return err
+	}
 	e.started = append(e.started, d.ID)
+	for _, n := range ns {
+		e.nodes = append(e.nodes, n.ID)
+	}
 	return nil
 }
 func (e *fakeEngine) Hello(rollout.NodeInfo, func(rollout.NodeInfo) []byte, time.Time) error {
@@ -82,7 +111,8 @@ func newFixture(t *testing.T, withKeys bool) *fixture {
 	}
 	m := &protocol.Manifest{Format: 1, Seq: 3, Component: "kws", Version: "1.3", Digest: sha256.Sum256([]byte("img")), Size: 3,
 		Class: protocol.Class{1}, Epoch: 1}
-	f := &fixture{st: &fakeStore{}, eng: &fakeEngine{}, deployer: ds, now: time.Unix(1_800_000_000, 0)}
+	f := &fixture{eng: &fakeEngine{}, deployer: ds, now: time.Unix(1_800_000_000, 0)}
+	f.st = &fakeStore{eng: f.eng}
 	var err error
 	if f.manifest, err = ms.SignManifest(m); err != nil {
 		t.Fatal(err)
@@ -188,5 +218,23 @@ func TestOnMessage(t *testing.T) {
 	f.x.OnMessage(topics.FleetDeployment("dep-3"), f.deployment(t, func(d *protocol.Deployment) { d.ID, d.Seq = "dep-3", 6 }))
 	if len(f.eng.started) != 2 || f.eng.started[1] != "dep-2" || f.refused != 1 {
 		t.Fatalf("started %v, refused %d, want dep-1 and dep-2, one refused", f.eng.started, f.refused)
+	}
+}
+
+// TestApplyListsNodesAsTheRolloutStarts: the nodes a rollout starts with
+// are read by the engine as it starts it, not before: a list read before
+// the start misses a node whose Hello the engine takes in between, and
+// that node never joins (package rollout's TestHelloDuringStartJoins).
+func TestApplyListsNodesAsTheRolloutStarts(t *testing.T) {
+	f := newFixture(t, true)
+	f.st.nodes = []*store.Node{{ID: "n1"}, {ID: "n2"}}
+	if _, err := f.x.Apply(f.deployment(t, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if f.st.listed == 0 || f.st.listedOutside != 0 {
+		t.Errorf("the nodes were read %d times, %d of them while no rollout was starting; want only as it starts", f.st.listed, f.st.listedOutside)
+	}
+	if !slices.Equal(f.eng.nodes, []string{"n1", "n2"}) {
+		t.Errorf("the rollout started with %v, want n1 and n2", f.eng.nodes)
 	}
 }

@@ -156,7 +156,7 @@ func TestSupersede(t *testing.T) {
 				nodes = append(nodes, fx.info(fmt.Sprintf("n%02d", i), prevSeq, prevDigest, protocol.SlotConfirmed))
 			}
 			nodes = append(nodes, NodeInfo{ID: "other", Class: class, Component: "kws", Labels: map[string]string{"hw": "rev1"}})
-			if err := fx.e.Start(&d2, []byte("DEP2"), &m2, nodes, fx.prevOf, fx.now); err != nil {
+			if err := fx.e.Start(&d2, []byte("DEP2"), &m2, listOf(nodes), fx.prevOf, fx.now); err != nil {
 				t.Fatal(err)
 			}
 			st2, err := fx.e.Get("dep2", fx.now)

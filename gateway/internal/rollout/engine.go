@@ -106,9 +106,14 @@ func (e *Engine) persist(r *Rollout, now time.Time) error {
 }
 
 // Start begins a rollout of a verified deployment over the known nodes.
-// prev returns the signed manifest a node runs now (nil when unknown). A
-// running rollout of the same component with a lower seq is superseded.
-func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, nodes []NodeInfo, prev func(NodeInfo) []byte, now time.Time) error {
+// nodes lists them; Start calls it while it takes no Hello, so that a
+// node is either in the list or has its Hello taken once the rollout
+// exists, and joins it then. (A list read before Start missed a node whose
+// Hello the engine took between the list and the start, with no rollout
+// to join yet: that node never joined.) prev returns the signed manifest
+// a node runs now (nil when unknown). A running rollout of the same
+// component with a lower seq is superseded.
+func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, nodes func() ([]NodeInfo, error), prev func(NodeInfo) []byte, now time.Time) error {
 	expr, err := cohort.Parse(d.Cohort)
 	if err != nil {
 		return err
@@ -117,6 +122,10 @@ func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manife
 	defer e.mu.Unlock()
 	if old, ok := e.rollouts[d.ID]; ok && old.Seq >= d.Seq {
 		return fmt.Errorf("%w: rollout %s already at seq %d", ErrState, d.ID, old.Seq)
+	}
+	known, err := nodes()
+	if err != nil {
+		return fmt.Errorf("rollout %s: list the nodes: %w", d.ID, err)
 	}
 	r := &Rollout{ID: d.ID, Seq: d.Seq, Deployment: signed, Manifest: d.Manifest, Version: m.Version, ManSeq: m.Seq,
 		Digest: m.Digest, Class: m.Class, Component: m.Component, Requires: m.Requires, Phase: Running, Started: now, WaveSince: now,
@@ -130,7 +139,7 @@ func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manife
 			}
 		}
 	}
-	for _, n := range nodes {
+	for _, n := range known {
 		if r.inCohort(n) {
 			r.addNode(n, prev(n), now)
 		}

@@ -138,7 +138,7 @@ func setupWith(t *testing.T, nodes int, o options) *fixture {
 		infos = append(infos, fx.info(fmt.Sprintf("n%02d", i), prevSeq, prevDigest, protocol.SlotConfirmed))
 	}
 	infos = append(infos, NodeInfo{ID: "other", Class: class, Component: "kws", Labels: map[string]string{"hw": "rev1"}})
-	if err := fx.e.Start(fx.d, []byte("DEP"), fx.m, infos, fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Start(fx.d, []byte("DEP"), fx.m, listOf(infos), fx.prevOf, fx.now); err != nil {
 		t.Fatal(err)
 	}
 	return fx
@@ -480,7 +480,7 @@ func TestJoinGoesToTheNewestProvenRollout(t *testing.T) {
 	for i := range 10 {
 		nodes = append(nodes, fx.info(fmt.Sprintf("n%02d", i), newSeq, newDigest, protocol.SlotConfirmed))
 	}
-	if err := fx.e.Start(&d2, []byte("DEP2"), &m2, nodes, func(NodeInfo) []byte { return []byte("NEW") }, fx.now); err != nil {
+	if err := fx.e.Start(&d2, []byte("DEP2"), &m2, listOf(nodes), func(NodeInfo) []byte { return []byte("NEW") }, fx.now); err != nil {
 		t.Fatal(err)
 	}
 	var first string
