@@ -412,19 +412,12 @@ func (d *Device) refuse(err error, digest protocol.Digest, seq uint64) error {
 	var ue *UpdateError
 	errors.As(err, &ue)
 	if cerr := d.commit(func(s *bootState) {
-		s.LastState, s.LastReason, s.LastText = protocol.StateFailed, ue.Code, truncate(err.Error())
+		s.LastState, s.LastReason, s.LastText = protocol.StateFailed, ue.Code, protocol.Truncate(err.Error(), protocol.MaxReasonLen)
 	}); cerr != nil {
 		return cerr
 	}
-	d.step(Transition{State: protocol.StateFailed, Seq: seq, Digest: digest, Code: ue.Code, Text: truncate(err.Error())})
+	d.step(Transition{State: protocol.StateFailed, Seq: seq, Digest: digest, Code: ue.Code, Text: protocol.Truncate(err.Error(), protocol.MaxReasonLen)})
 	return err
-}
-
-func truncate(s string) string {
-	if len(s) > 200 {
-		return s[:200]
-	}
-	return s
 }
 
 // ImageSource is where an image comes from: a gateway over CoAP, a file.
@@ -504,7 +497,7 @@ func (d *Device) fail(u *Update, code protocol.Reason, text string, clear bool) 
 		if clear {
 			s.Slots[u.Target] = slotRec{State: slotEmpty}
 		}
-		s.LastState, s.LastReason, s.LastText = protocol.StateFailed, code, truncate(text)
+		s.LastState, s.LastReason, s.LastText = protocol.StateFailed, code, protocol.Truncate(text, protocol.MaxReasonLen)
 	}); err != nil {
 		return err
 	}
@@ -606,10 +599,10 @@ func (d *Device) Revert(code protocol.Reason, text string) error {
 	if run == nil || !run.Trial {
 		return ErrNotOnTrial
 	}
-	if err := d.commit(func(s *bootState) { revertState(s, run.Slot, code, truncate(text)) }); err != nil {
+	if err := d.commit(func(s *bootState) { revertState(s, run.Slot, code, protocol.Truncate(text, protocol.MaxReasonLen)) }); err != nil {
 		return err
 	}
 	d.booted.Store(nil)
-	d.step(Transition{State: protocol.StateReverted, Seq: run.Manifest.Seq, Digest: run.Manifest.Digest, Code: code, Text: truncate(text), Bytes: run.Manifest.Size})
+	d.step(Transition{State: protocol.StateReverted, Seq: run.Manifest.Seq, Digest: run.Manifest.Digest, Code: code, Text: protocol.Truncate(text, protocol.MaxReasonLen), Bytes: run.Manifest.Size})
 	return nil
 }

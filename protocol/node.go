@@ -376,8 +376,8 @@ func (e *StatusEvent) Validate() error {
 	if e.Number == 0 {
 		return fmt.Errorf("%w: status event number is 0; numbers start at 1", ErrInvalid)
 	}
-	if len(e.Reason) > 256 {
-		return fmt.Errorf("%w: status event reason of %d bytes is over 256", ErrInvalid, len(e.Reason))
+	if len(e.Reason) > MaxReasonLen {
+		return fmt.Errorf("%w: status event reason of %d bytes is over %d", ErrInvalid, len(e.Reason), MaxReasonLen)
 	}
 	return nil
 }

@@ -11,7 +11,15 @@ const (
 	MaxEntries   = 1024      // items of an array or pairs of a map
 	MaxStringLen = 64 << 10  // bytes of a byte or text string
 	MaxDocSize   = 256 << 10 // bytes of one encoded document (deployments embed manifests)
+
+	// MaxReasonLen is the most bytes of a status event's reason text
+	// (status key 5).
+	MaxReasonLen = 256
 )
+
+// MaxErrorTextLen is the most bytes of text a gateway's 4.00 Bad Request
+// carries: the decoder's reason (docs/protocol.md section 5).
+const MaxErrorTextLen = 120
 
 // CBOR major types.
 const (

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"edgeota/gateway/admin"
+	"edgeota/protocol"
 )
 
 func newModelCmd() *cobra.Command {
@@ -172,7 +173,7 @@ was last seen, and the manifest assigned to it.`,
 					assigned = fmt.Sprintf("seq %d", n.AssignedSeq)
 				}
 				fmt.Fprintf(w, "%-16s  %5d  %4s  %-9s  %5d  %-12s  %8s  %-20s  %s\n", n.ID, n.RunningSeq, n.ActiveSlot, n.ActiveState,
-					n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), labelString(n.Labels))
+					n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), protocol.FormatLabels(n.Labels))
 			}
 			return nil
 		},

@@ -96,22 +96,13 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 	fl.Int64Var(&n.seed, "model-seed", 1, "seed of the simulated model runtime")
 }
 
+// parseLabels reads --labels.
 func parseLabels(s string) (map[string]string, error) {
-	out := map[string]string{}
-	if s == "" {
-		return out, nil
-	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, usagef("--labels: %q is not k=v", kv)
-		}
-		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	if err := protocol.ValidateLabels(out); err != nil {
+	labels, err := protocol.ParseLabels(s)
+	if err != nil {
 		return nil, usagef("--labels: %v", err)
 	}
-	return out, nil
+	return labels, nil
 }
 
 // agent opens the flash and builds the node agent the flags describe;

@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -21,6 +19,7 @@ import (
 	"edgeota/gateway"
 	"edgeota/gateway/admin"
 	"edgeota/gateway/provisioner"
+	"edgeota/protocol"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
 )
@@ -360,8 +359,12 @@ closes the node's session, and the node opens a new one with the new key.
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), out)
 			}
+			labels := protocol.FormatLabels(res.Labels)
+			if labels == "" {
+				labels = "(none)"
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "provisioned %s (%s): serial %d, labels %s, signed by %s; %d bytes in %d chunks\n",
-				res.NodeID, res.Node.Addr, res.Serial, formatLabels(res.Labels), res.Signer, res.Bytes, res.Chunks)
+				res.NodeID, res.Node.Addr, res.Serial, labels, res.Signer, res.Bytes, res.Chunks)
 			if reg != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "registered the key of %s with %s\n", res.NodeID, gw.url)
 			}
@@ -481,19 +484,4 @@ func appendAudit(path string, res *provisioner.Result) error {
 		return err
 	}
 	return f.Close()
-}
-
-func formatLabels(l map[string]string) string {
-	if len(l) == 0 {
-		return "(none)"
-	}
-	keys := slices.Sorted(maps.Keys(l))
-	var sb strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(k + "=" + l[k])
-	}
-	return sb.String()
 }

@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"edgeota/protocol"
 )
 
 func newProvisionAuditCmd() *cobra.Command {
@@ -40,7 +40,7 @@ recorded it, and whether the report came over the node's own DTLS session.`,
 			fmt.Fprintln(tw, "SEQ\tWHEN\tNODE\tBY\tLABELS\tCOMPONENT\tDTLS\tDETAIL")
 			for _, e := range entries {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", e.Seq, e.At.Format(time.RFC3339), e.Node, e.Actor,
-					labelString(e.Labels), e.Component, e.Authenticated, e.Detail)
+					protocol.FormatLabels(e.Labels), e.Component, e.Authenticated, e.Detail)
 			}
 			return tw.Flush()
 		},
@@ -49,14 +49,4 @@ recorded it, and whether the report came over the node's own DTLS session.`,
 	cmd.Flags().StringVar(&node, "node", "", "only this node's entries")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
-}
-
-// labelString writes labels as k=v,k=v in key order.
-func labelString(m map[string]string) string {
-	parts := make([]string, 0, len(m))
-	for k, v := range m {
-		parts = append(parts, k+"="+v)
-	}
-	slices.Sort(parts)
-	return strings.Join(parts, ",")
 }

@@ -3,10 +3,10 @@ package scenario
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
+	"edgeota/protocol"
 	"edgeota/protocol/cohort"
 )
 
@@ -354,15 +354,9 @@ func provisioned(s *Scenario, r *Result, e Expectation) (bool, string) {
 	return len(bad) == 0, d
 }
 
-// labelText writes labels as {hw: rev2, region: eu}, keys sorted.
-func labelText(labels map[string]string) string {
-	keys := slices.Sorted(maps.Keys(labels))
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + ": " + labels[k]
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
-}
+// labelText writes labels in braces, {hw=rev2,region=eu}, so that an
+// empty set shows.
+func labelText(labels map[string]string) string { return "{" + protocol.FormatLabels(labels) + "}" }
 
 func cohortOrAll(expr string) string {
 	if expr == "" {

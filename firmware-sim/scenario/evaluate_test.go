@@ -206,7 +206,7 @@ func TestEvaluateProvisioned(t *testing.T) {
 		{"no hello", func(r *scenario.Result) { r.Nodes[0].Registered = nil }, false,
 			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0001 unknown to the gateway"},
 		{"other labels", func(r *scenario.Result) { r.Nodes[0].Registered = map[string]string{"hw": "rev1", "a": "b"} }, false,
-			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0001 known with labels {a: b, hw: rev1}, want {hw: rev2}"},
+			"4 of 4 nodes provisioned over BLE, 4 audit entries; sim-0001 known with labels {a=b,hw=rev1}, want {hw=rev2}"},
 		{"audited twice", func(r *scenario.Result) { r.Nodes[2].Audit = append(r.Nodes[2].Audit, r.Nodes[2].Audit[0]) }, false,
 			"4 of 4 nodes provisioned over BLE, 5 audit entries; sim-0003 has 2 audit entries"},
 		{"never audited", func(r *scenario.Result) { r.Nodes[2].Audit = nil }, false,

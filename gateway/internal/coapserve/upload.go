@@ -30,7 +30,7 @@ func (h *Handler) serveUpload(w *coapd.Response, r *coapd.Request, node string, 
 		h.log.Info("refused node document", "node", node, "kind", string(res), "from", addr, "err", err)
 		h.cfg.Metrics.Refused.WithLabelValues("malformed").Inc()
 		w.Code = codes.BadRequest
-		w.Payload = []byte(truncate(err.Error(), 120))
+		w.Payload = []byte(protocol.Truncate(err.Error(), protocol.MaxErrorTextLen))
 	}
 	// A body naming another node than the path: 4.00, or 4.03 under DTLS
 	// where the path is the session's own identity (docs/protocol.md section 5).
@@ -146,11 +146,4 @@ func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
 func unknownNode(w *coapd.Response) {
 	w.Code = codes.NotFound
 	w.Payload = []byte("say hello first")
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
