@@ -3,16 +3,12 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
-	"os"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,10 +24,9 @@ import (
 
 // watchFlags are the flags of edgeota watch.
 type watchFlags struct {
-	broker, gateway, prefix      string
-	asJSON                       bool
-	caFile, certFile, keyFile    string
-	username, password, passFile string
+	conn    mqttConnFlags
+	gateway string
+	asJSON  bool
 }
 
 func newWatchCmd() *cobra.Command {
@@ -85,35 +80,36 @@ messages published while it was disconnected are not shown.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.broker, "mqtt", "", "broker URL: tcp://HOST[:PORT] or ssl://HOST[:PORT]")
+	f.conn.register(fl, "broker URL: "+mqttURLForms)
 	fl.StringVar(&f.gateway, "gateway-id", "", "watch only this gateway (default: every gateway)")
-	fl.StringVar(&f.prefix, "mqtt-prefix", "edgeota/v1", "topic prefix the gateways publish under")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object per line (NDJSON)")
-	fl.StringVar(&f.caFile, "mqtt-ca", "", "PEM CA certificates to verify the broker with (ssl:// only; default: system roots)")
-	fl.StringVar(&f.certFile, "mqtt-cert", "", "PEM client certificate (ssl:// only, with --mqtt-key)")
-	fl.StringVar(&f.keyFile, "mqtt-key", "", "PEM private key of --mqtt-cert")
-	fl.StringVar(&f.username, "mqtt-username", "", "MQTT user name")
-	fl.StringVar(&f.password, "mqtt-password", "", "MQTT password (visible in the process list: prefer --mqtt-password-file)")
-	fl.StringVar(&f.passFile, "mqtt-password-file", "", "file holding the MQTT password (one line)")
 	return cmd
 }
 
 // runWatch connects, subscribes and prints until the command's context ends.
 func runWatch(cmd *cobra.Command, f *watchFlags) error {
 	ctx := cmd.Context()
-	opts, err := f.clientOptions()
+	conn, err := f.conn.conn()
 	if err != nil {
 		return err
 	}
-	prefix := strings.TrimSuffix(f.prefix, "/")
+	if f.gateway != "" && !protocol.ValidID(f.gateway) {
+		return usagef("--gateway-id %q does not match [A-Za-z0-9._-]{1,64}", f.gateway)
+	}
+	opts := conn.clientOptions(watchClientID())
+	topics := protocol.Topics{Prefix: conn.Prefix}
 	gw := f.gateway
 	if gw == "" {
-		gw = "+"
+		gw = "+" // every gateway
 	}
-	base := prefix + "/gw/" + gw + "/"
-	filters := map[string]byte{base + "health": 1, base + "events": 1, base + "rollouts/+": 1, base + "state": 1}
+	filters := map[string]byte{
+		topics.Gateway(gw, protocol.TopicHealth): 1,
+		topics.Gateway(gw, protocol.TopicStatus): 1,
+		topics.Rollout(gw, "+"):                  1,
+		topics.Gateway(gw, protocol.TopicState):  1,
+	}
 	log := loggerFrom(cmd)
-	p := &watchPrinter{out: cmd.OutOrStdout(), log: log, prefix: prefix, asJSON: f.asJSON}
+	p := &watchPrinter{out: cmd.OutOrStdout(), log: log, topics: topics, asJSON: f.asJSON}
 
 	// Handlers run in order on paho's router goroutine and must not block
 	// it for long: they hand messages to this goroutine, which prints.
@@ -133,9 +129,9 @@ func runWatch(cmd *cobra.Command, f *watchFlags) error {
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		err := waitMQTTToken(c.SubscribeMultiple(filters, onMessage))
 		if err != nil {
-			err = fmt.Errorf("subscribe to %s: %w", base+"...", err)
+			err = fmt.Errorf("subscribe to %s: %w", topics.GatewayAll(gw), err)
 		} else if connections.Add(1) > 1 {
-			log.Info("reconnected and subscribed again", "broker", f.broker)
+			log.Info("reconnected and subscribed again", "broker", conn.Broker)
 		}
 		select {
 		case subscribed <- err:
@@ -143,10 +139,10 @@ func runWatch(cmd *cobra.Command, f *watchFlags) error {
 		}
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		log.Warn("connection to the broker lost; reconnecting", "broker", f.broker, "error", err)
+		log.Warn("connection to the broker lost; reconnecting", "broker", conn.Broker, "error", err)
 	})
 	opts.SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
-		log.Debug("reconnecting", "broker", f.broker)
+		log.Debug("reconnecting", "broker", conn.Broker)
 	})
 	client := mqtt.NewClient(opts)
 	tok := client.Connect()
@@ -154,7 +150,7 @@ func runWatch(cmd *cobra.Command, f *watchFlags) error {
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
-			return fmt.Errorf("connect to %s: %w", f.broker, err)
+			return fmt.Errorf("connect to %s: %w", conn.Broker, err)
 		}
 	case <-ctx.Done():
 		return nil
@@ -167,7 +163,7 @@ func runWatch(cmd *cobra.Command, f *watchFlags) error {
 	case <-ctx.Done():
 		return nil
 	}
-	log.Info("watching", "broker", f.broker, "topics", base+"{health,events,rollouts/+,state}")
+	log.Info("watching", "broker", conn.Broker, "topics", slices.Sorted(maps.Keys(filters)))
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,102 +178,6 @@ func runWatch(cmd *cobra.Command, f *watchFlags) error {
 			}
 		}
 	}
-}
-
-// clientOptions checks the flags and turns them into paho options.
-func (f *watchFlags) clientOptions() (*mqtt.ClientOptions, error) {
-	if f.broker == "" {
-		return nil, usagef("--mqtt URL is required (tcp://HOST:1883 or ssl://HOST:8883)")
-	}
-	u, err := url.Parse(f.broker)
-	if err != nil || u.Hostname() == "" || u.Opaque != "" {
-		return nil, usagef("--mqtt %q: want tcp://HOST[:PORT] or ssl://HOST[:PORT]", f.broker)
-	}
-	var secure bool
-	var port string
-	switch u.Scheme {
-	case "tcp", "mqtt":
-		port = "1883"
-	case "ssl", "tls", "mqtts":
-		secure, port = true, "8883"
-	default:
-		return nil, usagef("--mqtt %q: scheme %q, want tcp:// or ssl://", f.broker, u.Scheme)
-	}
-	if u.User != nil {
-		return nil, usagef("--mqtt: give credentials with --mqtt-username and --mqtt-password-file, not in the URL")
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, usagef("--mqtt %q: a broker URL has no path or query", f.broker)
-	}
-	if u.Port() != "" {
-		port = u.Port()
-	}
-	broker := u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port)
-
-	prefix := strings.TrimSuffix(f.prefix, "/")
-	if prefix == "" || strings.ContainsAny(prefix, "+#\x00") || strings.HasPrefix(prefix, "/") {
-		return nil, usagef("--mqtt-prefix %q: want topic levels without wildcards, such as edgeota/v1", f.prefix)
-	}
-	if f.gateway != "" && !protocol.ValidID(f.gateway) {
-		return nil, usagef("--gateway-id %q does not match [A-Za-z0-9._-]{1,64}", f.gateway)
-	}
-
-	opts := mqtt.NewClientOptions().
-		AddBroker(broker).
-		SetClientID(watchClientID()).
-		SetCleanSession(true).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetWriteTimeout(10 * time.Second)
-
-	if f.password != "" && f.passFile != "" {
-		return nil, usagef("--mqtt-password and --mqtt-password-file exclude each other")
-	}
-	password := f.password
-	if f.passFile != "" {
-		b, err := os.ReadFile(f.passFile)
-		if err != nil {
-			return nil, err
-		}
-		password = strings.TrimRight(string(b), "\r\n")
-		if password == "" {
-			return nil, fmt.Errorf("--mqtt-password-file %s is empty", f.passFile)
-		}
-	}
-	if password != "" && f.username == "" {
-		return nil, usagef("a password needs --mqtt-username (MQTT 3.1.1)")
-	}
-	opts.SetUsername(f.username).SetPassword(password)
-
-	if !secure {
-		if f.caFile != "" || f.certFile != "" || f.keyFile != "" {
-			return nil, usagef("--mqtt-ca, --mqtt-cert and --mqtt-key need an ssl:// broker URL, not %s://", u.Scheme)
-		}
-		return opts, nil
-	}
-	if (f.certFile == "") != (f.keyFile == "") {
-		return nil, usagef("--mqtt-cert and --mqtt-key go together")
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
-	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--mqtt-ca %s: no PEM certificate in it", f.caFile)
-		}
-	}
-	if f.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--mqtt-cert/--mqtt-key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return opts.SetTLSConfig(tc), nil
 }
 
 // waitMQTT waits for a paho token and returns its error, including a
@@ -312,7 +212,7 @@ func watchClientID() string {
 type watchPrinter struct {
 	out    io.Writer
 	log    *slog.Logger
-	prefix string // without the trailing slash
+	topics protocol.Topics
 	asJSON bool
 }
 
@@ -326,15 +226,15 @@ type watchHeader struct {
 
 // print renders one message; it returns only errors writing the output.
 func (p *watchPrinter) print(topic string, payload []byte, retained bool) error {
-	rest, ok := strings.CutPrefix(topic, p.prefix+"/gw/")
-	gw, sub, ok2 := strings.Cut(rest, "/")
-	if !ok || !ok2 {
+	t, err := p.topics.Parse(topic)
+	if err != nil || t.Fleet {
 		p.warn(topic, fmt.Errorf("not a gateway topic"))
 		return nil
 	}
+	gw := t.Gateway
 	h := watchHeader{Gateway: gw, Topic: topic, Retained: retained}
-	switch {
-	case sub == "health":
+	switch t.Kind {
+	case protocol.TopicHealth:
 		h.Kind = "health"
 		rs, err := protocol.DecodeHealthBatch(payload)
 		if err != nil {
@@ -349,7 +249,7 @@ func (p *watchPrinter) print(topic string, payload []byte, retained bool) error 
 				return err
 			}
 		}
-	case sub == "events":
+	case protocol.TopicStatus:
 		h.Kind = "event"
 		es, err := protocol.DecodeEventBatch(payload)
 		if err != nil {
@@ -364,9 +264,9 @@ func (p *watchPrinter) print(topic string, payload []byte, retained bool) error 
 				return err
 			}
 		}
-	case strings.HasPrefix(sub, "rollouts/"):
+	case protocol.TopicRollout:
 		h.Kind = "rollout"
-		dep := strings.TrimPrefix(sub, "rollouts/")
+		dep := t.ID
 		var status json.RawMessage // nil: the retained status was cleared
 		if len(payload) > 0 {
 			if !json.Valid(payload) {
@@ -380,10 +280,10 @@ func (p *watchPrinter) print(topic string, payload []byte, retained bool) error 
 			Deployment string          `json:"deployment"`
 			Status     json.RawMessage `json:"status"`
 		}{h, dep, status}, func() string { return rolloutText(gw, dep, status) + retainedText(retained) })
-	case sub == "state":
+	case protocol.TopicState:
 		h.Kind = "state"
 		state := string(payload)
-		if state != "online" && state != "offline" {
+		if state != protocol.StateOnline && state != protocol.StateOffline {
 			p.warn(topic, fmt.Errorf("state %q, want online or offline", state))
 			return nil
 		}

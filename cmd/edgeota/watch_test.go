@@ -84,7 +84,7 @@ func TestWatchPrint(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, asJSON := range []bool{false, true} {
 				var out, logs bytes.Buffer
-				p := &watchPrinter{out: &out, log: slog.New(slog.NewTextHandler(&logs, nil)), prefix: "edgeota/v1", asJSON: asJSON}
+				p := &watchPrinter{out: &out, log: slog.New(slog.NewTextHandler(&logs, nil)), asJSON: asJSON}
 				if err := p.print(tt.topic, tt.payload, tt.retained); err != nil {
 					t.Fatal(err)
 				}
@@ -128,7 +128,7 @@ func TestWatchPrint(t *testing.T) {
 // edgeota inspect (healthView, statusView) beside the header.
 func TestWatchJSONFields(t *testing.T) {
 	var out bytes.Buffer
-	p := &watchPrinter{out: &out, log: slog.New(slog.DiscardHandler), prefix: "site/a", asJSON: true}
+	p := &watchPrinter{out: &out, log: slog.New(slog.DiscardHandler), topics: protocol.Topics{Prefix: "site/a"}, asJSON: true}
 	for _, m := range []struct {
 		topic   string
 		payload []byte
@@ -200,7 +200,7 @@ func TestWatchUsageErrors(t *testing.T) {
 		{"bad gateway id", []string{"--mqtt", "tcp://h", "--gateway-id", "gw/1"}, "--gateway-id"},
 		{"wildcard gateway id", []string{"--mqtt", "tcp://h", "--gateway-id", "+"}, "--gateway-id"},
 		{"wildcard prefix", []string{"--mqtt", "tcp://h", "--mqtt-prefix", "a/#"}, "--mqtt-prefix"},
-		{"TLS files on tcp", []string{"--mqtt", "tcp://h", "--mqtt-ca", "ca.pem"}, "need an ssl://"},
+		{"TLS files on tcp", []string{"--mqtt", "tcp://h", "--mqtt-ca", "ca.pem"}, "need a TLS broker URL"},
 		{"cert without key", []string{"--mqtt", "ssl://h", "--mqtt-cert", "c.pem"}, "go together"},
 		{"two passwords", []string{"--mqtt", "tcp://h", "--mqtt-username", "u", "--mqtt-password", "p", "--mqtt-password-file", "f"}, "exclude each other"},
 		{"password without user", []string{"--mqtt", "tcp://h", "--mqtt-password", "p"}, "needs --mqtt-username"},

@@ -376,7 +376,7 @@ func (s *sim) startBroker(addr string) error {
 	}
 	// Count health reports as they arrive: the inline subscription runs on
 	// the publisher's goroutine, before the broker acknowledges.
-	if err := srv.Subscribe("edgeota/v1/gw/+/health", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+	if err := srv.Subscribe(protocol.Topics{}.Gateway("+", protocol.TopicHealth), 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		s.count(pk.Payload)
 	}); err != nil {
 		return err
@@ -583,7 +583,7 @@ func (s *sim) attach(ctx context.Context) error {
 	opts := pahomqtt.NewClientOptions().AddBroker(s.opts.MQTT).SetClientID("edgeota-sim-" + s.runID).
 		SetCleanSession(false).SetOrderMatters(false).SetAutoReconnect(true).SetMaxReconnectInterval(2 * time.Second)
 	opts.SetOnConnectHandler(func(c pahomqtt.Client) {
-		c.Subscribe("edgeota/v1/gw/"+s.gwID+"/health", 1, func(_ pahomqtt.Client, m pahomqtt.Message) { s.count(m.Payload()) })
+		c.Subscribe(protocol.Topics{}.Gateway(s.gwID, protocol.TopicHealth), 1, func(_ pahomqtt.Client, m pahomqtt.Message) { s.count(m.Payload()) })
 	})
 	s.paho = pahomqtt.NewClient(opts)
 	if t := s.paho.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {

@@ -88,7 +88,7 @@ func FuzzAnswer(f *testing.F) {
 		_ = c.answerError("GET /m/x", r)
 
 		asked := blockwise.SZX(szx % uint8(blockwise.SZXBERT))
-		im := &Image{c: c, path: "/m/" + digest.String(), digest: digest, etag: etag, size: 1 << 20}
+		im := &Image{c: c, path: protocol.ImagePath(digest), digest: digest, etag: etag, size: 1 << 20}
 		im.szx.Store(uint32(asked))
 		p := int64(pos % (1 << 20))
 		b, smaller, err := im.answer("GET "+im.path, asked, p, r)

@@ -29,9 +29,9 @@ type Image struct {
 }
 
 // Image returns the image of the given digest and size at its default path
-// /m/{hex digest}.
+// (protocol.ImagePath).
 func (c *Client) Image(digest protocol.Digest, size int64) *Image {
-	return c.ImageAt("/m/"+digest.String(), digest, size)
+	return c.ImageAt(protocol.ImagePath(digest), digest, size)
 }
 
 // ImageFor returns the image a manifest names, at its location.

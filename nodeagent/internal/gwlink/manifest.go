@@ -10,6 +10,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"edgeota/protocol"
 )
 
 // maxManifest bounds a manifest fetched in several blocks (docs/protocol.md
@@ -22,7 +24,7 @@ const maxManifest = 64 << 10
 // retried as for posts; a 4.04 sends the last Hello again and asks once
 // more.
 func (c *Client) Manifest(ctx context.Context) (signed []byte, etag []byte, err error) {
-	path := c.nodePath("manifest")
+	path := c.nodePath(protocol.ResManifest)
 	helloAgain := false
 	r, err := retry(ctx, c, "GET "+path, c.cfg.maxElapsed, func() (response, error) {
 		for {
@@ -69,7 +71,7 @@ func (r *response) tag() []byte {
 // getManifest sends one GET of the manifest, conditional on etag when not
 // nil, and fetches the further blocks of a manifest that does not fit one.
 func (c *Client) getManifest(ctx context.Context, etag []byte) (response, error) {
-	path := c.nodePath("manifest")
+	path := c.nodePath(protocol.ResManifest)
 	r, err := c.exchange(ctx, func(ctx context.Context, conn *udpclient.Conn) (*pool.Message, error) {
 		req, err := conn.NewGetRequest(ctx, path)
 		if err != nil {

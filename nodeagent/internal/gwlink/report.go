@@ -21,11 +21,11 @@ const maxDocument = 1024
 // the gateway later answers a manifest request with 4.04 (it forgot the
 // node).
 func (c *Client) Hello(ctx context.Context, h *protocol.Hello) error {
-	body, err := c.document("hello", h.NodeID, h)
+	body, err := c.document(protocol.ResHello, h.NodeID, h)
 	if err != nil {
 		return err
 	}
-	if err := c.post(ctx, "hello", body); err != nil {
+	if err := c.post(ctx, protocol.ResHello, body); err != nil {
 		return err
 	}
 	c.helloMu.Lock()
@@ -36,24 +36,24 @@ func (c *Client) Hello(ctx context.Context, h *protocol.Hello) error {
 
 // Health posts r to /n/{node}/health.
 func (c *Client) Health(ctx context.Context, r *protocol.HealthReport) error {
-	body, err := c.document("health", r.NodeID, r)
+	body, err := c.document(protocol.ResHealth, r.NodeID, r)
 	if err != nil {
 		return err
 	}
-	return c.post(ctx, "health", body)
+	return c.post(ctx, protocol.ResHealth, body)
 }
 
 // Status posts e to /n/{node}/status.
 func (c *Client) Status(ctx context.Context, e *protocol.StatusEvent) error {
-	body, err := c.document("status", e.NodeID, e)
+	body, err := c.document(protocol.ResStatus, e.NodeID, e)
 	if err != nil {
 		return err
 	}
-	return c.post(ctx, "status", body)
+	return c.post(ctx, protocol.ResStatus, body)
 }
 
 // document validates and encodes a node document of this client's node.
-func (c *Client) document(kind, node string, doc any) ([]byte, error) {
+func (c *Client) document(kind protocol.NodeResource, node string, doc any) ([]byte, error) {
 	if node != c.node {
 		return nil, fmt.Errorf("gwlink: %s of node %q on the link of node %q", kind, node, c.node)
 	}
@@ -67,11 +67,12 @@ func (c *Client) document(kind, node string, doc any) ([]byte, error) {
 	return body, nil
 }
 
-func (c *Client) nodePath(leaf string) string { return "/n/" + c.node + "/" + leaf }
+// nodePath returns the path of this client's node resource r.
+func (c *Client) nodePath(r protocol.NodeResource) string { return protocol.NodePath(c.node, r) }
 
 // post sends a CBOR document until the gateway answers 2.xx or 4.xx, ctx
 // ends or the gateway stays silent for the maximum elapsed time.
-func (c *Client) post(ctx context.Context, kind string, body []byte) error {
+func (c *Client) post(ctx context.Context, kind protocol.NodeResource, body []byte) error {
 	op := "POST " + c.nodePath(kind)
 	_, err := retry(ctx, c, op, c.cfg.maxElapsed, func() (struct{}, error) {
 		return struct{}{}, c.postOnce(ctx, kind, body)
@@ -80,7 +81,7 @@ func (c *Client) post(ctx context.Context, kind string, body []byte) error {
 }
 
 // postOnce is one exchange of post.
-func (c *Client) postOnce(ctx context.Context, kind string, body []byte) error {
+func (c *Client) postOnce(ctx context.Context, kind protocol.NodeResource, body []byte) error {
 	path := c.nodePath(kind)
 	r, err := c.exchange(ctx, func(ctx context.Context, conn *udpclient.Conn) (*pool.Message, error) {
 		return conn.NewPostRequest(ctx, path, message.AppCBOR, bytes.NewReader(body))
@@ -103,7 +104,7 @@ func (c *Client) rehello(ctx context.Context) bool {
 	if body == nil {
 		return false
 	}
-	err := c.postOnce(ctx, "hello", body)
+	err := c.postOnce(ctx, protocol.ResHello, body)
 	if err != nil {
 		c.log.Warn("hello sent again after 4.04 not accepted", "err", err)
 		return false

@@ -13,6 +13,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	netclient "github.com/plgd-dev/go-coap/v3/net/client"
+
+	"edgeota/protocol"
 )
 
 // defaultMaxAge is the Max-Age the gateway gives manifest answers
@@ -51,7 +53,7 @@ func (c *Client) Watch(ctx context.Context, onChange func(signed []byte)) error 
 	}()
 	w := &watcher{
 		c:      c,
-		path:   c.nodePath("manifest"),
+		path:   c.nodePath(protocol.ResManifest),
 		events: make(chan watchEvent, 16),
 		box:    box,
 		bo:     c.newBackoff(),
