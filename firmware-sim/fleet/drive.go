@@ -124,7 +124,9 @@ func (s *sim) fault(f scenario.Fault) error {
 	case "link-outage":
 		until := time.Now().Add(s.clock.Real(f.For)).UnixNano()
 		for _, n := range pick() {
+			n.heard.Store(0)
 			n.linkDown.Store(until)
+			n.outages.Add(1)
 		}
 	case "gateway-restart":
 		return s.restartGateway()
@@ -256,7 +258,11 @@ func (s *sim) line(now time.Duration) string {
 func (s *sim) result() *scenario.Result {
 	r := &scenario.Result{Seed: s.seed, SimElapsed: s.clock.Elapsed()}
 	for _, n := range s.nodes {
-		nr := scenario.NodeResult{ID: n.id, Labels: n.labels, State: "none", Unbootable: int(n.unboot.Load()), PowerCuts: int(n.cuts.Load())}
+		nr := scenario.NodeResult{ID: n.id, Labels: n.labels, State: "none", Unbootable: int(n.unboot.Load()), PowerCuts: int(n.cuts.Load()),
+			LinkOutages: int(n.outages.Load()), HeardAfterOutage: int(n.heard.Load())}
+		if st := n.relay.Stats(); nr.LinkOutages > 0 {
+			nr.OutageDropped = st.Up.Outage + st.Down.Outage
+		}
 		n.mu.Lock()
 		a := n.agent
 		n.mu.Unlock()

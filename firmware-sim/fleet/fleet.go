@@ -92,6 +92,8 @@ type node struct {
 	cuts     atomic.Int32
 	restart  chan string  // "cut" or "reboot"
 	linkDown atomic.Int64 // real unix nanos until which the link is out
+	outages  atomic.Int32 // link-outage faults that struck it
+	heard    atomic.Int32 // documents the gateway accepted after its last outage
 	seed     int64        // of its simulated model runtime
 
 	// With provision: ble, the node starts factory-fresh: it knows its

@@ -80,6 +80,9 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 		AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, ModelSeed: n.seed,
 		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
 		OnDelivered: func(doc any) {
+			if until := n.linkDown.Load(); until != 0 && time.Now().UnixNano() >= until {
+				n.heard.Add(1) // accepted after the link came back
+			}
 			switch d := doc.(type) {
 			case *protocol.HealthReport:
 				s.accepted.Store(fmt.Sprintf("%s/%d/%d", d.NodeID, d.BootCount, d.Number), struct{}{})

@@ -121,6 +121,7 @@ func (d *direction) arrive(now time.Time, data []byte, s *session) {
 	if l.Outage != nil && l.Outage(now) {
 		d.mu.Lock()
 		d.stats.Dropped++
+		d.stats.Outage++
 		d.mu.Unlock()
 		return
 	}
@@ -248,11 +249,12 @@ func (d *direction) deliver(now time.Time, batch []*item) {
 	d.mu.Unlock()
 	out := outage != nil && outage(now)
 
-	var delivered, dropped, bytes uint64
+	var delivered, dropped, outDropped, bytes uint64
 	for _, it := range batch {
 		for range it.copies {
 			if out {
 				dropped++
+				outDropped++
 				continue
 			}
 			if err := d.send(it); err != nil {
@@ -268,6 +270,7 @@ func (d *direction) deliver(now time.Time, batch []*item) {
 	d.stats.Delivered += delivered
 	d.stats.BytesDelivered += bytes
 	d.stats.Dropped += dropped
+	d.stats.Outage += outDropped
 	d.mu.Unlock()
 }
 

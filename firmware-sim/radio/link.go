@@ -134,6 +134,9 @@ type DirStats struct {
 	Dropped uint64
 	// Overflow is the part of Dropped that arrived over the queue limit.
 	Overflow uint64
+	// Outage is the part of Dropped that an outage ([Link.Outage])
+	// dropped, on arrival or when it fell due.
+	Outage uint64
 	// Duplicated is the number of extra copies made.
 	Duplicated uint64
 	// Reordered is the number of datagrams held back to be delivered after

@@ -227,7 +227,7 @@ func TestOutage(t *testing.T) {
 	out.Store(true)
 	g.exchange(t, 0, 100, 16)
 	st := g.r.Stats()
-	if st.Up.Dropped != 100 || st.Up.Delivered != 0 || g.clients[0].count() != 0 {
+	if st.Up.Dropped != 100 || st.Up.Outage != 100 || st.Up.Delivered != 0 || g.clients[0].count() != 0 {
 		t.Fatalf("during the outage: up %+v, client got %d; want all 100 dropped", st.Up, g.clients[0].count())
 	}
 
@@ -236,8 +236,8 @@ func TestOutage(t *testing.T) {
 	if got := g.clients[0].count(); got != 100 {
 		t.Errorf("after the outage: received %d, want 100", got)
 	}
-	if st := g.r.Stats(); st.Up.Dropped != 100 {
-		t.Errorf("after the outage: up dropped = %d, want still 100", st.Up.Dropped)
+	if st := g.r.Stats(); st.Up.Dropped != 100 || st.Up.Outage != 100 {
+		t.Errorf("after the outage: up dropped = %d, outage %d, want still 100", st.Up.Dropped, st.Up.Outage)
 	}
 }
 
@@ -256,7 +256,7 @@ func TestOutageDropsDatagramsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.settle(t)
-	if st := g.r.Stats(); st.Up.Dropped != 10 || g.echo.count() != 0 {
+	if st := g.r.Stats(); st.Up.Dropped != 10 || st.Up.Outage != 10 || g.echo.count() != 0 {
 		t.Errorf("up %+v, server got %d: want all 10 dropped in flight", st.Up, g.echo.count())
 	}
 }

@@ -87,6 +87,7 @@
 //	  - {kind: rollout, deployment: rollout-v2, phase: completed}
 //	  - {kind: health-delivered}
 //	  - {kind: provisioned}         # only with provision: ble
+//	  - {kind: link-recovered}      # only with a link-outage fault
 //
 // A fault's nodes is a share of the whole fleet ("10%", at most 2 decimals,
 // 0 to 100, rounded up to whole nodes) or a number of nodes (at most the
@@ -121,6 +122,12 @@
 //     Hello with them), and the gateway's audit log holds exactly one
 //     entry for it, with those labels and, under transport dtls,
 //     authenticated by the node's own key.
+//   - link-recovered (optional cohort), only with a link-outage fault:
+//     every node of the cohort whose radio a link-outage silenced lost
+//     datagrams to the outage (it struck) and was heard by the gateway
+//     after it ended (the gateway accepted a Hello, health report or
+//     status event of it); a run in which no outage struck a node of the
+//     cohort fails.
 //
 // Each [Outcome] has a Detail with the counts behind the verdict and at
 // most 5 offending nodes, such as "148 of 150 hw:rev2 nodes run v2;

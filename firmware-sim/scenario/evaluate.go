@@ -68,6 +68,14 @@ type NodeResult struct {
 	// Audit is the gateway's provisioning audit entries about the node
 	// (GET /v1/audit), oldest first. Filled in with provision: ble.
 	Audit []AuditEntry
+	// LinkOutages is how many link-outage faults struck the node's radio.
+	LinkOutages int
+	// OutageDropped is how many datagrams, both ways, its radio dropped
+	// because of an outage.
+	OutageDropped uint64
+	// HeardAfterOutage is how many of its documents (Hello, health report,
+	// status event) the gateway accepted after its last outage ended.
+	HeardAfterOutage int
 }
 
 // AuditEntry is one entry of the gateway's provisioning audit log, as far
@@ -154,6 +162,8 @@ func evaluate(s *Scenario, r *Result, e Expectation) (bool, string) {
 		return healthDelivered(r)
 	case ExpectProvisioned:
 		return provisioned(s, r, e)
+	case ExpectLinkRecovered:
+		return linkRecovered(r, e)
 	}
 	return false, fmt.Sprintf("unknown expectation kind %q", e.Kind)
 }
@@ -354,6 +364,40 @@ func provisioned(s *Scenario, r *Result, e Expectation) (bool, string) {
 	return len(bad) == 0, d
 }
 
+func linkRecovered(r *Result, e Expectation) (bool, string) {
+	nodes, err := cohortNodes(r, e.Cohort)
+	if err != nil {
+		return false, err.Error()
+	}
+	var bad []string
+	struck, recovered := 0, 0
+	var dropped uint64
+	for _, n := range nodes {
+		if n.LinkOutages == 0 {
+			continue
+		}
+		struck++
+		dropped += n.OutageDropped
+		switch {
+		case n.OutageDropped == 0:
+			bad = append(bad, n.ID+" lost nothing to its outage")
+		case n.HeardAfterOutage == 0:
+			bad = append(bad, n.ID+" not heard after its outage")
+		default:
+			recovered++
+		}
+	}
+	if struck == 0 {
+		return false, fmt.Sprintf("no link outage struck any of %d %s", len(nodes), nodesOf(e.Cohort))
+	}
+	d := fmt.Sprintf("%d of %d %s whose link went out were heard after it; the outages dropped %d datagrams",
+		recovered, struck, nodesOf(e.Cohort), dropped)
+	if len(bad) > 0 {
+		d += "; " + offenders(bad)
+	}
+	return len(bad) == 0, d
+}
+
 // labelText writes labels in braces, {hw=rev2,region=eu}, so that an
 // empty set shows.
 func labelText(labels map[string]string) string { return "{" + protocol.FormatLabels(labels) + "}" }
@@ -397,6 +441,8 @@ func defaultName(s *Scenario, e Expectation) string {
 		return "every accepted health report reaches the broker"
 	case ExpectProvisioned:
 		return every + " provisioned over BLE and audited once"
+	case ExpectLinkRecovered:
+		return strings.Replace(every, "node", "node whose link went out", 1) + " is heard again after it"
 	}
 	return e.Kind
 }

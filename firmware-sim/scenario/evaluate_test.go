@@ -247,3 +247,49 @@ func TestEvaluateProvisioned(t *testing.T) {
 		t.Errorf("empty cohort: %+v", o)
 	}
 }
+
+// TestEvaluateLinkRecovered: every node a link outage struck must have
+// lost datagrams to it and been heard after it; nodes it did not strike
+// do not count; a run in which it struck none fails.
+func TestEvaluateLinkRecovered(t *testing.T) {
+	s := mustParse(t, minimal+"  - {kind: link-recovered}\n  - {kind: link-recovered, cohort: \"hw:rev1\"}\n"+
+		"faults: [{at: 1m, kind: link-outage, for: 1m, nodes: 2}]\n")
+	result := func() *scenario.Result {
+		r := &scenario.Result{}
+		for i := range 4 {
+			r.Nodes = append(r.Nodes, scenario.NodeResult{ID: fmt.Sprintf("sim-%04d", i+1), Labels: map[string]string{"hw": "rev2"}})
+		}
+		for _, i := range []int{0, 2} {
+			r.Nodes[i].LinkOutages, r.Nodes[i].OutageDropped, r.Nodes[i].HeardAfterOutage = 1, 5, 3
+		}
+		return r
+	}
+	tests := []struct {
+		name   string
+		edit   func(r *scenario.Result)
+		passed bool
+		detail string
+	}{
+		{"recovered", func(*scenario.Result) {}, true, "2 of 2 nodes whose link went out were heard after it; the outages dropped 10 datagrams"},
+		{"outage that dropped nothing", func(r *scenario.Result) { r.Nodes[2].OutageDropped = 0 }, false,
+			"1 of 2 nodes whose link went out were heard after it; the outages dropped 5 datagrams; sim-0003 lost nothing to its outage"},
+		{"not heard after", func(r *scenario.Result) { r.Nodes[0].HeardAfterOutage = 0 }, false,
+			"1 of 2 nodes whose link went out were heard after it; the outages dropped 10 datagrams; sim-0001 not heard after its outage"},
+		{"no outage struck", func(r *scenario.Result) { r.Nodes[0].LinkOutages, r.Nodes[2].LinkOutages = 0, 0 }, false,
+			"no link outage struck any of 4 nodes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := result()
+			tt.edit(r)
+			o := scenario.Evaluate(s, r)[1]
+			if o.Name != "every node whose link went out is heard again after it" || o.Passed != tt.passed || o.Detail != tt.detail {
+				t.Errorf("got %q %v %q\nwant passed %v, %q", o.Name, o.Passed, o.Detail, tt.passed, tt.detail)
+			}
+		})
+	}
+	if o := scenario.Evaluate(s, result())[2]; o.Passed || o.Name != "every hw:rev1 node whose link went out is heard again after it" ||
+		o.Detail != "no link outage struck any of 0 hw:rev1 nodes" {
+		t.Errorf("cohort hw:rev1: %+v", o)
+	}
+}

@@ -664,6 +664,16 @@ func (p *parser) selector(n *yaml.Node) (Selector, error) {
 	return Selector{Count: int(c)}, nil
 }
 
+// hasFault reports whether the scenario injects a fault of that kind.
+func (p *parser) hasFault(kind string) bool {
+	for _, f := range p.s.Faults {
+		if f.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
 var phases = []string{"pending", "running", "paused", "completed", "aborted", "rolled-back", "superseded"}
 
 func (p *parser) expectations(n *yaml.Node) error {
@@ -695,8 +705,13 @@ func (p *parser) expectations(n *yaml.Node) error {
 				return errAt(m["kind"], "expectation provisioned needs provision: ble (nodes provisioned over BLE)")
 			}
 			allowed = []string{"cohort"}
+		case ExpectLinkRecovered:
+			if !p.hasFault(FaultLinkOutage) {
+				return errAt(m["kind"], "expectation link-recovered needs a link-outage fault")
+			}
+			allowed = []string{"cohort"}
 		default:
-			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout, health-delivered or provisioned", e.Kind)
+			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout, health-delivered, provisioned or link-recovered", e.Kind)
 		}
 		for i := 0; i+1 < len(it.Content); i += 2 {
 			k := it.Content[i].Value

@@ -269,6 +269,11 @@ type jsonNodeView struct {
 	Provisioned bool              `json:"provisioned,omitempty"`
 	Registered  map[string]string `json:"registered_labels,omitempty"`
 	Audit       []jsonAudit       `json:"audit,omitempty"`
+	// LinkOutages, OutageDropped and HeardAfterOutage are of a node a
+	// link-outage struck.
+	LinkOutages      int    `json:"link_outages,omitempty"`
+	OutageDropped    uint64 `json:"outage_dropped,omitempty"`
+	HeardAfterOutage int    `json:"heard_after_outage,omitempty"`
 }
 
 type jsonAudit struct {
@@ -302,7 +307,8 @@ func WriteJSON(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
 	}
 	for _, n := range r.Nodes {
 		v := jsonNodeView{ID: n.ID, Labels: n.Labels, Model: n.Model, State: n.State, Boots: n.Boots, PowerCuts: n.PowerCuts,
-			Unbootable: n.Unbootable, Provisioned: n.Provisioned, Registered: n.Registered}
+			Unbootable: n.Unbootable, Provisioned: n.Provisioned, Registered: n.Registered,
+			LinkOutages: n.LinkOutages, OutageDropped: n.OutageDropped, HeardAfterOutage: n.HeardAfterOutage}
 		if v.Labels == nil {
 			v.Labels = map[string]string{}
 		}

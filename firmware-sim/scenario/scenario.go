@@ -44,6 +44,11 @@ const (
 	// by the node's DTLS key under transport dtls). Only with provision:
 	// ble.
 	ExpectProvisioned = "provisioned"
+	// ExpectLinkRecovered: every node of the cohort whose radio a
+	// link-outage silenced lost datagrams to it, and was heard by the
+	// gateway after it ended (a Hello, report or status event the gateway
+	// accepted). Only with a link-outage fault.
+	ExpectLinkRecovered = "link-recovered"
 )
 
 // Transports, the values of key transport: how the nodes talk to the
