@@ -113,7 +113,7 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := provisioner.Apply(ctx, cli, signed, provisioner.Options{MTU: s.mtu})
+		res, err := provisioner.Provision(ctx, cli, signed, provisioner.Options{MTU: s.mtu})
 		if err != nil {
 			t.Fatalf("provision %s: %v", s.id, err)
 		}
@@ -247,7 +247,7 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := provisioner.Apply(ctx, qcli, provBundle(t, "node-q", 2, moved, uri, specs[1].secret, specs[1].psk), provisioner.Options{}); err != nil {
+	if _, err := provisioner.Provision(ctx, qcli, provBundle(t, "node-q", 2, moved, uri, specs[1].secret, specs[1].psk), provisioner.Options{}); err != nil {
 		t.Fatalf("re-provision node-q: %v", err)
 	}
 	gw.waitUntil(t, ctx, "node-q to run the rolled-out model, confirmed", func() bool {

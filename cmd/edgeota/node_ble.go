@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"edgeota/cmd/edgeota/internal/hci"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol"
@@ -64,12 +65,17 @@ func (b *bleFlags) service(flashPath, nodeID string, class protocol.Class, compo
 
 // serveBLE serves the provisioning service on a Linux HCI adapter ("hci0"
 // or "0") until ctx ends; a cancelled ctx is a normal end.
-func serveBLE(ctx context.Context, hci string, svc *provisioning.Service) error {
-	id, err := parseHCI(hci)
+func serveBLE(ctx context.Context, adapter string, svc *provisioning.Service) error {
+	id, err := parseHCI(adapter)
 	if err != nil {
 		return err
 	}
-	err = svc.ServeHCI(ctx, id)
+	p, err := hci.OpenPeripheral(id)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	err = svc.Serve(ctx, p)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"edgeota/nodeagent/provisioning"
+	"edgeota/cmd/edgeota/internal/hci"
 	"edgeota/protocol"
 )
 
@@ -45,7 +45,7 @@ func TestBLEFlagsService(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := serveBLE(ctx, "hci0", svc); err != nil && !errors.Is(err, provisioning.ErrNoAdapter) && !errors.Is(err, provisioning.ErrPermission) && !errors.Is(err, provisioning.ErrBusy) {
+	if err := serveBLE(ctx, "hci0", svc); err != nil && !errors.Is(err, hci.ErrNoAdapter) && !errors.Is(err, hci.ErrPermission) && !errors.Is(err, hci.ErrBusy) {
 		t.Fatalf("serveBLE: %v", err)
 	}
 }

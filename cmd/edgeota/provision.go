@@ -16,6 +16,7 @@ import (
 	"github.com/go-ble/ble"
 	"github.com/spf13/cobra"
 
+	"edgeota/cmd/edgeota/internal/hci"
 	"edgeota/gateway"
 	"edgeota/gateway/admin"
 	"edgeota/gateway/provisioner"
@@ -31,7 +32,7 @@ type bleAdapter interface {
 }
 
 // openAdapter opens hci<id>; tests replace it with an in-memory air.
-var openAdapter = func(id int) (bleAdapter, error) { return provisioner.OpenHCI(id) }
+var openAdapter = func(id int) (bleAdapter, error) { return hci.OpenCentral(id) }
 
 // parseHCI accepts "hci0" or "0".
 func parseHCI(s string) (int, error) {
@@ -449,9 +450,9 @@ func (r *keyRegistration) put(ctx context.Context, node string) error {
 // with a bundle built from b for the id the node reads.
 func applyBundle(ctx context.Context, cli ble.Client, b *bundleFlags, signed []byte) (*provisioner.Result, error) {
 	if signed != nil {
-		return provisioner.Apply(ctx, cli, signed, provisioner.Options{})
+		return provisioner.Provision(ctx, cli, signed, provisioner.Options{})
 	}
-	return provisioner.ApplyFor(ctx, cli, func(info provisioner.NodeInfo) ([]byte, error) {
+	return provisioner.ProvisionFor(ctx, cli, func(info provisioner.NodeInfo) ([]byte, error) {
 		if b.node != "" && b.node != info.NodeID {
 			return nil, fmt.Errorf("%s is node %q, not %q", info.Addr, info.NodeID, b.node)
 		}

@@ -157,7 +157,7 @@ func (s *sim) provision(ctx context.Context, n *node) error {
 		actx, cancel := context.WithTimeout(ctx, provisionTimeout)
 		var cli ble.Client
 		if cli, err = provisioner.Connect(actx, s.air, n.bleAddr); err == nil {
-			_, err = provisioner.Apply(actx, cli, signed, provisioner.Options{})
+			_, err = provisioner.Provision(actx, cli, signed, provisioner.Options{})
 		}
 		cancel()
 		if _, ok := n.prov.Current(); ok {

@@ -4,9 +4,13 @@
 // to say so (docs/provisioning.md).
 //
 // It works on any [Adapter] (the Scan and Dial of a go-ble device): a
-// Linux HCI adapter opened with [OpenHCI], or the in-memory
-// edgeota/firmware-sim/blelink.Air in tests. [Apply] and [Session] take a
-// connected [ble.Client].
+// Linux HCI adapter that cmd/edgeota opens, or the in-memory
+// edgeota/firmware-sim/blelink.Air in tests. [Provision] and [Session] take
+// a connected [ble.Client].
+//
+// The gateway side provisions; the node applies the bundle it receives
+// (edgeota/nodeagent/provisioning), which this package never imports: the
+// two sides share only the contract, edgeota/protocol/provision.
 package provisioner
 
 import (
@@ -27,7 +31,8 @@ import (
 )
 
 // Adapter is what the provisioner needs of a BLE central: go-ble's
-// Device Scan and Dial. *linux.Device and blelink.Air implement it.
+// Device Scan and Dial. cmd/edgeota's Linux HCI central and blelink.Air
+// implement it.
 type Adapter interface {
 	Scan(ctx context.Context, allowDup bool, h ble.AdvHandler) error
 	Dial(ctx context.Context, addr ble.Addr) (ble.Client, error)
@@ -108,8 +113,8 @@ var ErrNotFound = errors.New("node not found")
 
 // Connect scans until the node at addr advertises, stops the scan, and
 // dials it. It does not use go-ble's Connect, which hangs on a cancelled
-// context and wedges the adapter when two advertisements match
-// (LIBRARY-NOTES 7.2.10).
+// context and wedges the adapter when two advertisements match (go-ble
+// issue 86 and its scan handler).
 func Connect(ctx context.Context, a Adapter, addr string) (ble.Client, error) {
 	found := make(chan ble.Advertisement, 1)
 	scanCtx, stop := context.WithCancel(ctx)
@@ -181,7 +186,8 @@ func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 type Options struct {
 	// MTU is the ATT MTU to ask for (default ble.MaxMTU, 515, the most
 	// go-ble accepts; asking as much as the node offers also avoids
-	// go-ble's truncated long reads, LIBRARY-NOTES 7.2.3). 23 skips the
+	// go-ble's long reads, which stop early when the server's MTU is larger
+	// than the one asked for). 23 skips the
 	// exchange.
 	MTU int
 	// StatusTimeout bounds each wait for a status notification (default
@@ -246,7 +252,8 @@ func Open(ctx context.Context, cli ble.Client, opts Options) (*Session, error) {
 		}
 	}
 	// The handler runs with the GATT client locked: copy and return, never
-	// call the client from it (LIBRARY-NOTES 7.2.6 and 7.2.7).
+	// call the client from it: go-ble drops notifications past 16 queued,
+	// and a client call from the handler deadlocks.
 	err = cli.Subscribe(s.char(provision.StatusUUID), false, func(v []byte) {
 		st, err := provision.ParseStatus(v)
 		if err != nil {
@@ -387,7 +394,7 @@ func parseBundle(signed []byte) (sign.KeyID, *provision.Bundle, error) {
 	return env.KeyID, b, nil
 }
 
-// Result is what [Apply] did: an audit record of one provisioning.
+// Result is what [Provision] did: an audit record of one provisioning.
 type Result struct {
 	// Node is what the node said about itself before the bundle.
 	Node NodeInfo `json:"node"`
@@ -404,22 +411,22 @@ type Result struct {
 	Committed time.Time `json:"committed"`
 }
 
-// Apply provisions a connected node with a signed bundle: discover, read
+// Provision provisions a connected node with a signed bundle: discover, read
 // its info, check the bundle names it and is newer than what it holds,
 // send, commit; it disconnects in every case.
-func Apply(ctx context.Context, cli ble.Client, signed []byte, opts Options) (*Result, error) {
+func Provision(ctx context.Context, cli ble.Client, signed []byte, opts Options) (*Result, error) {
 	if _, _, err := parseBundle(signed); err != nil {
 		cli.CancelConnection()
 		return nil, err
 	}
-	return ApplyFor(ctx, cli, func(NodeInfo) ([]byte, error) { return signed, nil }, opts)
+	return ProvisionFor(ctx, cli, func(NodeInfo) ([]byte, error) { return signed, nil }, opts)
 }
 
-// ApplyFor provisions a connected node as [Apply] does, with the signed
+// ProvisionFor provisions a connected node as [Provision] does, with the signed
 // bundle build returns for what the node says about itself (its id,
 // component and current serial): a bundle signed on the spot. An error
 // from build ends it, unchanged, before anything is sent.
-func ApplyFor(ctx context.Context, cli ble.Client, build func(NodeInfo) ([]byte, error), opts Options) (*Result, error) {
+func ProvisionFor(ctx context.Context, cli ble.Client, build func(NodeInfo) ([]byte, error), opts Options) (*Result, error) {
 	s, err := Open(ctx, cli, opts)
 	if err != nil {
 		cli.CancelConnection()

@@ -90,10 +90,10 @@ func TestScan(t *testing.T) {
 	}
 }
 
-// TestApply provisions a simulated node end to end: scan, dial, MTU
+// TestProvision provisions a simulated node end to end: scan, dial, MTU
 // exchange, discovery, reads, chunked write, status notifications,
 // commit; at the default MTU and after an exchange.
-func TestApply(t *testing.T) {
+func TestProvision(t *testing.T) {
 	for _, mtu := range []int{0, ble.DefaultMTU, 64} {
 		t.Run("", func(t *testing.T) {
 			air := blelink.NewAir()
@@ -105,7 +105,7 @@ func TestApply(t *testing.T) {
 				t.Fatal(err)
 			}
 			signed := bundle(t, operator, "node-7", 1)
-			res, err := provisioner.Apply(ctx, cli, signed, provisioner.Options{MTU: mtu, Now: func() time.Time { return time.Unix(1795000100, 0) }})
+			res, err := provisioner.Provision(ctx, cli, signed, provisioner.Options{MTU: mtu, Now: func() time.Time { return time.Unix(1795000100, 0) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func TestApplyRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = provisioner.Apply(ctx, cli, signed, provisioner.Options{})
+		_, err = provisioner.Provision(ctx, cli, signed, provisioner.Options{})
 		return err
 	}
 	// Refused by the node: a key it does not trust.
@@ -200,17 +200,5 @@ func TestConnectNotFound(t *testing.T) {
 	defer cancel()
 	if _, err := provisioner.Connect(ctx, air, "0a:00:00:00:00:07"); !errors.Is(err, provisioner.ErrNotFound) {
 		t.Fatalf("Connect: %v", err)
-	}
-}
-
-func TestOpenHCI(t *testing.T) {
-	h, err := provisioner.OpenHCI(0)
-	if err == nil {
-		h.Close()
-		t.Skip("a real adapter is present")
-	}
-	t.Logf("OpenHCI(0): %v", err)
-	if !errors.Is(err, provisioner.ErrNoAdapter) && !errors.Is(err, provisioner.ErrPermission) && !errors.Is(err, provisioner.ErrBusy) {
-		t.Fatalf("unclassified error: %v", err)
 	}
 }

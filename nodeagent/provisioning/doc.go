@@ -27,8 +27,9 @@
 //
 // [Service.ServeConn] serves one central over any [ble.Conn] with
 // go-ble's own ATT server: the in-memory link of
-// edgeota/firmware-sim/blelink in tests and simulations. [Service.ServeHCI]
-// serves centrals on a Linux HCI adapter. Both put a guard in front of the
-// pinned go-ble server, which crashes on an Execute Write with nothing
-// prepared and on a short CCCD write; see LIBRARY-NOTES section 7.
+// edgeota/firmware-sim/blelink in tests and simulations. [Service.Serve]
+// advertises on a [Peripheral] adapter and serves each central that
+// connects; cmd/edgeota opens a Linux HCI adapter for it. Both put a guard
+// in front of the pinned go-ble server, which crashes on an Execute Write
+// with nothing prepared and on a short CCCD write.
 package provisioning

@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/go-ble/ble"
+	"github.com/go-ble/ble/linux/gatt"
 
 	"edgeota/firmware-sim/blelink"
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
+	"edgeota/test/testutil"
 )
 
 func TestReads(t *testing.T) {
@@ -386,25 +388,94 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestHCIError(t *testing.T) {
-	if err := provisioning.HCIError(0, nil); err != nil {
+// fakePeripheral is a BLE adapter in the peripheral role whose centrals
+// the test hands over on conns.
+type fakePeripheral struct {
+	conns      chan ble.Conn
+	advertised chan []string // name, then the service UUIDs
+	stopped    chan struct{} // closed by StopAdvertising
+	acceptErr  error         // Accept's error once conns is closed
+}
+
+func newFakePeripheral() *fakePeripheral {
+	return &fakePeripheral{conns: make(chan ble.Conn), advertised: make(chan []string, 1), stopped: make(chan struct{})}
+}
+
+func (p *fakePeripheral) Advertise(name string, services ...ble.UUID) error {
+	ad := []string{name}
+	for _, u := range services {
+		ad = append(ad, u.String())
+	}
+	p.advertised <- ad
+	return nil
+}
+
+func (p *fakePeripheral) StopAdvertising() error { close(p.stopped); return nil }
+
+func (p *fakePeripheral) Accept() (ble.Conn, error) {
+	c, ok := <-p.conns
+	if !ok {
+		return nil, p.acceptErr
+	}
+	return c, nil
+}
+
+func (p *fakePeripheral) Addr() string { return "0a:00:00:00:00:01" }
+
+// TestServe: Serve advertises the node and the service, serves a central
+// that connects, and when ctx ends disconnects it and stops advertising.
+func TestServe(t *testing.T) {
+	n := newNode(t, &provisioning.MemStore{})
+	p := newFakePeripheral()
+	t.Cleanup(func() { // the adapter closes: Accept fails
+		p.acceptErr = errors.New("closed")
+		close(p.conns)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- n.svc.Serve(ctx, p) }()
+
+	ad := testutil.Receive(t, "the advertisement", p.advertised)
+	if len(ad) != 2 || !strings.HasPrefix(nodeID, ad[0]) || ad[0] == "" || ad[1] != ble.MustParse(provision.ServiceUUID).String() {
+		t.Fatalf("advertised %q, want a prefix of %q and the service %s", ad, nodeID, provision.ServiceUUID)
+	}
+	central, periph := blelink.Pipe("0a:00:00:00:00:00", p.Addr())
+	p.conns <- periph
+	cli, err := gatt.NewClient(central)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Opening a real adapter here fails one way or the other (no
-	// Bluetooth in CI containers, no capability); either way the error
-	// says what to do.
-	n := newNode(t, &provisioning.MemStore{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := n.svc.ServeHCI(ctx, 0)
-	t.Logf("ServeHCI(hci0): %v", err)
-	switch {
-	case errors.Is(err, provisioning.ErrPermission):
-		if !strings.Contains(err.Error(), "setcap cap_net_raw,cap_net_admin+eip") {
-			t.Fatalf("permission error without the fix: %v", err)
-		}
-	case errors.Is(err, provisioning.ErrNoAdapter), errors.Is(err, provisioning.ErrBusy):
-	case errors.Is(err, context.DeadlineExceeded):
-		t.Skip("a real adapter is present and served")
+	prof, err := cli.DiscoverProfile(true)
+	if err != nil {
+		t.Fatal(err)
 	}
+	c, ok := prof.Find(ble.NewCharacteristic(ble.MustParse(provision.NodeIDUUID))).(*ble.Characteristic)
+	if !ok {
+		t.Fatal("no node id characteristic")
+	}
+	if v, err := cli.ReadLongCharacteristic(c); err != nil || string(v) != nodeID {
+		t.Fatalf("node id %q, %v; want %q", v, err, nodeID)
+	}
+
+	cancel()
+	if err := testutil.Receive(t, "Serve to return", served); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Serve = %v, want context.Canceled", err)
+	}
+	testutil.Closed(t, "the central's disconnection", cli.Disconnected())
+	testutil.Closed(t, "advertising to stop", p.stopped)
+}
+
+// TestServeAcceptFails: an adapter that fails to accept ends Serve with
+// its error.
+func TestServeAcceptFails(t *testing.T) {
+	n := newNode(t, &provisioning.MemStore{})
+	p := newFakePeripheral()
+	p.acceptErr = errors.New("adapter gone")
+	close(p.conns)
+	err := n.svc.Serve(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "adapter gone") {
+		t.Fatalf("Serve = %v, want the accept error", err)
+	}
+	testutil.Closed(t, "advertising to stop", p.stopped)
 }

@@ -3,16 +3,13 @@ package provisioning
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-ble/ble"
 	"github.com/go-ble/ble/linux/att"
 	"github.com/go-ble/ble/linux/gatt"
-	"github.com/go-ble/ble/linux/hci"
 
 	"edgeota/protocol/provision"
 )
@@ -28,7 +25,7 @@ const (
 
 // guard sits between the link and go-ble's ATT server and answers the
 // requests that crash the pinned server: Execute Write without a prepared
-// write dereferences nil (LIBRARY-NOTES 7.2.4), and a CCCD write shorter
+// write dereferences nil, and a CCCD write shorter
 // than 2 bytes slices out of range. Prepare and Execute Write get "request
 // not supported" (the service has no long values); a write of other than 2
 // bytes to any handle but the bundle and control values gets "invalid
@@ -84,7 +81,7 @@ func errorRsp(op byte, h uint16, code ble.ATTError) []byte {
 
 // advName is the GAP device name and advertised name of a node: its id,
 // cut to fit a read at the default MTU (go-ble's static values longer than
-// MTU-1 crash its server, LIBRARY-NOTES 7.2.1).
+// MTU-1 crash its server).
 func (s *Service) advName() string {
 	n := s.cfg.NodeID
 	if len(n) > provision.MaxValueLen {
@@ -134,56 +131,32 @@ func (s *Service) ServeConn(ctx context.Context, conn ble.Conn) error {
 	}
 }
 
-// Errors of opening a Bluetooth adapter.
-var (
-	// ErrNoAdapter: no such HCI device, or no Bluetooth in this kernel or
-	// container.
-	ErrNoAdapter = errors.New("no Bluetooth adapter")
-	// ErrPermission: opening a raw HCI socket needs root or
-	// CAP_NET_ADMIN and CAP_NET_RAW.
-	ErrPermission = errors.New("no permission to use the Bluetooth adapter")
-	// ErrBusy: another program (usually bluetoothd) holds the adapter.
-	ErrBusy = errors.New("the Bluetooth adapter is busy")
-)
-
-// HCIError turns an error of opening HCI device hci<id> into one that
-// wraps [ErrNoAdapter], [ErrPermission] or [ErrBusy] with what to do.
-func HCIError(id int, err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("%w hci%d (%v): run as root, or grant the binary CAP_NET_ADMIN and CAP_NET_RAW: sudo setcap cap_net_raw,cap_net_admin+eip bin/edgeota", ErrPermission, id, err)
-	case errors.Is(err, syscall.EAFNOSUPPORT):
-		return fmt.Errorf("%w: this kernel or container has no Bluetooth sockets (%v)", ErrNoAdapter, err)
-	case errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("%w: no hci%d (%v); list adapters with 'hciconfig -a' or 'btmgmt info'", ErrNoAdapter, id, err)
-	case errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.EALREADY):
-		return fmt.Errorf("%w: hci%d (%v): stop bluetoothd (sudo systemctl stop bluetooth) so that edgeota can own the adapter", ErrBusy, id, err)
-	}
-	return fmt.Errorf("hci%d: %w", id, err)
+// Peripheral is what [Service.Serve] needs of a BLE adapter in the
+// peripheral role: cmd/edgeota opens a Linux HCI adapter that implements
+// it. Its owner opens and closes it; Serve does neither.
+type Peripheral interface {
+	// Advertise advertises name and the services until StopAdvertising.
+	Advertise(name string, services ...ble.UUID) error
+	// StopAdvertising stops advertising.
+	StopAdvertising() error
+	// Accept waits for a central to connect and returns the link; it
+	// returns an error once the adapter is closed.
+	Accept() (ble.Conn, error)
+	// Addr is the adapter's address, for the log.
+	Addr() string
 }
 
-// ServeHCI serves the provisioning service on a real adapter, Linux HCI
-// device hci<id>, through go-ble: it advertises the node id and the service
-// UUID, and serves each central that connects with [Service.ServeConn]
-// (with its guard against go-ble's crashing requests), until ctx ends.
-// Opening the adapter needs root or CAP_NET_ADMIN and CAP_NET_RAW, and
-// bluetoothd must not hold it; errors say which ([HCIError]).
-func (s *Service) ServeHCI(ctx context.Context, id int) error {
-	dev, err := hci.NewHCI(ble.OptDeviceID(id))
-	if err != nil {
-		return HCIError(id, err)
+// Serve serves the provisioning service on a BLE adapter: it advertises
+// the node id and the service UUID, and serves each central that connects
+// with [Service.ServeConn] (with its guard against go-ble's crashing
+// requests), until ctx ends or accepting fails. When ctx ends it
+// disconnects the centrals (waiting at most 5 seconds for them) and stops
+// advertising before it returns; the caller then closes the adapter.
+func (s *Service) Serve(ctx context.Context, p Peripheral) error {
+	if err := p.Advertise(s.advName(), ble.MustParse(provision.ServiceUUID)); err != nil {
+		return fmt.Errorf("provisioning: advertise: %w", err)
 	}
-	if err := dev.Init(); err != nil {
-		dev.Close()
-		return HCIError(id, err)
-	}
-	if err := dev.AdvertiseNameAndServices(s.advName(), ble.MustParse(provision.ServiceUUID)); err != nil {
-		dev.Close()
-		return HCIError(id, err)
-	}
-	s.log.Info("advertising the provisioning service", "hci", id, "name", s.advName(), "addr", dev.Addr().String())
+	s.log.Info("advertising the provisioning service", "name", s.advName(), "addr", p.Addr())
 	ctx, cancel := context.WithCancel(ctx)
 	var (
 		wg      sync.WaitGroup
@@ -196,22 +169,21 @@ func (s *Service) ServeHCI(ctx context.Context, id int) error {
 		mu.Unlock()
 		// Disconnect the centrals while the adapter is open (their links
 		// end on the controller's disconnection event), bounded in case it
-		// never comes, then close the adapter.
+		// never comes; the caller closes the adapter after.
 		cancel()
 		served := make(chan struct{})
 		go func() { wg.Wait(); close(served) }()
 		select {
 		case <-served:
 		case <-time.After(5 * time.Second):
-			s.log.Warn("a central did not disconnect; closing the adapter anyway", "hci", id)
+			s.log.Warn("a central did not disconnect; leaving it to the adapter's close")
 		}
-		dev.StopAdvertising()
-		dev.Close()
+		p.StopAdvertising()
 	}()
 	accepted := make(chan error, 1)
 	go func() {
 		for {
-			l2c, err := dev.Accept()
+			l2c, err := p.Accept()
 			if err != nil {
 				accepted <- err
 				return
@@ -236,6 +208,6 @@ func (s *Service) ServeHCI(ctx context.Context, id int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case err := <-accepted:
-		return fmt.Errorf("provisioning: hci%d: %w", id, err)
+		return fmt.Errorf("provisioning: accept: %w", err)
 	}
 }

@@ -334,7 +334,8 @@ func (s *Service) component() string {
 }
 
 // readValue serves a read of value, honouring the offset of a Read Blob
-// and the response's capacity (LIBRARY-NOTES 7.2.2).
+// and the response's capacity: go-ble leaves both to the handler, and
+// sends nothing when a handler writes more than the capacity.
 func readValue(value func(ble.Request) []byte) ble.ReadHandler {
 	return ble.ReadHandlerFunc(func(req ble.Request, rsp ble.ResponseWriter) {
 		v := value(req)
@@ -350,7 +351,7 @@ func readValue(value func(ble.Request) []byte) ble.ReadHandler {
 
 // GATT builds the provisioning service for go-ble's GATT server. Build a
 // new one for each server: go-ble records attribute handles in it.
-// Connections served by [Service.ServeConn] or [Service.ServeHCI] each
+// Connections served by [Service.ServeConn] or [Service.Serve] each
 // have their own transfer; connections of another server (the service
 // added to a linux.Device, say) share one, and miss the guard against the
 // requests that crash go-ble's server.
