@@ -88,7 +88,8 @@ func (s *sim) deploy(ctx context.Context, d *scenario.Deployment, seq uint64) er
 		NodeTimeoutSeconds: uint64(d.NodeTimeout / time.Second), MaxConcurrent: d.MaxConcurrent, Issued: issued,
 		Expires: issued + uint64(s.sc.Duration/time.Second) + 3600,
 		Gates: protocol.Gates{MaxFailed: d.Gates.MaxFailed, MaxErrorPermille: d.Gates.MaxErrorPermille,
-			MaxLatencyP99Micros: d.Gates.MaxLatencyP99Micros, MinReports: d.Gates.MinReports, MaxBootLoops: d.Gates.MaxBootLoops}}
+			MaxLatencyP99Micros: d.Gates.MaxLatencyP99Micros, MinReports: d.Gates.MinReports, MaxBootLoops: d.Gates.MaxBootLoops,
+			Metrics: d.Gates.Metrics}}
 	if d.OnFailure == "rollback" {
 		dep.OnFailure = protocol.FailureRollback
 	}

@@ -77,6 +77,36 @@ expect:
 	}
 }
 
+// TestMetricGateFires: a model whose simulated runtime reports
+// low_confidence_permille 80 (metric.low_confidence_permille=80 in its
+// behaviour), otherwise healthy, meets a deployment gate of 50 on that
+// metric: its first node fails the gate, max_failed 0 rolls the rollout
+// back in wave 1, every node back on v1.
+func TestMetricGateFires(t *testing.T) {
+	src := `
+name: metric-gate
+seed: 1
+time_scale: 60
+duration: 20m
+inference_rate: 1
+health_interval: 30s
+fleet: [{count: 4, labels: {hw: rev2}}]
+models:
+  - {name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 8192}
+  - {name: unsure, version: 2.0.0, behaviour: "error_permille=1 metric.low_confidence_permille=80", size: 8192, probation: {seconds: 60, min_inferences: 10}}
+initial: v1
+deployments:
+  - {id: d1, at: 10s, model: unsure, cohort: "*", waves: [{percent: 25, bake: 2m}, {percent: 100, bake: 1m}],
+     gates: {max_failed: 0, min_reports: 2, metrics: {low_confidence_permille: 50}}, on_failure: rollback, node_timeout: 10m}
+expect:
+  - {kind: rollout, deployment: d1, phase: rolled-back, max_wave: 1}
+  - {kind: all-run, cohort: "*", model: v1}
+`
+	if _, summary, ok := runScenario(t, src); !ok {
+		t.Fatalf("expectations failed\n%s", summary)
+	}
+}
+
 // runScenario parses and runs a scenario in a temporary directory (at most
 // 3 minutes) and returns its result, its summary and whether every
 // expectation passed.

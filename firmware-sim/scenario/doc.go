@@ -65,9 +65,11 @@
 //	    waves: [{percent: 10, bake: 2m}, {percent: 100, bake: 2m}]
 //	                              # required: cumulative, increasing, the last at 100,
 //	                              # percents with at most 2 decimals, bake in whole seconds (default 0s)
-//	    gates: {max_failed: 0, max_error_rate: 0.05, max_latency_p99: 80ms, min_reports: 2, max_boot_loops: 0}
+//	    gates: {max_failed: 0, max_error_rate: 0.05, max_latency_p99: 80ms, min_reports: 2, max_boot_loops: 0,
+//	            metrics: {low_confidence_permille: 50}}
 //	                              # all optional, docs/protocol.md section 7; an absent gate is not checked;
-//	                              # max_error_rate is a fraction with at most 3 decimals
+//	                              # max_error_rate is a fraction with at most 3 decimals; metrics bounds
+//	                              # what a model declares with metric.NAME=VALUE in its behaviour
 //	    on_failure: rollback      # pause or rollback (default pause)
 //	    node_timeout: 20m         # whole seconds (default 30m)
 //	    max_concurrent: 50        # at least 1 (default 20)

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
 	"edgeota/protocol/yamlfield"
@@ -373,28 +374,12 @@ func probation(n *yaml.Node) (*Probation, error) {
 	return pr, nil
 }
 
-// checkBehaviour checks the syntax of a simulated model's header after the
-// magic word (docs/simulator.md): key=value pairs with known keys, each at
-// most once, with whole numbers. Ranges are left to the model runtime.
+// checkBehaviour checks a simulated model's header after the magic word
+// by the runtime's own rules (package simmodel, docs/simulator.md): known
+// keys, each at most once, numbers in range, at most one metric.
 func checkBehaviour(b string) error {
-	seen := map[string]bool{}
-	for _, f := range strings.Fields(b) {
-		key, val, ok := strings.Cut(f, "=")
-		if !ok {
-			return fmt.Errorf("%q is not key=value", f)
-		}
-		switch key {
-		case "error_permille", "p50_us", "p99_us", "ram_bytes", "cpu_permille", "crash_on_boot":
-		default:
-			return fmt.Errorf("unknown key %q (known: error_permille, p50_us, p99_us, ram_bytes, cpu_permille, crash_on_boot)", key)
-		}
-		if seen[key] {
-			return fmt.Errorf("key %q repeated", key)
-		}
-		seen[key] = true
-		if _, err := strconv.ParseUint(val, 10, 64); err != nil {
-			return fmt.Errorf("%s=%q is not a whole number", key, val)
-		}
+	if _, _, err := simmodel.ParseHeader([]byte(simmodel.Magic + " " + b)); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), simmodel.ErrHeader.Error()+": "))
 	}
 	return nil
 }
@@ -542,7 +527,7 @@ func waves(n *yaml.Node) ([]Wave, error) {
 
 func gates(n *yaml.Node) (Gates, error) {
 	var g Gates
-	m, err := fields(n, "max_failed", "max_error_rate", "max_latency_p99", "min_reports", "max_boot_loops")
+	m, err := fields(n, "max_failed", "max_error_rate", "max_latency_p99", "min_reports", "max_boot_loops", "metrics")
 	if err != nil {
 		return g, err
 	}
@@ -575,6 +560,23 @@ func gates(n *yaml.Node) (Gates, error) {
 	}
 	if g.MaxBootLoops, err = optionalUintPtr(m["max_boot_loops"], "max_boot_loops"); err != nil {
 		return g, err
+	}
+	if x := m["metrics"]; yamlfield.IsSet(x) {
+		if x.Kind != yaml.MappingNode {
+			return g, errAt(x, "metrics: want a mapping of metric name to maximum, as {low_confidence_permille: 50}")
+		}
+		g.Metrics = map[string]int64{}
+		for i := 0; i+1 < len(x.Content); i += 2 {
+			k, v := x.Content[i], x.Content[i+1]
+			if !protocol.ValidLabelKey(k.Value) {
+				return g, errAt(k, "metric name %q does not match [a-z0-9_.-]{1,32}", k.Value)
+			}
+			b, err := strconv.ParseInt(v.Value, 10, 64)
+			if err != nil || v.Kind != yaml.ScalarNode {
+				return g, errAt(v, "metric %s: want a whole number", k.Value)
+			}
+			g.Metrics[k.Value] = b
+		}
 	}
 	return g, nil
 }

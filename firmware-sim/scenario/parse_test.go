@@ -52,7 +52,7 @@ deployments:
     model: v2
     cohort: "hw:rev2"
     waves: [{percent: 10, bake: 2m}, {percent: 100, bake: 2m}]
-    gates: {max_failed: 0, max_error_rate: 0.05, max_latency_p99: 80ms, min_reports: 2, max_boot_loops: 0}
+    gates: {max_failed: 0, max_error_rate: 0.05, max_latency_p99: 80ms, min_reports: 2, max_boot_loops: 0, metrics: {low_confidence_permille: 50}}
     on_failure: rollback
     node_timeout: 20m
     max_concurrent: 50
@@ -111,7 +111,7 @@ func TestParseFull(t *testing.T) {
 				ID: "rollout-v2", At: time.Minute, Model: "v2", Cohort: "hw:rev2",
 				Waves: []scenario.Wave{{BasisPoints: 1000, BakeSeconds: 120}, {BasisPoints: 10000, BakeSeconds: 120}},
 				Gates: scenario.Gates{MaxFailed: u64(0), MaxErrorPermille: u64(50), MaxLatencyP99Micros: u64(80000),
-					MinReports: u64(2), MaxBootLoops: u64(0)},
+					MinReports: u64(2), MaxBootLoops: u64(0), Metrics: map[string]int64{"low_confidence_permille": 50}},
 				OnFailure: "rollback", NodeTimeout: 20 * time.Minute, MaxConcurrent: 50,
 			},
 			{
@@ -255,6 +255,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad label key", strings.Replace(minimal, "{hw: rev2}", "{HW: rev2}", 1), 5, `label key "HW"`},
 		{"duplicate model", strings.Replace(minimal, "models:\n", "models:\n  - {name: v1, version: \"0\"}\n", 1), 8, "model v1 is defined twice"},
 		{"bad behaviour", strings.Replace(minimal, "version: 1.0.0", "version: 1.0.0\n    behaviour: p95_us=3", 1), 9, `unknown key "p95_us"`},
+		{"behaviour out of range", strings.Replace(minimal, "version: 1.0.0", "version: 1.0.0\n    behaviour: error_permille=1001", 1), 9,
+			"model v1: behaviour: error_permille=1001 is over 1000"},
+		{"behaviour with two metrics", strings.Replace(minimal, "version: 1.0.0", "version: 1.0.0\n    behaviour: metric.a=1 metric.b=2", 1), 9,
+			"metric.b: a model declares at most one metric"},
 		{"size too large", strings.Replace(minimal, "version: 1.0.0", "version: 1.0.0\n    size: 5000000", 1), 9, "size 5000000: want 1 to 4194304 bytes"},
 		{"bad on_failure", strings.Replace(minimal, "model: v1\n    waves", "model: v1\n    on_failure: retry\n    waves", 1), 12, `on_failure "retry": want pause or rollback`},
 		{"bad gate", strings.Replace(minimal, "model: v1\n    waves", "model: v1\n    gates: {max_error_rate: 2}\n    waves", 1), 12, "max_error_rate 2 is a fraction"},
@@ -271,6 +275,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad provision", minimal + "provision: nfc\n", 15, `provision "nfc": want none or ble`},
 		{"provision case", minimal + "provision: BLE\n", 15, `provision "BLE": want none or ble`},
 		{"provisioned without provision", minimal + "  - {kind: provisioned}\n", 15, "expectation provisioned needs provision: ble"},
+		{"metric gate not a mapping", strings.Replace(minimal, "model: v1\n    waves", "model: v1\n    gates: {metrics: 5}\n    waves", 1), 12, "metrics: want a mapping"},
+		{"metric gate bad name", strings.Replace(minimal, "model: v1\n    waves", "model: v1\n    gates: {metrics: {Low: 5}}\n    waves", 1), 12, `metric name "Low" does not match`},
+		{"metric gate not a number", strings.Replace(minimal, "model: v1\n    waves", "model: v1\n    gates: {metrics: {low: 0.5}}\n    waves", 1), 12, "metric low: want a whole number"},
 		{"link-recovered without a link outage", minimal + "  - {kind: link-recovered}\n", 15, "expectation link-recovered needs a link-outage fault"},
 		{"link-recovered with a model", minimal + "  - {kind: link-recovered, model: v1}\nfaults: [{at: 1m, kind: link-outage, for: 1m, nodes: 1}]\n", 15,
 			"model does not apply to an expectation of kind link-recovered"},

@@ -244,6 +244,10 @@ type Gates struct {
 	MinReports *uint64
 	// MaxBootLoops is key max_boot_loops.
 	MaxBootLoops *uint64
+	// Metrics is key metrics: the highest value of each model metric a
+	// node may report (health key 64), by name; nil when absent. A model
+	// reports one with metric.NAME=VALUE in its behaviour.
+	Metrics map[string]int64
 }
 
 // Fault is one entry of faults.

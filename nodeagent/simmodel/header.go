@@ -58,8 +58,9 @@ type Metric struct {
 	Value int64
 }
 
-// MaxMetricNameLen is the longest metric name a header may declare.
-const MaxMetricNameLen = 64
+// MaxMetricNameLen is the longest metric name a header may declare: the
+// longest a deployment's metric gate can name.
+const MaxMetricNameLen = 32
 
 // metricPrefix starts the key of a header's metric.
 const metricPrefix = "metric."
