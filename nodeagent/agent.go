@@ -10,7 +10,6 @@ import (
 
 	"edgeota/nodeagent/internal/latency"
 	"edgeota/nodeagent/internal/probation"
-	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -19,8 +18,10 @@ import (
 // compared with a manifest's requires key.
 const AgentVersion = "0.1.0"
 
-// Runtime loads model images into something that runs inferences. The
-// default is the simulated runtime of package simmodel.
+// Runtime loads model images into something that runs inferences. A board
+// port gives its inference engine; edgeota/nodeagent/simmodel is a
+// simulated one (simmodel.Runtime.ForAgent), which the node command and the
+// fleet simulator use.
 type Runtime interface {
 	Load(image io.ReaderAt, size int64) (Model, error)
 }
@@ -62,7 +63,8 @@ type Reporter interface {
 	Health(ctx context.Context, r *protocol.HealthReport) error
 }
 
-// Config configures an Agent. Flash, Trust, NodeID and Class are required.
+// Config configures an Agent. NodeID, Class, Flash, Trust and Models are
+// required.
 type Config struct {
 	NodeID    string
 	Class     protocol.Class
@@ -77,8 +79,7 @@ type Config struct {
 
 	Trust *sign.TrustStore // manifest keys
 
-	Models         Runtime       // default: simmodel with ModelSeed
-	ModelSeed      int64         // seed of the simulated runtime
+	Models         Runtime       // required: loads the model images the node runs
 	InferenceRate  float64       // inferences per second, default 10
 	HealthInterval time.Duration // default 60s
 	Clock          Clock         // default: the real clock
@@ -159,14 +160,13 @@ type Agent struct {
 	link            *link
 }
 
-type simRuntime struct{ rt simmodel.Runtime }
-
-func (s simRuntime) Load(image io.ReaderAt, size int64) (Model, error) { return s.rt.Load(image, size) }
-
 // New opens the device on cfg.Flash. It does not boot: see Boot.
 func New(cfg Config) (*Agent, error) {
 	if cfg.Flash == nil || cfg.Trust == nil {
 		return nil, errors.New("nodeagent: Flash and Trust are required")
+	}
+	if cfg.Models == nil {
+		return nil, errors.New("nodeagent: Models is required: the Runtime that loads model images (edgeota/nodeagent/simmodel simulates one)")
 	}
 	if !protocol.ValidID(cfg.NodeID) {
 		return nil, fmt.Errorf("nodeagent: node id %q does not match [A-Za-z0-9._-]{1,64}", cfg.NodeID)
@@ -185,9 +185,6 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Checkpoint == 0 {
 		cfg.Checkpoint = 64 << 10
-	}
-	if cfg.Models == nil {
-		cfg.Models = simRuntime{simmodel.Runtime{Seed: cfg.ModelSeed}}
 	}
 	if cfg.InferenceRate <= 0 {
 		cfg.InferenceRate = 10

@@ -10,6 +10,7 @@ import (
 
 	"edgeota/firmware-sim/flash"
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -28,7 +29,7 @@ func Example() {
 	signed, _ := signer.SignManifest(m)
 
 	f, _ := flash.New(nodeagent.FlashSize(256<<10, 4096, 4))
-	agent, _ := nodeagent.New(nodeagent.Config{NodeID: "node-1", Flash: f, Trust: trust, SlotSize: 256 << 10,
+	agent, _ := nodeagent.New(nodeagent.Config{NodeID: "node-1", Flash: f, Trust: trust, Models: simmodel.Runtime{}.ForAgent(), SlotSize: 256 << 10,
 		Clock: &virtualClock{now: time.Unix(0, 0)}})
 	ctx := context.Background()
 	agent.Boot(ctx) // a blank node: no runnable model yet

@@ -12,6 +12,7 @@ import (
 	"edgeota/gateway"
 	"edgeota/gateway/admin"
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/simmodel"
 )
 
 // TestDownloadAcrossLossyLink: a node behind a radio link that loses 20% of
@@ -82,7 +83,7 @@ func downloadAcrossLossyLink(t *testing.T, secure bool) {
 	defer func() { relay.Close(); <-rdone }()
 
 	f := newSim(t, geometry{4096, 8, 4}, 1)
-	a, err := nodeagent.New(nodeagent.Config{NodeID: "lossy-1", Class: testClass, Component: "kws-model", Flash: f, Trust: tb.trust,
+	a, err := nodeagent.New(nodeagent.Config{NodeID: "lossy-1", Class: testClass, Component: "kws-model", Flash: f, Trust: tb.trust, Models: simmodel.Runtime{}.ForAgent(),
 		SlotSize: sweepSlot, JournalBlocks: 4, InferenceRate: 100, HealthInterval: time.Second,
 		Gateway: scheme + relay.Addr().String(), PSK: psk, AckTimeout: 100 * time.Millisecond})
 	if err != nil {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 )
 
@@ -44,7 +46,7 @@ func TestHealthReportsCarryModelMetrics(t *testing.T) {
 	rel := tb.release(t, 5, 1, "1.0.0", goodModel+" metric.low_confidence_permille=80", 48<<10)
 	rep := &recorder{}
 	f := newSim(t, geometry{4096, 8, 4}, 1)
-	a, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Component: "kws-model", Flash: f, Trust: tb.trust,
+	a, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Component: "kws-model", Flash: f, Trust: tb.trust, Models: simmodel.Runtime{}.ForAgent(),
 		SlotSize: sweepSlot, JournalBlocks: 4, InferenceRate: 50, HealthInterval: 5 * time.Second, Reporter: rep,
 		Clock: &virtualClock{now: time.Unix(1795000000, 0)}})
 	if err != nil {
@@ -85,7 +87,7 @@ func TestHelloNamesTheRuntime(t *testing.T) {
 	for _, runtime := range []string{"tflm", ""} {
 		rep := &recorder{}
 		a, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Component: "kws-model", Runtime: runtime,
-			Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, SlotSize: sweepSlot, JournalBlocks: 4, Reporter: rep,
+			Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, Models: simmodel.Runtime{}.ForAgent(), SlotSize: sweepSlot, JournalBlocks: 4, Reporter: rep,
 			Clock: &virtualClock{now: time.Unix(1795000000, 0)}})
 		if err != nil {
 			t.Fatal(err)
@@ -101,8 +103,19 @@ func TestHelloNamesTheRuntime(t *testing.T) {
 		}
 	}
 	_, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Runtime: "tf lm",
-		Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, SlotSize: sweepSlot, JournalBlocks: 4})
+		Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, Models: simmodel.Runtime{}.ForAgent(), SlotSize: sweepSlot, JournalBlocks: 4})
 	if err == nil {
 		t.Fatal("runtime \"tf lm\" accepted")
+	}
+}
+
+// TestNewNeedsARuntime: the agent has no default model runtime; New says
+// which field is missing.
+func TestNewNeedsARuntime(t *testing.T) {
+	tb := newTestbed(t)
+	_, err := nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass,
+		Flash: newSim(t, geometry{4096, 8, 4}, 1), Trust: tb.trust, SlotSize: sweepSlot, JournalBlocks: 4})
+	if err == nil || !strings.Contains(err.Error(), "Models is required") {
+		t.Fatalf("New without Models = %v, want an error naming Models", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"edgeota/firmware-sim/flash"
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -96,7 +97,7 @@ func journalBlocks(f nodeagent.Flash) int {
 }
 
 func (tb *testbed) agent(t testing.TB, f nodeagent.Flash) (*nodeagent.Agent, error) {
-	return nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Flash: f, Trust: tb.trust,
+	return nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Flash: f, Trust: tb.trust, Models: simmodel.Runtime{}.ForAgent(),
 		SlotSize: sweepSlot, JournalBlocks: journalBlocks(f), Checkpoint: 16 << 10, InferenceRate: 50,
 		HealthInterval: 5 * time.Second, Clock: &virtualClock{now: time.Unix(1795000000, 0)}})
 }

@@ -26,6 +26,7 @@ import (
 	"edgeota/gateway/provisioner"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
@@ -456,7 +457,7 @@ func startProvNode(t testing.TB, air *blelink.Air, addr, id string, secret []byt
 			if pc == nil {
 				return nil // nothing to talk to before provisioning
 			}
-			cfg := nodeagent.Config{NodeID: id, Class: provClass, Flash: f, SlotSize: provSlot, JournalBlocks: provJournal,
+			cfg := nodeagent.Config{NodeID: id, Class: provClass, Flash: f, Models: simmodel.Runtime{}.ForAgent(), SlotSize: provSlot, JournalBlocks: provJournal,
 				InferenceRate: 100, HealthInterval: 200 * time.Millisecond, AckTimeout: 100 * time.Millisecond,
 				PollInterval: time.Second, Logger: log, OnDelivered: n.record}
 			if committed {

@@ -16,6 +16,7 @@ import (
 
 	"edgeota/firmware-sim/flash"
 	"edgeota/nodeagent"
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 )
@@ -158,7 +159,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 		}
 	}
 	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, Runtime: n.runtime, PSK: psk,
-		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, ModelSeed: n.seed,
+		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout}
 	for _, o := range overlay {
 		if err := o(&cfg); err != nil {

@@ -11,6 +11,7 @@ import (
 	"edgeota/firmware-sim/radio"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
+	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 )
 
@@ -56,7 +57,7 @@ func (s *sim) newNode(ctx context.Context, ident identity, i int, slot int64) (*
 // verified, booted and confirmed.
 func (s *sim) install(n *node, slot int64, m *model) error {
 	a, err := nodeagent.New(nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Flash: n.flash,
-		Trust: s.trust, SlotSize: slot, JournalBlocks: 4})
+		Trust: s.trust, Models: simmodel.Runtime{}.ForAgent(), SlotSize: slot, JournalBlocks: 4})
 	if err != nil {
 		return err
 	}
@@ -77,7 +78,7 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 	cfg := nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Labels: n.labels,
 		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
 		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
-		AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, ModelSeed: n.seed,
+		AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
 		OnDelivered: func(doc any) {
 			if until := n.linkDown.Load(); until != 0 && time.Now().UnixNano() >= until {

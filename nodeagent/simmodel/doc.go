@@ -1,6 +1,8 @@
-// Package simmodel is the simulated inference runtime of the edgeota node
-// agent: the default workload it runs on a freshly activated model image
-// while the image is on probation.
+// Package simmodel is a simulated inference runtime for the edgeota node
+// agent: the workload a simulated node runs on a freshly activated model
+// image while the image is on probation. The agent has no default runtime:
+// 'edgeota node' (with its --model-seed) and the fleet simulator give it
+// this one, [Runtime.ForAgent].
 //
 // # Image header
 //

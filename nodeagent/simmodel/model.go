@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"edgeota/nodeagent"
 )
 
 // ErrCrashOnBoot is wrapped by the error of [Runtime.Load] for an image
@@ -65,6 +67,22 @@ func (r Runtime) Load(image io.ReaderAt, size int64) (*Model, error) {
 	h := fnv.New64a()
 	h.Write(line)
 	return newModel(b, uint64(r.Seed), h.Sum64()), nil
+}
+
+// ForAgent returns r as the node agent's runtime, for nodeagent.Config's
+// Models.
+func (r Runtime) ForAgent() nodeagent.Runtime { return agentRuntime{r} }
+
+// agentRuntime is a Runtime as a nodeagent.Runtime.
+type agentRuntime struct{ r Runtime }
+
+// Load loads image as [Runtime.Load] does.
+func (a agentRuntime) Load(image io.ReaderAt, size int64) (nodeagent.Model, error) {
+	m, err := a.r.Load(image, size)
+	if err != nil {
+		return nil, err // not a nil *Model in a non-nil interface
+	}
+	return m, nil
 }
 
 // Model is a loaded simulated model. Its methods are safe for concurrent

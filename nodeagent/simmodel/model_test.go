@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"edgeota/nodeagent"
 )
 
 func load(t testing.TB, seed int64, image string) *Model {
@@ -244,5 +246,26 @@ func BenchmarkInfer(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Infer()
+	}
+}
+
+// TestForAgent: the agent's view of the runtime loads the same models, its
+// models are Measurers, and a failed load is a nil Model, not a nil
+// *Model in a non-nil interface.
+func TestForAgent(t *testing.T) {
+	rt := Runtime{Seed: 3}.ForAgent()
+	image := "edgeota-sim-model metric.low_confidence_permille=80\n"
+	m, err := rt.Load(strings.NewReader(image), int64(len(image)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, ok := m.(nodeagent.Measurer)
+	if !ok || ms.Metrics()["low_confidence_permille"] != 80 {
+		t.Fatalf("model %T is not a Measurer reporting low_confidence_permille=80", m)
+	}
+	crash := "edgeota-sim-model crash_on_boot=1\n"
+	m, err = rt.Load(strings.NewReader(crash), int64(len(crash)))
+	if !errors.Is(err, ErrCrashOnBoot) || m != nil {
+		t.Fatalf("Load of a crashing model = %v (%T), %v; want nil, ErrCrashOnBoot", m, m, err)
 	}
 }
