@@ -21,8 +21,8 @@ type event struct {
 }
 
 // drive plays the scenario's deployments and faults on the simulated
-// clock and returns when every deployment ended (and every fault is past),
-// or at the scenario's duration.
+// clock and returns when every node has said Hello and every deployment
+// ended (and every fault is past), or at the scenario's duration.
 func (s *sim) drive(ctx context.Context) (bool, error) {
 	var evs []event
 	for i := range s.sc.Deployments {
@@ -68,10 +68,33 @@ func (s *sim) drive(ctx context.Context) (bool, error) {
 		if now >= s.sc.Duration {
 			return false, nil
 		}
-		if len(evs) == 0 && now >= lastFault && s.rolloutsEnded() && s.settled() {
+		// Every node heard first, the rollouts next: a node heard is in
+		// its rollout by the time the rollouts are read.
+		heard := s.heard()
+		if len(evs) == 0 && now >= lastFault && s.rolloutsEnded() && heard && s.settled() {
 			return true, nil
 		}
 	}
+}
+
+// heard reports whether every node that talks to a gateway has said Hello
+// to it (a node a failed provisioning left factory-fresh never does). A
+// node not heard yet is in no rollout, so the rollouts can all have ended
+// without it: a run that ended then left a node whose first Hello was slow
+// on its old model, or stopped it halfway through the update it was
+// assigned as it joined.
+func (s *sim) heard() bool {
+	for _, n := range s.nodes {
+		if n.prov != nil {
+			if _, ok := n.prov.Current(); !ok {
+				continue
+			}
+		}
+		if !n.said.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *sim) progress(line string) {
