@@ -150,9 +150,9 @@ type Agent struct {
 	winInf   uint64
 	winErr   uint64
 	bootAt   time.Time
-	events   uint64
+	statusN  uint64 // status events numbered this boot
 	reports  uint64
-	pendingE []protocol.StatusEvent
+	pendingS []protocol.StatusEvent
 
 	provisionedSent bool
 	offer           *Offer    // an offer not yet installed
@@ -227,25 +227,25 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Device() *Device { return a.dev }
 
 func (a *Agent) onTransition(t Transition) {
-	a.events++
+	a.statusN++
 	e := protocol.StatusEvent{NodeID: a.cfg.NodeID, State: t.State, Seq: t.Seq, Digest: t.Digest, Reason: t.Text,
-		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.events}
+		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.statusN}
 	a.log.Info("status", "state", t.State.String(), "seq", t.Seq, "reason_code", t.Code.String(), "reason", t.Text, "bytes", t.Bytes)
-	a.pendingE = append(a.pendingE, e)
+	a.pendingS = append(a.pendingS, e)
 }
 
-// flushEvents sends the status events queued by transitions.
-func (a *Agent) flushEvents(ctx context.Context) {
+// flushStatus sends the status events queued by transitions.
+func (a *Agent) flushStatus(ctx context.Context) {
 	if a.cfg.Reporter == nil {
-		a.pendingE = a.pendingE[:0]
+		a.pendingS = a.pendingS[:0]
 		return
 	}
-	for i := range a.pendingE {
-		if err := a.cfg.Reporter.Status(ctx, &a.pendingE[i]); err != nil {
+	for i := range a.pendingS {
+		if err := a.cfg.Reporter.Status(ctx, &a.pendingS[i]); err != nil {
 			a.log.Warn("status event not delivered", "err", err)
 		}
 	}
-	a.pendingE = a.pendingE[:0]
+	a.pendingS = a.pendingS[:0]
 }
 
 // Boot runs the bootloader, loads the model it chose and says Hello. With
@@ -265,7 +265,7 @@ func (a *Agent) Boot(ctx context.Context) (err error) {
 			a.link = nil
 		}
 	}()
-	a.events, a.reports = 0, 0
+	a.statusN, a.reports = 0, 0
 	a.model, a.judge = nil, nil
 	for {
 		run, err := a.dev.Boot()
@@ -283,7 +283,7 @@ func (a *Agent) Boot(ctx context.Context) (err error) {
 			if !run.Trial {
 				break // a confirmed model that no longer starts: run nothing
 			}
-			a.flushEvents(ctx)
+			a.flushStatus(ctx)
 			continue
 		}
 		a.model = m
@@ -294,7 +294,7 @@ func (a *Agent) Boot(ctx context.Context) (err error) {
 		a.log.Info("booted", "slot", run.Slot.String(), "version", run.Manifest.Version, "seq", run.Manifest.Seq, "trial", run.Trial)
 		break
 	}
-	a.flushEvents(ctx)
+	a.flushStatus(ctx)
 	a.window.Reset()
 	a.winInf, a.winErr = 0, 0
 	if err := a.hello(ctx); err != nil {
@@ -302,15 +302,15 @@ func (a *Agent) Boot(ctx context.Context) (err error) {
 	}
 	if p := a.cfg.Provisioned; p != nil && !a.provisionedSent {
 		a.provisionedSent = true
-		a.events++
+		a.statusN++
 		e := protocol.StatusEvent{NodeID: a.cfg.NodeID, State: protocol.StateProvisioned, BootCount: a.dev.BootCount(),
-			Number: a.events, Actor: p.Actor, Reason: fmt.Sprintf("provisioned, serial %d", p.Serial)}
+			Number: a.statusN, Actor: p.Actor, Reason: fmt.Sprintf("provisioned, serial %d", p.Serial)}
 		if r := a.dev.Running(); r != nil {
 			e.Seq, e.Digest = r.Manifest.Seq, r.Manifest.Digest
 		}
 		a.log.Info("status", "state", e.State.String(), "actor", p.Actor, "serial", p.Serial)
-		a.pendingE = append(a.pendingE, e)
-		a.flushEvents(ctx)
+		a.pendingS = append(a.pendingS, e)
+		a.flushStatus(ctx)
 	}
 	return nil
 }
@@ -330,7 +330,7 @@ func (a *Agent) hello(ctx context.Context) error {
 // interrupted download), verify the bytes and mark the slot pending. The
 // next Boot runs it on trial, judged by Run or Settle.
 func (a *Agent) Install(ctx context.Context, signed []byte, src ImageSource, progress func(done, total int64)) error {
-	defer a.flushEvents(ctx)
+	defer a.flushStatus(ctx)
 	u, err := a.dev.Begin(signed)
 	if err != nil {
 		return err
@@ -481,13 +481,13 @@ func (a *Agent) decide(ctx context.Context, now time.Time) error {
 			return err
 		}
 		a.judge = nil
-		a.flushEvents(ctx)
+		a.flushStatus(ctx)
 		return a.hello(ctx)
 	case probation.Revert:
 		if err := a.dev.Revert(res.Reason, res.Text); err != nil {
 			return err
 		}
-		a.flushEvents(ctx)
+		a.flushStatus(ctx)
 		return a.Boot(ctx)
 	}
 	return nil

@@ -18,7 +18,7 @@ func newProvisionAuditCmd() *cobra.Command {
 		Use:   "audit --admin URL [--node ID] [--json]",
 		Short: "Show a gateway's provisioning audit log: who provisioned which node, with what, and when",
 		Long: `Show the provisioning audit log a gateway keeps: one entry per provisioning
-commit a node reported after it said Hello (status event state 9, relayed
+commit a node reported after it said Hello (status event state 9, forwarded
 upstream too). Each entry names the operator key that signed the bundle, the
 node's labels and component under the new configuration, when the gateway
 recorded it, and whether the report came over the node's own DTLS session.`,

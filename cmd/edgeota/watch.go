@@ -260,7 +260,7 @@ func (p *watchPrinter) print(topic string, payload []byte, retained bool) error 
 			if err := p.emit(struct {
 				watchHeader
 				statusJSON
-			}{h, statusView(&es[i])}, func() string { return eventText(gw, &es[i]) }); err != nil {
+			}{h, statusView(&es[i])}, func() string { return statusText(gw, &es[i]) }); err != nil {
 				return err
 			}
 		}
@@ -330,7 +330,7 @@ func healthText(gw string, r *protocol.HealthReport) string {
 	return b.String()
 }
 
-func eventText(gw string, e *protocol.StatusEvent) string {
+func statusText(gw string, e *protocol.StatusEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s event %s boot %d #%d: %s seq %d", quoteUnprintable(gw), e.NodeID, e.BootCount, e.Number, e.State, e.Seq)
 	if e.BytesReceived > 0 {
