@@ -467,15 +467,28 @@ func TestServe(t *testing.T) {
 }
 
 // TestServeAcceptFails: an adapter that fails to accept ends Serve with
-// its error.
+// its error, after Serve disconnected the central it was serving.
 func TestServeAcceptFails(t *testing.T) {
 	n := newNode(t, &provisioning.MemStore{})
 	p := newFakePeripheral()
+	served := make(chan error, 1)
+	go func() { served <- n.svc.Serve(context.Background(), p) }()
+	testutil.Receive(t, "the advertisement", p.advertised)
+	central, periph := blelink.Pipe("0a:00:00:00:00:00", p.Addr())
+	p.conns <- periph
+	cli, err := gatt.NewClient(central)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.DiscoverProfile(true); err != nil { // the central is served
+		t.Fatal(err)
+	}
+
 	p.acceptErr = errors.New("adapter gone")
 	close(p.conns)
-	err := n.svc.Serve(context.Background(), p)
-	if err == nil || !strings.Contains(err.Error(), "adapter gone") {
+	if err := testutil.Receive(t, "Serve to return", served); err == nil || !strings.Contains(err.Error(), "adapter gone") {
 		t.Fatalf("Serve = %v, want the accept error", err)
 	}
+	testutil.Closed(t, "the central's disconnection", cli.Disconnected())
 	testutil.Closed(t, "advertising to stop", p.stopped)
 }
