@@ -216,7 +216,7 @@ func startDTLSNode(t *testing.T, dir, id, flash, gateway, key string) *loggedPro
 // what it printed and wrote.
 func runLibcoap(t *testing.T, client string, args ...string) (stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, client, args...)
 	var o, e bytes.Buffer
@@ -437,7 +437,7 @@ func TestNodeWithoutItsKeyIsRefused(t *testing.T) {
 
 	// node-a's valid session against node-b's resources.
 	base := "coaps://" + g.coaps
-	asA := []string{"-u", "node-a", "-k", keyA, "-B", "10"}
+	asA := []string{"-u", "node-a", "-k", keyA}
 	spoof := helloFile(t, dir, "spoof.cbor", "node-b", map[string]string{"hw": "spoofed"})
 	own := helloFile(t, dir, "own.cbor", "node-a", map[string]string{"hw": "libcoap"})
 	for _, c := range []struct {
@@ -597,7 +597,7 @@ func dialFrom(t *testing.T, from, addr string) *net.UDPConn {
 // with identity and key, as a node would.
 func dialDTLS(t *testing.T, from, addr, identity string, key []byte) *piondtls.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	defer cancel()
 	dc, err := gatewaytest.DialDTLS(ctx, from, addr, identity, key)
 	if err != nil {

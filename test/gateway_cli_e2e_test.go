@@ -133,7 +133,7 @@ func limitMetrics(t *testing.T, base string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	defer cancel()
 	body, err := api.Metrics(ctx)
 	if err != nil {

@@ -57,15 +57,10 @@ func BenchmarkLibcoapClient(b *testing.B) {
 	}
 	defer func() { gw.Process.Kill(); gw.Wait() }()
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, _, code := run(b, dir, "model", "list", "--admin", admin); code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("gateway did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(b, "the gateway's admin API", func() bool {
+		_, _, code := run(b, dir, "model", "list", "--admin", admin)
+		return code == 0
+	}, testutil.Every(50*time.Millisecond))
 	for _, size := range sizes {
 		img := filepath.Join(dir, fmt.Sprintf("m%d.bin", size))
 		out := mustRun(b, dir, "model", "push", "--admin", admin, "--manifest", img+".cose", "--image", img, "--json")

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"edgeota/test/testutil"
 )
 
 const class = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
@@ -76,28 +78,25 @@ func TestNodeApplyKilledResumes(t *testing.T) {
 		t.Fatalf("after v1: %+v", st)
 	}
 
-	// Start v2 at 200 KB/s and kill -9 it once a progress record is down.
-	cmd := exec.Command(edgeota(t), append([]string{"node", "apply", "--manifest", "v2.cose", "--image", "v2.bin", "--bandwidth", "200000"}, node...)...)
+	// Start v2 at 25 kB/s and kill -9 it once a progress record is down:
+	// the first comes after 64 KiB (2.6 s) and the download ends 21 s
+	// later, a window that polls of `node status` (milliseconds each) do
+	// not miss on a loaded machine. At 200 kB/s it was 2.7 s.
+	cmd := exec.Command(edgeota(t), append([]string{"node", "apply", "--manifest", "v2.cose", "--image", "v2.bin", "--bandwidth", "25000"}, node...)...)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	var written uint64
-	for time.Now().Before(deadline) {
+	progressed := testutil.Poll(func() bool {
 		st = readStatus(t, dir)
-		if st.Download != nil && st.Download.WrittenBytes > 0 {
-			written = st.Download.WrittenBytes
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st.Download != nil && st.Download.WrittenBytes > 0
+	}, testutil.Every(20*time.Millisecond))
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	if written == 0 {
-		t.Fatalf("no download progress seen before the deadline; stderr:\n%s", stderr.String())
+	if !progressed {
+		t.Fatalf("no download progress seen in %v; stderr:\n%s", testutil.DefaultCeiling, stderr.String())
 	}
 	st = readStatus(t, dir)
 	if st.Active != "A" || st.Slots[0].State != "confirmed" || st.Download == nil || st.Download.WrittenBytes >= st.Download.SizeBytes {
@@ -135,20 +134,16 @@ func TestNodeApplyKilledResumes(t *testing.T) {
 // waitLocked waits until another process holds the flock on path.
 func waitLocked(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, path+" to be locked by another process", func() bool {
 		f, err := os.Open(path)
-		if err == nil {
-			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-			if err == nil {
-				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-			}
-			f.Close()
-			if err != nil {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s never locked", path)
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			return true
+		}
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return false
+	})
 }

@@ -30,6 +30,7 @@ import (
 	"edgeota/protocol"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
+	"edgeota/test/testutil"
 )
 
 // Keys and identities of the provisioning end-to-end test: the manifest
@@ -549,7 +550,7 @@ func (n *provNode) stop(t testing.TB) {
 			if err != nil {
 				t.Errorf("%s: Supervise: %v", n.id, err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testutil.DefaultCeiling):
 			t.Errorf("%s: the agent did not stop", n.id)
 		}
 	})

@@ -21,6 +21,7 @@ import (
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/test/testutil"
 )
 
 // Keys of the rollout control test: the manifest key and the deployment
@@ -97,7 +98,7 @@ func (g *ctlGateway) status(t *testing.T, id string) admin.Rollout {
 
 // adminCtx bounds one admin call.
 func adminCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -115,7 +116,7 @@ func (g *ctlGateway) hello(t *testing.T, h *protocol.Hello) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	defer cancel()
 	resp, err := c.Post(ctx, protocol.NodePath(h.NodeID, protocol.ResHello), message.AppCBOR, bytes.NewReader(body))
 	if err != nil || resp.Code() != codes.Changed {

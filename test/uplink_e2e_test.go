@@ -82,7 +82,7 @@ func (s *sender) post(node string, res protocol.NodeResource, doc any, deadline 
 
 func (s *sender) hello(node string) {
 	h := &protocol.Hello{NodeID: node, Class: protocol.Class{1}, AgentVersion: "0.1.0", Component: "kws", Labels: map[string]string{"hw": "rev2"}}
-	if !s.post(node, protocol.ResHello, h, time.Now().Add(20*time.Second)) {
+	if !s.post(node, protocol.ResHello, h, time.Now().Add(testutil.DefaultCeiling)) {
 		s.t.Fatalf("hello of %s refused", node)
 	}
 }

@@ -51,11 +51,13 @@ import (
 	"edgeota/test/testutil"
 )
 
-// Timeouts of the harness; generous, for loaded CI machines.
+// Timeouts of the harness: ceilings against a hang, never the assertion,
+// so they are testutil's generous one (they were 5 and 10 s, which a
+// loaded two-core machine running the race detector may approach).
 const (
-	readyTimeout = 10 * time.Second // mosquitto accepting TCP connections
-	stopTimeout  = 5 * time.Second  // mosquitto exiting after SIGTERM
-	mqttTimeout  = 10 * time.Second // a paho connect, subscribe or publish
+	readyTimeout = testutil.DefaultCeiling // mosquitto accepting TCP connections
+	stopTimeout  = testutil.DefaultCeiling // mosquitto exiting after SIGTERM
+	mqttTimeout  = testutil.DefaultCeiling // a paho connect, subscribe or publish
 )
 
 // Options configure a broker beyond [Start]'s plain listener. The zero
