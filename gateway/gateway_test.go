@@ -28,6 +28,7 @@ import (
 	"edgeota/gateway/gatewaytest"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/test/testutil"
 )
 
 var testClass = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
@@ -154,7 +155,7 @@ func (e *env) dial() *udpClient.Conn {
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -327,7 +328,7 @@ func TestManifestObserveAndNodeDocuments(t *testing.T) {
 		if !bytes.Equal(got, md.signed) {
 			t.Fatal("notification is not the assigned manifest")
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.DefaultCeiling):
 		t.Fatal("no notification after the assignment")
 	}
 	// Polling: ETag and 2.03.
@@ -502,7 +503,7 @@ func TestObservationsSurviveRestart(t *testing.T) {
 		if !bytes.Equal(got, md.signed) {
 			t.Fatal("the notification is not the new assignment")
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.DefaultCeiling):
 		t.Fatal("no notification from the restarted gateway")
 	}
 }

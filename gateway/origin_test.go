@@ -15,6 +15,7 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"edgeota/protocol"
+	"edgeota/test/testutil"
 )
 
 // flakyOrigin is an HTTP origin of one image whose first answer breaks off
@@ -123,8 +124,8 @@ func TestOriginFetchResumes(t *testing.T) {
 // once stored, 4.04 when the fetch gave up.
 func waitFetched(t *testing.T, c *udpClient.Conn, d protocol.Digest) codes.Code {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var code codes.Code
+	testutil.Eventually(t, "the gateway to end its fetch from the origin", func() bool {
 		req, err := c.NewGetRequest(ctxT(t), protocol.ImagePath(d))
 		if err != nil {
 			t.Fatal(err)
@@ -135,12 +136,8 @@ func waitFetched(t *testing.T, c *udpClient.Conn, d protocol.Digest) codes.Code 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.Code() != codes.ServiceUnavailable {
-			return resp.Code()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the image is still being fetched after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		code = resp.Code()
+		return code != codes.ServiceUnavailable
+	}, testutil.Every(20*time.Millisecond))
+	return code
 }

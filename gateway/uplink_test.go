@@ -20,6 +20,7 @@ import (
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 	"edgeota/test/mqttpeer"
+	"edgeota/test/testutil"
 )
 
 // mqttEnv is a gateway with an uplink to a broker, and its keys.
@@ -137,16 +138,10 @@ func TestDeploymentDownlink(t *testing.T) {
 }
 
 // waitUntil polls cond until it holds, failing the test with what it
-// waited for after 10 s.
+// waited for after testutil's ceiling.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10s for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, what, cond)
 }
 
 // TestEmbeddedBroker: --mqtt embedded runs a broker in the gateway and the
@@ -163,7 +158,7 @@ func TestEmbeddedBroker(t *testing.T) {
 	}
 	got := make(chan string, 16)
 	cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("t"))
-	if tk := cl.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+	if tk := cl.Connect(); !tk.WaitTimeout(testutil.DefaultCeiling) || tk.Error() != nil {
 		t.Fatalf("connect to the embedded broker: %v", tk.Error())
 	}
 	defer cl.Disconnect(100)
@@ -173,7 +168,7 @@ func TestEmbeddedBroker(t *testing.T) {
 		if s != "edgeota/v1/gw/gw-1/state online" {
 			t.Logf("first message: %q", s)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.DefaultCeiling):
 		t.Fatal("nothing from the embedded broker")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"edgeota/gateway/admin"
+	"edgeota/test/testutil"
 )
 
 // TestAdminTokenFileCreated: a missing token file is created, mode 0600,
@@ -303,7 +304,7 @@ func TestGatewayAdminTokenFile(t *testing.T) {
 // token in tokenFile, or its command ended.
 func waitHealthy(t testing.TB, url, tokenFile string, done chan int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(testutil.DefaultCeiling)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {

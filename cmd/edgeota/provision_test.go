@@ -19,6 +19,7 @@ import (
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
+	"edgeota/test/testutil"
 )
 
 // provFixture holds the files of a provisioning: operator and manifest
@@ -210,7 +211,7 @@ func TestProvisionApplyRegistersTheKey(t *testing.T) {
 	}
 	// The gateway accepts a DTLS session as node-0001 with the node's key,
 	// and none with another.
-	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", f.pskBytes, 10*time.Second); err != nil {
+	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", f.pskBytes, testutil.DefaultCeiling); err != nil {
 		t.Fatalf("a session with the provisioned key: %v", err)
 	}
 	if err := dtlsHandshake(gw.CoAPSAddr().String(), "node-0001", []byte("another-key-of-16-bytes"), 2*time.Second); err == nil {

@@ -14,6 +14,7 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/test/mqttpeer"
+	"edgeota/test/testutil"
 )
 
 // The documents of the watch tests, and their text lines.
@@ -354,8 +355,8 @@ func (w *watchRun) stop(t *testing.T) int {
 	w.cancel()
 	select {
 	case <-w.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("edgeota watch did not stop within 10s of its context ending")
+	case <-time.After(testutil.DefaultCeiling):
+		t.Fatal("edgeota watch did not stop after its context ended")
 	}
 	return w.code
 }
@@ -364,19 +365,18 @@ func (w *watchRun) waitFor(t *testing.T, s string) { t.Helper(); w.wait(t, w.out
 
 func (w *watchRun) waitForStderr(t *testing.T, s string) { t.Helper(); w.wait(t, w.errb, s) }
 
-// wait polls buf until it contains s, failing after 10 seconds or when
-// the command exits first.
+// wait polls buf until it contains s, failing after testutil's ceiling or
+// when the command exits first.
 func (w *watchRun) wait(t *testing.T, buf *watchBuffer, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(buf.String(), s) {
+	if !testutil.Poll(func() bool {
 		select {
 		case <-w.exited:
 			t.Fatalf("edgeota watch exited (%d) before printing %q\nstdout:\n%s\nstderr:\n%s", w.code, s, w.out.String(), w.errb.String())
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within 10s\nstdout:\n%s\nstderr:\n%s", s, w.out.String(), w.errb.String())
-		}
+		return strings.Contains(buf.String(), s)
+	}) {
+		t.Fatalf("no %q within %v\nstdout:\n%s\nstderr:\n%s", s, testutil.DefaultCeiling, w.out.String(), w.errb.String())
 	}
 }

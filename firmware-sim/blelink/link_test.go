@@ -14,6 +14,7 @@ import (
 	"github.com/go-ble/ble/linux/gatt"
 
 	"edgeota/firmware-sim/blelink"
+	"edgeota/test/testutil"
 )
 
 var (
@@ -131,7 +132,7 @@ func TestGATTOverPipe(t *testing.T) {
 				if !bytes.Equal(b, []byte{byte(i)}) {
 					t.Fatalf("notification %d = %x", i, b)
 				}
-			case <-time.After(10 * time.Second):
+			case <-time.After(testutil.DefaultCeiling):
 				t.Fatal("no notification")
 			}
 		}
@@ -145,14 +146,10 @@ func TestGATTOverPipe(t *testing.T) {
 			t.Fatal("read after disconnect succeeded")
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before+2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines: %d before, %d after", before, runtime.NumGoroutine())
-		}
+	testutil.Eventually(t, "the link's goroutines to end", func() bool {
 		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+		return runtime.NumGoroutine() <= before+2
+	})
 }
 
 func TestPipeSemantics(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"edgeota/nodeagent/provisioning"
 	"edgeota/protocol"
 	"edgeota/protocol/provision"
+	"edgeota/test/testutil"
 )
 
 // Test keys: factoryOp is the operator key nodes are manufactured to
@@ -85,7 +86,7 @@ func (n *node) connect(t testing.TB, subscribe bool) *conn {
 			if err != nil {
 				t.Errorf("ServeConn: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testutil.DefaultCeiling):
 			t.Error("ServeConn did not return after the disconnect")
 		}
 	})
@@ -158,7 +159,7 @@ func (c *conn) status(t testing.TB) provision.Status {
 			if st.State != provision.StateReceiving {
 				return st
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testutil.DefaultCeiling):
 			t.Fatal("no status notification")
 		}
 	}

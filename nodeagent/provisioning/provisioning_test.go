@@ -301,7 +301,7 @@ func TestServeConnContext(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("ServeConn: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.DefaultCeiling):
 		t.Fatal("ServeConn ignored its context")
 	}
 	<-periph.Disconnected()

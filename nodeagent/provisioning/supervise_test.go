@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"edgeota/nodeagent"
+	"edgeota/test/testutil"
 )
 
 func TestCommitChannelKeepsTheLatest(t *testing.T) {
@@ -54,7 +55,7 @@ func TestSuperviseAgent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.DefaultCeiling):
 		t.Fatal("Supervise did not return")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"edgeota/test/testutil"
 )
 
 // recordHandler sends every record it handles to a channel.
@@ -38,7 +40,7 @@ func TestConnectionErrorLogHasMessage(t *testing.T) {
 	if _, err := conn.Write([]byte{0x30, 0x00}); err != nil { // PUBLISH before CONNECT
 		t.Fatal(err)
 	}
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(testutil.DefaultCeiling)
 	for {
 		select {
 		case r := <-records:

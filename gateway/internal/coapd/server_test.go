@@ -14,6 +14,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
 	"edgeota/gateway/internal/coapd"
+	"edgeota/test/testutil"
 )
 
 type harness struct {
@@ -220,7 +221,7 @@ func TestConfirmableNotifyRetransmitsThenFails(t *testing.T) {
 	}
 	select {
 	case <-failed:
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.DefaultCeiling):
 		t.Fatal("onFail not called after MAX_RETRANSMIT")
 	}
 	if mids[0] != mids[3] {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+
+	"edgeota/test/testutil"
 )
 
 const imageSize = 300 << 10
@@ -135,7 +137,7 @@ func TestReadImageBusy(t *testing.T) {
 	g.addImage(img)
 	g.with(func(g *testGateway) { g.imageBusy = 1 }) // 5.03, Max-Age 1
 	c := dial(t, g.addr, fastOpts()...)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	defer cancel()
 	start := time.Now()
 	p := make([]byte, len(img.data))

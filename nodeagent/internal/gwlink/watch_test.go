@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,16 +75,13 @@ func startWatch(t *testing.T, c *Client) (*watchRecorder, context.CancelFunc) {
 	return w, cancel
 }
 
-// next waits for the next delivery and checks it.
-func (w *watchRecorder) next(t *testing.T, d time.Duration, want string) {
+// next waits for the next delivery, up to testutil's ceiling, and checks
+// it.
+func (w *watchRecorder) next(t *testing.T, want string) {
 	t.Helper()
-	select {
-	case got := <-w.got:
-		if (want == "" && got != nil) || (want != "" && string(got) != want) {
-			t.Fatalf("onChange(%s), want %q", describe(got), want)
-		}
-	case <-time.After(d):
-		t.Fatalf("no onChange(%q) within %v", want, d)
+	got := testutil.Receive(t, "onChange("+strconv.Quote(want)+")", w.got)
+	if (want == "" && got != nil) || (want != "" && string(got) != want) {
+		t.Fatalf("onChange(%s), want %q", describe(got), want)
 	}
 }
 
@@ -103,20 +101,20 @@ func TestWatch(t *testing.T) {
 	must(t, c.Hello(context.Background(), testHello(testNode)))
 	w, _ := startWatch(t, c)
 
-	w.next(t, 5*time.Second, "") // nothing assigned
+	w.next(t, "") // nothing assigned
 	testutil.Eventually(t, "an observer", func() bool { return g.observerCount(testNode) == 1 })
 	g.setManifest(testNode, []byte("manifest A"))
-	w.next(t, 5*time.Second, "manifest A")
+	w.next(t, "manifest A")
 	g.setManifest(testNode, []byte("manifest A")) // same ETag: no call
 	g.setManifest(testNode, []byte("manifest B"))
-	w.next(t, 5*time.Second, "manifest B")
+	w.next(t, "manifest B")
 	// Let several polls answer 2.03: still no call.
 	gets := func() int { var n int; g.with(func(g *testGateway) { n = g.manifestGets }); return n }
 	before := gets()
 	testutil.Eventually(t, "three polls", func() bool { return gets() >= before+3 })
 	w.none(t)
 	g.setManifest(testNode, nil)
-	w.next(t, 5*time.Second, "")
+	w.next(t, "")
 	g.with(func(g *testGateway) {
 		if g.registered != 1 {
 			t.Errorf("%d observe registrations, want 1", g.registered)
@@ -136,7 +134,7 @@ func TestWatchRestart(t *testing.T) {
 	must(t, c.Hello(context.Background(), testHello(testNode)))
 	g1.setManifest(testNode, []byte("manifest A"))
 	w, _ := startWatch(t, c)
-	w.next(t, 5*time.Second, "manifest A")
+	w.next(t, "manifest A")
 
 	g1.stop()
 	testutil.Eventually(t, "the client to see the gateway down", func() bool {
@@ -147,10 +145,10 @@ func TestWatchRestart(t *testing.T) {
 	g2 := newGateway(t, addr, false)
 	g2.setKnown(testNode, true)
 	g2.setManifest(testNode, []byte("manifest B"))
-	w.next(t, 10*time.Second, "manifest B")
+	w.next(t, "manifest B")
 	testutil.Eventually(t, "an observer at the new gateway", func() bool { return g2.observerCount(testNode) == 1 })
 	g2.setManifest(testNode, []byte("manifest C"))
-	w.next(t, 5*time.Second, "manifest C")
+	w.next(t, "manifest C")
 }
 
 // TestWatchRestartForgotten restarts the gateway quicker than the client
@@ -163,12 +161,12 @@ func TestWatchRestartForgotten(t *testing.T) {
 	must(t, c.Hello(context.Background(), testHello(testNode)))
 	g1.setManifest(testNode, []byte("manifest A"))
 	w, _ := startWatch(t, c)
-	w.next(t, 5*time.Second, "manifest A")
+	w.next(t, "manifest A")
 
 	g1.stop()
 	g2 := newGateway(t, addr, false)
 	g2.setManifest(testNode, []byte("manifest B"))
-	w.next(t, 10*time.Second, "manifest B")
+	w.next(t, "manifest B")
 	testutil.Eventually(t, "an observer at the new gateway", func() bool { return g2.observerCount(testNode) == 1 })
 	g2.with(func(g *testGateway) {
 		if len(g.posts["hello"]) != 1 {
@@ -176,7 +174,7 @@ func TestWatchRestartForgotten(t *testing.T) {
 		}
 	})
 	g2.setManifest(testNode, []byte("manifest C"))
-	w.next(t, 5*time.Second, "manifest C")
+	w.next(t, "manifest C")
 }
 
 // TestWatchRefresh: a gateway that silently drops its observers is
@@ -187,12 +185,12 @@ func TestWatchRefresh(t *testing.T) {
 	c := dial(t, g.addr, fastOpts(WithPollInterval(time.Hour), WithKeepAlive(0))...)
 	must(t, c.Hello(context.Background(), testHello(testNode)))
 	w, _ := startWatch(t, c)
-	w.next(t, 5*time.Second, "")
+	w.next(t, "")
 	testutil.Eventually(t, "an observer", func() bool { return g.observerCount(testNode) == 1 })
 	g.forgetObservers()
 	testutil.Eventually(t, "a new registration", func() bool { return g.observerCount(testNode) == 1 })
 	g.setManifest(testNode, []byte("manifest A"))
-	w.next(t, 5*time.Second, "manifest A")
+	w.next(t, "manifest A")
 }
 
 // TestWatchUnknownNode: Watch before the node said Hello keeps trying
@@ -209,7 +207,7 @@ func TestWatchUnknownNode(t *testing.T) {
 	})
 	w.none(t)
 	must(t, c.Hello(context.Background(), testHello(testNode)))
-	w.next(t, 10*time.Second, "manifest A")
+	w.next(t, "manifest A")
 }
 
 func TestWatchClosed(t *testing.T) {
