@@ -58,7 +58,10 @@
 //
 // # Layout
 //
-// Top-level buckets of format version 1 (meta/format):
+// Top-level buckets of schema version 1 (meta/format, the file's schema
+// version: [Open] migrates an older file with the steps of package
+// edgeota/gateway/internal/schema, each in one transaction, and refuses a
+// newer one with [ErrSchemaTooNew], changing nothing):
 //
 //	meta      format -> 1; the bucket's sequence is the last item
 //	          sequence number committed

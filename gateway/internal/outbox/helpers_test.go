@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"bytes"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -100,8 +99,8 @@ func checkTx(tx *bolt.Tx) error {
 		return fmt.Errorf("bbolt check: %w", err)
 	}
 	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(keyFormat); !bytes.Equal(v, []byte{formatVersion}) {
-		return fmt.Errorf("format %x", v)
+	if v, err := fileSchema.Check(tx); err != nil || v != fileSchema.Current() {
+		return fmt.Errorf("schema version %d: %v", v, err)
 	}
 	for k := range Kind(numKinds) {
 		err := tx.Bucket(kindBuckets[k]).ForEach(func(key, v []byte) error {

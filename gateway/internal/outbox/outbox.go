@@ -9,6 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"edgeota/gateway/internal/schema"
 )
 
 // Sentinel errors. Errors of this package read "outbox: ..." and wrap one of
@@ -24,7 +26,16 @@ var (
 	// ErrLocked: another handle, in this process or another, holds the
 	// file's lock and did not release it within the lock timeout.
 	ErrLocked = errors.New("outbox file is locked")
+	// ErrSchemaTooNew: the file's schema version is newer than this
+	// edgeota supports; a newer edgeota wrote it. Open changes nothing in
+	// such a file. The error says both versions.
+	ErrSchemaTooNew = schema.ErrTooNew
 )
+
+// fileSchema is the schema of the outbox file: its version history, and
+// the migrations from each version to the next (package schema). Version 1
+// is the layout the package documentation describes.
+var fileSchema = schema.Schema{What: "outbox"}
 
 // The reasons of ErrFull, made once so that a refusal does not allocate.
 var (
@@ -188,7 +199,6 @@ type kindState struct {
 // Bucket and key names; see the package documentation.
 var (
 	bucketMeta = []byte("meta")
-	keyFormat  = []byte("format")
 	// The buckets keep the names of the contract's topic leafs, which
 	// outbox files already hold.
 	kindBuckets = [numKinds][]byte{[]byte("health"), []byte("events")}
@@ -198,7 +208,10 @@ var (
 // corrupted one is logged and deleted), and starts the writer goroutine
 // that [Outbox.Close] stops. The time it takes grows with the items queued:
 // it reads them all once. It fails with [ErrLocked] when another handle
-// holds the file for longer than the lock timeout.
+// holds the file for longer than the lock timeout. It migrates a file of an
+// older schema version first (package schema: each step one transaction),
+// and refuses one of a newer version with [ErrSchemaTooNew], changing
+// nothing.
 func Open(cfg Config) (*Outbox, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("outbox: open: no path")
@@ -242,6 +255,10 @@ func Open(cfg Config) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox: open %s: %w", cfg.Path, err)
 	}
 	o.db = db
+	if _, err := fileSchema.Prepare(db, o.log); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox: open %s: %w", cfg.Path, err)
+	}
 	if err := db.Update(o.initTx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("outbox: open %s: %w", cfg.Path, err)
@@ -259,20 +276,12 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// initTx creates the buckets, checks the format, reads every item to set
-// up the accounting and the sequence, and deletes corrupted items.
+// initTx creates the buckets, reads every item to set up the accounting
+// and the sequence, and deletes corrupted items.
 func (o *Outbox) initTx(tx *bolt.Tx) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
-	}
-	switch v := meta.Get(keyFormat); {
-	case v == nil:
-		if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
-			return err
-		}
-	case len(v) != 1 || v[0] != formatVersion:
-		return fmt.Errorf("file format %x, this build reads %d", v, formatVersion)
 	}
 	o.seq = meta.Sequence()
 	for k := range Kind(numKinds) {

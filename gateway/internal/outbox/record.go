@@ -17,7 +17,8 @@ import (
 //	[10+n:L-4] the payload, as appended
 //	[L-4:L]    CRC-32C (Castagnoli) of bytes [0:L-4], big-endian
 const (
-	formatVersion = 1
+	// recordFormat is the first byte of every value.
+	recordFormat = 1
 	// recordOverhead is the size of a value with an empty node id and
 	// payload.
 	recordOverhead = 1 + 8 + 1 + 4
@@ -41,7 +42,7 @@ func recordSize(node string, data []byte) int64 {
 // retain data.
 func encodeRecord(node string, data []byte, added time.Time) []byte {
 	v := make([]byte, 0, recordSize(node, data))
-	v = append(v, formatVersion)
+	v = append(v, recordFormat)
 	v = binary.BigEndian.AppendUint64(v, uint64(added.UnixNano()))
 	v = append(v, byte(len(node)))
 	v = append(v, node...)
@@ -55,8 +56,8 @@ func decodeRecord(v []byte) (node, data []byte, added time.Time, err error) {
 	if len(v) < recordOverhead {
 		return nil, nil, time.Time{}, fmt.Errorf("%w: %d bytes", errCorrupt, len(v))
 	}
-	if v[0] != formatVersion {
-		return nil, nil, time.Time{}, fmt.Errorf("%w: format %d, this build reads %d", errCorrupt, v[0], formatVersion)
+	if v[0] != recordFormat {
+		return nil, nil, time.Time{}, fmt.Errorf("%w: format %d, this build reads %d", errCorrupt, v[0], recordFormat)
 	}
 	body, sum := v[:len(v)-4], binary.BigEndian.Uint32(v[len(v)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {

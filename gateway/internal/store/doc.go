@@ -10,14 +10,21 @@
 //
 // # Layout
 //
-// Top-level buckets of format version 1 (meta/format):
+// Top-level buckets of schema version 1 (meta/format):
 //
-//	meta          format -> 1; standing -> assignment record of the standing rule
+//	meta          format -> 1; standing -> assignment record of the standing
+//	              rule; deployment-seq -> highest deployment seq applied
 //	models        digest (32 bytes) -> model record
 //	images        digest -> bucket: chunk index (8-byte big-endian) -> chunk bytes
 //	staging       random id -> bucket: digest -> bucket of chunks, while a put runs
 //	nodes         node id -> node record
 //	assignments   node id -> assignment record
+//	rollouts      deployment id -> the rollout engine's state (created with
+//	              the first rollout)
+//
+// The buckets psks, observers and audit, created when first written, hold
+// the nodes' DTLS keys, the manifest observations and the provisioning
+// audit (their files say how).
 //
 // Records are a format byte (1) followed by CBOR (Core Deterministic
 // Encoding, integer keys). An image bucket's sequence (bbolt
@@ -25,6 +32,17 @@
 // chunk but the last holds exactly the chunk size of the put that wrote it,
 // so [DB.ReadAt] learns the chunk size from chunk 0 and reads only the
 // chunks that cover the range asked for.
+//
+// # Schema version
+//
+// meta/format is the file's schema version ([SchemaVersion] is the one
+// this build writes). [Open] brings an older file up to it with the
+// migration steps of package edgeota/gateway/internal/schema, each in one
+// transaction together with the version it reaches, so a step that fails
+// or is cut by a crash leaves the file as the older release wrote it; a
+// file of a newer version is refused with [ErrSchemaTooNew] and not
+// changed. [Copy] copies a file, of any version, without opening it for
+// writing.
 //
 // # Putting a model
 //

@@ -21,8 +21,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add([]byte{formatVersion})
-	f.Add([]byte{formatVersion + 1, 0xa0})
+	f.Add([]byte{recordFormat})
+	f.Add([]byte{recordFormat + 1, 0xa0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, fresh := range []func() any{
 			func() any { return new(assignmentRecord) },

@@ -11,6 +11,8 @@ import (
 	"github.com/fxamacker/cbor/v2"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"edgeota/gateway/internal/schema"
 )
 
 // Sentinel errors. Errors of this package read "store: ..." and wrap one of
@@ -30,11 +32,26 @@ var (
 	// ErrLocked: another handle, in this process or another, holds the
 	// file's lock and did not release it within the lock timeout.
 	ErrLocked = errors.New("database file is locked")
+	// ErrSchemaTooNew: the file's schema version is newer than this
+	// edgeota supports; a newer edgeota wrote it. [Open] and [Copy] change
+	// nothing in such a file. The error says both versions.
+	ErrSchemaTooNew = schema.ErrTooNew
+	// ErrNotDatabase: the file is not a gateway database: not a bbolt
+	// file, or a bbolt file without the store's buckets.
+	ErrNotDatabase = errors.New("not a gateway database")
 )
 
-// formatVersion is the file format: the value of meta/format and the first
-// byte of every record.
-const formatVersion = 1
+// fileSchema is the schema of the store's file: its version history, and
+// the migrations from each version to the next (package schema). Version 1
+// is the layout the package documentation describes.
+var fileSchema = schema.Schema{What: "gateway database"}
+
+// SchemaVersion returns the schema version of the files this build writes,
+// the newest it opens.
+func SchemaVersion() uint64 { return fileSchema.Current() }
+
+// recordFormat is the first byte of every record.
+const recordFormat = 1
 
 // Bucket and key names; see the package documentation.
 var (
@@ -45,7 +62,6 @@ var (
 	bucketNodes       = []byte("nodes")
 	bucketAssignments = []byte("assignments")
 
-	keyFormat   = []byte("format")
 	keyStanding = []byte("standing")
 )
 
@@ -103,10 +119,13 @@ type DB struct {
 	log        *slog.Logger
 }
 
-// Open opens or creates the store at path (mode 0600), creates the buckets
-// it lacks, and deletes what crashed puts left in staging. It fails with
-// [ErrLocked] when another handle holds the file for longer than the lock
-// timeout.
+// Open opens or creates the store at path (mode 0600), migrates a file of
+// an older schema version to the current one (each step one transaction:
+// a step that fails or is cut leaves the file as it was), creates the
+// buckets it lacks, and deletes what crashed puts left in staging. It
+// fails with [ErrLocked] when another handle holds the file for longer
+// than the lock timeout, and with [ErrSchemaTooNew], changing nothing,
+// when a newer edgeota wrote the file.
 func Open(path string, opts ...Option) (*DB, error) {
 	c := config{lockTimeout: DefaultLockTimeout, chunkSize: DefaultChunkSize, clock: time.Now}
 	for _, o := range opts {
@@ -138,6 +157,10 @@ func Open(path string, opts ...Option) (*DB, error) {
 		now:        c.clock,
 		log:        c.logger,
 	}
+	if _, err := fileSchema.Prepare(bdb, c.logger); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	if err := bdb.Update(db.initTx); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -145,22 +168,13 @@ func Open(path string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-// initTx creates the buckets, checks the format, and deletes staging
-// buckets and image buckets no model record points to.
+// initTx creates the buckets, and deletes staging buckets and image
+// buckets no model record points to.
 func (db *DB) initTx(tx *bolt.Tx) error {
 	for _, name := range topBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
-	}
-	meta := tx.Bucket(bucketMeta)
-	switch v := meta.Get(keyFormat); {
-	case v == nil:
-		if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
-			return err
-		}
-	case len(v) != 1 || v[0] != formatVersion:
-		return fmt.Errorf("file format %x, this build reads %d", v, formatVersion)
 	}
 
 	staging := tx.Bucket(bucketStaging)
@@ -266,14 +280,14 @@ func encodeRecord(v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
 	}
-	return append([]byte{formatVersion}, b...), nil
+	return append([]byte{recordFormat}, b...), nil
 }
 
 // decodeRecord decodes a record written by encodeRecord. b may point into
 // the mmap: the decoder copies what it keeps.
 func decodeRecord(b []byte, v any) error {
-	if len(b) == 0 || b[0] != formatVersion {
-		return fmt.Errorf("record format %x, want %d", b[:min(len(b), 1)], formatVersion)
+	if len(b) == 0 || b[0] != recordFormat {
+		return fmt.Errorf("record format %x, want %d", b[:min(len(b), 1)], recordFormat)
 	}
 	if err := recDec.Unmarshal(b[1:], v); err != nil {
 		return fmt.Errorf("decode record: %w", err)

@@ -75,27 +75,6 @@ func TestOpenLocked(t *testing.T) {
 	t.Log(err)
 }
 
-func TestOpenRefusesOtherFormat(t *testing.T) {
-	db, path := openTest(t)
-	if err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2}) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if db, err := Open(path); err == nil {
-		db.Close()
-		t.Fatal("opened a file of format 2")
-	}
-	// Put the format back so the cleanup can check the file.
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bdb.Close()
-	if err := bdb.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte{formatVersion}) }); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Open deletes staging buckets, images without a model record and model
 // records without an image.
 func TestOpenCleansUp(t *testing.T) {

@@ -1,0 +1,305 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"edgeota/gateway/internal/schema"
+	"edgeota/protocol"
+)
+
+// setVersion writes v as the schema version of the store file at path.
+func setVersion(tb testing.TB, path string, v byte) {
+	tb.Helper()
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer bdb.Close()
+	if err := bdb.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{v}) }); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func sumFile(tb testing.TB, path string) [32]byte {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// withSchema makes s the store's schema until the test ends: how a test
+// registers a migration step.
+func withSchema(tb testing.TB, s schema.Schema) {
+	old := fileSchema
+	fileSchema = s
+	tb.Cleanup(func() { fileSchema = old })
+}
+
+// fill stores a model and two nodes, and returns a description of them.
+func fill(tb testing.TB, db *DB) string {
+	tb.Helper()
+	putImage(tb, db, testKeys(tb, 1), randomImage(rand.New(rand.NewPCG(1, 2)), 3000), 1)
+	for _, id := range []string{"node-1", "node-2"} {
+		if _, _, err := db.PutHello(&protocol.Hello{NodeID: id, Class: testClass, Component: "kws-model", AgentVersion: "0.1.0",
+			Labels: map[string]string{"hw": "rev2"}}, "10.0.0.1:5683"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return describe(tb, db)
+}
+
+// describe lists the store's models and nodes.
+func describe(tb testing.TB, db *DB) string {
+	tb.Helper()
+	models, err := db.Models()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nodes, err := db.Nodes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var sb strings.Builder
+	for _, m := range models {
+		fmt.Fprintf(&sb, "model %s %d %s\n", m.Digest, m.Size, m.Manifest.Version)
+	}
+	for _, n := range nodes {
+		fmt.Fprintf(&sb, "node %s %v %s\n", n.ID, n.Labels, n.Addr)
+	}
+	return sb.String()
+}
+
+// TestOpenRefusesNewerSchema: a database of a newer schema version is
+// refused with ErrSchemaTooNew, which says both versions, and not a byte of
+// the file changes.
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	db, path := openTest(t)
+	fill(t, db)
+	db.Close()
+	setVersion(t, path, 2)
+	sum := sumFile(t, path)
+	db2, err := Open(path)
+	if err == nil {
+		db2.Close()
+		t.Fatal("opened a database of schema version 2")
+	}
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open = %v, want ErrSchemaTooNew", err)
+	}
+	for _, part := range []string{"gateway database has schema version 2", "supports versions up to 1", "newer edgeota"} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("%q does not say %q", err, part)
+		}
+	}
+	if sumFile(t, path) != sum {
+		t.Fatal("refusing a newer database changed it")
+	}
+	// Put the version back so the cleanup can check the file.
+	setVersion(t, path, 1)
+}
+
+// A database without meta/format (written before versions were
+// recorded) is version 1 and stamped.
+func TestOpenStampsUnversioned(t *testing.T) {
+	db, path := openTest(t)
+	want := fill(t, db)
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete([]byte("format")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openPath(t, path)
+	if got := describe(t, db); got != want {
+		t.Fatalf("after stamping:\n%s\nwant:\n%s", got, want)
+	}
+	db.bolt.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get([]byte("format")); !bytes.Equal(v, []byte{1}) {
+			t.Errorf("meta/format = %x, want 01", v)
+		}
+		return nil
+	})
+}
+
+// relabel is a test-only migration from version 1 to 2: it rewrites every
+// node record (labels gain v2=yes) and adds a bucket. mid, when set, runs
+// after the first node.
+func relabel(mid func() error) schema.Step {
+	return schema.Step{Name: "relabel nodes", Migrate: func(tx *bolt.Tx) error {
+		nodes := tx.Bucket(bucketNodes)
+		var ids [][]byte
+		nodes.ForEach(func(k, _ []byte) error { ids = append(ids, bytes.Clone(k)); return nil })
+		for i, id := range ids {
+			if i == 1 && mid != nil {
+				if err := mid(); err != nil {
+					return err
+				}
+			}
+			var r nodeRecord
+			if err := decodeRecord(nodes.Get(id), &r); err != nil {
+				return err
+			}
+			r.Labels["v2"] = "yes"
+			b, err := encodeRecord(&r)
+			if err != nil {
+				return err
+			}
+			if err := nodes.Put(id, b); err != nil {
+				return err
+			}
+		}
+		_, err := tx.CreateBucket([]byte("v2"))
+		return err
+	}}
+}
+
+// TestMigrationIsAtomic registers a migration step in the test: a step
+// that fails or panics half-way leaves the database and its version as
+// they were, and the old schema opens it; the good step then migrates it.
+func TestMigrationIsAtomic(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mid  func() error
+	}{
+		{"error", func() error { return errors.New("half-way failure") }},
+		{"panic", func() error { panic("half-way bug") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, path := openTest(t)
+			want := fill(t, db)
+			db.Close()
+			sum := sumFile(t, path)
+
+			withSchema(t, schema.Schema{What: "gateway database", Steps: []schema.Step{relabel(tc.mid)}})
+			if db, err := Open(path); err == nil {
+				db.Close()
+				t.Fatal("Open succeeded with a failing step")
+			} else if !strings.Contains(err.Error(), "migrate schema version 1 to 2 (relabel nodes)") || !strings.Contains(err.Error(), "still at version 1") {
+				t.Fatalf("Open = %v", err)
+			}
+			if sumFile(t, path) != sum {
+				t.Fatal("a failed migration changed the file")
+			}
+			fileSchema = schema.Schema{What: "gateway database"}
+			db = openPath(t, path)
+			if got := describe(t, db); got != want {
+				t.Fatalf("the old schema reads:\n%s\nwant:\n%s", got, want)
+			}
+			db.Close()
+
+			fileSchema = schema.Schema{What: "gateway database", Steps: []schema.Step{relabel(nil)}}
+			db = openPath(t, path)
+			got := describe(t, db)
+			if wantV2 := strings.ReplaceAll(want, "map[hw:rev2]", "map[hw:rev2 v2:yes]"); got != wantV2 {
+				t.Fatalf("after the migration:\n%s\nwant:\n%s", got, wantV2)
+			}
+			db.bolt.View(func(tx *bolt.Tx) error {
+				if v, _ := schema.Version(tx); v != 2 || tx.Bucket([]byte("v2")) == nil {
+					t.Errorf("version %d, bucket v2 %v", v, tx.Bucket([]byte("v2")) != nil)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestCopy: Copy writes a database that Open reads as the original, and
+// refuses what is not a gateway database, a newer schema (when asked) and
+// a file a running gateway holds.
+func TestCopy(t *testing.T) {
+	dir := t.TempDir()
+	db, path := openTest(t)
+	want := fill(t, db)
+	db.Close()
+
+	newer := filepath.Join(dir, "newer.db")
+	copyFile(t, path, newer)
+	setVersion(t, newer, 2)
+	text := filepath.Join(dir, "text.db")
+	os.WriteFile(text, bytes.Repeat([]byte("not a database\n"), 1000), 0o600)
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o600)
+	bare := filepath.Join(dir, "bare.db") // a bbolt file of something else: an outbox's layout
+	bdb, _ := bolt.Open(bare, 0o600, nil)
+	bdb.Update(func(tx *bolt.Tx) error {
+		for _, b := range []string{"meta", "health", "events"} {
+			tx.CreateBucket([]byte(b))
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{1})
+	})
+	bdb.Close()
+	running := filepath.Join(dir, "running.db")
+	copyFile(t, path, running)
+	held := openPath(t, running)
+	_ = held
+
+	for _, tc := range []struct {
+		name        string
+		path        string
+		refuseNewer bool
+		want        error
+		version     uint64
+	}{
+		{"a gateway database", path, true, nil, 1},
+		{"newer, copied", newer, false, nil, 2},
+		{"newer, refused", newer, true, ErrSchemaTooNew, 2},
+		{"not a bbolt file", text, true, ErrNotDatabase, 0},
+		{"empty file", empty, true, ErrNotDatabase, 0},
+		{"a bbolt file of something else", bare, true, ErrNotDatabase, 1},
+		{"gateway running", running, true, ErrLocked, 0},
+		{"missing", filepath.Join(dir, "missing.db"), true, fs.ErrNotExist, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			v, n, err := Copy(tc.path, &buf, 100*time.Millisecond, tc.refuseNewer)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) || buf.Len() != 0 {
+					t.Fatalf("Copy = %v with %d bytes written, want %v and none", err, buf.Len(), tc.want)
+				}
+				if v != tc.version {
+					t.Errorf("version %d, want %d", v, tc.version)
+				}
+				t.Log(err)
+				return
+			}
+			if err != nil || v != tc.version || n != int64(buf.Len()) {
+				t.Fatalf("Copy = %d, %d, %v (%d bytes written)", v, n, err, buf.Len())
+			}
+			out := filepath.Join(t.TempDir(), "copy.db")
+			os.WriteFile(out, buf.Bytes(), 0o600)
+			if tc.version > SchemaVersion() {
+				if _, err := Open(out); !errors.Is(err, ErrSchemaTooNew) {
+					t.Fatalf("the copy of a newer database opens: %v", err)
+				}
+				return
+			}
+			c := openPath(t, out)
+			if got := describe(t, c); got != want {
+				t.Fatalf("the copy holds:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func copyFile(tb testing.TB, from, to string) {
+	tb.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
