@@ -115,7 +115,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 		SessionsRefused: func() float64 { return float64(g.coap.Stats().SessionsRefused) },
 	}, cfg.limitMetrics())
 
-	db, err := store.Open(filepath.Join(cfg.DataDir, "gateway.db"), store.WithLogger(cfg.Logger))
+	db, err := store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

@@ -17,8 +17,9 @@ import (
 	"edgeota/gateway/internal/store"
 )
 
-// ErrGatewayRunning is returned by ImportKeys when the gateway holds its
-// database: import through its admin API instead.
+// ErrGatewayRunning is returned by [ImportKeys], [Backup] and [Restore]
+// when a running gateway holds its database: import and back up through
+// its admin API instead, stop it to restore.
 var ErrGatewayRunning = errors.New("the gateway is running and holds its database")
 
 // ParsePSK decodes a key as written in a key file or a --psk-file: the
@@ -100,7 +101,7 @@ func ImportKeys(dataDir string, keys map[string][]byte) ([]string, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	db, err := store.Open(filepath.Join(dataDir, "gateway.db"), store.WithLockTimeout(time.Second))
+	db, err := store.Open(filepath.Join(dataDir, DatabaseFile), store.WithLockTimeout(time.Second))
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("gateway: %w: import through its admin API", ErrGatewayRunning)
 	}

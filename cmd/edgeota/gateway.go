@@ -117,7 +117,8 @@ retained deployment topics and are verified with --deploy-trust.
 The admin API (--admin, default 127.0.0.1:8080, JSON over HTTP) takes models
 (edgeota model push), assignments, lists nodes (edgeota nodes) and models,
 serves Prometheus metrics at /metrics and a consistent database backup at
-/v1/backup while running. --admin-token-file FILE requires a bearer token on
+/v1/backup while running ('edgeota gateway backup', which also backs up a
+stopped gateway's --data; 'edgeota gateway restore' puts a backup back). --admin-token-file FILE requires a bearer token on
 every admin request, /healthz and /metrics included (the gateway creates
 FILE, mode 0600, with a new token when it does not exist; operators pass it
 with --token-file); beyond loopback the gateway refuses to start without
@@ -206,7 +207,7 @@ names, and flags given on the command line win.`,
 	mq.register(cmd)
 	fl.Float64Var(&timeScale, "time-scale", 1, "simulated seconds per real second for rollouts (needs --sim)")
 	fl.BoolVar(&sim, "sim", false, "this gateway serves a simulated fleet (allows --time-scale)")
-	cmd.AddCommand(newGatewayKeysCmd())
+	cmd.AddCommand(newGatewayKeysCmd(), newGatewayBackupCmd(), newGatewayRestoreCmd())
 	return cmd
 }
 

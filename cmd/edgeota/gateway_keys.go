@@ -29,19 +29,19 @@ which also closes the sessions of nodes whose key changed.`,
 	return cmd
 }
 
-// keysTarget is where a keys subcommand works: a stopped gateway's data
-// directory, or a running gateway's admin API.
-type keysTarget struct {
+// gatewayTarget is where a keys or backup subcommand works: a stopped
+// gateway's data directory, or a running gateway's admin API.
+type gatewayTarget struct {
 	data  string
 	admin adminFlags
 }
 
-func (k *keysTarget) register(cmd *cobra.Command) {
+func (k *gatewayTarget) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&k.data, "data", "", "data directory of a gateway that is not running")
 	k.admin.register(cmd.Flags(), "", "admin API URL of a running gateway (instead of --data)")
 }
 
-func (k *keysTarget) check() error {
+func (k *gatewayTarget) check() error {
 	if (k.data == "") == (k.admin.url == "") {
 		return usagef("give either --data DIR (gateway stopped) or --admin URL (gateway running)")
 	}
@@ -49,7 +49,7 @@ func (k *keysTarget) check() error {
 }
 
 func newGatewayKeysImportCmd() *cobra.Command {
-	var t keysTarget
+	var t gatewayTarget
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "import (--data DIR | --admin URL) FILE",

@@ -3,6 +3,8 @@ package rollout
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -373,6 +375,45 @@ func TestLateJoinerPlacedAndReload(t *testing.T) {
 	c, _ := e2.Get("dep", fx.now)
 	if fmt.Sprint(a.Totals, a.Wave) != fmt.Sprint(c.Totals, c.Wave) {
 		t.Fatalf("reloaded %v, was %v", c.Totals, a.Totals)
+	}
+}
+
+// TestLoadStateFormats: a state saved before its format was recorded (no
+// "format" key) loads as format 1; a state of a newer format is refused
+// with ErrFormatTooNew, naming both formats.
+func TestLoadStateFormats(t *testing.T) {
+	fx := setup(t, 3, nil)
+	fx.e.mu.Lock()
+	b, _ := fx.e.rollouts["dep"].Marshal()
+	fx.e.mu.Unlock()
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil || doc["format"] != float64(StateFormat) {
+		t.Fatalf("saved state has format %v (%v), want %d", doc["format"], err, StateFormat)
+	}
+	verify := func([]byte) (*protocol.Deployment, error) { return fx.d, nil }
+	for _, tc := range []struct {
+		name   string
+		format any // nil: no key
+		want   error
+	}{
+		{"unversioned", nil, nil},
+		{"format 1", 1, nil},
+		{"format 2", 2, ErrFormatTooNew},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			delete(doc, "format")
+			if tc.format != nil {
+				doc["format"] = tc.format
+			}
+			state, _ := json.Marshal(doc)
+			err := NewEngine(fx.f, fx.f).Load(map[string][]byte{"dep": state}, verify)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Load = %v, want %v", err, tc.want)
+			}
+			if tc.want != nil && !strings.Contains(err.Error(), "format 2, this edgeota reads formats up to 1") {
+				t.Errorf("%q does not name both formats", err)
+			}
+		})
 	}
 }
 

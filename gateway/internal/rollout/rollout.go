@@ -90,6 +90,10 @@ type Node struct {
 
 // Rollout is the persisted state of one deployment on this gateway.
 type Rollout struct {
+	// Format is the format of the saved state, [StateFormat] when this
+	// build saves it; 0 in states saved before it was recorded, which are
+	// format 1.
+	Format     int             `json:"format"`
 	ID         string          `json:"id"`
 	Seq        uint64          `json:"seq"`
 	Deployment []byte          `json:"deployment"` // the signed deployment
@@ -129,8 +133,22 @@ func (r *Rollout) decide(now time.Time, node, format string, args ...any) {
 	}
 }
 
-// Marshal encodes the state for the Saver.
-func (r *Rollout) Marshal() ([]byte, error) { return json.Marshal(r) }
+// StateFormat is the format of the state [Rollout.Marshal] saves (JSON
+// of [Rollout]); [Engine.Load] reads it and the formats before it, and
+// refuses a newer one with [ErrFormatTooNew]. A change that an older
+// gateway would misread (a field it would ignore while acting on the
+// rest) raises it.
+const StateFormat = 1
+
+// ErrFormatTooNew: a saved rollout state is of a format newer than
+// [StateFormat]; a newer edgeota saved it.
+var ErrFormatTooNew = errors.New("rollout: saved state of a newer format than this edgeota supports")
+
+// Marshal encodes the state for the Saver, in format [StateFormat].
+func (r *Rollout) Marshal() ([]byte, error) {
+	r.Format = StateFormat
+	return json.Marshal(r)
+}
 
 // restore decodes a saved state; d and expr are rebuilt by the engine.
 func restore(b []byte) (*Rollout, error) {
@@ -138,6 +156,11 @@ func restore(b []byte) (*Rollout, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("rollout: saved state: %w", err)
 	}
+	if r.Format > StateFormat {
+		return nil, fmt.Errorf("%w: rollout %s is saved in format %d, this edgeota reads formats up to %d: run the newer edgeota that saved it",
+			ErrFormatTooNew, r.ID, r.Format, StateFormat)
+	}
+	r.Format = StateFormat
 	if r.Nodes == nil {
 		r.Nodes = map[string]*Node{}
 	}

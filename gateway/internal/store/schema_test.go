@@ -303,3 +303,109 @@ func copyFile(tb testing.TB, from, to string) {
 		tb.Fatal(err)
 	}
 }
+
+// TestRestore: Restore puts a copy of a gateway database in place and
+// keeps the one it replaces as .bak; it refuses what is no gateway
+// database, a newer schema and a database a running gateway holds,
+// leaving the current file as it was.
+func TestRestore(t *testing.T) {
+	src := t.TempDir()
+	db, good := openTest(t)
+	want := fill(t, db)
+	db.Close()
+	newer := filepath.Join(src, "newer.db")
+	copyFile(t, good, newer)
+	setVersion(t, newer, 2)
+	text := filepath.Join(src, "text.db")
+	os.WriteFile(text, bytes.Repeat([]byte("not a database\n"), 1000), 0o600)
+
+	// current makes the data directory's file: a database with one other
+	// model, or garbage, or nothing.
+	type current int
+	const (
+		none current = iota
+		database
+		garbage
+	)
+	for _, tc := range []struct {
+		name    string
+		from    string
+		current current
+		running bool
+		want    error
+	}{
+		{"into an empty directory", good, none, false, nil},
+		{"over a database", good, database, false, nil},
+		{"over a corrupt file", good, garbage, false, nil},
+		{"not a bbolt file", text, database, false, ErrNotDatabase},
+		{"newer schema", newer, database, false, ErrSchemaTooNew},
+		{"missing", filepath.Join(src, "missing.db"), database, false, fs.ErrNotExist},
+		{"gateway running", good, database, true, ErrLocked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "gateway.db")
+			switch tc.current {
+			case database:
+				c, err := Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				putImage(t, c, testKeys(t, 1), randomImage(rand.New(rand.NewPCG(9, 9)), 100), 9)
+				c.Close()
+			case garbage:
+				os.WriteFile(path, []byte("garbage"), 0o600)
+			}
+			if tc.running {
+				openPath(t, path)
+			}
+			var before [32]byte
+			if tc.current != none {
+				before = sumFile(t, path)
+			}
+			res, err := Restore(path, tc.from, 100*time.Millisecond)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Restore = %v, want %v", err, tc.want)
+				}
+				t.Log(err)
+				if sumFile(t, path) != before {
+					t.Fatal("a refused restore changed the database")
+				}
+				if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+					t.Fatalf("a refused restore left files: %v", entries)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Version != 1 || res.Bytes == 0 {
+				t.Errorf("Restore = %+v", res)
+			}
+			r := openPath(t, path)
+			if got := describe(t, r); got != want {
+				t.Fatalf("restored:\n%s\nwant:\n%s", got, want)
+			}
+			if tc.current == none {
+				if res.Previous != "" {
+					t.Errorf("Previous %q with no previous file", res.Previous)
+				}
+				return
+			}
+			if res.Previous != path+".bak" {
+				t.Fatalf("Previous %q", res.Previous)
+			}
+			if tc.current == garbage {
+				if b, _ := os.ReadFile(res.Previous); string(b) != "garbage" {
+					t.Fatalf(".bak holds %q", b)
+				}
+				return
+			}
+			bak := openPath(t, res.Previous)
+			if ms, _ := bak.Models(); len(ms) != 1 || ms[0].Manifest.Seq != 9 {
+				t.Fatalf(".bak holds %d models, want the previous one", len(ms))
+			}
+		})
+	}
+}
