@@ -5,6 +5,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"edgeota/nodeagent/internal/journal"
 	"edgeota/protocol"
 )
 
@@ -39,10 +40,22 @@ type slotRec struct {
 	Written uint64          `cbor:"6,keyasint"` // while writing: durable bytes
 }
 
+// stateFormat is the format of the boot state record this agent writes
+// (key 0), and the newest it reads. Records written before the key existed
+// have none and are format 1. A change an older agent would misread (a key
+// it would ignore while acting on the others) raises it.
+const stateFormat = 1
+
+// ErrFormatTooNew is wrapped by [OpenDevice], [New] and [ReadStatus] when
+// the flash holds a boot state, or a journal framing, newer than this node
+// agent reads: a newer agent wrote it. Nothing was written to the flash.
+var ErrFormatTooNew = journal.ErrFormatTooNew
+
 // bootState is the whole boot state of a node. It lives only on flash, as
 // the newest record of the journal; every change is written there before it
 // takes effect.
 type bootState struct {
+	Format     uint64          `cbor:"0,keyasint"` // stateFormat; 0 in records before it, which are format 1
 	Active     protocol.Slot   `cbor:"1,keyasint"` // slot that runs when no trial is pending
 	Pending    uint8           `cbor:"2,keyasint"` // 0 none, 1 slot A, 2 slot B: boots on trial
 	TrialBoots uint8           `cbor:"3,keyasint"` // boots of the pending slot so far
@@ -75,13 +88,21 @@ var stateDec, _ = cbor.DecOptions{
 	MaxMapPairs:      32,
 }.DecMode()
 
-func (s *bootState) marshal() ([]byte, error) { return stateEnc.Marshal(s) }
+func (s *bootState) marshal() ([]byte, error) {
+	s.Format = stateFormat
+	return stateEnc.Marshal(s)
+}
 
 func unmarshalState(b []byte) (bootState, error) {
 	var s bootState
 	if err := stateDec.Unmarshal(b, &s); err != nil {
 		return s, fmt.Errorf("boot state record: %w", err)
 	}
+	if s.Format > stateFormat {
+		return s, fmt.Errorf("%w: the boot state record has format %d, this node agent reads formats up to %d; "+
+			"run the newer node agent (nothing was written)", ErrFormatTooNew, s.Format, stateFormat)
+	}
+	s.Format = stateFormat
 	if s.Active > protocol.SlotB || s.Pending > 2 {
 		return s, fmt.Errorf("boot state record: active %d pending %d out of range", s.Active, s.Pending)
 	}

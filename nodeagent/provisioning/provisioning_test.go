@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -352,6 +353,24 @@ func TestFileStore(t *testing.T) {
 	n2 := newNode(t, fs)
 	if cur, ok := n2.svc.Current(); !ok || cur.Serial != 3 {
 		t.Fatalf("restarted node: %v, %v", cur, ok)
+	}
+	// The file says its format; a file of an agent before formats (no
+	// "format") loads the same; one of a newer format is refused.
+	var doc map[string]any
+	b, _ := os.ReadFile(fs.Path)
+	if err := json.Unmarshal(b, &doc); err != nil || doc["format"] != float64(provisioning.FileFormat) {
+		t.Fatalf("saved file has format %v (%v), want %d", doc["format"], err, provisioning.FileFormat)
+	}
+	old, _ := json.Marshal(cfg)
+	os.WriteFile(fs.Path, old, 0o600)
+	if got, ok, err := fs.Load(); err != nil || !ok || !reflect.DeepEqual(got, cfg) {
+		t.Fatalf("Load of a file without format = %+v, %v, %v", got, ok, err)
+	}
+	doc["format"] = 2
+	newer, _ := json.Marshal(doc)
+	os.WriteFile(fs.Path, newer, 0o600)
+	if _, _, err := fs.Load(); !errors.Is(err, provisioning.ErrFormatTooNew) || !strings.Contains(err.Error(), "format 2, this node agent reads formats up to 1") {
+		t.Fatalf("Load of format 2 = %v, want ErrFormatTooNew naming both formats", err)
 	}
 	// A corrupt file is an error, not a fresh node.
 	os.WriteFile(fs.Path, []byte(`{"node_id":"x"`), 0o600)

@@ -115,6 +115,23 @@ func (c NodeConfig) validate() error {
 // ErrCorrupt means a stored configuration does not decode or breaks a rule.
 var ErrCorrupt = errors.New("stored provisioning configuration is corrupt")
 
+// ErrFormatTooNew means a stored configuration is of a format newer than
+// this node agent reads ([FileFormat]): a newer agent wrote it.
+var ErrFormatTooNew = errors.New("stored provisioning configuration written by a newer node agent")
+
+// FileFormat is the format of the file a [FileStore] writes (its "format"
+// key), and the newest it reads. Files written before the key existed have
+// none and are format 1. A change an older agent would misread (a key it
+// would ignore while acting on the others) raises it.
+const FileFormat = 1
+
+// configFile is the JSON document of a FileStore: the configuration's
+// keys and "format".
+type configFile struct {
+	Format int `json:"format"`
+	NodeConfig
+}
+
 // Store keeps a node's provisioned configuration. Save must be atomic:
 // after a crash at any moment, Load returns either the old configuration
 // or the new one, whole.
@@ -128,7 +145,8 @@ type Store interface {
 
 // FileStore keeps the configuration in one JSON file, mode 0600, replaced
 // atomically: write a temporary file beside it, fsync, rename over it,
-// fsync the directory.
+// fsync the directory. The file says its format ([FileFormat]); Load
+// refuses a newer one with [ErrFormatTooNew].
 type FileStore struct {
 	// Path is the file's name.
 	Path string
@@ -143,10 +161,18 @@ func (f FileStore) Load() (NodeConfig, bool, error) {
 	if err != nil {
 		return NodeConfig{}, false, fmt.Errorf("provisioning: %w", err)
 	}
-	var c NodeConfig
-	if err := json.Unmarshal(b, &c); err != nil {
+	var doc configFile
+	if err := json.Unmarshal(b, &doc); err != nil {
 		return NodeConfig{}, false, fmt.Errorf("%w: %s: %v", ErrCorrupt, f.Path, err)
 	}
+	if doc.Format < 0 {
+		return NodeConfig{}, false, fmt.Errorf("%w: %s: format %d", ErrCorrupt, f.Path, doc.Format)
+	}
+	if doc.Format > FileFormat {
+		return NodeConfig{}, false, fmt.Errorf("%w: %s has format %d, this node agent reads formats up to %d; run the newer node agent (the file was not changed)",
+			ErrFormatTooNew, f.Path, doc.Format, FileFormat)
+	}
+	c := doc.NodeConfig
 	if err := c.validate(); err != nil {
 		return NodeConfig{}, false, fmt.Errorf("%s: %w", f.Path, err)
 	}
@@ -155,7 +181,7 @@ func (f FileStore) Load() (NodeConfig, bool, error) {
 
 // Save writes the configuration atomically.
 func (f FileStore) Save(c NodeConfig) error {
-	b, err := json.MarshalIndent(c, "", "  ")
+	b, err := json.MarshalIndent(configFile{Format: FileFormat, NodeConfig: c}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("provisioning: %w", err)
 	}

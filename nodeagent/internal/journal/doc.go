@@ -19,7 +19,8 @@
 //
 //	offset  size  field
 //	0       3     magic "JNL" (0x4A 0x4E 0x4C)
-//	3       1     copy tag: 0x01 first copy, 0x02 second copy
+//	3       1     tag: low nibble 1 first copy, 2 second copy; high nibble
+//	              the framing version minus 1 (0: tags 0x01 and 0x02)
 //	4       2     payload length n, 0 to 1024
 //	6       2     bitwise complement of n
 //	8       8     sequence number, 1 for the first record, never 0
@@ -34,6 +35,16 @@
 // covered and not checked: a bit error there is harmless. The length is
 // checked before anything it points to is read, so no contents, however
 // garbled, make the scanner read outside the segment.
+//
+// # Framing version
+//
+// The tag's high nibble is the version of this framing ([Framing], 1). A
+// later framing keeps the first 16 bytes and the CRC-32C after the payload
+// as they are here and raises the version, so that this one still finds
+// its records, by the same checks, and refuses the flash
+// ([ErrFormatTooNew]) instead of taking it for blank and writing over it.
+// What the payload holds is versioned by its owner: the node agent's boot
+// state carries its own format.
 //
 // # Why torn and half-erased data is never taken for a record
 //

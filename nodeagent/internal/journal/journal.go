@@ -20,6 +20,11 @@ var ErrTooLarge = errors.New("payload too large")
 // write size that does not divide the erase size.
 var ErrRegion = errors.New("unusable journal region")
 
+// ErrFormatTooNew is returned, wrapped, by [Open] and [Journal.Append]
+// when the region holds a record of a framing version newer than
+// [Framing]: a newer node agent wrote this flash. Nothing was written.
+var ErrFormatTooNew = errors.New("journal written by a newer node agent")
+
 // Flash is the part of a NOR flash the journal uses. Erased flash reads as
 // 0xFF. Implementations must not retain the slices passed to them.
 type Flash interface {
@@ -89,7 +94,8 @@ type Journal struct {
 // off, which must be a multiple of the erase size. It scans the region for
 // the newest valid record. A region that was never written (all 0xFF) is an
 // empty journal, and anything that is not a valid record, such as what a power
-// cut leaves, is ignored; only a failed read is an error.
+// cut leaves, is ignored; only a failed read, and a record of a newer
+// framing ([ErrFormatTooNew]), are errors.
 //
 // Records are stored in segments of whole erase blocks, each large enough for
 // both copies of a [MaxPayload] record: one block when the erase size is at
@@ -133,9 +139,12 @@ func Open(f Flash, off int64, blocks int) (*Journal, error) {
 }
 
 // scan reads every segment and sets the state from the newest valid record
-// copy: the highest sequence number wins. On error it changes nothing.
+// copy: the highest sequence number wins. On error it changes nothing; a
+// copy of a newer framing anywhere is an error ([ErrFormatTooNew]).
 func (j *Journal) scan() error {
 	var (
+		newer      int // the newest framing above ours, in segment newerSeg
+		newerSeg   int
 		found      bool
 		seq        uint64
 		payload    []byte
@@ -152,6 +161,12 @@ func (j *Journal) scan() error {
 			firstClean = clean
 		}
 		scanSegment(j.seg, j.writeSize, func(pos int, d decoded) {
+			if d.framing > Framing {
+				if d.framing > newer {
+					newer, newerSeg = d.framing, s
+				}
+				return
+			}
 			size := copySize(len(d.payload), j.writeSize)
 			e := pos + size // after the second copy
 			if d.tag == copyFirst {
@@ -165,6 +180,10 @@ func (j *Journal) scan() error {
 				end = max(end, e)
 			}
 		})
+	}
+	if newer > 0 {
+		return fmt.Errorf("journal: %w: segment %d holds a record of journal framing %d, this node agent reads framings up to %d; "+
+			"run the newer node agent (nothing was written)", ErrFormatTooNew, newerSeg, newer, Framing)
 	}
 	j.has, j.seq, j.payload, j.stale = found, seq, payload, false
 	if !found {

@@ -16,9 +16,13 @@ const (
 	overhead = headerSize + crcSize
 
 	magic0, magic1, magic2 = 'J', 'N', 'L'
-	// copyFirst and copySecond tag the two copies of a record.
+	// copyFirst and copySecond tag the two copies of a record, in the low
+	// nibble of the tag byte.
 	copyFirst  = 0x01
 	copySecond = 0x02
+	// Framing is the framing version this package writes, and the newest
+	// it reads: the tag byte's high nibble holds Framing-1 (0 here).
+	Framing = 1
 	// erased is the value of an erased flash byte.
 	erased = 0xFF
 )
@@ -42,7 +46,7 @@ func roundUp(n, m int) int {
 // which must be copySize(len(payload), w) bytes long, padding with 0xFF.
 func encodeCopy(dst []byte, tag byte, seq uint64, payload []byte) {
 	n := len(payload)
-	dst[0], dst[1], dst[2], dst[3] = magic0, magic1, magic2, tag
+	dst[0], dst[1], dst[2], dst[3] = magic0, magic1, magic2, (Framing-1)<<4|tag
 	binary.LittleEndian.PutUint16(dst[4:], uint16(n))
 	binary.LittleEndian.PutUint16(dst[6:], ^uint16(n))
 	binary.LittleEndian.PutUint64(dst[8:], seq)
@@ -56,7 +60,8 @@ func encodeCopy(dst []byte, tag byte, seq uint64, payload []byte) {
 
 // decoded is a valid record copy found in a segment.
 type decoded struct {
-	tag     byte
+	tag     byte // copyFirst or copySecond
+	framing int  // its framing version; above Framing, payload is not ours to read
 	seq     uint64
 	payload []byte // aliases the buffer that was decoded
 }
@@ -67,9 +72,10 @@ type decoded struct {
 // Padding is not checked: it is not covered by the CRC, so a bit error there
 // is harmless.
 func decodeCopy(b []byte) (decoded, bool) {
+	tag := b[3] & 0x0F
 	if len(b) < overhead ||
 		b[0] != magic0 || b[1] != magic1 || b[2] != magic2 ||
-		(b[3] != copyFirst && b[3] != copySecond) {
+		(tag != copyFirst && tag != copySecond) {
 		return decoded{}, false
 	}
 	n := binary.LittleEndian.Uint16(b[4:])
@@ -84,7 +90,7 @@ func decodeCopy(b []byte) (decoded, bool) {
 	if crc32.Checksum(b[:end], castagnoli) != binary.LittleEndian.Uint32(b[end:]) {
 		return decoded{}, false
 	}
-	return decoded{tag: b[3], seq: seq, payload: b[headerSize:end]}, true
+	return decoded{tag: tag, framing: int(b[3]>>4) + 1, seq: seq, payload: b[headerSize:end]}, true
 }
 
 // scanSegment calls fn with every valid record copy in seg, a whole segment
