@@ -308,6 +308,29 @@ func TestProvisioningEventsAreAudited(t *testing.T) {
 	if entries, err = e.api.Audit(ctxT(t), "node-b"); err != nil || len(entries) != 0 {
 		t.Fatalf("node-b: %+v, %v", entries, err)
 	}
+
+	// The same event posted again on a new session (a node whose answer
+	// was lost drops its session and posts again; the new endpoint gets
+	// past the CoAP duplicate detection): still one entry. A commit
+	// reported after a reboot is a second one.
+	a2, err := e.dialDTLS("node-a", keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := post(t, a2, protocol.NodePath("node-a", protocol.ResStatus), message.AppCBOR, ev); r.Code() != codes.Changed {
+		t.Fatalf("status again: %v", r.Code())
+	}
+	if entries, err = e.api.Audit(ctxT(t), "node-a"); err != nil || len(entries) != 1 {
+		t.Fatalf("after the event was posted again: %d entries (%v), want 1: %+v", len(entries), err, entries)
+	}
+	ev3, _ := protocol.Marshal(&protocol.StatusEvent{NodeID: "node-a", State: protocol.StateProvisioned, BootCount: 2, Number: 1,
+		Actor: "0123456789abcdef", Reason: "provisioned, serial 8"})
+	if r := post(t, a2, protocol.NodePath("node-a", protocol.ResStatus), message.AppCBOR, ev3); r.Code() != codes.Changed {
+		t.Fatalf("status of boot 2: %v", r.Code())
+	}
+	if entries, err = e.api.Audit(ctxT(t), "node-a"); err != nil || len(entries) != 2 || entries[1].Detail != "provisioned, serial 8" {
+		t.Fatalf("after a second commit: %+v, %v; want 2 entries", entries, err)
+	}
 }
 
 // TestDTLSOversizedRecordKeepsTheSession: a request larger than any the

@@ -5,6 +5,7 @@
 package audit
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -39,11 +40,15 @@ func New(st Store, log *slog.Logger) *Log {
 // proved the node's identity.
 func (l *Log) Provisioned(e *protocol.StatusEvent, from netip.AddrPort, authenticated bool, now time.Time) {
 	entry := store.AuditEntry{At: now.UTC(), Node: e.NodeID, Actor: e.Actor, Detail: e.Reason,
-		From: from.String(), Authenticated: authenticated}
+		From: from.String(), Authenticated: authenticated, BootCount: e.BootCount, Number: e.Number}
 	if n, err := l.st.Node(e.NodeID); err == nil {
 		entry.Labels, entry.Component = n.Labels, n.Component
 	}
 	entry, err := l.st.AddAudit(entry)
+	if errors.Is(err, store.ErrAuditDuplicate) {
+		l.log.Info("audit: provisioning event posted again; recorded once", "node", e.NodeID, "boot_count", e.BootCount, "number", e.Number)
+		return
+	}
 	if err != nil {
 		l.log.Error("audit: provisioning", "node", e.NodeID, "err", err)
 		return

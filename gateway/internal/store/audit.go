@@ -3,13 +3,25 @@ package store
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-var bucketAudit = []byte("audit")
+var (
+	bucketAudit = []byte("audit")
+	// bucketAuditLast holds, by node id, the status event of the node's
+	// latest audit entry: its boot count and number, 8 bytes each.
+	bucketAuditLast = []byte("audit-last")
+)
+
+// ErrAuditDuplicate says that the node's latest audit entry already
+// records that status event (same boot count and number): the node posted
+// it again, its answer lost or its DTLS session dropped in between, and
+// no entry is added.
+var ErrAuditDuplicate = errors.New("status event already in the audit log")
 
 // MaxAuditEntries is how many audit entries the store keeps; older ones
 // are dropped as new ones arrive (they also went upstream as status
@@ -38,11 +50,31 @@ type AuditEntry struct {
 	// it came over a DTLS session of that node.
 	From          string `json:"from"`
 	Authenticated bool   `json:"authenticated"`
+	// BootCount and Number identify the status event that reported the
+	// commit (docs/protocol.md section 4, keys 8 and 9); zero when not
+	// known.
+	BootCount uint64 `json:"boot_count,omitempty"`
+	Number    uint64 `json:"number,omitempty"`
 }
 
-// AddAudit records an entry and returns it with its Seq.
+// AddAudit records an entry and returns it with its Seq. An entry of the
+// status event the node's latest entry records (BootCount and Number, when
+// set) is not added: the error wraps [ErrAuditDuplicate].
 func (db *DB) AddAudit(e AuditEntry) (AuditEntry, error) {
+	event := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, e.BootCount), e.Number)
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		last, err := tx.CreateBucketIfNotExists(bucketAuditLast)
+		if err != nil {
+			return err
+		}
+		if e.BootCount != 0 || e.Number != 0 {
+			if string(last.Get([]byte(e.Node))) == string(event) {
+				return ErrAuditDuplicate
+			}
+			if err := last.Put([]byte(e.Node), event); err != nil {
+				return err
+			}
+		}
 		b, err := tx.CreateBucketIfNotExists(bucketAudit)
 		if err != nil {
 			return err
