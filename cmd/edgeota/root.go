@@ -58,6 +58,7 @@ Operator workflow:
 		newRolloutCmd(),
 		newSimCmd(),
 		newProvisionCmd(),
+		newHealthcheckCmd(),
 	)
 	return root
 }
