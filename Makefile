@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 FUZZTIME_SHORT ?= 2s
 PKGS     := ./...
 
-.PHONY: help build test deps fmt vet lint unit fuzz-short sweep scenarios bench-once fuzz bench demo clean
+.PHONY: help build test deps fmt vet lint unit fuzz-short sweep scenarios bench-once fuzz bench demo clean image image-test
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
@@ -19,6 +19,8 @@ help:
 	@echo "make fuzz-short  every Fuzz target for FUZZTIME_SHORT (default $(FUZZTIME_SHORT)), as make test does"
 	@echo "make bench  run the Go benchmarks, figures in bench.txt"
 	@echo "make bench-once  every benchmark with b.N = 1, as make test does: they keep running, the figures mean nothing"
+	@echo "make image  build the gateway's container image (scripts/packaging/Containerfile) with buildah, as root; IMAGE=NAME:TAG names it"
+	@echo "make image-test  build the image into a private store and run it with podman: health check, admin API, DTLS, stop, restart"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/edgeota
@@ -73,6 +75,18 @@ bench:
 
 demo: build
 	@scripts/demo
+
+# The gateway's container image, with buildah (as root, chroot isolation).
+# Neither target is part of make test: the build compiles edgeota again, a
+# minute or more; make test lints the Containerfile instead
+# (TestContainerfile in cmd/edgeota, BuildKit's parser, no tools needed).
+image:
+	@scripts/ensure-system-packages image
+	scripts/packaging/build-image
+
+image-test:
+	@scripts/ensure-system-packages image
+	$(GO) test -count=1 -timeout 15m -run '^TestContainerImage$$' -v ./test/
 
 clean:
 	rm -rf bin demo-out bench.txt
