@@ -21,7 +21,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		Store:    g.store,
 		Rollouts: g.rollouts,
 		Clock:    g.clock,
-		Token:    g.cfg.AdminToken,
+		Token:    func() string { return *g.adminToken.Load() },
 		Refused:  g.metrics.AdminRefused,
 		Metrics:  promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}),
 		Health:   admin.Health{GatewayID: g.cfg.GatewayID, TimeScale: timeScale(g.cfg.Clock)},

@@ -39,15 +39,8 @@ const minAdminToken = 16
 // beyond loopback without a token. It clones cfg.AdminTLS so New never
 // changes the caller's tls.Config.
 func checkAdminSecurity(cfg *Config) error {
-	if t := cfg.AdminToken; t != "" {
-		if len(t) < minAdminToken {
-			return fmt.Errorf("gateway: %w (%d characters, want at least %d)", ErrAdminTokenShort, len(t), minAdminToken)
-		}
-		for i := 0; i < len(t); i++ {
-			if t[i] <= ' ' || t[i] > '~' {
-				return errors.New("gateway: the admin token must be printable ASCII without spaces")
-			}
-		}
+	if err := checkAdminToken(cfg.AdminToken); err != nil {
+		return err
 	}
 	if cfg.AdminTLS != nil {
 		tc := cfg.AdminTLS.Clone()
@@ -94,6 +87,46 @@ func checkAdminSecurity(cfg *Config) error {
 			return adminExposedErr(cfg.AdminAddr)
 		}
 	}
+	return nil
+}
+
+// checkAdminToken refuses a token shorter than minAdminToken or with
+// characters other than printable ASCII; "" (no token) passes.
+func checkAdminToken(t string) error {
+	if t == "" {
+		return nil
+	}
+	if len(t) < minAdminToken {
+		return fmt.Errorf("gateway: %w (%d characters, want at least %d)", ErrAdminTokenShort, len(t), minAdminToken)
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] > '~' {
+			return errors.New("gateway: the admin token must be printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// SetAdminToken replaces the admin API's bearer token while the gateway
+// runs (an operator's reload after rotating the token file): requests
+// from then on need the new token, and the old one is refused. It
+// refuses what [New] would refuse: a short token ([ErrAdminTokenShort]),
+// or no token for an admin API beyond loopback ([ErrAdminNoToken]). A
+// gateway without an admin API has no token to set.
+func (g *Gateway) SetAdminToken(token string) error {
+	if g.admin == nil {
+		return errors.New("gateway: the admin API is off")
+	}
+	if err := checkAdminToken(token); err != nil {
+		return err
+	}
+	if token == "" {
+		if err := checkAdminAddr(g.admin.Addr()); err != nil {
+			return err
+		}
+	}
+	g.adminToken.Store(&token)
+	g.log.Info("admin API token replaced", "token_required", token != "")
 	return nil
 }
 

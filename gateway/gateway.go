@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -74,6 +75,10 @@ type Gateway struct {
 	outbox *outbox.Outbox
 	uplink *uplink.Uplink
 	broker *broker.Broker // nil unless embedded
+
+	adminToken atomic.Pointer[string] // the admin API's token; SetAdminToken replaces it
+	ready      chan struct{}          // closed once Run serves
+	rounds     atomic.Uint64          // housekeeping rounds completed
 }
 
 // New validates cfg, opens the database and listens; [Gateway.Run]
@@ -108,7 +113,9 @@ func New(cfg Config) (_ *Gateway, err error) {
 
 	g := &Gateway{cfg: cfg, log: cfg.Logger, clock: cfg.Clock.Now, trust: trust,
 		transfers: transfer.New(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
-		limiter:   ratelimit.New(cfg.Limits.rates())}
+		limiter:   ratelimit.New(cfg.Limits.rates()), ready: make(chan struct{})}
+	token := cfg.AdminToken
+	g.adminToken.Store(&token)
 	g.metrics = metrics.New(metrics.Gauges{
 		TransfersActive: func() float64 { return float64(g.transfers.Count()) },
 		Sessions:        func() float64 { return float64(g.coap.Sessions()) },
@@ -292,6 +299,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("gateway serving", "coaps", addrString(g.CoAPSAddr()), "coap", addrString(g.CoAPAddr()), "admin", addrString(g.AdminAddr()),
 		"models", len(g.images.List()), "time_scale", timeScale(g.cfg.Clock))
+	close(g.ready)
 	if g.coap.Addr() != nil {
 		g.log.Warn("INSECURE: plain CoAP over UDP is on (InsecureUDP): no authentication or encryption, "+
 			"anyone on the network can speak for any node and read every model; use it for development and simulators only",
@@ -338,15 +346,15 @@ func (g *Gateway) housekeeping(ctx context.Context) {
 		if err := g.rollouts.Tick(g.clock()); err != nil {
 			g.log.Error("rollout tick", "err", err)
 		}
-		if tick%5 != 0 {
-			continue
+		if tick%5 == 0 {
+			now := g.clock()
+			g.transfers.Sweep(now)
+			g.limiter.Sweep(time.Now())
+			g.serve.NotifyDue(now, g.cfg.ConfirmableEvery)
+			g.images.FlushUsed()
+			g.enforceQuota()
 		}
-		now := g.clock()
-		g.transfers.Sweep(now)
-		g.limiter.Sweep(time.Now())
-		g.serve.NotifyDue(now, g.cfg.ConfirmableEvery)
-		g.images.FlushUsed()
-		g.enforceQuota()
+		g.rounds.Add(1)
 	}
 }
 

@@ -10,14 +10,21 @@ import (
 
 // requireToken wraps the admin API: with a token configured, every
 // request must carry it as a bearer token (RFC 6750 section 2.1). The
-// comparison is of SHA-256 digests in constant time, so neither the
-// token's bytes nor its length leak through timing.
+// token is asked for on every request, so a new one (a reload) holds
+// from the next request on. The comparison is of SHA-256 digests in
+// constant time, so neither the token's bytes nor its length leak
+// through timing.
 func (s *server) requireToken(next http.Handler) http.Handler {
-	if s.Token == "" {
+	if s.Token == nil {
 		return next
 	}
-	want := sha256.Sum256([]byte(s.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := s.Token()
+		if token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		want := sha256.Sum256([]byte(token))
 		got, ok := bearerToken(r.Header.Get("Authorization"))
 		if ok {
 			sum := sha256.Sum256([]byte(got))

@@ -93,8 +93,9 @@ type Config struct {
 	Rollouts Rollouts
 	// Clock is the gateway's time for the rollout engine.
 	Clock func() time.Time
-	// Token, when set, is required as a bearer token on every request.
-	Token string
+	// Token returns the bearer token every request must carry, asked
+	// for on each request; "" (or a nil Token) requires none.
+	Token func() string
 	// Refused counts requests refused for their token, by reason
 	// ("missing" or "invalid"); nil counts nothing.
 	Refused *prometheus.CounterVec
