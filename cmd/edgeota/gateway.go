@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -125,7 +128,13 @@ with --token-file); beyond loopback the gateway refuses to start without
 one. --admin-cert and --admin-key make it HTTPS.
 
 Every flag can also come from a YAML file (--config); its keys are the flag
-names, and flags given on the command line win.`,
+names, and flags given on the command line win. SIGHUP reads the file
+again: the log level and the admin token file (read again, so a rotated
+token holds) take effect at once; any other setting that changed is
+logged as taking effect at the next restart, and a file that does not
+apply whole is refused, the running settings staying. Started by systemd
+with Type=notify, the gateway says READY=1 once it serves and feeds the
+watchdog (WatchdogSec) while its housekeeping loop advances.`,
 		Example: `  edgeota gateway keys import --data /var/lib/edgeota nodes.csv
   edgeota gateway --data /var/lib/edgeota --trust operator.pub --coaps :5684 --admin 127.0.0.1:8080
 
@@ -140,6 +149,7 @@ names, and flags given on the command line win.`,
   cache-max-bytes: 1073741824`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmdLine := commandLineFlags(cmd.Flags())
 			if cfgFile != "" {
 				if err := applyConfigFile(cmd, cfgFile); err != nil {
 					return usagef("--config: %v", err)
@@ -166,7 +176,7 @@ names, and flags given on the command line win.`,
 			if err := os.MkdirAll(data, 0o700); err != nil {
 				return err
 			}
-			log := loggerFrom(cmd)
+			log, level := leveledLogger(cmd)
 			gc := gateway.Config{DataDir: data, AdminAddr: admin, Trust: keys,
 				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, BlockCacheBytes: blockCache, Logger: log}
 			if err := sec.apply(cmd, &gc); err != nil {
@@ -182,12 +192,29 @@ names, and flags given on the command line win.`,
 				gc.Clock = clock.NewScaled(clock.Real{}, timeScale)
 				log.Warn("SIMULATION: the gateway's clock runs faster than real time", "time_scale", timeScale)
 			}
+			// SIGHUP reloads (gateway_reload.go); caught before New, so
+			// that one sent early does not end the process.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			g, err := gateway.New(gc)
 			if err != nil {
 				return withFlagHint(err)
 			}
-			err = g.Run(cmd.Context())
-			if errors.Is(err, cmd.Context().Err()) {
+			ctx := cmd.Context()
+			r := newGatewayReloader(cmd, cfgFile, cmdLine, gc.AdminToken, level, g, log)
+			watchdog, stopWatchdog := watchdogTicks(log)
+			defer stopWatchdog()
+			sctx, stopSupervising := context.WithCancel(ctx)
+			supervised := make(chan struct{})
+			go func() {
+				defer close(supervised)
+				supervise(sctx, g, &sdNotifier{log: log}, watchdog, hup, r.reload, log)
+			}()
+			err = g.Run(ctx)
+			stopSupervising() // STOPPING=1, also when Run failed on its own
+			<-supervised
+			if errors.Is(err, ctx.Err()) {
 				return nil
 			}
 			return err

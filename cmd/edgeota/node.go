@@ -197,6 +197,7 @@ func (r logReporter) Health(_ context.Context, h *protocol.HealthReport) error {
 func newNodeCmd() *cobra.Command {
 	var n nodeFlags
 	var b bleFlags
+	var cfgFile string
 	cmd := &cobra.Command{
 		Use:   "node --id ID --flash FILE --class UUID --trust KEY.pub [--labels k=v,...] [--runtime NAME]",
 		Short: "Run a node agent on a Linux-class device with a file-backed flash",
@@ -234,11 +235,20 @@ them, which says Hello to that gateway and reports the provisioning (a
 status event of state 9 naming the operator key). A provisioned
 configuration wins over --labels, --component, --gateway and --trust; a node
 never provisioned runs with those flags, or waits for a bundle without
---gateway.`,
+--gateway.
+
+Every flag can also come from a YAML file (--config), as for the gateway:
+its keys are the flag names, and flags given on the command line win
+(the packaged edgeota-node@.service reads /etc/edgeota/node-NAME.yaml).`,
 		Example: `  edgeota node --id node-1 --flash node-1.flash --class 6ba7b810-9dad-11d1-80b4-00c04fd430c8 \
       --trust operator.pub --labels region=us-east,hw=rev2 --gateway coaps://127.0.0.1:5684 --psk-file node-1.psk`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile != "" {
+				if err := applyConfigFile(cmd, cfgFile); err != nil {
+					return usagef("--config: %v", err)
+				}
+			}
 			log := loggerFrom(cmd)
 			if b.enabled {
 				return runNodeBLE(cmd.Context(), log, &n, &b)
@@ -258,6 +268,7 @@ never provisioned runs with those flags, or waits for a bundle without
 			return err
 		},
 	}
+	cmd.Flags().StringVar(&cfgFile, "config", "", "YAML file with any of these flags (keys are the flag names; the command line wins)")
 	n.register(cmd)
 	b.register(cmd)
 	cmd.AddCommand(newNodeApplyCmd(), newNodeStatusCmd())

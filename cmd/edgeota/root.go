@@ -59,6 +59,7 @@ Operator workflow:
 		newSimCmd(),
 		newProvisionCmd(),
 		newHealthcheckCmd(),
+		newManCmd(),
 	)
 	return root
 }
@@ -145,15 +146,23 @@ func writeNewFile(name string, data []byte, mode os.FileMode) error {
 // loggerFrom builds the slog logger the persistent --log-level and
 // --log-format flags ask for, writing to stderr.
 func loggerFrom(cmd *cobra.Command) *slog.Logger {
+	log, _ := leveledLogger(cmd)
+	return log
+}
+
+// leveledLogger is loggerFrom with the level the logger reads on every
+// record, which a reload may change.
+func leveledLogger(cmd *cobra.Command) (*slog.Logger, *slog.LevelVar) {
 	level, _ := cmd.Flags().GetString("log-level")
 	format, _ := cmd.Flags().GetString("log-format")
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
+	lv := new(slog.LevelVar)
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err == nil {
+		lv.Set(l)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts))
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts))
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), lv
 }
