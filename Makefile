@@ -7,12 +7,13 @@ FUZZTIME ?= 10s
 FUZZTIME_SHORT ?= 2s
 PKGS     := ./...
 
-.PHONY: help build test deps fmt vet lint unit fuzz-short sweep scenarios bench-once fuzz bench demo clean image image-test
+.PHONY: help build package test deps fmt vet lint unit packaging fuzz-short sweep scenarios bench-once fuzz bench demo clean image image-test
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
 	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, a short fuzz, power-cut sweeps, scenarios, every benchmark once"
 	@echo "make build  build $(BIN)"
+	@echo "make package  .deb and .rpm packages for amd64 and arm64 in dist/ (nfpm; VERSION=... to override git's)"
 	@echo "make fmt    fail if gofmt would change a file (never rewrites)"
 	@echo "make lint   staticcheck"
 	@echo "make fuzz   run every Fuzz target for FUZZTIME (default $(FUZZTIME)); FUZZ=REGEXP picks targets"
@@ -24,6 +25,11 @@ help:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/edgeota
+
+# .deb and .rpm packages of edgeota for amd64 and arm64 (scripts/packaging/build:
+# nfpm, the version from git unless VERSION is given, ARCHES to choose).
+package:
+	@$(if $(VERSION),VERSION=$(VERSION)) $(if $(ARCHES),ARCHES="$(ARCHES)") scripts/packaging/build
 
 # Everything CI runs (.ci/run calls this target).
 test: deps fmt vet lint unit fuzz-short sweep scenarios bench-once
@@ -89,4 +95,4 @@ image-test:
 	$(GO) test -count=1 -timeout 15m -run '^TestContainerImage$$' -v ./test/
 
 clean:
-	rm -rf bin demo-out bench.txt
+	rm -rf bin demo-out bench.txt dist
