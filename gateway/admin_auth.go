@@ -139,7 +139,7 @@ func (g *Gateway) logAdminSecurity() {
 	}
 	g.log.Info("admin API", "addr", g.admin.Addr().String(), "scheme", scheme, "token_required", g.cfg.AdminToken != "")
 	if g.cfg.AdminToken != "" && g.cfg.AdminTLS == nil && checkAdminAddr(g.admin.Addr()) != nil {
-		g.log.Warn("admin API beyond loopback over plain HTTP: its token crosses the network in clear; give it a certificate (Config.AdminTLS)")
+		g.log.Warn("admin API beyond loopback over plain HTTP: its token crosses the network in clear; give the admin API a TLS certificate")
 	}
 }
 
