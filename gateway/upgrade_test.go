@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+	bolt "go.etcd.io/bbolt"
 
 	"edgeota/gateway"
 	"edgeota/gateway/admin"
@@ -587,4 +589,58 @@ func metric(t *testing.T, api *admin.Client, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestNewerDatabaseRefused: a gateway whose gateway.db or outbox.db a
+// newer edgeota wrote (schema version 2) does not start: New fails with
+// ErrSchemaTooNew, saying both versions and that a newer edgeota is
+// needed, and the file it refused does not change. (When outbox.db is the
+// newer one, gateway.db was opened first: a newer edgeota migrated it too,
+// so nothing migrates it here.)
+func TestNewerDatabaseRefused(t *testing.T) {
+	for _, tc := range []struct{ file, what string }{
+		{"gateway.db", "the gateway database has schema version 2"},
+		{"outbox.db", "the outbox has schema version 2"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			data := t.TempDir()
+			for _, f := range []string{"gateway.db", "outbox.db"} {
+				b, err := os.ReadFile(filepath.Join("testdata", "release-0.1", f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(data, f), b, 0o600)
+			}
+			db, err := bolt.Open(filepath.Join(data, tc.file), 0o600, &bolt.Options{Timeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{2}) }); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			read := func() [32]byte {
+				b, _ := os.ReadFile(filepath.Join(data, tc.file))
+				return sha256.Sum256(b)
+			}
+			sum := read()
+			cfg := upgradeConfig(t, data, "tcp://127.0.0.1:1", nil)
+			if _, err = gateway.New(cfg); err == nil {
+				t.Fatal("New started on a newer database")
+			}
+			cfg.CoAPConn.Close()
+			cfg.AdminListener.Close()
+			if !errors.Is(err, gateway.ErrSchemaTooNew) {
+				t.Fatalf("New = %v, want ErrSchemaTooNew", err)
+			}
+			for _, part := range []string{tc.what, "supports versions up to 1", "a newer edgeota wrote it"} {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("%q does not say %q", err, part)
+				}
+			}
+			if read() != sum {
+				t.Errorf("refusing changed %s", tc.file)
+			}
+		})
+	}
 }
