@@ -183,6 +183,32 @@ func (b *Broker) Stop() {
 	}
 }
 
+// Freeze stops mosquitto with SIGSTOP: its connections stay open and it
+// answers nothing (no PUBACK, no PINGRESP), as a broker that hangs does.
+// The broker is thawed (SIGCONT) when the test ends, before it is stopped.
+func (b *Broker) Freeze() {
+	b.tb.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		b.tb.Fatal("mqttpeer: Freeze of a stopped broker")
+	}
+	if err := b.proc.Process.Signal(syscall.SIGSTOP); err != nil {
+		b.tb.Fatalf("mqttpeer: SIGSTOP: %v", err)
+	}
+	b.tb.Cleanup(b.Thaw)
+}
+
+// Thaw resumes a broker stopped by [Broker.Freeze]; thawing a running or
+// stopped broker does nothing.
+func (b *Broker) Thaw() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc != nil {
+		_ = b.proc.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // saveError starts mosquitto's log line when it cannot write its database.
 const saveError = "Error saving in-memory database"
 

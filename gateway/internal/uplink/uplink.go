@@ -71,6 +71,10 @@ type Uplink struct {
 	gen       [2]atomic.Int64 // bumped by a Nack: batches of older generations no longer count
 	m         metrics
 
+	// retainedTimeout bounds the wait for a rollout status's PUBACK
+	// (10s; a test sets it longer).
+	retainedTimeout time.Duration
+
 	failMu      sync.Mutex
 	lastFailure string // the last connection failure logged, "" once connected
 
@@ -123,7 +127,7 @@ func New(cfg Config, q Queue) (*Uplink, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := &Uplink{cfg: cfg, topics: protocol.Topics{Prefix: cfg.Prefix}, q: q, log: cfg.Logger, reconnect: make(chan struct{}, 1),
-		rolloutWake: make(chan struct{}, 1)}
+		rolloutWake: make(chan struct{}, 1), retainedTimeout: 10 * time.Second}
 	for i := range u.kick {
 		u.kick[i] = make(chan struct{}, 1)
 	}
@@ -227,6 +231,10 @@ func (u *Uplink) onConnect(c mqtt.Client) {
 		case u.reconnect <- struct{}{}:
 		default:
 		}
+		select { // rollout statuses that could not be published
+		case u.rolloutWake <- struct{}{}:
+		default:
+		}
 		for k := range u.kick {
 			u.Kick(outbox.Kind(k))
 		}
@@ -289,26 +297,50 @@ func (u *Uplink) publishRollouts(ctx context.Context) {
 		u.rollouts = nil
 		u.rolloutMu.Unlock()
 		for id, st := range batch {
+			if ctx.Err() != nil {
+				return
+			}
 			b, err := json.Marshal(st)
 			if err != nil {
 				u.log.Error("rollout status", "deployment", id, "err", err)
 				continue
 			}
-			if err := u.publishRetained(u.topics.Rollout(u.cfg.GatewayID, id), b, 10*time.Second); err != nil {
+			if err := u.publishRetained(ctx, u.topics.Rollout(u.cfg.GatewayID, id), b, u.retainedTimeout); err != nil {
 				u.log.Debug("publish rollout status", "deployment", id, "err", err)
+				u.requeueRollout(id, st)
 			}
 		}
 	}
 }
 
+// requeueRollout queues a status whose publish failed again, unless a newer
+// one was queued meanwhile; it goes out at the next wake, at the latest when
+// the broker connects again.
+func (u *Uplink) requeueRollout(id string, status any) {
+	u.rolloutMu.Lock()
+	defer u.rolloutMu.Unlock()
+	if u.rollouts == nil {
+		u.rollouts = map[string]any{}
+	}
+	if _, newer := u.rollouts[id]; !newer {
+		u.rollouts[id] = status
+	}
+}
+
 // publishRetained publishes a retained QoS 1 message and waits for its
-// PUBACK up to timeout.
-func (u *Uplink) publishRetained(topic string, payload []byte, timeout time.Duration) error {
+// PUBACK up to timeout, or until ctx ends.
+func (u *Uplink) publishRetained(ctx context.Context, topic string, payload []byte, timeout time.Duration) error {
 	t := u.client.Publish(topic, 1, true, payload)
-	if !t.WaitTimeout(timeout) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return fmt.Errorf("uplink: publish %s: %w", topic, ctx.Err())
+	case <-timer.C:
 		return fmt.Errorf("uplink: publish %s: no PUBACK within %v", topic, timeout)
 	}
-	return t.Error()
 }
 
 // publisher drains one kind: batches of up to BatchMax items, each sent

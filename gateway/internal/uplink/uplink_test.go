@@ -1,11 +1,15 @@
 package uplink
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"edgeota/gateway/internal/outbox"
 	"edgeota/protocol"
+	"edgeota/test/mqttpeer"
+	"edgeota/test/testutil"
 )
 
 // TestBatchPayloadDecodes: a batch is the items' CBOR behind an array head,
@@ -48,5 +52,54 @@ func TestNewValidates(t *testing.T) {
 	}
 	if u.cfg.BatchMax != MaxBatch || u.Topic(protocol.TopicHealth) != "edgeota/v1/gw/gw/health" {
 		t.Fatalf("config %+v", u.cfg)
+	}
+}
+
+// emptyQueue is an outbox with nothing to send.
+type emptyQueue struct{}
+
+func (emptyQueue) Peek(outbox.Kind, int) ([]outbox.Item, error) { return nil, nil }
+func (emptyQueue) Ack([]outbox.Item) error                    { return nil }
+func (emptyQueue) Nack(outbox.Kind)                           {}
+func (emptyQueue) Stats() outbox.Stats                        { return outbox.Stats{} }
+
+// TestRunEndsWhileARolloutStatusAwaitsItsPUBACK: a gateway stopping while
+// its broker hangs (mosquitto frozen with SIGSTOP, so no PUBACK comes) does
+// not wait for the rollout status it is publishing. The wait is set to an
+// hour, so Run returning at all shows that the stop ended it; before,
+// each queued status held the stop for 10 s.
+func TestRunEndsWhileARolloutStatusAwaitsItsPUBACK(t *testing.T) {
+	b := mqttpeer.Start(t)
+	u, err := New(Config{Broker: b.URL(), GatewayID: "gw"}, emptyQueue{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.retainedTimeout = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- u.Run(ctx) }()
+	testutil.Eventually(t, "the uplink connected", u.connected.Load)
+
+	b.Freeze()
+	u.PublishRollout("d1", map[string]string{"phase": "running"})
+	// The publisher took the status off the queue: it is publishing it to a
+	// broker that will not answer.
+	testutil.Eventually(t, "the status taken for publishing", func() bool {
+		u.rolloutMu.Lock()
+		defer u.rolloutMu.Unlock()
+		return len(u.rollouts) == 0
+	})
+	cancel()
+	if err := testutil.Receive(t, "Run to return after the stop", done); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The status that never got its PUBACK is queued again for the next
+	// connection.
+	u.rolloutMu.Lock()
+	_, kept := u.rollouts["d1"]
+	u.rolloutMu.Unlock()
+	if !kept {
+		t.Error("the unacknowledged rollout status was dropped")
 	}
 }
