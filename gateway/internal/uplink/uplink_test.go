@@ -59,9 +59,9 @@ func TestNewValidates(t *testing.T) {
 type emptyQueue struct{}
 
 func (emptyQueue) Peek(outbox.Kind, int) ([]outbox.Item, error) { return nil, nil }
-func (emptyQueue) Ack([]outbox.Item) error                    { return nil }
-func (emptyQueue) Nack(outbox.Kind)                           {}
-func (emptyQueue) Stats() outbox.Stats                        { return outbox.Stats{} }
+func (emptyQueue) Ack([]outbox.Item) error                      { return nil }
+func (emptyQueue) Nack(outbox.Kind)                             {}
+func (emptyQueue) Stats() outbox.Stats                          { return outbox.Stats{} }
 
 // TestRunEndsWhileARolloutStatusAwaitsItsPUBACK: a gateway stopping while
 // its broker hangs (mosquitto frozen with SIGSTOP, so no PUBACK comes) does
