@@ -212,10 +212,16 @@ func (g *attackGateway) rollouts(t *testing.T) []string {
 }
 
 // Models of the attack tests: a healthy one and one whose errors break
-// its probation.
+// its probation (signModel's: 1 s at 100 inferences/s, at least 20, so a
+// probation judges 20 to 101 inferences, fewer on a loaded machine). The
+// healthy one never fails an inference, so it never breaks the bound. The
+// bad one passes 50 per-mille only with at most 1 error of 20 to 39 (2 of
+// 40 to 59, ...): at most P = 1.7e-9 per node (1 of 20) by the binomial,
+// 3.3e-9 for a test's 2 nodes. At 1 and 300 per-mille they were 7.2e-4 (2
+// errors of 39) and 7.6e-3 per node.
 const (
-	goodModel = "edgeota-sim-model error_permille=1 p50_us=5000 p99_us=20000"
-	badModel  = "edgeota-sim-model error_permille=300 p50_us=5000 p99_us=20000"
+	goodModel = "edgeota-sim-model error_permille=0 p50_us=5000 p99_us=20000"
+	badModel  = "edgeota-sim-model error_permille=700 p50_us=5000 p99_us=20000"
 )
 
 // attackSlotSize is the slot size of every node of the attack tests.

@@ -48,6 +48,12 @@ func TestShippedScenarios(t *testing.T) {
 
 // TestSmallFleetFaults is a quick scenario for the race detector: a few
 // nodes, a bad model, a power cut and a reboot.
+//
+// The bad model fails 900 per-mille; its probation judges 10 to 61
+// inferences against 50 per-mille, so it passes only with no error in 10
+// to 19 inferences or at most 1 in 20 or more: at most 0.1^10 = 1e-10 per
+// node by the binomial, 6e-10 for the 6 nodes. At 400 per-mille it was
+// 0.6^10 = 6e-3 per node.
 func TestSmallFleetFaults(t *testing.T) {
 	src := `
 name: small
@@ -59,7 +65,7 @@ health_interval: 30s
 fleet: [{count: 6, labels: {hw: rev2}}]
 models:
   - {name: v1, version: 1.0.0, behaviour: "error_permille=1", size: 8192}
-  - {name: bad, version: 2.0.0, behaviour: "error_permille=400", size: 8192, probation: {seconds: 60, min_inferences: 10, max_error_permille: 50}}
+  - {name: bad, version: 2.0.0, behaviour: "error_permille=900", size: 8192, probation: {seconds: 60, min_inferences: 10, max_error_permille: 50}}
 initial: v1
 deployments:
   - {id: d1, at: 10s, model: bad, cohort: "*", waves: [{percent: 50, bake: 1m}, {percent: 100, bake: 1m}], gates: {max_failed: 0, min_reports: 1}, on_failure: rollback, node_timeout: 10m}

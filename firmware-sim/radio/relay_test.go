@@ -15,8 +15,14 @@ import (
 	"edgeota/test/testutil"
 )
 
-// seed is the fixed seed of the statistical tests; the figures they check
-// hold for it, and would for almost any other.
+// seed is the fixed seed of the statistical tests. A direction's decisions
+// depend only on the seed and a datagram's place in it, and each test sends
+// a fixed number from one client, so the figures they check are the same in
+// every run: with this seed, 20.6% of 5000 lost up, 19.4% of 5000 (or of
+// the 3970 of "both") lost down, 25.7% of 1000 duplicated, all within
+// checkRate's 0.05. For another seed, 0.05 is 8.8 standard deviations of a
+// 20% loss over 5000 datagrams (7.9 over 3970: P < 1e-14) and 3.6 of a 25%
+// duplication over 1000 (P = 2.6e-4).
 const seed = 20240611
 
 func TestPerfectLinkDeliversInOrder(t *testing.T) {

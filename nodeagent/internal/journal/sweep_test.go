@@ -214,6 +214,14 @@ func TestChainedPowerCuts(t *testing.T) {
 				wantLatest(t, j, sc[len(sc)-1], uint64(len(sc)))
 			}
 			wantLatest(t, mustOpen(t, f, g.blocks), sc[len(sc)-1], uint64(len(sc)))
+			// About 300 cuts a run; fewer than 100 is a chance under
+			// 1e-64 for any seed. An append that succeeds programs
+			// two copies, so an armed cut (1 to 12 operations on)
+			// falls within 6 appends, and a cycle from one cut to the
+			// next takes at most 5 appends more than the tries (one
+			// in 3) it waits to arm. Over 1500 appends, fewer than 100
+			// cuts need fewer than 100 arming successes in 1000 tries
+			// of 1/3: P <= exp(-1000*KL(0.1||1/3)) = exp(-149.7).
 			if cuts < 100 {
 				t.Errorf("only %d power cuts", cuts)
 			}
