@@ -51,9 +51,9 @@ func TestShippedScenarios(t *testing.T) {
 //
 // The bad model fails 900 per-mille; its probation judges 10 to 61
 // inferences against 50 per-mille, so it passes only with no error in 10
-// to 19 inferences or at most 1 in 20 or more: at most 0.1^10 = 1e-10 per
-// node by the binomial, 6e-10 for the 6 nodes. At 400 per-mille it was
-// 0.6^10 = 6e-3 per node.
+// to 19 inferences, at most 1 in 20 to 39, and so on: at most 0.1^10 =
+// 1e-10 per node (no error in 10) by the binomial, 6e-10 for the 6 nodes.
+// At 400 per-mille it was 0.6^10 = 6e-3 per node.
 func TestSmallFleetFaults(t *testing.T) {
 	src := `
 name: small
