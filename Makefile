@@ -11,9 +11,10 @@ PKGS     := ./...
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
-	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, a short fuzz, power-cut sweeps, scenarios, every benchmark once"
+	@echo "make test   what CI runs: system packages, fmt check, vet, staticcheck, go test -race, the packages, a short fuzz, power-cut sweeps, scenarios, every benchmark once"
 	@echo "make build  build $(BIN)"
 	@echo "make package  .deb and .rpm packages for amd64 and arm64 in dist/ (nfpm; VERSION=... to override git's)"
+	@echo "make packaging  build the packages and check them: lintian, systemd-analyze, dpkg in a debootstrap root (as make test does)"
 	@echo "make fmt    fail if gofmt would change a file (never rewrites)"
 	@echo "make lint   staticcheck"
 	@echo "make fuzz   run every Fuzz target for FUZZTIME (default $(FUZZTIME)); FUZZ=REGEXP picks targets"
@@ -32,7 +33,7 @@ package:
 	@$(if $(VERSION),VERSION=$(VERSION)) $(if $(ARCHES),ARCHES="$(ARCHES)") scripts/packaging/build
 
 # Everything CI runs (.ci/run calls this target).
-test: deps fmt vet lint unit fuzz-short sweep scenarios bench-once
+test: deps fmt vet lint unit packaging fuzz-short sweep scenarios bench-once
 
 deps:
 	@scripts/ensure-system-packages
@@ -49,6 +50,14 @@ lint:
 
 unit:
 	$(GO) test -race -short -count=1 -timeout 15m $(PKGS)
+
+# The packages checked with real tools (test/package_test.go, skipped by
+# unit's -short): make package's script for amd64 and arm64, lintian,
+# systemd-analyze verify and security, and dpkg install, upgrade, remove
+# and purge in a Debian root made by debootstrap (about 2 minutes).
+packaging:
+	$(GO) test -count=1 -timeout 15m -run '^TestPackage$$' -v ./test/ | \
+		awk '/^ *(=== RUN|--- )|^(PASS|FAIL|ok )|package_test.go/{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
 
 # The exhaustive power-cut sweeps, without -race, printing their counts.
 sweep:

@@ -61,8 +61,18 @@ type loggedProc struct {
 // the test failed, logs the end of its output under name.
 func startLogged(t *testing.T, dir, name string, args ...string) *loggedProc {
 	t.Helper()
+	return startLoggedEnv(t, dir, name, nil, args...)
+}
+
+// startLoggedEnv is startLogged with env added to the process's
+// environment.
+func startLoggedEnv(t *testing.T, dir, name string, env []string, args ...string) *loggedProc {
+	t.Helper()
 	cmd := exec.Command(edgeota(t), args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	p := &loggedProc{cmd: cmd, log: &logBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
