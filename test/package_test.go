@@ -44,6 +44,7 @@ const maxExposure = 1.5
 var packageTools = map[string]string{
 	"dpkg-deb": "dpkg", "lintian": "lintian", "debootstrap": "debootstrap", "rpm": "rpm",
 	"systemd-analyze": "systemd", "man": "man-db", "chroot": "coreutils", "mount": "mount",
+	"systemd-nspawn": "systemd-container",
 }
 
 // requirePackageTools fails the test under CI (CI=true) when a tool or
@@ -329,7 +330,11 @@ func TestPackage(t *testing.T) {
 			if _, err := os.Stat(path("/var/lib/edgeota")); !os.IsNotExist(err) {
 				t.Errorf("/var/lib/edgeota after purge: %v", err)
 			}
+			for _, tool := range []string{"/usr/bin/systemd-sysusers", "/usr/bin/systemd-tmpfiles"} {
+				inRoot("dpkg-divert", "--local", "--rename", "--remove", tool)
+			}
 		}},
+		{"under systemd", func(t *testing.T) { underSystemd(t, root, dist) }},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.run) {
@@ -397,7 +402,7 @@ func debianRoot(t *testing.T) string {
 	}
 	root := t.TempDir()
 	start := time.Now()
-	command(t, "", nil, 10*time.Minute, "debootstrap", "--variant=minbase", "--include=systemd,procps", suite, root, mirror)
+	command(t, "", nil, 10*time.Minute, "debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus,procps", suite, root, mirror)
 	t.Logf("debootstrap %s from %s: %v", suite, mirror, time.Since(start).Round(time.Second))
 	command(t, "", nil, time.Minute, "mount", "-t", "proc", "proc", filepath.Join(root, "proc"))
 	t.Cleanup(func() { exec.Command("umount", "-l", filepath.Join(root, "proc")).Run() }) // before TempDir's removal
