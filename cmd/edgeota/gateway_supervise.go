@@ -74,6 +74,7 @@ func supervise(ctx context.Context, g supervised, sd notifier, watchdog <-chan t
 		return
 	}
 	last, stalled := g.HousekeepingRounds(), false
+	var since time.Time // the tick that first saw last
 	for {
 		select {
 		case <-ctx.Done():
@@ -84,17 +85,26 @@ func supervise(ctx context.Context, g supervised, sd notifier, watchdog <-chan t
 			sd.Notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec())
 			reload()
 			sd.Notify(daemon.SdNotifyReady)
-		case <-watchdog:
-			n := g.HousekeepingRounds()
-			if n == last {
-				if !stalled {
-					log.Error("the gateway's housekeeping loop has not advanced since the last watchdog tick: the systemd watchdog goes unfed", "rounds", n)
-				}
-				stalled = true
+		case now := <-watchdog:
+			if n := g.HousekeepingRounds(); n != last {
+				last, since, stalled = n, now, false
+				sd.Notify(daemon.SdNotifyWatchdog)
 				continue
 			}
-			last, stalled = n, false
-			sd.Notify(daemon.SdNotifyWatchdog)
+			if since.IsZero() {
+				since = now
+			}
+			// A round takes about a second: ticks closer than that see no
+			// progress now and then, a stall is longer.
+			if !stalled && now.Sub(since) >= housekeepingStall {
+				log.Error("the gateway's housekeeping loop has stopped: the systemd watchdog goes unfed", "rounds", last, "stalled", now.Sub(since))
+				stalled = true
+			}
 		}
 	}
 }
+
+// housekeepingStall is how long the housekeeping count may stand still
+// before the supervisor logs that the gateway is stuck: a few of its
+// one-second rounds.
+const housekeepingStall = 3 * time.Second

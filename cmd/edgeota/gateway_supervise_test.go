@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -41,9 +43,10 @@ func TestSupervise(t *testing.T) {
 	var reloads atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	log := &syncBuffer{}
 	go func() {
 		defer close(done)
-		supervise(ctx, g, sd, ticks, hup, func() { reloads.Add(1) }, slog.New(slog.DiscardHandler))
+		supervise(ctx, g, sd, ticks, hup, func() { reloads.Add(1) }, slog.New(slog.NewTextHandler(log, nil)))
 	}()
 	next := func(want string) {
 		t.Helper()
@@ -54,10 +57,12 @@ func TestSupervise(t *testing.T) {
 
 	close(g.ready)
 	next("READY=1")
+	now := time.Unix(1e9, 0)
+	tick := func(d time.Duration) { now = now.Add(d); ticks <- now }
 	g.rounds.Add(3)
-	ticks <- time.Time{}
+	tick(time.Second)
 	next("WATCHDOG=1")
-	ticks <- time.Time{} // the housekeeping stood still: no WATCHDOG=1
+	tick(time.Second) // the housekeeping stood still: no WATCHDOG=1
 	hup <- syscall.SIGHUP
 	if got := testutil.Receive(t, "RELOADING=1", sd); !strings.HasPrefix(got, "RELOADING=1\n") || !strings.Contains(got, "MONOTONIC_USEC=") {
 		t.Fatalf("notified %q, want RELOADING=1 with MONOTONIC_USEC (the tick without progress fed the watchdog?)", got)
@@ -66,12 +71,46 @@ func TestSupervise(t *testing.T) {
 	if n := reloads.Load(); n != 1 {
 		t.Fatalf("%d reloads, want 1", n)
 	}
+	if strings.Contains(log.String(), "stopped") {
+		t.Fatalf("one tick without progress logged a stall:\n%s", log)
+	}
 	g.rounds.Add(1)
-	ticks <- time.Time{}
+	tick(time.Second)
 	next("WATCHDOG=1")
+	// A stall is logged once it lasts housekeepingStall, once.
+	if strings.Contains(log.String(), "stopped") {
+		t.Fatalf("a stall logged before it lasted %v:\n%s", housekeepingStall, log)
+	}
+	for range 5 {
+		tick(time.Second)
+	}
+	hup <- syscall.SIGHUP // a sync point: the ticks before it were handled
+	next("RELOADING=1")
+	next("READY=1")
+	if n := strings.Count(log.String(), "housekeeping loop has stopped"); n != 1 {
+		t.Fatalf("the stall logged %d times, want once:\n%s", n, log)
+	}
 	cancel()
 	next("STOPPING=1")
 	testutil.Closed(t, "supervise to return", done)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestSuperviseStopsBeforeReady: a gateway that never serves is told
