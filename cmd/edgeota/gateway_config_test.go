@@ -47,3 +47,27 @@ func TestGatewayConfigFileErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestNodeConfigFile: 'edgeota node --config' reads the same kind of file
+// as the gateway (the packaged edgeota-node@.service passes one): its keys
+// are the node's flag names, and a key of another command is refused with
+// its line.
+func TestNodeConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(file, []byte("class: 6ba7b810-9dad-11d1-80b4-00c04fd430c8\nadmin: 127.0.0.1:8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := cli(t, "node", "--config", file, "--flash", filepath.Join(dir, "flash"))
+	if code != 2 || !strings.Contains(errs, `node.yaml: line 2: unknown key "admin"`) || !strings.Contains(errs, "flag names of edgeota node") {
+		t.Fatalf("exit %d, want 2 naming the key and its line; stderr:\n%s", code, errs)
+	}
+	// The file's class is taken: the node then asks for what is missing.
+	if err := os.WriteFile(file, []byte("class: 6ba7b810-9dad-11d1-80b4-00c04fd430c8\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code = cli(t, "node", "--config", file, "--flash", filepath.Join(dir, "flash"))
+	if code != 2 || !strings.Contains(errs, "--trust") {
+		t.Fatalf("exit %d, want 2 asking for --trust (the class came from the file); stderr:\n%s", code, errs)
+	}
+}
