@@ -3,17 +3,12 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -23,6 +18,7 @@ import (
 	"edgeota/gateway"
 	"edgeota/gateway/admin"
 	"edgeota/gateway/gatewaytest"
+	"edgeota/test/testutil"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef"
@@ -204,7 +200,7 @@ func TestAdminRefusedBeyondLoopback(t *testing.T) {
 // TestAdminTLS: with AdminTLS the admin API speaks HTTPS only, with the
 // certificate given (self-signed here), and still requires the token.
 func TestAdminTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := testutil.SelfSigned(t)
 	base := startAdmin(t, gateway.Config{AdminToken: testToken, AdminTLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	trusting := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	tests := []struct {
@@ -235,28 +231,4 @@ func TestAdminTLS(t *testing.T) {
 			t.Fatalf("plain HTTP to the TLS port: %s %s", resp.Status, body)
 		}
 	})
-}
-
-// selfSigned makes a certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edgeota test gateway"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
