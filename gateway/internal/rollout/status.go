@@ -83,7 +83,7 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 		if n.State == NodeIneligible {
 			v.Ineligible++
 		}
-		v.Nodes = append(v.Nodes, NodeView{ID: n.ID, Wave: n.Wave + 1, State: n.State, Since: n.Since, Reason: n.Reason})
+		v.Nodes = append(v.Nodes, n.view())
 		if n.Failed {
 			failed++
 		}
