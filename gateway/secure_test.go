@@ -124,11 +124,11 @@ func TestDTLSNodeTouchesOnlyItsOwnResources(t *testing.T) {
 		t.Fatalf("another node's manifest: %v, want 4.03", resp.Code())
 	}
 	// Nothing node-a sent changed node-b's registry entry.
-	nodes, err := e.api.Nodes(ctxT(t))
+	nodes, err := e.api.Nodes(ctxT(t), admin.NodeQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range nodes {
+	for _, n := range nodes.Nodes {
 		if n.ID == "node-b" && n.HealthReports != 0 {
 			t.Fatalf("node-b has %d health reports from node-a's session", n.HealthReports)
 		}
@@ -246,7 +246,7 @@ func TestBodyLimitAnswers413(t *testing.T) {
 	if r.Code() != codes.RequestEntityTooLarge || size1 != 64 {
 		t.Fatalf("got %v Size1 %d, want 4.13 with Size1 64", r.Code(), size1)
 	}
-	if nodes, err := e.api.Nodes(ctxT(t)); err != nil || len(nodes) != 0 {
+	if nodes, err := e.api.Nodes(ctxT(t), admin.NodeQuery{}); err != nil || nodes.Total != 0 {
 		t.Fatalf("an oversized hello registered a node: %v, %v", nodes, err)
 	}
 }

@@ -200,8 +200,47 @@ type gatewayExpect struct {
 	Nodes   []admin.Node       `json:"nodes"`
 	Keys    []string           `json:"keys"`
 	Audit   []admin.AuditEntry `json:"audit"`
-	Rollout admin.Rollout      `json:"rollout"`
+	Rollout rolloutExpect      `json:"rollout"`
 	Outbox  []upgradeItem      `json:"outbox"`
+}
+
+// rolloutExpect is a rollout's status with its nodes, in the shape the
+// release's admin API answered it (nodes inside the status, as before
+// contract v1.2); the current one answers the nodes on their own route.
+type rolloutExpect struct {
+	admin.Rollout
+	Nodes []admin.RolloutNode `json:"nodes"`
+}
+
+// rolloutOf reads rollout id's status and every node of it.
+func rolloutOf(t *testing.T, api *admin.Client, id string) rolloutExpect {
+	t.Helper()
+	ctx := context.Background()
+	var r rolloutExpect
+	var err error
+	if r.Rollout, err = api.Rollout(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for n, err := range api.AllRolloutNodes(ctx, id, admin.RolloutNodeQuery{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Nodes = append(r.Nodes, n)
+	}
+	return r
+}
+
+// allNodes reads every node of the registry.
+func allNodes(t *testing.T, api *admin.Client) []admin.Node {
+	t.Helper()
+	var ns []admin.Node
+	for n, err := range api.AllNodes(context.Background(), admin.NodeQuery{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, n)
+	}
+	return ns
 }
 
 // views reads what expect.json records from a running gateway's admin API.
@@ -213,18 +252,14 @@ func views(t *testing.T, api *admin.Client) gatewayExpect {
 	if x.Models, err = api.Models(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if x.Nodes, err = api.Nodes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	x.Nodes = allNodes(t, api)
 	if x.Keys, err = api.Keys(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if x.Audit, err = api.Audit(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	if x.Rollout, err = api.Rollout(ctx, upgradeDeployment); err != nil {
-		t.Fatal(err)
-	}
+	x.Rollout = rolloutOf(t, api, upgradeDeployment)
 	slices.SortFunc(x.Models, func(a, b admin.Model) int { return strings.Compare(a.Digest, b.Digest) })
 	slices.SortFunc(x.Nodes, func(a, b admin.Node) int { return strings.Compare(a.ID, b.ID) })
 	slices.Sort(x.Keys)
@@ -236,7 +271,7 @@ func views(t *testing.T, api *admin.Client) gatewayExpect {
 }
 
 // rolloutNode returns node id's state in r.
-func rolloutNode(r admin.Rollout, id string) admin.RolloutNode {
+func rolloutNode(r rolloutExpect, id string) admin.RolloutNode {
 	for _, n := range r.Nodes {
 		if n.ID == id {
 			return n
@@ -331,11 +366,11 @@ func TestRecordGatewayRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := api.PostDeployment(ctx, signedDep)
-	if err != nil {
+	if _, err := api.PostDeployment(ctx, signedDep); err != nil {
 		t.Fatal(err)
 	}
-	assigned := func(r admin.Rollout) []string {
+	r := rolloutOf(t, api, upgradeDeployment)
+	assigned := func(r rolloutExpect) []string {
 		var ids []string
 		for _, n := range r.Nodes {
 			if n.State == admin.NodeAssigned {
@@ -356,9 +391,7 @@ func TestRecordGatewayRelease(t *testing.T) {
 	c.hello(a, m2, protocol.SlotB, m1)
 	status(&protocol.StatusEvent{NodeID: a, State: protocol.StateConfirmed, Seq: 2, Digest: m2.Digest, BootCount: 2, Number: 2})
 	health(a, 2, 1, m2)
-	if r, err = api.Rollout(ctx, upgradeDeployment); err != nil {
-		t.Fatal(err)
-	}
+	r = rolloutOf(t, api, upgradeDeployment)
 	second := assigned(r)
 	if len(second) != 1 || rolloutNode(r, a).State != admin.NodeSucceeded || r.Wave != 1 || r.Phase != admin.PhaseRunning {
 		t.Fatalf("rollout: wave %d %s, %s %s, assigned %v", r.Wave, r.Phase, a, rolloutNode(r, a).State, second)
@@ -377,10 +410,7 @@ func TestRecordGatewayRelease(t *testing.T) {
 		want[it.Node] = w
 	}
 	testutil.Eventually(t, "the nodes' activity recorded", func() bool {
-		ns, err := api.Nodes(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ns := allNodes(t, api)
 		for _, n := range ns {
 			if w := want[n.ID]; n.HealthReports != w[0] || n.StatusEvents != w[1] {
 				return false
@@ -552,10 +582,7 @@ func upgradeGatewayFrom(t *testing.T, dir string) {
 	_, _, m1 := upgradeModel(t, 1)
 	_, _, m2 := upgradeModel(t, 2)
 	c.hello(downloading, m2, protocol.SlotB, m1)
-	r, err := api.Rollout(context.Background(), upgradeDeployment)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := rolloutOf(t, api, upgradeDeployment)
 	var next []string
 	for _, n := range want.Rollout.Nodes {
 		if n.State == admin.NodeWaiting && rolloutNode(r, n.ID).State == admin.NodeAssigned {

@@ -195,12 +195,11 @@ func (g *attackGateway) api(t *testing.T) *admin.Client {
 // gateway does not answer.
 func (g *attackGateway) nodes(t *testing.T) map[string]admin.Node {
 	t.Helper()
-	ns, err := g.api(t).Nodes(context.Background())
-	if err != nil {
-		return nil
-	}
 	m := map[string]admin.Node{}
-	for _, n := range ns {
+	for n, err := range g.api(t).AllNodes(context.Background(), admin.NodeQuery{}) {
+		if err != nil {
+			return nil
+		}
 		m[n.ID] = n
 	}
 	return m

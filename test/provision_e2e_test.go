@@ -194,15 +194,15 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	started, err := gw.api.PostDeployment(ctx, deployment)
+	posted, err := gw.api.PostDeployment(ctx, deployment)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids := provRolloutNodes(started); !slices.Equal(ids, []string{"node-p"}) {
+	if ids := provRolloutNodes(withNodes(t, gw.api, posted)); !slices.Equal(ids, []string{"node-p"}) {
 		t.Fatalf("the rollout targets %v, want [node-p]", ids)
 	}
 
-	var final admin.Rollout
+	var final rolloutView
 	gw.waitUntil(t, ctx, "the rollout to complete with node-p succeeded", func() bool {
 		final = gw.rollout(t, ctx, "kws-prov-1")
 		return final.Phase == "completed"
@@ -287,7 +287,7 @@ func TestProvisionedNodeReceivesRollout(t *testing.T) {
 }
 
 // provRolloutNodes returns the ids of a rollout's nodes, sorted.
-func provRolloutNodes(st admin.Rollout) []string {
+func provRolloutNodes(st rolloutView) []string {
 	var ids []string
 	for _, n := range st.Nodes {
 		ids = append(ids, n.ID)
@@ -348,25 +348,24 @@ func startProvGateway(t testing.TB) *provGateway {
 // nodes returns the gateway's node registry by id.
 func (gw *provGateway) nodes(t testing.TB) map[string]admin.Node {
 	t.Helper()
-	vs, err := gw.api.Nodes(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]admin.Node{}
-	for _, v := range vs {
+	for v, err := range gw.api.AllNodes(context.Background(), admin.NodeQuery{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		out[v.ID] = v
 	}
 	return out
 }
 
-// rollout returns rollout id's status.
-func (gw *provGateway) rollout(t testing.TB, ctx context.Context, id string) admin.Rollout {
+// rollout returns rollout id's status and nodes.
+func (gw *provGateway) rollout(t testing.TB, ctx context.Context, id string) rolloutView {
 	t.Helper()
 	st, err := gw.api.Rollout(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return withNodes(t, gw.api, st)
 }
 
 // push stores a model through the admin API.

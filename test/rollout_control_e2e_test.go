@@ -32,8 +32,29 @@ var (
 	ctlClass       = protocol.Class{0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
 )
 
+// rolloutView is a rollout's status with every node of it.
+type rolloutView struct {
+	admin.Rollout
+	Nodes []admin.RolloutNode
+}
+
+// withNodes reads every node of rollout st, page by page.
+func withNodes(t testing.TB, api *admin.Client, st admin.Rollout) rolloutView {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v := rolloutView{Rollout: st}
+	for n, err := range api.AllRolloutNodes(ctx, st.ID, admin.RolloutNodeQuery{}) {
+		if err != nil {
+			t.Fatalf("rollout %s's nodes: %v", st.ID, err)
+		}
+		v.Nodes = append(v.Nodes, n)
+	}
+	return v
+}
+
 // nodesIn returns the ids of the rollout's nodes in state s.
-func nodesIn(st admin.Rollout, s admin.NodeState) []string {
+func nodesIn(st rolloutView, s admin.NodeState) []string {
 	var out []string
 	for _, n := range st.Nodes {
 		if n.State == s {
@@ -45,7 +66,7 @@ func nodesIn(st admin.Rollout, s admin.NodeState) []string {
 
 // nodesTouched is how many nodes the rollout ever assigned: every node not
 // waiting.
-func nodesTouched(st admin.Rollout) int { return len(st.Nodes) - len(nodesIn(st, admin.NodeWaiting)) }
+func nodesTouched(st rolloutView) int { return len(st.Nodes) - len(nodesIn(st, admin.NodeWaiting)) }
 
 // ctlGateway is an in-process gateway on a data directory serving plain
 // CoAP and its admin API on loopback ports, until the test that started
@@ -78,22 +99,25 @@ func startCtlGateway(t *testing.T, dataDir string) *ctlGateway {
 
 // control posts a rollout action; want is nil, or the sentinel its error
 // must match.
-func (g *ctlGateway) control(t *testing.T, id string, action admin.Action, want error) admin.Rollout {
+func (g *ctlGateway) control(t *testing.T, id string, action admin.Action, want error) rolloutView {
 	t.Helper()
 	st, err := g.api.RolloutAction(adminCtx(t), id, action)
 	if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
 		t.Fatalf("%s %s: %v, want %v", action, id, err, want)
 	}
-	return st
+	if err != nil {
+		return rolloutView{Rollout: st}
+	}
+	return withNodes(t, g.api, st)
 }
 
-func (g *ctlGateway) status(t *testing.T, id string) admin.Rollout {
+func (g *ctlGateway) status(t *testing.T, id string) rolloutView {
 	t.Helper()
 	st, err := g.api.Rollout(adminCtx(t), id)
 	if err != nil {
 		t.Fatalf("rollout %s: %v", id, err)
 	}
-	return st
+	return withNodes(t, g.api, st)
 }
 
 // adminCtx bounds one admin call.
@@ -168,10 +192,11 @@ func TestRolloutControlThroughAdminAPI(t *testing.T) {
 		for i := range 10 {
 			g.hello(t, hello(fmt.Sprintf("n%02d", i)))
 		}
-		st, err := g.api.PostDeployment(adminCtx(t), dep)
+		posted, err := g.api.PostDeployment(adminCtx(t), dep)
 		if err != nil {
 			t.Fatalf("deploy: %v", err)
 		}
+		st := withNodes(t, g.api, posted)
 		if a := nodesIn(st, admin.NodeAssigned); len(a) != 1 || nodesTouched(st) != 1 {
 			t.Fatalf("deployed: assigned %v, %d touched; want 1 (max_concurrent 1)", a, nodesTouched(st))
 		}

@@ -12,23 +12,44 @@ import (
 	"edgeota/test/testutil"
 )
 
+// rolloutStatus is what these tests read of 'rollout status --json', and
+// of 'rollout status --nodes --json'.
 type rolloutStatus struct {
 	Phase  string         `json:"phase"`
 	Wave   int            `json:"wave"`
 	Totals map[string]int `json:"totals"`
-	Nodes  []struct {
-		ID, State, Reason string
-		Wave              int
-	} `json:"nodes"`
+	Nodes  []cliRolloutNode
 }
 
+// cliRolloutNode is a node of 'rollout status --nodes --json'.
+type cliRolloutNode struct {
+	ID, State, Reason string
+	Wave              int
+}
+
+// getRollout reads rollout id's status and nodes with the CLI; the zero
+// status when either command fails.
 func getRollout(t *testing.T, dir, admin, id string) rolloutStatus {
-	out, _, code := run(t, dir, "rollout", "status", id, "--admin", admin, "--json")
 	var st rolloutStatus
-	if code == 0 {
-		json.Unmarshal([]byte(out), &st)
+	out, _, code := run(t, dir, "rollout", "status", id, "--admin", admin, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		return rolloutStatus{}
+	}
+	if st.Nodes = cliRolloutNodes(t, dir, admin, id); st.Nodes == nil {
+		return rolloutStatus{}
 	}
 	return st
+}
+
+// cliRolloutNodes reads every node of rollout id with the CLI; nil when
+// the command fails.
+func cliRolloutNodes(t *testing.T, dir, admin, id string) []cliRolloutNode {
+	out, _, code := run(t, dir, "rollout", "status", id, "--admin", admin, "--nodes", "--json")
+	ns := []cliRolloutNode{}
+	if code != 0 || json.Unmarshal([]byte(out), &ns) != nil {
+		return nil
+	}
+	return ns
 }
 
 // TestRolloutsWithRealNodes: real edgeota node processes behind a real

@@ -16,9 +16,8 @@ type requiresStatus struct {
 	Phase      string         `json:"phase"`
 	Ineligible int            `json:"ineligible"`
 	Totals     map[string]int `json:"totals"`
-	Nodes      []struct {
-		ID, State, Reason string
-	} `json:"nodes"`
+	// Nodes are read by 'rollout status --nodes --json'.
+	Nodes []cliRolloutNode
 }
 
 // settled reports whether every node of the rollout is in a state it
@@ -129,8 +128,11 @@ max_concurrent: 10
 	status := func(id string) requiresStatus {
 		out, _, code := run(t, dir, "rollout", "status", id, "--admin", admin, "--json")
 		var st requiresStatus
-		if code == 0 {
-			json.Unmarshal([]byte(out), &st)
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+			return requiresStatus{}
+		}
+		if st.Nodes = cliRolloutNodes(t, dir, admin, id); st.Nodes == nil {
+			return requiresStatus{}
 		}
 		return st
 	}

@@ -143,8 +143,9 @@ func TestOperatorCommandsHaveAdminFlags(t *testing.T) {
 
 const clientToken = "feedfacefeedfacefeedfacefeedface"
 
-// tokenServer is an admin API answering GET /v1/nodes with [] to requests
-// bearing clientToken, 401 to others.
+// tokenServer is an admin API answering GET /v1/nodes with an empty page,
+// and other routes with [], to requests bearing clientToken, 401 to
+// others.
 func tokenServer(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer "+clientToken {
 		w.Header().Set("WWW-Authenticate", "Bearer")
@@ -154,6 +155,10 @@ func tokenServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path == admin.PathNodes {
+		fmt.Fprintln(w, `{"nodes": [], "next": "", "total": 0}`)
+		return
+	}
 	fmt.Fprintln(w, "[]")
 }
 

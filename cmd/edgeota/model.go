@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"edgeota/gateway/admin"
-	"edgeota/protocol"
 )
 
 func newModelCmd() *cobra.Command {
@@ -134,46 +133,6 @@ func newModelListCmd() *cobra.Command {
 			fmt.Fprintf(w, "%-16s  %-12s  %-10s  %5s  %5s  %10s  %s\n", "DIGEST", "COMPONENT", "VERSION", "SEQ", "EPOCH", "BYTES", "LAST USED")
 			for _, m := range ms {
 				fmt.Fprintf(w, "%-16s  %-12s  %-10s  %5d  %5d  %10d  %s\n", m.Digest[:16], m.Component, m.Version, m.Seq, m.Epoch, m.SizeBytes, m.LastUsed.Format(time.RFC3339))
-			}
-			return nil
-		},
-	}
-	api.register(cmd.Flags(), defaultAdmin, "the gateway's admin API URL")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
-	return cmd
-}
-
-func newNodesCmd() *cobra.Command {
-	var api adminFlags
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "nodes --admin URL [--json]",
-		Short: "List the nodes a gateway knows, with what they run",
-		Long: `List the nodes that said Hello to a gateway: labels, the manifest each runs
-(seq, slot, trial or confirmed), its epoch floor, its last state, when it
-was last seen, and the manifest assigned to it.`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := api.client()
-			if err != nil {
-				return err
-			}
-			ns, err := c.Nodes(cmd.Context())
-			if err != nil {
-				return api.explain(err)
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), ns)
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%-16s  %5s  %4s  %-9s  %5s  %-12s  %8s  %-20s  %s\n", "NODE", "SEQ", "SLOT", "STATE", "FLOOR", "LAST", "ASSIGNED", "LAST SEEN", "LABELS")
-			for _, n := range ns {
-				assigned := "-"
-				if n.AssignedSeq > 0 {
-					assigned = fmt.Sprintf("seq %d", n.AssignedSeq)
-				}
-				fmt.Fprintf(w, "%-16s  %5d  %4s  %-9s  %5d  %-12s  %8s  %-20s  %s\n", n.ID, n.RunningSeq, n.ActiveSlot, n.ActiveState,
-					n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), protocol.FormatLabels(n.Labels))
 			}
 			return nil
 		},

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,19 +94,57 @@ bounds and every decision with its reason; pause, resume or abort one.`,
 			return nil
 		},
 	}
+	var nodes bool
+	var nodeState string
+	var wave int
 	status := &cobra.Command{
-		Use:   "status ID --admin URL [--json] [--follow]",
-		Short: "Show a rollout: waves, gates, nodes and decisions",
-		Long: `Show a rollout: per wave the nodes targeted, downloading, in trial,
-confirmed (soaking), succeeded, reverted, failed, timed out, offline and
-rolled back; each gate's value against its bound; each node's state and
-reason; the latest decisions. --follow redraws it every second on a terminal
-until the rollout ends.`,
+		Use:   "status ID --admin URL [--json] [--follow | --nodes [--state S] [--wave W]]",
+		Short: "Show a rollout: waves, gates and decisions, or its nodes",
+		Long: `Show a rollout's summary: per wave the nodes targeted, downloading, in
+trial, confirmed (soaking), succeeded, reverted, failed, timed out, offline
+and rolled back; each gate's value against its bound; the latest
+decisions. --follow redraws it every second on a terminal until the
+rollout ends.
+
+--nodes lists the rollout's nodes instead, by id: each node's wave, state,
+since when and why, fetched page by page from the gateway. Narrow it with
+  --state S   nodes in state S of the rollout: waiting, assigned, trial,
+              confirmed, succeeded, failed, timed-out, rolled-back,
+              rollback-stuck or ineligible
+  --wave W    nodes placed in wave W (from 1)
+--json prints the summary, or with --nodes an array of the nodes.`,
+		Example: `  edgeota rollout status kws-1.4 --follow
+  edgeota rollout status kws-1.4 --nodes --state failed
+  edgeota rollout status kws-1.4 --nodes --wave 2 --json`,
 		Args: exactArgs(1, "a rollout id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !nodes {
+				for _, f := range []string{"state", "wave"} {
+					if cmd.Flags().Changed(f) {
+						return usagef("--%s selects nodes: it needs --nodes", f)
+					}
+				}
+			} else if follow {
+				return usagef("--follow redraws the summary: it does not go with --nodes")
+			}
 			c, err := client()
 			if err != nil {
 				return err
+			}
+			if nodes {
+				v := url.Values{}
+				setFlag(cmd, v, "state", nodeState)
+				if cmd.Flags().Changed("wave") {
+					if wave < 1 {
+						return usagef("--wave %d: want a wave number from 1", wave)
+					}
+					v.Set("wave", strconv.Itoa(wave))
+				}
+				q, err := admin.ParseRolloutNodeQuery(v)
+				if err != nil {
+					return usagef("%s", flagWords(err))
+				}
+				return printRolloutNodes(cmd, c, args[0], q, asJSON, api.explain)
 			}
 			w := cmd.OutOrStdout()
 			tty := false
@@ -139,6 +179,9 @@ until the rollout ends.`,
 			}
 		},
 	}
+	status.Flags().BoolVar(&nodes, "nodes", false, "list the rollout's nodes (every page) instead of its summary")
+	status.Flags().StringVar(&nodeState, "state", "", "with --nodes: only nodes in rollout state `S` (waiting, assigned, ..., failed, ineligible)")
+	status.Flags().IntVar(&wave, "wave", 0, "with --nodes: only nodes placed in wave `W` (from 1)")
 	status.Flags().BoolVar(&follow, "follow", false, "redraw every second until the rollout ends")
 	action := func(name admin.Action, short string) *cobra.Command {
 		return &cobra.Command{
@@ -207,10 +250,6 @@ func printRollout(w io.Writer, st admin.Rollout) {
 			fmt.Fprintf(w, "    %-24s %-32s bound %-10s %s\n", g.Name, g.Value, g.Bound, ok)
 		}
 	}
-	fmt.Fprintln(w, "  nodes:")
-	for _, n := range st.Nodes {
-		fmt.Fprintf(w, "    %-16s wave %d  %-14s %s\n", n.ID, n.Wave, n.State, n.Reason)
-	}
 	fmt.Fprintln(w, "  decisions (latest last):")
 	ds := st.Decisions
 	if len(ds) > 12 {
@@ -223,4 +262,34 @@ func printRollout(w io.Writer, st admin.Rollout) {
 		}
 		fmt.Fprintf(w, "    %s  %s%s\n", d.At.UTC().Format("15:04:05"), who, d.What)
 	}
+}
+
+// printRolloutNodes lists every node of rollout id that q selects, page
+// by page: a table, or with asJSON an array.
+func printRolloutNodes(cmd *cobra.Command, c *admin.Client, id string, q admin.RolloutNodeQuery, asJSON bool, explain func(error) error) error {
+	q.Limit = admin.MaxPageLimit
+	ns := []admin.RolloutNode{}
+	for n, err := range c.AllRolloutNodes(cmd.Context(), id, q) {
+		if err != nil {
+			return explain(err)
+		}
+		ns = append(ns, n)
+	}
+	w := cmd.OutOrStdout()
+	if asJSON {
+		return writeJSON(w, ns)
+	}
+	fmt.Fprintf(w, "%-16s  %4s  %-14s  %-20s  %s\n", "NODE", "WAVE", "STATE", "SINCE", "REASON")
+	for _, n := range ns {
+		wave := "-"
+		if n.Wave > 0 {
+			wave = strconv.Itoa(n.Wave)
+		}
+		since := "-"
+		if !n.Since.IsZero() {
+			since = n.Since.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%-16s  %4s  %-14s  %-20s  %s\n", n.ID, wave, n.State, since, n.Reason)
+	}
+	return nil
 }

@@ -209,15 +209,15 @@ func (s *sim) rolloutsEnded() bool {
 		if r.Phase == "completed" {
 			// A completed rollout still updates the nodes that joined
 			// its cohort late.
-			for _, n := range r.Nodes {
-				if n.State == "assigned" || n.State == "trial" || n.State == "confirmed" {
+			for _, st := range []admin.NodeState{admin.NodeAssigned, admin.NodeTrial, admin.NodeConfirmed} {
+				if r.Totals[string(st)] > 0 {
 					return false
 				}
 			}
 		}
 		if r.Phase == "rolled-back" {
-			for _, n := range r.Nodes {
-				if n.State != "waiting" && n.State != "rolled-back" && n.State != "rollback-stuck" {
+			for st, n := range r.Totals {
+				if n > 0 && st != string(admin.NodeWaiting) && st != string(admin.NodeRolledBack) && st != string(admin.NodeStuck) {
 					return false
 				}
 			}
@@ -309,7 +309,12 @@ func (s *sim) result() *scenario.Result {
 				rr.Model = name
 			}
 		}
-		for _, n := range ro.Nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		for n, err := range s.adminAPI().AllRolloutNodes(ctx, s.depID(ro.ID), admin.RolloutNodeQuery{Limit: admin.MaxPageLimit}) {
+			if err != nil {
+				s.log.Warn("the rollout's nodes", "rollout", ro.ID, "err", err)
+				break
+			}
 			if n.State != "waiting" {
 				rr.Touched++
 				rr.MaxWave = max(rr.MaxWave, n.Wave)
@@ -321,6 +326,7 @@ func (s *sim) result() *scenario.Result {
 				rr.Failed++
 			}
 		}
+		cancel()
 		r.Rollouts = append(r.Rollouts, rr)
 	}
 	r.HealthAccepted, r.HealthDelivered = s.healthCounts()

@@ -13,6 +13,7 @@ import (
 
 	"edgeota/firmware-sim/blelink"
 	"edgeota/firmware-sim/scenario"
+	"edgeota/gateway/admin"
 	"edgeota/gateway/provisioner"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
@@ -196,9 +197,13 @@ func (s *sim) provisionResult(r *scenario.Result) {
 	r.ProvisionElapsed = s.provElapsed
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	nodes, err := s.adminAPI().Nodes(ctx)
-	if err != nil {
-		s.log.Warn("the gateway's nodes", "err", err)
+	var nodes []admin.Node
+	for n, err := range s.adminAPI().AllNodes(ctx, admin.NodeQuery{Limit: admin.MaxPageLimit}) {
+		if err != nil {
+			s.log.Warn("the gateway's nodes", "err", err)
+			break
+		}
+		nodes = append(nodes, n)
 	}
 	audit, err := s.adminAPI().Audit(ctx, "")
 	if err != nil {

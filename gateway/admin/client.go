@@ -161,10 +161,12 @@ func (c *Client) DeleteModel(ctx context.Context, digest string) error {
 	return c.call(ctx, http.MethodDelete, ModelPath(digest), "", nil, nil)
 }
 
-// Nodes lists the nodes in the gateway's registry.
-func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
-	var ns []Node
-	return ns, c.getJSON(ctx, PathNodes, &ns)
+// Nodes is the page of the gateway's node registry that q selects, in
+// node id order; [Client.AllNodes] walks every page. A query the gateway cannot
+// read is an [*Error] matching [ErrBadRequest].
+func (c *Client) Nodes(ctx context.Context, q NodeQuery) (NodePage, error) {
+	var p NodePage
+	return p, c.getJSON(ctx, NodesPath(q), &p)
 }
 
 // Node is one node of the registry; [ErrNotFound] when the gateway does
@@ -224,6 +226,14 @@ func (c *Client) Rollouts(ctx context.Context) ([]Rollout, error) {
 func (c *Client) Rollout(ctx context.Context, id string) (Rollout, error) {
 	var r Rollout
 	return r, c.getJSON(ctx, RolloutPath(id), &r)
+}
+
+// RolloutNodes is the page of rollout id's nodes that q selects, in node
+// id order; [ErrNotFound] when there is no such rollout.
+// [Client.AllRolloutNodes] walks every page.
+func (c *Client) RolloutNodes(ctx context.Context, id string, q RolloutNodeQuery) (RolloutNodePage, error) {
+	var p RolloutNodePage
+	return p, c.getJSON(ctx, RolloutNodesPath(id, q), &p)
 }
 
 // RolloutAction does action to rollout id and returns its status after;

@@ -119,7 +119,7 @@ func TestClientAuth(t *testing.T) {
 			calls := map[string]error{}
 			_, calls["Health"] = c.Health(ctxT(t))
 			_, calls["Metrics"] = c.Metrics(ctxT(t))
-			_, calls["Nodes"] = c.Nodes(ctxT(t))
+			_, calls["Nodes"] = c.Nodes(ctxT(t), admin.NodeQuery{})
 			_, calls["Keys"] = c.Keys(ctxT(t))
 			_, calls["Rollouts"] = c.Rollouts(ctxT(t))
 			calls["DeleteKey"] = c.DeleteKey(ctxT(t), "node-1")
@@ -205,7 +205,7 @@ func TestClientMethods(t *testing.T) {
 	if err := c.DeleteModel(ctx, d.String()); !errors.Is(err, admin.ErrConflict) {
 		t.Fatalf("DeleteModel of an assigned model: %v", err)
 	}
-	if ns, err := c.Nodes(ctx); err != nil || len(ns) != 0 {
+	if ns, err := c.Nodes(ctx, admin.NodeQuery{}); err != nil || len(ns.Nodes) != 0 || ns.Total != 0 || ns.Next != "" {
 		t.Fatalf("Nodes: %+v, %v", ns, err)
 	}
 

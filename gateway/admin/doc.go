@@ -12,13 +12,14 @@
 //	GET    /v1/models                    cached models ([]Model)
 //	POST   /v1/models/fetch              [FetchRequest]: fetch an image from an origin; 202 with a [FetchResult]
 //	DELETE /v1/models/{digest}           drop a model no node is assigned; 204
-//	GET    /v1/nodes                     the node registry ([]Node)
+//	GET    /v1/nodes                     a page of the node registry ([NodePage]); filters and paging: [NodeQuery]
 //	GET    /v1/nodes/{id}                one [Node]
 //	POST   /v1/assignments               [AssignmentRequest]; [AssignmentResult]
 //	GET    /v1/backup                    a consistent copy of the database, while running
 //	POST   /v1/deployments               body: a signed deployment (COSE); 201 with its [Rollout]
 //	GET    /v1/rollouts                  every rollout ([]Rollout)
-//	GET    /v1/rollouts/{id}             one [Rollout]: waves, gates, nodes, decisions
+//	GET    /v1/rollouts/{id}             one [Rollout]: waves, totals, gates, latest decisions (no nodes)
+//	GET    /v1/rollouts/{id}/nodes       a page of its nodes ([RolloutNodePage]); filters and paging: [RolloutNodeQuery]
 //	POST   /v1/rollouts/{id}/{action}    [Pause], [Resume] or [Abort]; the [Rollout] after it
 //	PUT    /v1/keys                      import nodes' DTLS keys ([]Key); [KeysResult]
 //	GET    /v1/keys                      node ids that have a key, never the keys ([KeyList])
@@ -31,11 +32,22 @@
 // pattern) and, for a path with ids, a builder such as [RolloutPath] and
 // [RolloutActionPath]. An error answer carries an [Error] body.
 //
+// # Paging
+//
+// The node lists come in pages, in node id order, at most [MaxPageLimit]
+// nodes each ([DefaultPageLimit] unless the query's limit says). A page
+// answers {"nodes": [...], "next": ID, "total": N}: next is the "after"
+// of the following page ("" on the last), total counts every node the
+// filters match. [Client.AllNodes] and [Client.AllRolloutNodes] walk
+// every page. A node added during a walk appears when its id sorts after
+// the page being read; none appears twice. A query parameter the gateway
+// cannot read is answered 400 with reason "query" ([ErrBadRequest]).
+//
 // # Client
 //
 // [NewClient] makes a client of the API at a base URL; its options give
 // the bearer token, the TLS configuration or CA of an https:// URL, or
 // the http.Client to use. Each method takes a context first, and an
 // error answer is returned as an [*Error] that matches [ErrNotFound],
-// [ErrUnauthorized], [ErrConflict] or [ErrNeedsHTTPS] with errors.Is.
+// [ErrUnauthorized], [ErrBadRequest], [ErrConflict] or [ErrNeedsHTTPS] with errors.Is.
 package admin

@@ -11,6 +11,10 @@ var (
 	// ErrUnauthorized: the request had no bearer token, or not the
 	// gateway's (401).
 	ErrUnauthorized = errors.New("admin API: unauthorized")
+	// ErrBadRequest: the gateway could not read the request, such as a
+	// query of a paged route with an unknown state or a limit over
+	// [MaxPageLimit] (400).
+	ErrBadRequest = errors.New("admin API: bad request")
 	// ErrNotFound: no such model, node, rollout, key or route (404).
 	ErrNotFound = errors.New("admin API: not found")
 	// ErrConflict: the request conflicts with the state, such as deleting
@@ -57,11 +61,13 @@ func (e *Error) Error() string {
 }
 
 // Is matches the sentinel of the error's status: [ErrUnauthorized],
-// [ErrNotFound], [ErrConflict], or [ErrNeedsHTTPS].
+// [ErrBadRequest], [ErrNotFound], [ErrConflict], or [ErrNeedsHTTPS].
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrUnauthorized:
 		return e.StatusCode == http.StatusUnauthorized
+	case ErrBadRequest:
+		return e.StatusCode == http.StatusBadRequest && !e.https
 	case ErrNotFound:
 		return e.StatusCode == http.StatusNotFound
 	case ErrConflict:

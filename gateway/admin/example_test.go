@@ -42,11 +42,11 @@ func ExampleClient() {
 		log.Fatal(err)
 	}
 	fmt.Println(h.GatewayID, h.Status)
-	nodes, err := c.Nodes(ctx)
+	nodes, err := c.Nodes(ctx, admin.NodeQuery{Labels: map[string]string{"site": "north"}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(len(nodes), "nodes")
+	fmt.Println(nodes.Total, "nodes")
 	_, err = c.Rollout(ctx, "kws-1.4")
 	fmt.Println(errors.Is(err, admin.ErrNotFound), err)
 	// Output:

@@ -44,6 +44,7 @@ var (
 	RouteRollouts       = Route{"GET", PathRollouts}
 	RouteRollout        = Route{"GET", PathRollouts + "/{id}"}
 	RouteRolloutAction  = Route{"POST", PathRollouts + "/{id}/{action}"}
+	RouteRolloutNodes   = Route{"GET", PathRollouts + "/{id}/nodes"}
 	RoutePutKeys        = Route{"PUT", PathKeys}
 	RouteKeys           = Route{"GET", PathKeys}
 	RouteDeleteKey      = Route{"DELETE", PathKeys + "/{node}"}
@@ -56,7 +57,7 @@ var (
 func Routes() []Route {
 	return []Route{RoutePutModel, RouteModels, RouteFetchModel, RouteDeleteModel, RouteNodes, RouteNode,
 		RouteAssign, RouteBackup, RoutePostDeployment, RouteRollouts, RouteRollout, RouteRolloutAction,
-		RoutePutKeys, RouteKeys, RouteDeleteKey, RouteAudit, RouteMetrics, RouteHealth}
+		RouteRolloutNodes, RoutePutKeys, RouteKeys, RouteDeleteKey, RouteAudit, RouteMetrics, RouteHealth}
 }
 
 // Action is what POST /v1/rollouts/{id}/{action} does to a rollout.
@@ -84,6 +85,22 @@ func RolloutPath(id string) string { return PathRollouts + "/" + url.PathEscape(
 // RolloutActionPath is the path that does action to rollout id.
 func RolloutActionPath(id string, action Action) string {
 	return RolloutPath(id) + "/" + url.PathEscape(string(action))
+}
+
+// RolloutNodesPath is the path of the page of rollout id's nodes that q
+// selects.
+func RolloutNodesPath(id string, q RolloutNodeQuery) string {
+	return withQuery(RolloutPath(id)+"/nodes", q.Values())
+}
+
+// NodesPath is the path of the page of the node registry that q selects.
+func NodesPath(q NodeQuery) string { return withQuery(PathNodes, q.Values()) }
+
+func withQuery(path string, v url.Values) string {
+	if len(v) == 0 {
+		return path
+	}
+	return path + "?" + v.Encode()
 }
 
 // KeyPath is the path of node's DTLS key.

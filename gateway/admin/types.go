@@ -127,7 +127,10 @@ const (
 
 // Rollout is a rollout's status: a gateway's run of one deployment, as
 // the admin API, `edgeota rollout status` and the retained JSON on the
-// rollout topic carry it.
+// rollout topic carry it. It is a summary whose size does not grow with
+// the fleet: counts per wave and state, gates and the latest decisions.
+// Each node's state is on GET /v1/rollouts/{id}/nodes
+// ([Client.RolloutNodes]).
 type Rollout struct {
 	// ID and Seq are the deployment's.
 	ID    string `json:"id"`
@@ -142,13 +145,12 @@ type Rollout struct {
 	// Cohort is the deployment's target cohort expression.
 	Cohort string `json:"cohort"`
 	// Wave is the current wave, from 1.
-	Wave      int           `json:"wave"`
-	Waves     []Wave        `json:"waves"`
-	Gates     []Gate        `json:"gates"`
-	Nodes     []RolloutNode `json:"nodes"`
-	Decisions []Decision    `json:"decisions"` // the latest, oldest first
-	Started   time.Time     `json:"started"`
-	Updated   time.Time     `json:"updated"`
+	Wave      int        `json:"wave"`
+	Waves     []Wave     `json:"waves"`
+	Gates     []Gate     `json:"gates"`
+	Decisions []Decision `json:"decisions"` // the latest, oldest first
+	Started   time.Time  `json:"started"`
+	Updated   time.Time  `json:"updated"`
 	// Totals counts the rollout's nodes by NodeState.
 	Totals map[string]int `json:"totals"`
 	// Ineligible counts the nodes of the cohort that do not meet the
@@ -183,7 +185,8 @@ type Gate struct {
 	OK    bool   `json:"ok"`
 }
 
-// RolloutNode is one node's state in a rollout.
+// RolloutNode is one node's state in a rollout, as a page of GET
+// /v1/rollouts/{id}/nodes carries it.
 type RolloutNode struct {
 	ID     string    `json:"id"`
 	Wave   int       `json:"wave"` // from 1; 0 when not yet placed

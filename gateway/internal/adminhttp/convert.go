@@ -37,7 +37,7 @@ func auditEntryOf(e store.AuditEntry) admin.AuditEntry {
 }
 
 // Rollout is a rollout's status as the admin API and the retained
-// rollout topic carry it.
+// rollout topic carry it: a summary without its nodes.
 func Rollout(st rollout.StatusView) admin.Rollout {
 	r := admin.Rollout{ID: st.ID, Seq: st.Seq, Phase: admin.Phase(st.Phase), Component: st.Component, Version: st.Version,
 		ManifestSeq: st.ManSeq, Digest: st.Digest, Cohort: st.Cohort, Wave: st.Wave, Started: st.Started, Updated: st.Updated,
@@ -54,12 +54,6 @@ func Rollout(st rollout.StatusView) admin.Rollout {
 			r.Gates[i] = admin.Gate(g)
 		}
 	}
-	if st.Nodes != nil {
-		r.Nodes = make([]admin.RolloutNode, len(st.Nodes))
-		for i, n := range st.Nodes {
-			r.Nodes[i] = admin.RolloutNode{ID: n.ID, Wave: n.Wave, State: admin.NodeState(n.State), Since: n.Since, Reason: n.Reason}
-		}
-	}
 	if st.Decisions != nil {
 		r.Decisions = make([]admin.Decision, len(st.Decisions))
 		for i, d := range st.Decisions {
@@ -67,4 +61,9 @@ func Rollout(st rollout.StatusView) admin.Rollout {
 		}
 	}
 	return r
+}
+
+// rolloutNodeOf is one node's state in a rollout.
+func rolloutNodeOf(n rollout.NodeView) admin.RolloutNode {
+	return admin.RolloutNode{ID: n.ID, Wave: n.Wave, State: admin.NodeState(n.State), Since: n.Since, Reason: n.Reason}
 }

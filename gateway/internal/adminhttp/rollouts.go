@@ -48,6 +48,31 @@ func (s *server) getRollout(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Rollout(st))
 }
 
+// getRolloutNodes answers GET /v1/rollouts/{id}/nodes: a page of the
+// rollout's nodes.
+func (s *server) getRolloutNodes(w http.ResponseWriter, r *http.Request) {
+	q, err := admin.ParseRolloutNodeQuery(r.URL.Query())
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "query", err)
+		return
+	}
+	p, err := s.Rollouts.Nodes(r.PathValue("id"), rollout.NodeQuery{State: rollout.NodeState(q.State), Wave: q.Wave,
+		After: q.After, Limit: admin.PageLimit(q.Limit)}, s.Clock())
+	if errors.Is(err, rollout.ErrUnknown) {
+		writeErr(w, http.StatusNotFound, "not found", err)
+		return
+	}
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "rollout", err)
+		return
+	}
+	out := admin.RolloutNodePage{Nodes: make([]admin.RolloutNode, len(p.Nodes)), Next: p.Next, Total: p.Total}
+	for i, n := range p.Nodes {
+		out.Nodes[i] = rolloutNodeOf(n)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *server) postRolloutAction(w http.ResponseWriter, r *http.Request) {
 	id, now := r.PathValue("id"), s.Clock()
 	var err error

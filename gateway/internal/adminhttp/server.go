@@ -69,7 +69,7 @@ type Gateway interface {
 // Store is the part of the gateway's database the admin API reads.
 type Store interface {
 	Models() ([]*store.Model, error)
-	Nodes() ([]*store.Node, error)
+	NodePage(q store.NodeQuery) (store.NodePage, error)
 	Node(id string) (*store.Node, error)
 	Assignment(node string) ([]byte, error)
 	Backup(w io.Writer) (int64, error)
@@ -81,6 +81,7 @@ type Store interface {
 type Rollouts interface {
 	List(now time.Time) []rollout.StatusView
 	Get(id string, now time.Time) (rollout.StatusView, error)
+	Nodes(id string, q rollout.NodeQuery, now time.Time) (rollout.NodePage, error)
 	Pause(id string, now time.Time) error
 	Resume(id string, now time.Time) error
 	Abort(id string, now time.Time) error
@@ -132,6 +133,7 @@ func Handler(cfg Config) http.Handler {
 	handle(admin.RouteRollouts, s.getRollouts)
 	handle(admin.RouteRollout, s.getRollout)
 	handle(admin.RouteRolloutAction, s.postRolloutAction)
+	handle(admin.RouteRolloutNodes, s.getRolloutNodes)
 	handle(admin.RoutePutKeys, s.putKeys)
 	handle(admin.RouteKeys, s.getKeys)
 	handle(admin.RouteDeleteKey, s.deleteKey)
