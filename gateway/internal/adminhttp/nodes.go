@@ -141,4 +141,3 @@ func (s *server) getAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
-
