@@ -30,6 +30,13 @@ func TestPathBuilders(t *testing.T) {
 		{"pause", admin.RolloutActionPath("kws-1", admin.Pause), "/v1/rollouts/kws-1/pause"},
 		{"resume", admin.RolloutActionPath("kws-1", admin.Resume), "/v1/rollouts/kws-1/resume"},
 		{"abort", admin.RolloutActionPath("kws-1", admin.Abort), "/v1/rollouts/kws-1/abort"},
+		{"rollout nodes", admin.RolloutNodesPath("kws-1", admin.RolloutNodeQuery{}), "/v1/rollouts/kws-1/nodes"},
+		{"rollout nodes, filtered", admin.RolloutNodesPath("kws 1", admin.RolloutNodeQuery{State: admin.NodeFailed, Wave: 2, After: "n&7", Limit: 50}),
+			"/v1/rollouts/kws%201/nodes?after=n%267&limit=50&state=failed&wave=2"},
+		{"nodes, filtered", admin.NodesPath(admin.NodeQuery{Labels: map[string]string{"site": "north", "hw": "rev2"}, Cohort: "hw:rev2 AND NOT site:lab",
+			Model: "1.4.0", State: "failed", After: "n-9", Limit: 1000}),
+			"/v1/nodes?after=n-9&cohort=hw%3Arev2+AND+NOT+site%3Alab&label=hw%3Drev2&label=site%3Dnorth&limit=1000&model=1.4.0&state=failed"},
+		{"nodes, unfiltered", admin.NodesPath(admin.NodeQuery{}), "/v1/nodes"},
 		{"keys", admin.PathKeys, "/v1/keys"},
 		{"key", admin.KeyPath("node-1"), "/v1/keys/node-1"},
 		{"audit", admin.AuditPath(""), "/v1/audit"},
@@ -61,6 +68,7 @@ func TestRoutesMatchTheirBuilders(t *testing.T) {
 		{admin.RouteNode, admin.NodePath("a/b"), map[string]string{"id": "a/b"}},
 		{admin.RouteRollout, admin.RolloutPath("kws 1"), map[string]string{"id": "kws 1"}},
 		{admin.RouteRolloutAction, admin.RolloutActionPath("kws-1", admin.Abort), map[string]string{"id": "kws-1", "action": "abort"}},
+		{admin.RouteRolloutNodes, admin.RolloutNodesPath("kws/1", admin.RolloutNodeQuery{Wave: 1}), map[string]string{"id": "kws/1"}},
 		{admin.RouteDeleteKey, admin.KeyPath("node-1"), map[string]string{"node": "node-1"}},
 		{admin.RouteAudit, admin.AuditPath("node-1"), nil},
 		{admin.RouteFetchModel, admin.PathModelsFetch, nil},
@@ -102,8 +110,8 @@ func TestRoutesAreDistinct(t *testing.T) {
 		}
 		mux.HandleFunc(r.String(), func(http.ResponseWriter, *http.Request) {}) // panics on a conflict
 	}
-	if len(seen) != 18 {
-		t.Errorf("%d routes, want 18", len(seen))
+	if len(seen) != 19 {
+		t.Errorf("%d routes, want 19", len(seen))
 	}
 }
 
