@@ -29,49 +29,56 @@ type NodePage struct {
 }
 
 // NodePage returns the page of the node registry that q selects, read in
-// one transaction. The page is read from a cursor placed after q.After:
-// without Match it costs O(Limit) record reads plus a count of the keys;
-// with Match, Total needs every record decoded and matched, so it costs
-// a scan of the registry. Nodes added between two pages appear when their
-// id sorts after the cursor, and no node appears on two pages.
+// one transaction. Without Match the page is read from a cursor placed
+// after q.After: O(Limit) record reads, and Total is a count of the keys.
+// With Match every record is decoded and matched once, for Total: a scan
+// of the registry. Nodes added between two pages appear when their id
+// sorts after the cursor, and no node appears on two pages.
 func (db *DB) NodePage(q NodeQuery) (NodePage, error) {
 	limit := max(q.Limit, 1)
 	var p NodePage
+	// add takes a node that matches and sorts after the cursor; it
+	// returns false once the page is full and the next page known.
+	add := func(n *Node) bool {
+		if len(p.Nodes) == limit {
+			p.Next = p.Nodes[limit-1].ID
+			return false
+		}
+		p.Nodes = append(p.Nodes, n)
+		return true
+	}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketNodes)
-		c := b.Cursor()
-		k, v := c.First()
-		if q.After != "" {
-			k, v = c.Seek([]byte(q.After))
-			if k != nil && bytes.Equal(k, []byte(q.After)) {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil; k, v = c.Next() {
-			n, err := decodeNode(k, v)
-			if err != nil {
-				return err
-			}
-			if q.Match != nil && !q.Match(n) {
-				continue
-			}
-			if len(p.Nodes) == limit {
-				p.Next = p.Nodes[limit-1].ID
-				break
-			}
-			p.Nodes = append(p.Nodes, n)
-		}
 		if q.Match == nil {
 			p.Total = b.Stats().KeyN
+			c := b.Cursor()
+			k, v := c.Seek([]byte(q.After))
+			if k != nil && q.After != "" && bytes.Equal(k, []byte(q.After)) {
+				k, v = c.Next()
+			}
+			for ; k != nil; k, v = c.Next() {
+				n, err := decodeNode(k, v)
+				if err != nil {
+					return err
+				}
+				if !add(n) {
+					break
+				}
+			}
 			return nil
 		}
+		after, full := []byte(q.After), false
 		return b.ForEach(func(k, v []byte) error {
 			n, err := decodeNode(k, v)
 			if err != nil {
 				return err
 			}
-			if q.Match(n) {
-				p.Total++
+			if !q.Match(n) {
+				return nil
+			}
+			p.Total++
+			if !full && bytes.Compare(k, after) > 0 {
+				full = !add(n)
 			}
 			return nil
 		})
