@@ -53,6 +53,13 @@ type Config struct {
 	// transfers (defaults 512 and 2); beyond them a transfer's first block
 	// is answered 5.03 with Max-Age.
 	MaxTransfers, MaxTransfersPerNode int
+	// MaxNodes bounds the node registry (default [DefaultMaxNodes];
+	// negative: no bound). A Hello from a node the registry does not
+	// hold, when it holds MaxNodes nodes, is refused with 5.03 and
+	// Max-Age 60, nothing stored, and counted as registry_full in
+	// edgeota_refused_total; known nodes are always served. It keeps a
+	// flood of new node ids from growing the database without bound.
+	MaxNodes int
 	// TransferIdle ends a transfer whose node asked nothing for that long
 	// (default 30s).
 	TransferIdle time.Duration
@@ -103,6 +110,12 @@ type Config struct {
 	CoAPConn      *net.UDPConn
 	AdminListener net.Listener
 }
+
+// DefaultMaxNodes is the default of [Config.MaxNodes]: twice the 10,000
+// nodes a gateway is sized for, so that replaced nodes (a new id each,
+// the old record kept) and growth fit for years, while a flood of new ids
+// stops at a few MiB of records.
+const DefaultMaxNodes = 20000
 
 // Clock tells the gateway's time (see [Config.Clock]).
 type Clock interface {
@@ -156,6 +169,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxTransfersPerNode <= 0 {
 		c.MaxTransfersPerNode = 2
+	}
+	if c.MaxNodes == 0 {
+		c.MaxNodes = DefaultMaxNodes
 	}
 	if c.TransferIdle <= 0 {
 		c.TransferIdle = 30 * time.Second
@@ -258,5 +274,6 @@ func (c Config) limitMetrics() map[string]float64 {
 		"max_body": float64(l.MaxBody), "max_sessions": float64(l.MaxSessions), "max_handshakes": float64(l.MaxHandshakes),
 		"max_handshakes_per_source": float64(l.MaxHandshakesPerSource),
 		"max_transfers":             float64(c.MaxTransfers), "max_transfers_per_node": float64(c.MaxTransfersPerNode),
+		"max_nodes": float64(c.MaxNodes),
 	}
 }

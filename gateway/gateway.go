@@ -120,9 +120,14 @@ func New(cfg Config) (_ *Gateway, err error) {
 		TransfersActive: func() float64 { return float64(g.transfers.Count()) },
 		Sessions:        func() float64 { return float64(g.coap.Sessions()) },
 		SessionsRefused: func() float64 { return float64(g.coap.Stats().SessionsRefused) },
+		Nodes: func() float64 {
+			n, _ := g.store.NodeCount()
+			return float64(n)
+		},
 	}, cfg.limitMetrics())
 
-	db, err := store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.WithLogger(cfg.Logger))
+	db, err := store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.WithLogger(cfg.Logger),
+		store.WithMaxNodes(cfg.MaxNodes))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -51,6 +52,8 @@ type opts struct {
 	dir          string
 	keys         map[string][]byte // imported before start; DTLS on a loopback port too
 	limits       gateway.Limits
+	maxNodes     int
+	logger       *slog.Logger
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -77,7 +80,7 @@ func newEnv(t testing.TB, o opts) *env {
 	}
 	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
 		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: coaps, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers,
-		Limits: o.limits})
+		Limits: o.limits, MaxNodes: o.maxNodes, Logger: o.logger})
 	if err != nil {
 		t.Fatal(err)
 	}

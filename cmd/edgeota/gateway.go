@@ -79,7 +79,7 @@ func newGatewayCmd() *cobra.Command {
 	var cfgFile, data, admin string
 	var trust []string
 	var cacheMax int64
-	var maxTransfers, maxPerNode int
+	var maxTransfers, maxPerNode, maxNodes int
 	var blockCache int64
 	var mq mqttFlags
 	var adminSec adminServeFlags
@@ -105,9 +105,14 @@ for development and simulators, and the log says so loudly.
 Limits keep it serving under abuse: requests per second per source address
 (--rate-source) and per node (--rate-node), answered 4.29 beyond; concurrent
 transfers in total and per node (5.03 beyond); node document size
-(--max-body, 4.13 beyond); DTLS sessions and handshakes in progress. Blocks
-of a transfer already started are never refused. Every limit is exported
-as the edgeota_limit metric, every refusal in edgeota_refused_total.
+(--max-body, 4.13 beyond); DTLS sessions and handshakes in progress; the
+node registry (--max-nodes, default 20000: twice the 10,000 nodes a
+gateway is sized for): once it holds that many nodes, a Hello from a new
+node id is answered 5.03 with Max-Age 60 and nothing is stored, so a flood
+of new ids cannot grow the database, while known nodes are served as
+before. Blocks of a transfer already started are never refused. Every
+limit is exported as the edgeota_limit metric, every refusal in
+edgeota_refused_total.
 
 With --mqtt the gateway forwards every health report and status event
 upstream (docs/protocol.md section 6) in CBOR batches, through a durable bbolt
@@ -178,7 +183,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 			}
 			log, level := leveledLogger(cmd)
 			gc := gateway.Config{DataDir: data, AdminAddr: admin, Trust: keys,
-				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, BlockCacheBytes: blockCache, Logger: log}
+				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, Logger: log}
 			if err := sec.apply(cmd, &gc); err != nil {
 				return err
 			}
@@ -230,6 +235,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 	fl.Int64Var(&cacheMax, "cache-max-bytes", 0, "bound on cached images; least recently used unassigned images are evicted (0: none)")
 	fl.IntVar(&maxTransfers, "max-transfers", 512, "concurrent image transfers in total")
 	fl.IntVar(&maxPerNode, "max-transfers-per-node", 2, "concurrent image transfers per node")
+	fl.IntVar(&maxNodes, "max-nodes", gateway.DefaultMaxNodes, "nodes the registry holds; beyond, a new node's Hello gets 5.03 (-1: no bound)")
 	fl.Int64Var(&blockCache, "block-cache-bytes", 64<<20, "image chunks kept in memory, shared by all transfers (-1: none)")
 	mq.register(cmd)
 	fl.Float64Var(&timeScale, "time-scale", 1, "simulated seconds per real second for rollouts (needs --sim)")

@@ -13,7 +13,8 @@
 //   - POST /n/{node}/hello, /health and /status: the node's documents,
 //     decoded and checked against the path, recorded, told to the
 //     rollouts and, with an uplink, forwarded: appended to the durable
-//     outbox before the node gets its 2.04.
+//     outbox before the node gets its 2.04. A Hello from a new node
+//     when the node registry is full gets 5.03 with Max-Age 60.
 //
 // Under DTLS a node touches only its own resources. Every path is read by
 // protocol.ParsePath. The handler owns no socket and no goroutine: what it

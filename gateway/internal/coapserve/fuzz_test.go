@@ -40,11 +40,12 @@ type nopAssigner struct{}
 
 func (nopAssigner) Assign([]string, []byte) error { return nil }
 
-// newTestHandler is a Handler over a database in a temporary directory,
-// with the gateway's own parts behind it, no uplink and no rate limits.
-func newTestHandler(tb testing.TB) *Handler {
+// newTestHandler is a Handler over a database in a temporary directory
+// opened with opts, with the gateway's own parts behind it, no uplink and
+// no rate limits.
+func newTestHandler(tb testing.TB, opts ...store.Option) *Handler {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "gateway.db"))
+	db, err := store.Open(filepath.Join(tb.TempDir(), "gateway.db"), opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func newTestHandler(tb testing.TB) *Handler {
 	fetcher := origin.New(origin.Config{Dir: tb.TempDir(), Trust: trust, Store: db, Images: imgs})
 	engine := rollout.NewEngine(db, nopAssigner{})
 	m := metrics.New(metrics.Gauges{TransfersActive: func() float64 { return 0 }, Sessions: func() float64 { return 0 },
-		SessionsRefused: func() float64 { return 0 }}, nil)
+		SessionsRefused: func() float64 { return 0 }, Nodes: func() float64 { return 0 }}, nil)
 	return New(Config{Store: db, Images: imgs, Origin: fetcher, Transfers: transfer.New(512, 2, 30*time.Second),
 		Limiter: ratelimit.New(ratelimit.Config{SourceRate: -1, NodeRate: -1}), Observers: observe.NewRegistry(),
 		Activity: activity.New(db, nil, nil), Audit: audit.New(db, nil), Sender: nopSender{}, Metrics: m, MaxBody: 1024,

@@ -136,6 +136,7 @@ type Handler struct {
 	cfg      Config
 	log      *slog.Logger
 	reqCount sync.Map // uint16 (kind<<8 | code) -> prometheus.Counter
+	fullLog  quietLog // Hellos the full node registry refused
 }
 
 // New returns a Handler of cfg.

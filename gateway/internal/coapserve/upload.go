@@ -1,6 +1,7 @@
 package coapserve
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -8,6 +9,7 @@ import (
 
 	"edgeota/gateway/internal/coapd"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 )
 
@@ -125,12 +127,16 @@ func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
 		return
 	}
 	_, changed, err := h.cfg.Store.PutHello(hello, addr)
-	h.cfg.Activity.Hello(node)
+	if errors.Is(err, store.ErrRegistryFull) {
+		h.registryFull(w, node, addr)
+		return
+	}
 	if err != nil {
 		h.log.Error("store hello", "node", node, "err", err)
 		w.Code = codes.InternalServerError
 		return
 	}
+	h.cfg.Activity.Hello(node) // only once stored: a refused node stays unknown
 	h.log.Info("hello", "node", node, "from", addr, "running_seq", hello.RunningSeq, "slot", hello.ActiveSlot.String(), "state", hello.ActiveState.String())
 	if n, err := h.cfg.Store.Node(node); err == nil {
 		if err := h.cfg.Rollouts.Hello(n, h.cfg.Now()); err != nil {

@@ -46,6 +46,8 @@ type Gauges struct {
 	// Sessions is the number of DTLS sessions; SessionsRefused counts
 	// those refused before their handshake.
 	Sessions, SessionsRefused func() float64
+	// Nodes is the number of nodes in the registry.
+	Nodes func() float64
 }
 
 // New returns the metrics, registered in a new registry with the Go and
@@ -65,7 +67,7 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 		TransfersStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_transfers_started_total",
 			Help: "Image transfers admitted."}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_refused_total",
-			Help: "Requests refused, by reason (transfers: over a transfer limit, malformed: bad node document)."}, []string{"reason"}),
+			Help: "Requests refused, by reason (transfers: over a transfer limit, malformed: bad node document, registry_full: a Hello from a new node over max_nodes)."}, []string{"reason"}),
 		Observers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeota_manifest_observers",
 			Help: "Registered observations of node manifests."}),
 		Notifications: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_manifest_notifications_total",
@@ -106,6 +108,8 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 			Help: "DTLS sessions refused before their handshake: the session limit, the handshake limit or the per-source handshake limit was full."},
 			g.SessionsRefused),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_dtls_sessions", Help: "Established DTLS sessions."}, g.Sessions),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_nodes",
+			Help: "Nodes in the registry; a Hello from a new node is refused once it reaches edgeota_limit{name=\"max_nodes\"}."}, g.Nodes),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

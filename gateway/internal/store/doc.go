@@ -17,7 +17,8 @@
 //	models        digest (32 bytes) -> model record
 //	images        digest -> bucket: chunk index (8-byte big-endian) -> chunk bytes
 //	staging       random id -> bucket: digest -> bucket of chunks, while a put runs
-//	nodes         node id -> node record
+//	nodes         node id -> node record; the bucket's sequence is the
+//	              number of records (the registry's size, [WithMaxNodes])
 //	assignments   node id -> assignment record
 //	rollouts      deployment id -> the rollout engine's state (created with
 //	              the first rollout)

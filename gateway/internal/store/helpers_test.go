@@ -105,7 +105,8 @@ func openPath(tb testing.TB, path string, opts ...Option) *DB {
 // own consistency check; no staging bucket; every model record has an image
 // whose chunks are contiguous from 0, all of its chunk size but the last,
 // adding up to its size and hashing to its digest; every image has a
-// record; every assignment decodes.
+// record; the nodes bucket's sequence counts its records; every assignment
+// decodes.
 func checkInvariants(tb testing.TB, db *DB) {
 	tb.Helper()
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -173,6 +174,10 @@ func checkInvariants(tb testing.TB, db *DB) {
 			return nil
 		}); err != nil {
 			return err
+		}
+		nodes := tx.Bucket(bucketNodes)
+		if n := uint64(nodes.Stats().KeyN); nodes.Sequence() != n {
+			return fmt.Errorf("nodes bucket: sequence %d, %d records (the registry's count is wrong)", nodes.Sequence(), n)
 		}
 		return tx.Bucket(bucketAssignments).ForEach(func(k, v []byte) error {
 			_, err := decodeAssignment(v)

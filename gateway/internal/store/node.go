@@ -124,7 +124,8 @@ func putNode(nodes *bolt.Bucket, id string, r *nodeRecord) error {
 }
 
 // PutHello creates or updates the node of h, from addr, and sets its
-// LastSeen. When the node has no assignment and the standing rule's
+// LastSeen. A new node is refused with [ErrRegistryFull], nothing written,
+// when the registry holds its bound ([WithMaxNodes]). When the node has no assignment and the standing rule's
 // manifest is for its class and component, the rule is assigned to it and
 // changed is true, so the caller can notify the node's observers.
 // Concurrent calls share transactions, so a call may wait up to bbolt's
@@ -140,15 +141,29 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 		o := *h.Other
 		other = &o
 	}
+	if db.helloRefused(h.NodeID) {
+		return nil, false, fmt.Errorf("store: hello from %s: %w (%d nodes)", h.NodeID, ErrRegistryFull, db.maxNodes)
+	}
+	full := false
 	err = db.bolt.Batch(func(tx *bolt.Tx) error {
-		n, changed = nil, false // Batch may run this more than once
+		n, changed, full = nil, false, false // Batch may run this more than once
 		nodes := tx.Bucket(bucketNodes)
 		r, err := getNode(nodes, h.NodeID)
 		if err != nil {
 			return err
 		}
 		if r == nil {
+			// Checked here again, in the transaction: concurrent Hellos
+			// passed the check above together. Refused without an error,
+			// which would make Batch roll back its other Hellos.
+			if db.registryFull(nodes, h.NodeID) {
+				full = true
+				return nil
+			}
 			r = new(nodeRecord)
+			if err := nodes.SetSequence(nodes.Sequence() + 1); err != nil {
+				return err
+			}
 		}
 		r.Class, r.Labels, r.Component, r.AgentVersion = h.Class, labels, h.Component, h.AgentVersion
 		r.RunningSeq, r.RunningDigest, r.ActiveSlot, r.ActiveState = h.RunningSeq, h.RunningDigest, h.ActiveSlot, h.ActiveState
@@ -176,6 +191,9 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("store: hello from %s: %w", h.NodeID, err)
+	}
+	if full {
+		return nil, false, fmt.Errorf("store: hello from %s: %w (%d nodes)", h.NodeID, ErrRegistryFull, db.maxNodes)
 	}
 	if changed {
 		db.log.Info("store: standing rule assigned", "node", h.NodeID)

@@ -29,6 +29,9 @@ var (
 	ErrAssigned = errors.New("model is assigned")
 	// ErrUnknownNode: the node never said Hello.
 	ErrUnknownNode = errors.New("unknown node")
+	// ErrRegistryFull: a Hello from a new node, refused because the node
+	// registry holds its bound ([WithMaxNodes]).
+	ErrRegistryFull = errors.New("node registry full")
 	// ErrLocked: another handle, in this process or another, holds the
 	// file's lock and did not release it within the lock timeout.
 	ErrLocked = errors.New("database file is locked")
@@ -91,6 +94,7 @@ type config struct {
 	chunkSize   int
 	clock       func() time.Time
 	logger      *slog.Logger
+	maxNodes    int
 }
 
 // WithLockTimeout sets how long [Open] waits for the file lock before it
@@ -117,6 +121,7 @@ type DB struct {
 	stageBytes int // a multiple of chunkSize
 	now        func() time.Time
 	log        *slog.Logger
+	maxNodes   int // 0: no bound
 }
 
 // Open opens or creates the store at path (mode 0600), migrates a file of
@@ -156,6 +161,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		stageBytes: max(1, stageTarget/c.chunkSize) * c.chunkSize,
 		now:        c.clock,
 		log:        c.logger,
+		maxNodes:   c.maxNodes,
 	}
 	if _, err := fileSchema.Prepare(bdb, c.logger); err != nil {
 		bdb.Close()
@@ -168,13 +174,17 @@ func Open(path string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-// initTx creates the buckets, and deletes staging buckets and image
+// initTx creates the buckets, counts the nodes, and deletes staging buckets and image
 // buckets no model record points to.
 func (db *DB) initTx(tx *bolt.Tx) error {
 	for _, name := range topBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
+	}
+
+	if err := db.countNodes(tx); err != nil {
+		return err
 	}
 
 	staging := tx.Bucket(bucketStaging)
