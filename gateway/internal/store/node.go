@@ -115,10 +115,17 @@ func getNode(nodes *bolt.Bucket, id string) (*nodeRecord, error) {
 	return r, nil
 }
 
+// putNode writes nodes/<id>, counting a new node in the registry's size
+// (node_count.go).
 func putNode(nodes *bolt.Bucket, id string, r *nodeRecord) error {
 	v, err := encodeRecord(r)
 	if err != nil {
 		return err
+	}
+	if nodes.Get([]byte(id)) == nil {
+		if err := nodes.SetSequence(nodes.Sequence() + 1); err != nil {
+			return err
+		}
 	}
 	return nodes.Put([]byte(id), v)
 }
@@ -161,9 +168,6 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 				return nil
 			}
 			r = new(nodeRecord)
-			if err := nodes.SetSequence(nodes.Sequence() + 1); err != nil {
-				return err
-			}
 		}
 		r.Class, r.Labels, r.Component, r.AgentVersion = h.Class, labels, h.Component, h.AgentVersion
 		r.RunningSeq, r.RunningDigest, r.ActiveSlot, r.ActiveState = h.RunningSeq, h.RunningDigest, h.ActiveSlot, h.ActiveState

@@ -7,9 +7,9 @@ import (
 )
 
 // The registry's size is the sequence of the nodes bucket (bbolt
-// [go.etcd.io/bbolt.Bucket.Sequence]): [DB.PutHello] adds one in the
-// transaction that creates a node, so the count commits or rolls back with
-// the record, and the cap is checked in O(1) inside that transaction.
+// [go.etcd.io/bbolt.Bucket.Sequence]): putNode adds one in the transaction
+// that creates a node, so the count commits or rolls back with the record,
+// and [DB.PutHello] checks the cap in O(1) inside that transaction.
 // [Open] counts the records once and corrects the sequence, so a file
 // written before the count existed, or restored from a backup, starts
 // right.
