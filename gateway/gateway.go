@@ -162,7 +162,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 	if g.uplink != nil {
 		publish = func(id string, st rollout.StatusView) { g.uplink.PublishRollout(id, adminhttp.Rollout(st)) }
 	}
-	g.rollouts = rollout.NewEngine(db, assigner{g}, rollout.WithLogger(cfg.Logger), rollout.WithPublish(publish))
+	g.rollouts = rollout.NewEngine(db, notifier{g}, rollout.WithLogger(cfg.Logger), rollout.WithPublish(publish))
 	g.deploy = deploy.New(deploy.Config{GatewayID: g.cfg.GatewayID, Topics: protocol.Topics{Prefix: cfg.MQTTPrefix},
 		Trust: trust, DeployTrust: deployTrust, Store: db, Engine: g.rollouts, Images: g.images, Fetcher: g.origin,
 		Now: g.clock, OnRefused: g.metrics.Refused.WithLabelValues("deployment").Inc, Logger: cfg.Logger})
@@ -172,7 +172,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 		if deployTrust == nil {
 			return nil, fmt.Errorf("gateway: the database holds rollouts: %w", ErrNoDeploymentKeys)
 		}
-		if err := g.rollouts.Load(states, deployTrust.VerifyDeployment); err != nil {
+		if err := g.rollouts.Load(states, deployTrust.VerifyDeployment, g.clock()); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
@@ -348,9 +348,11 @@ func (g *Gateway) housekeeping(ctx context.Context) {
 		case <-t.C:
 		}
 		g.act.Flush()
-		if err := g.rollouts.Tick(g.clock()); err != nil {
-			g.log.Error("rollout tick", "err", err)
-		}
+		g.rollouts.Tick(g.clock()).Then(func(err error) {
+			if err != nil {
+				g.log.Error("rollout tick", "err", err)
+			}
+		})
 		if tick%5 == 0 {
 			now := g.clock()
 			g.transfers.Sweep(now)
@@ -405,16 +407,11 @@ func (g *Gateway) onSession(identity string, from netip.AddrPort, err error) {
 	g.log.Debug("DTLS session", "node", identity, "from", from.String())
 }
 
-// assigner assigns manifests for the rollout engine and notifies the
-// nodes' observers.
-type assigner struct{ g *Gateway }
+// notifier tells the observers of nodes the rollout engine assigned.
+type notifier struct{ g *Gateway }
 
-func (a assigner) Assign(nodes []string, signed []byte) error {
-	if err := a.g.store.Assign(nodes, signed); err != nil {
-		return err
-	}
+func (n notifier) Notify(nodes []string) {
 	for _, id := range nodes {
-		a.g.serve.Notify(id)
+		n.g.serve.Notify(id)
 	}
-	return nil
 }

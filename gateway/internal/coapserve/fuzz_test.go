@@ -35,10 +35,10 @@ func (nopSender) Notify(netip.AddrPort, string, []byte, bool, func(*coapd.Respon
 	return nil
 }
 
-// nopAssigner assigns nothing.
-type nopAssigner struct{}
+// nopNotifier notifies no one.
+type nopNotifier struct{}
 
-func (nopAssigner) Assign([]string, []byte) error { return nil }
+func (nopNotifier) Notify([]string) {}
 
 // newTestHandler is a Handler over a database in a temporary directory
 // opened with opts, with the gateway's own parts behind it, no uplink and
@@ -57,7 +57,7 @@ func newTestHandler(tb testing.TB, opts ...store.Option) *Handler {
 	}
 	imgs := images.New(db, 1<<20, nil)
 	fetcher := origin.New(origin.Config{Dir: tb.TempDir(), Trust: trust, Store: db, Images: imgs})
-	engine := rollout.NewEngine(db, nopAssigner{})
+	engine := rollout.NewEngine(db, nopNotifier{})
 	m := metrics.New(metrics.Gauges{TransfersActive: func() float64 { return 0 }, Sessions: func() float64 { return 0 },
 		SessionsRefused: func() float64 { return 0 }, Nodes: func() float64 { return 0 }}, nil)
 	return New(Config{Store: db, Images: imgs, Origin: fetcher, Transfers: transfer.New(512, 2, 30*time.Second),

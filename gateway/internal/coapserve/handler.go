@@ -19,6 +19,7 @@ import (
 	"edgeota/gateway/internal/metrics"
 	"edgeota/gateway/internal/observe"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 )
@@ -78,11 +79,12 @@ type Activity interface {
 	Status(e *protocol.StatusEvent, addr string, now time.Time)
 }
 
-// Rollouts learn what nodes say (package deploy).
+// Rollouts learn what nodes say (package deploy). A call returns a
+// Commit: the node is answered once it is durable.
 type Rollouts interface {
-	Hello(n *store.Node, now time.Time) error
-	Health(r *protocol.HealthReport, now time.Time) error
-	Status(e *protocol.StatusEvent, now time.Time) error
+	Hello(n *store.Node, now time.Time) rollout.Commit
+	Health(r *protocol.HealthReport, now time.Time) rollout.Commit
+	Status(e *protocol.StatusEvent, now time.Time) rollout.Commit
 }
 
 // Audit records provisioning events (package audit).

@@ -9,6 +9,7 @@ import (
 
 	"edgeota/gateway/internal/coapd"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 )
@@ -75,14 +76,14 @@ func (h *Handler) serveUpload(w *coapd.Response, r *coapd.Request, node string, 
 		}
 		now := h.cfg.Now()
 		h.cfg.Activity.Health(&rep, addr, now)
-		if err := h.cfg.Rollouts.Health(&rep, now); err != nil {
-			h.log.Error("rollout: health", "node", node, "err", err)
-		}
+		c := h.cfg.Rollouts.Health(&rep, now)
 		h.cfg.Metrics.Health.Inc()
 		if h.cfg.Outbox != nil {
-			h.forward(w, outbox.KindHealth, node, body)
+			h.forward(w, outbox.KindHealth, node, body, c)
 			return
 		}
+		h.answerWhen(w, c, node, res)
+		return
 	case protocol.ResStatus:
 		e, err := protocol.DecodeStatusEvent(body)
 		if err != nil {
@@ -102,19 +103,35 @@ func (h *Handler) serveUpload(w *coapd.Response, r *coapd.Request, node string, 
 		if e.State == protocol.StateProvisioned {
 			h.cfg.Audit.Provisioned(e, r.From, r.Identity == e.NodeID, now)
 		}
-		if err := h.cfg.Rollouts.Status(e, now); err != nil {
-			h.log.Error("rollout: status", "node", node, "err", err)
-		}
-		if h.cfg.Outbox != nil {
-			h.forward(w, outbox.KindStatus, node, body)
-		}
+		c := h.cfg.Rollouts.Status(e, now)
 		h.log.Info("status", "node", node, "state", e.State.String(), "seq", e.Seq, "reason_code", e.Code.String(), "reason", e.Reason)
 		h.cfg.Metrics.StatusEvents.Inc()
 		if h.cfg.Outbox != nil {
+			h.forward(w, outbox.KindStatus, node, body, c)
 			return
 		}
+		h.answerWhen(w, c, node, res)
+		return
 	}
 	w.Code = codes.Changed
+}
+
+// answerWhen answers a node's document 2.04 once what the rollouts decided
+// on it is durable, 5.00 when that failed (the node sends it again).
+func (h *Handler) answerWhen(w *coapd.Response, c rollout.Commit, node string, res protocol.NodeResource) {
+	if c.Durable() {
+		w.Code = codes.Changed
+		return
+	}
+	d := w.Defer()
+	c.Then(func(err error) {
+		if err != nil {
+			h.log.Error("rollout: commit", "node", node, "kind", string(res), "err", err)
+			d.Complete(func(w *coapd.Response) { w.Code = codes.InternalServerError })
+			return
+		}
+		d.Complete(func(w *coapd.Response) { w.Code = codes.Changed })
+	})
 }
 
 // hello registers a node's Hello: a node's class never changes.
@@ -138,15 +155,16 @@ func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
 	}
 	h.cfg.Activity.Hello(node) // only once stored: a refused node stays unknown
 	h.log.Info("hello", "node", node, "from", addr, "running_seq", hello.RunningSeq, "slot", hello.ActiveSlot.String(), "state", hello.ActiveState.String())
-	if n, err := h.cfg.Store.Node(node); err == nil {
-		if err := h.cfg.Rollouts.Hello(n, h.cfg.Now()); err != nil {
-			h.log.Error("rollout: hello", "node", node, "err", err)
-		}
-	}
 	if changed {
 		h.Notify(node)
 	}
-	w.Code = codes.Changed
+	n, err := h.cfg.Store.Node(node)
+	if err != nil {
+		h.log.Error("store hello", "node", node, "err", err)
+		w.Code = codes.InternalServerError
+		return
+	}
+	h.answerWhen(w, h.cfg.Rollouts.Hello(n, h.cfg.Now()), node, protocol.ResHello)
 }
 
 func unknownNode(w *coapd.Response) {

@@ -39,9 +39,9 @@ type Store interface {
 // Engine runs the rollouts (package rollout).
 type Engine interface {
 	Start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, nodes func() ([]rollout.NodeInfo, error), prev func(rollout.NodeInfo) []byte, now time.Time) error
-	Hello(n rollout.NodeInfo, prev func(rollout.NodeInfo) []byte, now time.Time) error
-	Health(r *protocol.HealthReport, now time.Time) error
-	Status(e *protocol.StatusEvent, now time.Time) error
+	Hello(n rollout.NodeInfo, prev func(rollout.NodeInfo) []byte, now time.Time) rollout.Commit
+	Health(r *protocol.HealthReport, now time.Time) rollout.Commit
+	Status(e *protocol.StatusEvent, now time.Time) rollout.Commit
 }
 
 // Images tells which images the gateway holds.
@@ -201,18 +201,19 @@ func (x *Deployments) OnMessage(topic string, payload []byte) {
 	log.Info("deployment accepted: rollout started", "seq", d.Seq, "cohort", d.Cohort)
 }
 
-// Hello tells the rollouts that node n said Hello.
-func (x *Deployments) Hello(n *store.Node, now time.Time) error {
+// Hello tells the rollouts that node n said Hello; what it changed is
+// durable once the returned Commit is.
+func (x *Deployments) Hello(n *store.Node, now time.Time) rollout.Commit {
 	return x.cfg.Engine.Hello(nodeInfo(n), x.previousManifest, now)
 }
 
 // Health tells the rollouts a node's health report.
-func (x *Deployments) Health(r *protocol.HealthReport, now time.Time) error {
+func (x *Deployments) Health(r *protocol.HealthReport, now time.Time) rollout.Commit {
 	return x.cfg.Engine.Health(r, now)
 }
 
 // Status tells the rollouts a node's status event.
-func (x *Deployments) Status(e *protocol.StatusEvent, now time.Time) error {
+func (x *Deployments) Status(e *protocol.StatusEvent, now time.Time) rollout.Commit {
 	return x.cfg.Engine.Status(e, now)
 }
 

@@ -74,11 +74,13 @@ func (e *fakeEngine) Start(d *protocol.Deployment, _ []byte, _ *protocol.Manifes
 	}
 	return nil
 }
-func (e *fakeEngine) Hello(rollout.NodeInfo, func(rollout.NodeInfo) []byte, time.Time) error {
-	return nil
+func (e *fakeEngine) Hello(rollout.NodeInfo, func(rollout.NodeInfo) []byte, time.Time) rollout.Commit {
+	return rollout.Commit{}
 }
-func (e *fakeEngine) Health(*protocol.HealthReport, time.Time) error { return nil }
-func (e *fakeEngine) Status(*protocol.StatusEvent, time.Time) error  { return nil }
+func (e *fakeEngine) Health(*protocol.HealthReport, time.Time) rollout.Commit {
+	return rollout.Commit{}
+}
+func (e *fakeEngine) Status(*protocol.StatusEvent, time.Time) rollout.Commit { return rollout.Commit{} }
 
 type fixture struct {
 	x        *Deployments

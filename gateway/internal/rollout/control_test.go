@@ -38,21 +38,21 @@ func TestPauseHoldsAndResumeGoesOn(t *testing.T) {
 	if err := fx.e.Pause("dep", fx.now); err != nil {
 		t.Fatal(err)
 	}
-	if st, saved := fx.status().Phase, fx.f.saved("dep"); st != Paused || saved != Paused {
+	if st, saved := fx.status().Phase, fx.fk().phase("dep"); st != Paused || saved != Paused {
 		t.Fatalf("phase %s, saved %s after Pause; want paused", st, saved)
 	}
 	if err := fx.e.Pause("dep", fx.now); !errors.Is(err, ErrState) {
 		t.Fatalf("Pause of a paused rollout: %v, want ErrState", err)
 	}
 	fx.activate(first[0], 20000)
-	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	fx.advance(time.Hour)
 	st := fx.status()
-	if w := st.Waves[0]; st.Phase != Paused || st.Wave != 1 || w.Confirmed != 1 || w.Waiting != 1 || len(fx.f.log) != 1 {
+	if w := st.Waves[0]; st.Phase != Paused || st.Wave != 1 || w.Confirmed != 1 || w.Waiting != 1 || len(fx.fk().log) != 1 {
 		t.Fatalf("while paused: phase %s, wave %d, wave 1 %+v, %d assignments; want paused in wave 1, 1 confirmed, 1 waiting, 1 assignment",
-			st.Phase, st.Wave, w, len(fx.f.log))
+			st.Phase, st.Wave, w, len(fx.fk().log))
 	}
 	if s := fx.nodeState("late"); s != "" {
 		t.Fatalf("a node joined a paused rollout (%s)", s)
@@ -95,16 +95,16 @@ func TestAbortEndsWithoutRollingBack(t *testing.T) {
 			if err := fx.e.Abort("dep", fx.now); err != nil {
 				t.Fatal(err)
 			}
-			if st, saved := fx.status().Phase, fx.f.saved("dep"); st != Aborted || saved != Aborted {
+			if st, saved := fx.status().Phase, fx.fk().phase("dep"); st != Aborted || saved != Aborted {
 				t.Fatalf("phase %s, saved %s after Abort; want aborted", st, saved)
 			}
-			assignments := len(fx.f.log)
+			assignments := len(fx.fk().log)
 			fx.e.Hello(fx.info(w1[1], newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
 			fx.e.Status(&protocol.StatusEvent{NodeID: w1[1], State: protocol.StateReverted, Seq: newSeq,
 				Code: protocol.ReasonProbationErrors, Number: 4}, fx.now)
 			fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now)
 			fx.advance(time.Hour)
-			if n := len(fx.f.log); n != assignments {
+			if n := len(fx.fk().log); n != assignments {
 				t.Fatalf("%d assignments after the abort", n-assignments)
 			}
 			if st := fx.status(); st.Phase != Aborted || st.Waves[0].Confirmed != 1 {
@@ -163,8 +163,8 @@ func TestSupersede(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(st2.Nodes) != tt.nodes || st2.Phase != Running {
-				t.Fatalf("dep2: %d nodes, %s; want %d nodes, running", len(st2.Nodes), st2.Phase, tt.nodes)
+			if len(fx.nodes("dep2")) != tt.nodes || st2.Phase != Running {
+				t.Fatalf("dep2: %d nodes, %s; want %d nodes, running", len(fx.nodes("dep2")), st2.Phase, tt.nodes)
 			}
 			if !tt.superseded {
 				if st := fx.status(); st.Phase != Running {
@@ -172,14 +172,14 @@ func TestSupersede(t *testing.T) {
 				}
 				return
 			}
-			if st, saved := fx.status().Phase, fx.f.saved("dep"); st != Superseded || saved != Superseded {
+			if st, saved := fx.status().Phase, fx.fk().phase("dep"); st != Superseded || saved != Superseded {
 				t.Fatalf("dep is %s, saved %s; want superseded", st, saved)
 			}
 			if !fx.decided("dep", "superseded by deployment dep2 seq 2") {
 				t.Error("the superseded rollout does not say by what")
 			}
 			var newer []string
-			for n, m := range fx.f.assigned {
+			for n, m := range fx.fk().assigned {
 				if string(m) == "NEWER" {
 					newer = append(newer, n)
 				}
@@ -192,7 +192,7 @@ func TestSupersede(t *testing.T) {
 			// it, and its nodes do not time
 			// out (dep assigned them 10.5 minutes ago with a node_timeout
 			// of 10, dep2 assigned its own 9.5 minutes ago).
-			assignments := len(fx.f.log)
+			assignments := len(fx.fk().log)
 			fx.e.Hello(fx.info(w1[0], newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
 			fx.e.Status(&protocol.StatusEvent{NodeID: w1[0], State: protocol.StateReverted, Seq: newSeq,
 				Code: protocol.ReasonProbationErrors, Number: 2}, fx.now)
@@ -205,9 +205,9 @@ func TestSupersede(t *testing.T) {
 			if st.Phase != Superseded || st.Totals["timed-out"] != 0 || st.Totals["failed"] != 0 {
 				t.Fatalf("the superseded rollout acted: %s, %v", st.Phase, st.Totals)
 			}
-			for _, n := range fx.f.log[assignments:] {
-				if string(fx.f.assigned[n]) != "NEWER" {
-					t.Fatalf("%s assigned %q after dep was superseded", n, fx.f.assigned[n])
+			for _, n := range fx.fk().log[assignments:] {
+				if string(fx.fk().assigned[n]) != "NEWER" {
+					t.Fatalf("%s assigned %q after dep was superseded", n, fx.fk().assigned[n])
 				}
 			}
 			if err := fx.e.Resume("dep", fx.now); !errors.Is(err, ErrState) {

@@ -4,26 +4,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
 	"edgeota/protocol/wave"
 )
 
-// Saver persists a rollout's state before the engine acts on it.
-type Saver interface {
-	PutRollout(id string, state []byte) error
+// Store commits the engine's records: the gateway's database. One call
+// is one transaction.
+type Store interface {
+	CommitRollouts(b store.RolloutBatch) error
 }
 
-// Assigner makes the gateway offer a signed manifest to nodes (and tells
-// their observers).
-type Assigner interface {
-	Assign(nodes []string, signed []byte) error
+// Notifier tells nodes that their assignment changed (their observers),
+// once the assignment is durable.
+type Notifier interface {
+	Notify(nodes []string)
 }
 
 // Errors of the engine.
@@ -34,22 +37,48 @@ var (
 
 // Engine runs the gateway's rollouts. Its methods are safe for concurrent
 // use; time is always passed in (a fake clock in tests).
+//
+// A method applies a node's event or an operator's command in memory and
+// stages what changed: the records of the nodes it touched, the decisions
+// taken, the assignments made. One committer goroutine writes what is
+// staged in one transaction, with whatever other calls staged meanwhile
+// (group commit), then tells the assigned nodes and the callers waiting
+// on the [Commit] their call returned. Nothing a decision does is visible
+// before the decision is durable: assignments are written in the same
+// transaction and notified after it.
 type Engine struct {
 	mu       sync.Mutex
 	rollouts map[string]*Rollout
-	save     Saver
-	assign   Assigner
+	st       Store
+	notify   Notifier
 	publish  func(id string, status StatusView)
 	log      *slog.Logger
 	offline  time.Duration
+	pace     time.Duration
+
+	// The commit pipeline, under mu: what is staged, the sequence
+	// numbers of the last call staged and committed, the callers waiting.
+	staged     map[string]map[string][]byte
+	assign     []store.Assignment
+	stagedSeq  uint64
+	committed  uint64
+	committing bool
+	waiters    []waiter
+	published  map[string]*pacer
 }
 
 // Option configures an Engine.
 type Option func(*Engine)
 
 // WithPublish sets a function told each rollout's status after a change
-// (the gateway publishes it, retained, on the rollout topic).
+// (the gateway publishes it, retained, on the rollout topic), at most
+// once per pace interval (see [WithPublishPace]) per rollout: when changes
+// come faster, the latest status is told at the end of the interval.
 func WithPublish(f func(id string, st StatusView)) Option { return func(e *Engine) { e.publish = f } }
+
+// WithPublishPace sets the least interval between two statuses told for
+// one rollout (default 500 ms: at most 2 per second).
+func WithPublishPace(d time.Duration) Option { return func(e *Engine) { e.pace = d } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
@@ -58,144 +87,180 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 // offline in the status (default 3 minutes).
 func WithOfflineAfter(d time.Duration) Option { return func(e *Engine) { e.offline = d } }
 
-// NewEngine returns an engine that persists with save and assigns with
-// assign.
-func NewEngine(save Saver, assign Assigner, opts ...Option) *Engine {
-	e := &Engine{rollouts: map[string]*Rollout{}, save: save, assign: assign, log: slog.New(slog.DiscardHandler),
-		offline: 3 * time.Minute}
+// NewEngine returns an engine that commits to st and notifies assigned
+// nodes with n.
+func NewEngine(st Store, n Notifier, opts ...Option) *Engine {
+	e := &Engine{rollouts: map[string]*Rollout{}, st: st, notify: n, log: slog.New(slog.DiscardHandler),
+		offline: 3 * time.Minute, pace: 500 * time.Millisecond, staged: map[string]map[string][]byte{},
+		published: map[string]*pacer{}}
 	for _, o := range opts {
 		o(e)
 	}
 	return e
 }
 
-// Load restores saved rollouts; verify re-verifies each deployment.
-func (e *Engine) Load(states map[string][]byte, verify func(signed []byte) (*protocol.Deployment, error)) error {
+// Load restores saved rollouts; verify re-verifies each deployment. A
+// rollout saved in format 1 is written again in records, before Load
+// returns.
+func (e *Engine) Load(saved []store.RolloutRecords, verify func(signed []byte) (*protocol.Deployment, error), now time.Time) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	for id, b := range states {
-		r, err := restore(b)
+	for _, rec := range saved {
+		r, err := restore(rec)
 		if err != nil {
+			e.mu.Unlock()
 			return err
 		}
 		if r.d, err = verify(r.Deployment); err != nil {
-			return fmt.Errorf("rollout %s: %w", id, err)
+			e.mu.Unlock()
+			return fmt.Errorf("rollout %s: %w", rec.ID, err)
 		}
 		if r.expr, err = cohort.Parse(r.d.Cohort); err != nil {
-			return fmt.Errorf("rollout %s: %w", id, err)
+			e.mu.Unlock()
+			return fmt.Errorf("rollout %s: %w", rec.ID, err)
 		}
-		e.rollouts[id] = r
+		for _, n := range r.Nodes {
+			// LastSeen is not saved: a node counts as seen at the load
+			// until it is heard again.
+			n.LastSeen = now
+		}
+		r.index()
+		if !r.rewriteAll {
+			clear(r.dirty)
+			r.written = r.summaryKey()
+		}
+		e.rollouts[rec.ID] = r
 	}
-	return nil
-}
-
-// persist saves r; the caller acts only when it succeeds.
-func (e *Engine) persist(r *Rollout, now time.Time) error {
-	r.Updated = now
-	b, err := r.Marshal()
+	c, err := e.stageLocked()
+	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := e.save.PutRollout(r.ID, b); err != nil {
-		return err
-	}
-	if e.publish != nil {
-		e.publish(r.ID, r.view(now, e.offline))
-	}
-	return nil
+	return c.Wait()
 }
 
-// Start begins a rollout of a verified deployment over the known nodes.
-// nodes lists them; Start calls it while it takes no Hello, so that a
-// node is either in the list or has its Hello taken once the rollout
-// exists, and joins it then. (A list read before Start missed a node whose
-// Hello the engine took between the list and the start, with no rollout
-// to join yet: that node never joined.) prev returns the signed manifest
-// a node runs now (nil when unknown). A running rollout of the same
-// component with a lower seq is superseded.
+// Start begins a rollout of a verified deployment over the known nodes
+// and returns once its start is durable. nodes lists them; Start calls it
+// while it takes no Hello, so that a node is either in the list or has
+// its Hello taken once the rollout exists, and joins it then. (A list read
+// before Start missed a node whose Hello the engine took between the list
+// and the start, with no rollout to join yet: that node never joined.)
+// prev returns the signed manifest a node runs now (nil when unknown). A
+// running rollout of the same component with a lower seq is superseded.
 func (e *Engine) Start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, nodes func() ([]NodeInfo, error), prev func(NodeInfo) []byte, now time.Time) error {
 	expr, err := cohort.Parse(d.Cohort)
 	if err != nil {
 		return err
 	}
+	c, err := e.start(d, signed, m, expr, nodes, prev, now)
+	if err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+func (e *Engine) start(d *protocol.Deployment, signed []byte, m *protocol.Manifest, expr *cohort.Expr, nodes func() ([]NodeInfo, error), prev func(NodeInfo) []byte, now time.Time) (Commit, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if old, ok := e.rollouts[d.ID]; ok && old.Seq >= d.Seq {
-		return fmt.Errorf("%w: rollout %s already at seq %d", ErrState, d.ID, old.Seq)
+		return Commit{}, fmt.Errorf("%w: rollout %s already at seq %d", ErrState, d.ID, old.Seq)
 	}
 	known, err := nodes()
 	if err != nil {
-		return fmt.Errorf("rollout %s: list the nodes: %w", d.ID, err)
+		return Commit{}, fmt.Errorf("rollout %s: list the nodes: %w", d.ID, err)
 	}
 	r := &Rollout{ID: d.ID, Seq: d.Seq, Deployment: signed, Manifest: d.Manifest, Version: m.Version, ManSeq: m.Seq,
 		Digest: m.Digest, Class: m.Class, Component: m.Component, Requires: m.Requires, Phase: Running, Started: now, WaveSince: now,
-		Nodes: map[string]*Node{}, d: d, expr: expr}
-	for _, other := range e.rollouts {
+		Updated: now, Nodes: map[string]*Node{}, d: d, expr: expr, prevs: map[[32]byte][]byte{}}
+	r.written.phase = "-" // nothing written yet
+	for _, other := range e.sorted() {
 		if other.Component == r.Component && other.ID != r.ID && (other.Phase == Running || other.Phase == Paused || other.Phase == Pending) {
 			other.Phase = Superseded
 			other.decide(now, "", "superseded by deployment %s seq %d", d.ID, d.Seq)
-			if err := e.persist(other, now); err != nil {
-				return err
-			}
 		}
+	}
+	if old, ok := e.rollouts[d.ID]; ok {
+		// A newer seq of the same deployment id replaces its rollout:
+		// its records go, the new ones are written in their place.
+		r.DecisionSeq = old.DecisionSeq
+		for _, n := range old.order {
+			delete(old.Nodes, n.ID)
+			old.dirty[n] = struct{}{}
+		}
+		recs, err := old.stage()
+		if err != nil {
+			return Commit{}, err
+		}
+		if recs == nil {
+			recs = map[string][]byte{}
+		}
+		for i := range old.Decisions {
+			recs[decisionKey(old.DecisionSeq-uint64(i))] = nil
+		}
+		if e.staged[d.ID] == nil {
+			e.staged[d.ID] = map[string][]byte{}
+		}
+		maps.Copy(e.staged[d.ID], recs)
 	}
 	for _, n := range known {
 		if r.inCohort(n) {
-			r.addNode(n, prev(n), now)
+			r.Nodes[n.ID] = r.newNode(n, prev(n), now)
 		}
 	}
+	r.index()
 	r.decide(now, "", "started: %s %s seq %d to %q (%d nodes, %d ineligible), %d waves", m.Component, m.Version, m.Seq, d.Cohort,
-		len(r.Nodes), len(r.Nodes)-len(r.eligible()), len(d.Waves))
+		len(r.Nodes), r.t.states[NodeIneligible], len(d.Waves))
 	e.rollouts[d.ID] = r
-	return e.step(r, now)
+	e.step(r, now, true)
+	return e.stageLocked()
 }
 
-func (r *Rollout) addNode(n NodeInfo, prev []byte, now time.Time) *Node {
-	x := &Node{ID: n.ID, Key: wave.Key(r.ID, n.ID), Wave: -1, State: NodeWaiting, Since: now,
-		PrevSeq: n.RunningSeq, PrevDigest: n.Running, Prev: prev}
+// newNode is a node new to the rollout, not yet in it.
+func (r *Rollout) newNode(n NodeInfo, prev []byte, now time.Time) *Node {
+	x := &Node{ID: n.ID, Key: wave.Key(r.ID, n.ID), Wave: -1, State: NodeWaiting, Since: now, LastSeen: now,
+		PrevSeq: n.RunningSeq, PrevDigest: n.Running}
+	r.setPrev(x, prev)
 	if n.RunningSeq == r.ManSeq && n.Running == r.Digest && n.ActiveState == protocol.SlotConfirmed {
 		x.State, x.Reason, x.Wave = NodeSucceeded, "already runs this manifest", r.Wave
 	} else if why := r.unmet(n); why != "" {
 		x.State, x.Reason = NodeIneligible, why
 	}
-	r.Nodes[n.ID] = x
+	return x
+}
+
+// addNode adds a node that joins the rollout.
+func (r *Rollout) addNode(n NodeInfo, prev []byte, now time.Time) *Node {
+	x := r.newNode(n, prev, now)
+	r.insert(x)
 	return x
 }
 
 // step applies timeouts, successes, gates, advancing and targeting to one
-// rollout, persisting before any assignment.
+// rollout, and stages the assignments they make. full judges every node
+// assigned, on trial or confirmed (a tick, a start, an operator's
+// command); otherwise step judges the nodes the call touched, and its
+// work does not grow with the rollout's size.
 //
 // A completed rollout still follows the nodes that joined its cohort after
 // it completed (timeouts, soaks, a failed node given back what it ran);
 // its phase no longer changes.
-func (e *Engine) step(r *Rollout, now time.Time) error {
+func (e *Engine) step(r *Rollout, now time.Time, full bool) {
 	if r.Phase != Running && r.Phase != RolledBack && r.Phase != Completed {
-		return e.persist(r, now)
+		return
 	}
 	d := r.d
-	var reassign []*Node // nodes to give their previous manifest back
-	for _, n := range r.ordered() {
-		switch n.State {
-		case NodeAssigned, NodeTrial:
-			if now.Sub(n.AssignedAt) > time.Duration(d.NodeTimeoutSeconds)*time.Second {
-				r.setState(n, NodeTimedOut, now, fmt.Sprintf("no progress within node_timeout %ds", d.NodeTimeoutSeconds))
-			}
-		case NodeConfirmed:
-			if why := r.nodeGate(n, true); why != "" {
-				r.setState(n, NodeFailed, now, why)
-				continue
-			}
-			bake := time.Duration(d.Waves[max(n.Wave, 0)].BakeSeconds) * time.Second
-			if min := minReports(d); n.Reports >= min && now.Sub(n.ConfirmedAt) >= bake {
-				r.setState(n, NodeSucceeded, now, fmt.Sprintf("confirmed, %d reports, soaked %v", n.Reports, bake))
-			}
-		}
+	judge := r.changed()
+	if full {
+		judge = r.activeNodes()
+	}
+	for _, n := range judge {
+		r.judge(n, now)
 	}
 	if r.Phase == Running {
 		if red := r.deploymentGate(); red != "" {
 			if d.OnFailure == protocol.FailureRollback {
 				r.Phase = RolledBack
 				r.decide(now, "", "gate red (%s): rolling back every touched node", red)
+				full = true
 			} else {
 				r.Phase = Paused
 				r.decide(now, "", "gate red (%s): paused", red)
@@ -204,7 +269,12 @@ func (e *Engine) step(r *Rollout, now time.Time) error {
 	}
 	// A failed or timed-out node gets back what it ran, and is never
 	// offered this manifest again; in a rollback, every touched node does.
-	for _, n := range r.ordered() {
+	candidates := r.changed()
+	if full {
+		candidates = r.order
+	}
+	var reassign []*Node
+	for _, n := range candidates {
 		if n.Returned || n.State == NodeWaiting || n.State == NodeIneligible {
 			continue
 		}
@@ -221,9 +291,8 @@ func (e *Engine) step(r *Rollout, now time.Time) error {
 			break
 		}
 	}
-	// Persist, then act.
 	groups := map[string][]string{}
-	var manifests = map[string][]byte{}
+	var keys []string
 	for _, n := range reassign {
 		back := n.Prev
 		if len(back) == 0 {
@@ -238,28 +307,44 @@ func (e *Engine) step(r *Rollout, now time.Time) error {
 		if !n.State.failed() {
 			n.Reason = "rolling back"
 		}
+		r.touch(n)
 		k := string(back)
-		groups[k] = append(groups[k], n.ID)
-		manifests[k] = back
-	}
-	if err := e.persist(r, now); err != nil {
-		return err
-	}
-	for k, ids := range groups {
-		if err := e.assign.Assign(ids, manifests[k]); err != nil {
-			return err
+		if groups[k] == nil {
+			keys = append(keys, k)
 		}
+		groups[k] = append(groups[k], n.ID)
+	}
+	for _, k := range keys {
+		e.stageAssign(groups[k], []byte(k))
 	}
 	if len(assign) > 0 {
 		ids := make([]string, len(assign))
 		for i, n := range assign {
 			ids[i] = n.ID
 		}
-		if err := e.assign.Assign(ids, r.Manifest); err != nil {
-			return err
+		e.stageAssign(ids, r.Manifest)
+	}
+}
+
+// judge applies time to one node: its timeout, a confirmed node's gates
+// and the end of its soak.
+func (r *Rollout) judge(n *Node, now time.Time) {
+	d := r.d
+	switch n.State {
+	case NodeAssigned, NodeTrial:
+		if now.Sub(n.AssignedAt) > time.Duration(d.NodeTimeoutSeconds)*time.Second {
+			r.setState(n, NodeTimedOut, now, fmt.Sprintf("no progress within node_timeout %ds", d.NodeTimeoutSeconds))
+		}
+	case NodeConfirmed:
+		if why := r.nodeGate(n, true); why != "" {
+			r.setState(n, NodeFailed, now, why)
+			return
+		}
+		bake := time.Duration(d.Waves[max(n.Wave, 0)].BakeSeconds) * time.Second
+		if min := minReports(d); n.Reports >= min && now.Sub(n.ConfirmedAt) >= bake {
+			r.setState(n, NodeSucceeded, now, fmt.Sprintf("confirmed, %d reports, soaked %v", n.Reports, bake))
 		}
 	}
-	return nil
 }
 
 func minReports(d *protocol.Deployment) uint64 {
@@ -274,6 +359,7 @@ func (r *Rollout) setState(n *Node, s NodeState, now time.Time, why string) {
 	if s.failed() {
 		n.Failed = true
 	}
+	r.touch(n)
 	r.decide(now, n.ID, "%s: %s", s, why)
 }
 
@@ -281,39 +367,26 @@ func (r *Rollout) setState(n *Node, s NodeState, now time.Time, why string) {
 // the current cohort (docs/protocol.md section 7: wave k has taken enough when
 // max(1, ceil(bp_k x N / 10000)) nodes have been targeted), taking untargeted
 // nodes in wave order, so a node that joins later takes its place by the
-// same rule; then it assigns targeted waiting nodes within max_concurrent
-// downloads and returns them (already marked).
+// same rule; then it assigns targeted waiting nodes, in wave order, within
+// max_concurrent downloads and returns them (already marked).
 func (r *Rollout) target(now time.Time) []*Node {
-	ns := r.eligible()
-	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), len(ns))
-	targeted, busy := 0, 0
-	for _, x := range ns {
-		if x.Wave >= 0 {
-			targeted++
-		}
-		if x.State == NodeAssigned {
-			busy++
-		}
-	}
-	for _, x := range ns {
-		if targeted >= want {
+	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), r.t.eligible())
+	for r.t.targeted() < want {
+		x := r.untargetedNext()
+		if x == nil {
 			break
 		}
-		if x.Wave < 0 {
-			x.Wave = r.Wave
-			targeted++
-		}
+		x.Wave = r.Wave
+		r.touch(x)
 	}
 	var out []*Node
-	for _, x := range ns {
-		if x.Wave < 0 || x.State != NodeWaiting {
-			continue
-		}
-		if busy >= int(r.d.MaxConcurrent) {
+	for r.t.states[NodeAssigned] < int(r.d.MaxConcurrent) {
+		x := r.readyNext()
+		if x == nil {
 			break
 		}
-		busy++
 		x.State, x.Since, x.AssignedAt, x.Reason = NodeAssigned, now, now, ""
+		r.touch(x)
 		r.decide(now, x.ID, "assigned in wave %d", x.Wave+1)
 		out = append(out, x)
 	}
@@ -324,35 +397,14 @@ func (r *Rollout) target(now time.Time) []*Node {
 // current wave targeted is done, one of them was activated, and the gates
 // are green (checked by the caller).
 func (r *Rollout) advance(now time.Time) {
-	activated, pending := 0, 0
-	for _, x := range r.Nodes {
-		if x.Wave < 0 || x.Wave > r.Wave {
-			continue
-		}
-		if !x.State.done() {
-			pending++
-		}
-		if !x.ActivatedAt.IsZero() || x.State == NodeSucceeded {
-			activated++
-		}
-	}
-	if pending > 0 {
+	w := r.t.upTo(r.Wave)
+	if w.pending > 0 {
 		return
 	}
-	want := wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), len(r.eligible()))
-	targeted := 0
-	for _, x := range r.Nodes {
-		if x.Wave >= 0 && x.Wave <= r.Wave {
-			targeted++
-		}
-	}
-	if targeted < want {
+	if w.targeted < wave.Target(uint32(r.d.Waves[r.Wave].BasisPoints), r.t.eligible()) {
 		return // still nodes to take in this wave
 	}
-	if activated == 0 {
-		if len(r.Nodes) == 0 {
-			return
-		}
+	if w.activated == 0 {
 		return // a wave with no activated node never advances
 	}
 	if r.Wave == len(r.d.Waves)-1 {
@@ -398,21 +450,12 @@ func permille(v uint64) string { return fmt.Sprintf("%d.%03d", v/1000, v%1000) }
 
 // deploymentGate returns why a deployment-level gate is red, or "".
 func (r *Rollout) deploymentGate() string {
-	failed, loops := 0, 0
-	for _, n := range r.Nodes {
-		if n.Failed {
-			failed++
-		}
-		if n.BootLoop {
-			loops++
-		}
-	}
 	g := r.d.Gates
-	if g.MaxFailed != nil && uint64(failed) > *g.MaxFailed {
-		return fmt.Sprintf("%d nodes failed or timed out, over max_failed %d", failed, *g.MaxFailed)
+	if g.MaxFailed != nil && uint64(r.t.failed) > *g.MaxFailed {
+		return fmt.Sprintf("%d nodes failed or timed out, over max_failed %d", r.t.failed, *g.MaxFailed)
 	}
-	if g.MaxBootLoops != nil && uint64(loops) > *g.MaxBootLoops {
-		return fmt.Sprintf("%d nodes reverted for boot loops, over max_boot_loops %d", loops, *g.MaxBootLoops)
+	if g.MaxBootLoops != nil && uint64(r.t.loops) > *g.MaxBootLoops {
+		return fmt.Sprintf("%d nodes reverted for boot loops, over max_boot_loops %d", r.t.loops, *g.MaxBootLoops)
 	}
 	return ""
 }
@@ -421,7 +464,7 @@ func (r *Rollout) deploymentGate() string {
 // rollout ([Engine.home]) joins it, by the wave rule when the rollout runs,
 // at once when it completed; a node's running manifest advances or fails
 // its state.
-func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) error {
+func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) Commit {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	home := e.home(n)
@@ -437,16 +480,15 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) er
 			}
 			// It meets the requires now (a newer agent, another
 			// runtime): it joins as a node new to the cohort.
-			delete(r.Nodes, n.ID)
+			r.remove(x)
 			ok = false
 		}
 		if ok && x.State == NodeWaiting {
 			if why := r.unmet(n); why != "" {
 				x.State, x.Wave, x.Since, x.Reason, x.LastSeen = NodeIneligible, -1, now, why, now
+				r.touch(x)
 				r.decide(now, n.ID, "%s: %s", NodeIneligible, why)
-				if err := e.step(r, now); err != nil {
-					return err
-				}
+				e.step(r, now, false)
 				continue
 			}
 		}
@@ -457,11 +499,9 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) er
 			if r.Phase == Running {
 				r.addNode(n, prev(n), now)
 				r.decide(now, n.ID, "joined the cohort")
-				if err := e.step(r, now); err != nil {
-					return err
-				}
-			} else if err := e.joinCompleted(r, n, prev(n), now); err != nil {
-				return err
+				e.step(r, now, false)
+			} else {
+				e.joinCompleted(r, n, prev(n), now)
 			}
 			continue
 		}
@@ -478,6 +518,7 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) er
 			}
 			changed = x.State != NodeTrial
 			x.State, x.Since = NodeTrial, now
+			r.touch(x)
 		case (x.State == NodeAssigned || x.State == NodeTrial) && runsNew && n.ActiveState == protocol.SlotConfirmed:
 			if x.ActivatedAt.IsZero() {
 				x.ActivatedAt = now
@@ -486,20 +527,25 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) er
 			r.setState(x, NodeConfirmed, now, "confirmed the new manifest; soaking")
 		case x.State == NodeTrial && runsPrev:
 			r.setState(x, NodeFailed, now, fmt.Sprintf("fell back to seq %d", n.RunningSeq))
-			if err := e.step(r, now); err != nil {
-				return err
-			}
-			continue
 		default:
 			changed = false
 		}
 		if changed {
-			if err := e.step(r, now); err != nil {
-				return err
-			}
+			e.step(r, now, false)
 		}
 	}
-	return nil
+	return e.stage()
+}
+
+// stage stages what the call changed and returns its Commit; a staging
+// error (a record that does not encode) is the Commit's. e.mu is held.
+func (e *Engine) stage() Commit {
+	c, err := e.stageLocked()
+	if err != nil {
+		e.log.Error("rollout: stage", "err", err)
+		return failed(err)
+	}
+	return c
 }
 
 // home is the rollout a node belongs with: the newest (by start) running
@@ -525,41 +571,29 @@ func (e *Engine) home(n NodeInfo) *Rollout {
 // gates already proved the manifest, so the node is assigned it at once,
 // in the last wave, and followed as any node is. A node that runs a newer
 // seq is left alone; one that runs this manifest counts as succeeded.
-func (e *Engine) joinCompleted(r *Rollout, n NodeInfo, prev []byte, now time.Time) error {
+func (e *Engine) joinCompleted(r *Rollout, n NodeInfo, prev []byte, now time.Time) {
 	if n.RunningSeq > r.ManSeq {
-		return nil
+		return
 	}
 	x := r.addNode(n, prev, now)
 	if x.State == NodeIneligible {
 		r.decide(now, n.ID, "joined the cohort after completion; %s: %s", NodeIneligible, x.Reason)
-		return e.persist(r, now)
+		return
 	}
 	x.Wave = len(r.d.Waves) - 1
 	if x.State == NodeSucceeded {
+		r.touch(x)
 		r.decide(now, n.ID, "joined the cohort after completion; already runs this manifest")
-		return e.persist(r, now)
+		return
 	}
 	x.State, x.Since, x.AssignedAt = NodeAssigned, now, now
+	r.touch(x)
 	r.decide(now, n.ID, "joined the cohort after completion: assigned")
-	if err := e.persist(r, now); err != nil {
-		return err
-	}
-	return e.assign.Assign([]string{n.ID}, r.Manifest)
-}
-
-// following reports whether a completed rollout still follows a node that
-// joined it late: one assigned, on trial or soaking.
-func (r *Rollout) following() bool {
-	for _, x := range r.Nodes {
-		if x.State == NodeAssigned || x.State == NodeTrial || x.State == NodeConfirmed {
-			return true
-		}
-	}
-	return false
+	e.stageAssign([]string{n.ID}, r.Manifest)
 }
 
 // Status takes a node's status event about a rollout's manifest.
-func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) error {
+func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) Commit {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.sorted() {
@@ -592,21 +626,20 @@ func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) error {
 			}
 			x.ActivatedAt = now
 			x.State, x.Since = NodeTrial, now
+			r.touch(x)
 		default:
 			continue
 		}
-		if err := e.step(r, now); err != nil {
-			return err
-		}
+		e.step(r, now, false)
 	}
-	return nil
+	return e.stage()
 }
 
 // Health takes a node's health report: before activation it feeds the
 // node's p99 baseline, after it the gates. In a rollback it tells that a
 // node given its previous manifest back runs it again: a node that never
 // activated the rolled-back manifest has nothing to announce by a Hello.
-func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) error {
+func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) Commit {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.sorted() {
@@ -615,9 +648,7 @@ func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) error {
 			x.State != NodeWaiting && x.State != NodeRolledBack && x.State != NodeStuck {
 			x.LastSeen = now
 			r.setState(x, NodeRolledBack, now, fmt.Sprintf("runs seq %d again (health report)", rep.RunningSeq))
-			if err := e.step(r, now); err != nil {
-				return err
-			}
+			e.step(r, now, false)
 			continue
 		}
 		if !ok || (r.Phase != Running && r.Phase != Paused && r.Phase != Completed) {
@@ -633,6 +664,7 @@ func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) error {
 					x.BaselineAt = now
 				}
 				x.BaselineP99 = max(x.BaselineP99, rep.LatencyP99Micros)
+				r.touch(x)
 			}
 			continue
 		}
@@ -649,32 +681,30 @@ func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) error {
 			}
 			x.Metrics[k] = max(x.Metrics[k], v)
 		}
+		r.touch(x)
 		if why := r.nodeGate(x, false); why != "" {
 			r.setState(x, NodeFailed, now, why)
-			if err := e.step(r, now); err != nil {
-				return err
-			}
 		}
+		e.step(r, now, false)
 	}
-	return nil
+	return e.stage()
 }
 
-// Tick applies time: timeouts, soaks, bakes.
-func (e *Engine) Tick(now time.Time) error {
+// Tick applies time: timeouts, soaks, bakes. Its work grows with the
+// nodes assigned, on trial or confirmed, not with the rollouts' sizes.
+func (e *Engine) Tick(now time.Time) Commit {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.sorted() {
-		if r.Phase == Running || (r.Phase == Completed && r.following()) {
-			if err := e.step(r, now); err != nil {
-				return err
-			}
+		if r.Phase == Running || (r.Phase == Completed && len(r.active) > 0) {
+			e.step(r, now, true)
 		}
 	}
-	return nil
+	return e.stage()
 }
 
 // Pause stops a rollout from assigning nodes; Resume goes on; Abort ends it
-// without rolling back.
+// without rolling back. Each returns once the change is durable.
 func (e *Engine) Pause(id string, now time.Time) error {
 	return e.control(id, now, []Phase{Running}, Paused, "paused by the operator")
 }
@@ -690,20 +720,24 @@ func (e *Engine) Abort(id string, now time.Time) error {
 }
 
 // control moves rollout id from one of the phases from to phase to, and
-// steps it (which saves it).
+// steps it.
 func (e *Engine) control(id string, now time.Time, from []Phase, to Phase, why string) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	r, ok := e.rollouts[id]
 	if !ok {
+		e.mu.Unlock()
 		return ErrUnknown
 	}
 	if !slices.Contains(from, r.Phase) {
+		e.mu.Unlock()
 		return fmt.Errorf("%w: %s is %s", ErrState, id, r.Phase)
 	}
 	r.Phase = to
 	r.decide(now, "", "%s", why)
-	return e.step(r, now)
+	e.step(r, now, true)
+	c := e.stage()
+	e.mu.Unlock()
+	return c.Wait()
 }
 
 func (e *Engine) sorted() []*Rollout {

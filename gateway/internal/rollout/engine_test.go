@@ -6,56 +6,93 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 )
 
-// fake records saves and assignments, checking every assignment was
-// preceded by a save of the state that announced it: the node assigned
-// the rollout's manifest, or given back what it ran (persist, then act).
+// fake is the engine's store and notifier: it keeps the records committed
+// and the assignments, checking that every assignment is committed with,
+// or after, records that announce it: the node assigned the rollout's
+// manifest, or given back what it ran (persist, then act).
 type fake struct {
 	t        testing.TB
 	saves    int
-	states   map[string][]byte // the last state saved, by rollout id
+	recs     map[string]map[string][]byte // by rollout id, by key
 	assigned map[string][]byte
 	log      []string
+	// fail, when set, fails the next commit.
+	fail error
 }
 
-func (f *fake) PutRollout(id string, b []byte) error {
-	f.saves++
-	if f.states == nil {
-		f.states = map[string][]byte{}
+func (f *fake) CommitRollouts(b store.RolloutBatch) error {
+	if f.fail != nil {
+		err := f.fail
+		f.fail = nil
+		return err
 	}
-	f.states[id] = bytes.Clone(b)
-	return nil
-}
-
-func (f *fake) Assign(nodes []string, signed []byte) error {
+	f.saves++
+	if f.recs == nil {
+		f.recs = map[string]map[string][]byte{}
+	}
+	for _, w := range b.Rollouts {
+		if f.recs[w.ID] == nil {
+			f.recs[w.ID] = map[string][]byte{}
+		}
+		for k, v := range w.Records {
+			if v == nil {
+				delete(f.recs[w.ID], k)
+			} else {
+				f.recs[w.ID][k] = bytes.Clone(v)
+			}
+		}
+	}
 	if f.assigned == nil {
 		f.assigned = map[string][]byte{}
 	}
-	for _, n := range nodes {
-		if !f.announced(n, signed) {
-			f.t.Errorf("%s assigned %q before a saved state announced it", n, signed)
+	for _, a := range b.Assign {
+		for _, n := range a.Nodes {
+			if !f.announced(n, a.Signed) {
+				f.t.Errorf("%s assigned %q before a saved state announced it", n, a.Signed)
+			}
+			f.assigned[n] = a.Signed
+			f.log = append(f.log, n)
 		}
-		f.assigned[n] = signed
-		f.log = append(f.log, n)
 	}
 	return nil
+}
+
+func (f *fake) Notify([]string) {}
+
+// saved is rollout id as its records say.
+func (f *fake) saved(id string) *Rollout {
+	f.t.Helper()
+	r, err := restore(store.RolloutRecords{ID: id, Records: f.recs[id]})
+	if err != nil {
+		f.t.Fatalf("rollout %s: %v", id, err)
+	}
+	return r
+}
+
+// records is what the store holds, as [Engine.Load] takes it.
+func (f *fake) records() []store.RolloutRecords {
+	var out []store.RolloutRecords
+	for _, id := range slices.Sorted(maps.Keys(f.recs)) {
+		out = append(out, store.RolloutRecords{ID: id, Records: maps.Clone(f.recs[id])})
+	}
+	return out
 }
 
 // announced reports whether a saved state has node assigned signed: as
 // the rollout's manifest, or as what it is given back.
 func (f *fake) announced(node string, signed []byte) bool {
-	for _, b := range f.states {
-		r, err := restore(b)
-		if err != nil {
-			f.t.Fatal(err)
-		}
+	for id := range f.recs {
+		r := f.saved(id)
 		x := r.Nodes[node]
 		switch {
 		case x == nil:
@@ -68,14 +105,18 @@ func (f *fake) announced(node string, signed []byte) bool {
 	return false
 }
 
-// saved is the phase of a rollout's last saved state.
-func (f *fake) saved(id string) Phase {
-	f.t.Helper()
-	r, err := restore(f.states[id])
-	if err != nil {
-		f.t.Fatalf("rollout %s: %v", id, err)
+// phase is the phase of a rollout's saved state.
+func (f *fake) phase(id string) Phase { return f.saved(id).Phase }
+
+// flush waits until everything the engine staged is committed.
+func flush(t testing.TB, e *Engine) {
+	t.Helper()
+	e.mu.Lock()
+	c := Commit{e: e, seq: e.stagedSeq}
+	e.mu.Unlock()
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
 	}
-	return r.Phase
 }
 
 var class = protocol.Class{1}
@@ -146,6 +187,28 @@ func setupWith(t *testing.T, nodes int, o options) *fixture {
 	return fx
 }
 
+// nodes is every node of rollout id, by id.
+func (fx *fixture) nodes(id string) []NodeView {
+	fx.t.Helper()
+	var out []NodeView
+	for q := (NodeQuery{Limit: MaxPageLimit}); ; {
+		p, err := fx.e.Nodes(id, q, fx.now)
+		if err != nil {
+			fx.t.Fatal(err)
+		}
+		out = append(out, p.Nodes...)
+		if q.After = p.Next; q.After == "" {
+			return out
+		}
+	}
+}
+
+// fk is the fake store, once the engine committed what it staged.
+func (fx *fixture) fk() *fake {
+	flush(fx.t, fx.e)
+	return fx.f
+}
+
 func (fx *fixture) info(id string, seq uint64, d protocol.Digest, st protocol.SlotState) NodeInfo {
 	n := NodeInfo{ID: id, Class: class, Component: "kws", Labels: map[string]string{"hw": "rev2"}, RunningSeq: seq, Running: d,
 		ActiveState: st, AgentVersion: "0.3.0", Runtime: "tflm"}
@@ -172,7 +235,7 @@ func (fx *fixture) status() StatusView {
 
 func (fx *fixture) assignedNew() []string {
 	var out []string
-	for n, m := range fx.f.assigned {
+	for n, m := range fx.fk().assigned {
 		if string(m) == "NEW" {
 			out = append(out, n)
 		}
@@ -192,7 +255,7 @@ func (fx *fixture) activate(id string, p99 uint64) {
 
 func (fx *fixture) advance(d time.Duration) {
 	fx.now = fx.now.Add(d)
-	if err := fx.e.Tick(fx.now); err != nil {
+	if err := fx.e.Tick(fx.now).Wait(); err != nil {
 		fx.t.Fatal(err)
 	}
 }
@@ -202,7 +265,7 @@ func TestGoodModelWaveByWave(t *testing.T) {
 	// Wave 1: 10% of 20 = 2 nodes; the node outside the cohort is not
 	// touched.
 	w1 := fx.assignedNew()
-	if len(w1) != 2 || fx.f.assigned["other"] != nil {
+	if len(w1) != 2 || fx.fk().assigned["other"] != nil {
 		t.Fatalf("wave 1 assigned %v", w1)
 	}
 	// Nothing advances while no node of the wave was activated, whatever
@@ -238,7 +301,7 @@ func TestGoodModelWaveByWave(t *testing.T) {
 	if st.Phase != Completed || st.Totals["succeeded"] != 20 {
 		t.Fatalf("status %+v", st.Totals)
 	}
-	if fx.f.saves == 0 {
+	if fx.fk().saves == 0 {
 		t.Fatal("nothing was saved")
 	}
 }
@@ -257,11 +320,11 @@ func TestBadModelStoppedInWave1AndRolledBack(t *testing.T) {
 	// Every touched node is assigned its previous manifest; no other node
 	// was ever offered the bad one.
 	for _, id := range w1 {
-		if string(fx.f.assigned[id]) != "PREV" {
-			t.Fatalf("%s assigned %q", id, fx.f.assigned[id])
+		if string(fx.fk().assigned[id]) != "PREV" {
+			t.Fatalf("%s assigned %q", id, fx.fk().assigned[id])
 		}
 	}
-	if n := len(fx.f.log); n > 4 {
+	if n := len(fx.fk().log); n > 4 {
 		t.Fatalf("%d assignments: the bad model spread beyond wave 1", n)
 	}
 	fx.e.Hello(fx.info(w1[1], prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now)
@@ -290,11 +353,11 @@ func TestRollbackOfANodeThatNeverActivated(t *testing.T) {
 	fx.e.Hello(fx.info(w1[0], newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
 	fx.e.Status(&protocol.StatusEvent{NodeID: w1[0], State: protocol.StateReverted, Seq: newSeq, Code: protocol.ReasonProbationErrors,
 		Reason: "probation errors", Number: 5}, fx.now)
-	if st := fx.status(); st.Phase != RolledBack || string(fx.f.assigned[quiet]) != "PREV" {
-		t.Fatalf("phase %s, %s assigned %q", st.Phase, quiet, fx.f.assigned[quiet])
+	if st := fx.status(); st.Phase != RolledBack || string(fx.fk().assigned[quiet]) != "PREV" {
+		t.Fatalf("phase %s, %s assigned %q", st.Phase, quiet, fx.fk().assigned[quiet])
 	}
 	state := func() NodeState {
-		for _, n := range fx.status().Nodes {
+		for _, n := range fx.nodes("dep") {
 			if n.ID == quiet {
 				return n.State
 			}
@@ -347,7 +410,7 @@ func TestNodeTimeoutAndMaxConcurrent(t *testing.T) {
 	if st.Totals["timed-out"] != 3 || len(fx.assignedNew()) != 3 {
 		t.Fatalf("totals %v, assigned new %d", st.Totals, len(fx.assignedNew()))
 	}
-	for n, m := range fx.f.assigned {
+	for n, m := range fx.fk().assigned {
 		if string(m) == "PREV" && !strings.HasPrefix(n, "n") {
 			t.Fatal("odd assignment")
 		}
@@ -357,18 +420,15 @@ func TestNodeTimeoutAndMaxConcurrent(t *testing.T) {
 func TestLateJoinerPlacedAndReload(t *testing.T) {
 	fx := setup(t, 9, nil)
 	// A node that says Hello later joins by the same rule.
-	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if st := fx.status(); st.Totals["waiting"]+st.Totals["assigned"] != 10 {
 		t.Fatalf("late node not in the cohort: %v", st.Totals)
 	}
 	// Saved state reloads into an equivalent engine.
-	fx.e.mu.Lock()
-	b, _ := fx.e.rollouts["dep"].Marshal()
-	fx.e.mu.Unlock()
 	e2 := NewEngine(fx.f, fx.f)
-	if err := e2.Load(map[string][]byte{"dep": b}, func([]byte) (*protocol.Deployment, error) { return fx.d, nil }); err != nil {
+	if err := e2.Load(fx.fk().records(), func([]byte) (*protocol.Deployment, error) { return fx.d, nil }, fx.now); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := fx.e.Get("dep", fx.now)
@@ -378,43 +438,67 @@ func TestLateJoinerPlacedAndReload(t *testing.T) {
 	}
 }
 
-// TestLoadStateFormats: a state saved before its format was recorded (no
-// "format" key) loads as format 1; a state of a newer format is refused
-// with ErrFormatTooNew, naming both formats.
+// TestLoadStateFormats: a rollout saved as one JSON document (format 1,
+// or before formats were recorded) loads and is written again as records,
+// its legacy record deleted in the same commit; a summary of a newer
+// format is refused with ErrFormatTooNew, naming both formats.
 func TestLoadStateFormats(t *testing.T) {
 	fx := setup(t, 3, nil)
-	fx.e.mu.Lock()
-	b, _ := fx.e.rollouts["dep"].Marshal()
-	fx.e.mu.Unlock()
-	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil || doc["format"] != float64(StateFormat) {
-		t.Fatalf("saved state has format %v (%v), want %d", doc["format"], err, StateFormat)
-	}
 	verify := func([]byte) (*protocol.Deployment, error) { return fx.d, nil }
+	saved := fx.fk().saved("dep")
+	nodes := map[string]*Node{}
+	for id, n := range saved.Nodes {
+		nodes[id] = n
+	}
 	for _, tc := range []struct {
 		name   string
 		format any // nil: no key
-		want   error
-	}{
-		{"unversioned", nil, nil},
-		{"format 1", 1, nil},
-		{"format 2", 2, ErrFormatTooNew},
-	} {
+	}{{"unversioned", nil}, {"format 1", 1}} {
 		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(legacyState{Rollout: saved, Nodes: nodes, Decisions: saved.Decisions})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc map[string]any
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatal(err)
+			}
 			delete(doc, "format")
 			if tc.format != nil {
 				doc["format"] = tc.format
 			}
-			state, _ := json.Marshal(doc)
-			err := NewEngine(fx.f, fx.f).Load(map[string][]byte{"dep": state}, verify)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("Load = %v, want %v", err, tc.want)
+			legacy, _ := json.Marshal(doc)
+			f := &fake{t: t}
+			e := NewEngine(f, f)
+			if err := e.Load([]store.RolloutRecords{{ID: "dep", Legacy: legacy}}, verify, fx.now); err != nil {
+				t.Fatal(err)
 			}
-			if tc.want != nil && !strings.Contains(err.Error(), "format 2, this edgeota reads formats up to 1") {
-				t.Errorf("%q does not name both formats", err)
+			got := f.saved("dep")
+			if len(got.Nodes) != 3 || got.Phase != saved.Phase || len(got.Decisions) != len(saved.Decisions) {
+				t.Fatalf("rewritten: %d nodes, phase %s, %d decisions; want 3, %s, %d", len(got.Nodes), got.Phase,
+					len(got.Decisions), saved.Phase, len(saved.Decisions))
+			}
+			if _, ok := f.recs["dep"][store.LegacyRolloutKey]; ok {
+				t.Fatal("the legacy record was kept")
 			}
 		})
 	}
+	t.Run("newer", func(t *testing.T) {
+		recs := fx.fk().records()
+		var doc map[string]any
+		if err := json.Unmarshal(recs[0].Records[keySummary], &doc); err != nil || doc["format"] != float64(StateFormat) {
+			t.Fatalf("summary has format %v (%v), want %d", doc["format"], err, StateFormat)
+		}
+		doc["format"] = StateFormat + 1
+		recs[0].Records[keySummary], _ = json.Marshal(doc)
+		err := NewEngine(fx.f, fx.f).Load(recs, verify, fx.now)
+		if !errors.Is(err, ErrFormatTooNew) {
+			t.Fatalf("Load = %v, want ErrFormatTooNew", err)
+		}
+		if want := fmt.Sprintf("format %d, this edgeota reads formats up to %d", StateFormat+1, StateFormat); !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not name both formats", err)
+		}
+	})
 }
 
 // TestLateJoinersDoNotWidenAWave: wave k has taken enough once
@@ -423,7 +507,7 @@ func TestLoadStateFormats(t *testing.T) {
 func TestLateJoinersDoNotWidenAWave(t *testing.T) {
 	fx := setup(t, 2, nil) // wave 1 is 10%: 1 node of 2
 	for i := 0; i < 18; i++ {
-		if err := fx.e.Hello(fx.info(fmt.Sprintf("late%02d", i), prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+		if err := fx.e.Hello(fx.info(fmt.Sprintf("late%02d", i), prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -450,7 +534,7 @@ func (fx *fixture) complete() {
 
 // nodeState is a node's state in the fixture's rollout, "" when absent.
 func (fx *fixture) nodeState(id string) NodeState {
-	for _, n := range fx.status().Nodes {
+	for _, n := range fx.nodes("dep") {
 		if n.ID == id {
 			return n.State
 		}
@@ -472,7 +556,7 @@ func TestJoinAfterCompletion(t *testing.T) {
 		if labels != nil {
 			n.Labels = labels
 		}
-		if err := fx.e.Hello(n, fx.prevOf, fx.now); err != nil {
+		if err := fx.e.Hello(n, fx.prevOf, fx.now).Wait(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -481,7 +565,7 @@ func TestJoinAfterCompletion(t *testing.T) {
 	hello("late-newer", newSeq+5, sha256.Sum256([]byte("newer")), nil)
 	hello("late-rev1", prevSeq, prevDigest, map[string]string{"hw": "rev1"})
 	for id, want := range map[string]string{"late-good": "NEW", "late-bad": "NEW", "late-newer": "", "late-rev1": ""} {
-		if got := string(fx.f.assigned[id]); got != want {
+		if got := string(fx.fk().assigned[id]); got != want {
 			t.Errorf("%s assigned %q, want %q", id, got, want)
 		}
 	}
@@ -498,8 +582,8 @@ func TestJoinAfterCompletion(t *testing.T) {
 	if s := fx.nodeState("late-good"); s != NodeSucceeded {
 		t.Errorf("late-good is %q after its soak, want %s", s, NodeSucceeded)
 	}
-	if s := fx.nodeState("late-bad"); s != NodeFailed || string(fx.f.assigned["late-bad"]) != "PREV" {
-		t.Errorf("late-bad is %q, assigned %q; want failed and given PREV back", s, fx.f.assigned["late-bad"])
+	if s := fx.nodeState("late-bad"); s != NodeFailed || string(fx.fk().assigned["late-bad"]) != "PREV" {
+		t.Errorf("late-bad is %q, assigned %q; want failed and given PREV back", s, fx.fk().assigned["late-bad"])
 	}
 	if st.Phase != Completed {
 		t.Errorf("phase %s after late joiners, want completed", st.Phase)
@@ -525,7 +609,7 @@ func TestJoinGoesToTheNewestProvenRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var first string
-	for n, m := range fx.f.assigned {
+	for n, m := range fx.fk().assigned {
 		if string(m) == "NEWER" {
 			first = n
 		}
@@ -535,10 +619,10 @@ func TestJoinGoesToTheNewestProvenRollout(t *testing.T) {
 	if v, _ := fx.e.Get("dep2", fx.now); v.Phase != RolledBack {
 		t.Fatalf("dep2 is %s, want rolled-back", v.Phase)
 	}
-	if err := fx.e.Hello(fx.info("newcomer", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Hello(fx.info("newcomer", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(fx.f.assigned["newcomer"]); got != "NEW" {
+	if got := string(fx.fk().assigned["newcomer"]); got != "NEW" {
 		t.Fatalf("the newcomer was assigned %q, want the last proven manifest NEW", got)
 	}
 }

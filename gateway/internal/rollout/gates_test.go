@@ -14,7 +14,7 @@ func (fx *fixture) report(id string, seq, inferences, errors, p99 uint64, metric
 	fx.t.Helper()
 	fx.number++
 	if err := fx.e.Health(&protocol.HealthReport{NodeID: id, RunningSeq: seq, Inferences: inferences, Errors: errors,
-		LatencyP99Micros: p99, Metrics: metrics, Number: fx.number}, fx.now); err != nil {
+		LatencyP99Micros: p99, Metrics: metrics, Number: fx.number}, fx.now).Wait(); err != nil {
 		fx.t.Fatal(err)
 	}
 }
@@ -23,7 +23,7 @@ func (fx *fixture) report(id string, seq, inferences, errors, p99 uint64, metric
 func (fx *fixture) confirm(id string) {
 	fx.t.Helper()
 	for _, st := range []protocol.SlotState{protocol.SlotTrial, protocol.SlotConfirmed} {
-		if err := fx.e.Hello(fx.info(id, newSeq, newDigest, st), fx.prevOf, fx.now); err != nil {
+		if err := fx.e.Hello(fx.info(id, newSeq, newDigest, st), fx.prevOf, fx.now).Wait(); err != nil {
 			fx.t.Fatal(err)
 		}
 	}
@@ -36,7 +36,7 @@ func (fx *fixture) revert(id string, code protocol.Reason) {
 	fx.number++
 	fx.e.Hello(fx.info(id, newSeq, newDigest, protocol.SlotTrial), fx.prevOf, fx.now)
 	if err := fx.e.Status(&protocol.StatusEvent{NodeID: id, State: protocol.StateReverted, Seq: newSeq, Code: code,
-		Number: fx.number}, fx.now); err != nil {
+		Number: fx.number}, fx.now).Wait(); err != nil {
 		fx.t.Fatal(err)
 	}
 }
@@ -103,7 +103,7 @@ func TestGates(t *testing.T) {
 			tt.drive(fx)
 			st := fx.status()
 			var n NodeView
-			for _, v := range st.Nodes {
+			for _, v := range fx.nodes("dep") {
 				if v.ID == node {
 					n = v
 				}
@@ -161,7 +161,7 @@ func TestRollbackTarget(t *testing.T) {
 			}
 			for _, id := range w1 {
 				got := ""
-				if m := fx.f.assigned[id]; string(m) != "NEW" {
+				if m := fx.fk().assigned[id]; string(m) != "NEW" {
 					got = string(m)
 				}
 				if got != tt.want {
@@ -172,7 +172,7 @@ func TestRollbackTarget(t *testing.T) {
 				if n := st.Totals[string(NodeStuck)]; n != len(w1) {
 					t.Fatalf("%d nodes rollback-stuck, want %d: %v", n, len(w1), st.Totals)
 				}
-				for _, n := range st.Nodes {
+				for _, n := range fx.nodes("dep") {
 					if n.State == NodeStuck && !strings.Contains(n.Reason, "no previous manifest known and no rollback_manifest") {
 						t.Errorf("%s is rollback-stuck saying %q", n.ID, n.Reason)
 					}

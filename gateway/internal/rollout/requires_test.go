@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
 )
 
@@ -43,7 +44,7 @@ func TestIneligibleNodes(t *testing.T) {
 	if st.Ineligible != 4 || st.Totals[string(NodeIneligible)] != 4 {
 		t.Fatalf("%d ineligible, totals %v; want 4", st.Ineligible, st.Totals)
 	}
-	for _, n := range st.Nodes {
+	for _, n := range fx.nodes("dep") {
 		if want, ok := reasons[n.ID]; ok && (n.State != NodeIneligible || n.Reason != want || n.Wave != 0) {
 			t.Errorf("%s is %s in wave %d (%s), want ineligible outside the waves (%s)", n.ID, n.State, n.Wave, n.Reason, want)
 		}
@@ -56,14 +57,14 @@ func TestIneligibleNodes(t *testing.T) {
 	// A waiting node whose agent is started again without its runtime
 	// becomes ineligible, and the wave rule counts 15.
 	var waiting string
-	for _, n := range st.Nodes {
+	for _, n := range fx.nodes("dep") {
 		if n.State == NodeWaiting {
 			waiting = n.ID
 			break
 		}
 	}
 	unmet[waiting] = func(n *NodeInfo) { n.Runtime = "" }
-	if err := fx.e.Hello(fx.info(waiting, prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Hello(fx.info(waiting, prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if s := fx.nodeState(waiting); s != NodeIneligible {
@@ -76,31 +77,31 @@ func TestIneligibleNodes(t *testing.T) {
 		t.Fatalf("completed with totals %v, %d ineligible; want 15 succeeded, 5 ineligible, none failed", st.Totals, st.Ineligible)
 	}
 	for id := range unmet {
-		if m := fx.f.assigned[id]; m != nil {
+		if m := fx.fk().assigned[id]; m != nil {
 			t.Errorf("ineligible %s was assigned %q", id, m)
 		}
 	}
-	if r, err := restore(fx.f.states["dep"]); err != nil || r.Nodes["n02"].State != NodeIneligible {
+	if r, err := restore(store.RolloutRecords{ID: "dep", Records: fx.fk().recs["dep"]}); err != nil || r.Nodes["n02"].State != NodeIneligible {
 		t.Fatalf("saved state: %v; n02 not saved ineligible", err)
 	}
 
 	// A new node that names no runtime joins the completed rollout's
 	// cohort ineligible, and is not assigned.
 	unmet["late"] = func(n *NodeInfo) { n.Runtime = "" }
-	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Hello(fx.info("late", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if s, m := fx.nodeState("late"), fx.f.assigned["late"]; s != NodeIneligible || m != nil {
+	if s, m := fx.nodeState("late"), fx.fk().assigned["late"]; s != NodeIneligible || m != nil {
 		t.Fatalf("a new node naming no runtime is %s, assigned %q; want ineligible, not assigned", s, m)
 	}
 
 	// n00 is started again with the runtime: it joins the completed
 	// rollout and is assigned at once.
 	meets["n00"] = true
-	if err := fx.e.Hello(fx.info("n00", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now); err != nil {
+	if err := fx.e.Hello(fx.info("n00", prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if s, m := fx.nodeState("n00"), string(fx.f.assigned["n00"]); s != NodeAssigned || m != "NEW" {
+	if s, m := fx.nodeState("n00"), string(fx.fk().assigned["n00"]); s != NodeAssigned || m != "NEW" {
 		t.Fatalf("n00 meeting the requires is %s, assigned %q; want assigned NEW", s, m)
 	}
 	if st := fx.status(); st.Ineligible != 5 {
@@ -125,8 +126,8 @@ func TestIneligibleNodesLeftAloneInARollback(t *testing.T) {
 		t.Fatalf("phase %s, %d ineligible; want rolled-back, 5", st.Phase, st.Ineligible)
 	}
 	for i := range 5 {
-		if id := fmt.Sprintf("n%02d", i); fx.f.assigned[id] != nil {
-			t.Errorf("ineligible %s was assigned %q in the rollback", id, fx.f.assigned[id])
+		if id := fmt.Sprintf("n%02d", i); fx.fk().assigned[id] != nil {
+			t.Errorf("ineligible %s was assigned %q in the rollback", id, fx.fk().assigned[id])
 		}
 	}
 }

@@ -1,11 +1,9 @@
 package rollout
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"edgeota/protocol"
@@ -86,9 +84,17 @@ type Node struct {
 	Failed   bool      `json:"failed,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
 	Reason   string    `json:"reason,omitempty"`
+
+	// c is what the node adds to its rollout's tally; inUntargeted and
+	// inReady say it is in those heaps of its rollout.
+	c            contrib
+	inUntargeted bool
+	inReady      bool
 }
 
-// Rollout is the persisted state of one deployment on this gateway.
+// Rollout is the state of one deployment on this gateway: its summary
+// (the fields saved as JSON in its summary record), its nodes (a record
+// each) and its latest decisions (a record each); see records.go.
 type Rollout struct {
 	// Format is the format of the saved state, [StateFormat] when this
 	// build saves it; 0 in states saved before it was recorded, which are
@@ -111,10 +117,32 @@ type Rollout struct {
 	WaveSince time.Time          `json:"wave_since"`
 	Started   time.Time          `json:"started"`
 	Updated   time.Time          `json:"updated"`
-	Nodes     map[string]*Node   `json:"nodes"`
-	Decisions []Decision         `json:"decisions"`
-	d         *protocol.Deployment
-	expr      *cohort.Expr
+	// Nodes are the nodes of the cohort, by id; Decisions the latest
+	// [maxDecisions], oldest first, DecisionSeq the number of decisions
+	// ever taken (the sequence number of the latest).
+	Nodes       map[string]*Node `json:"-"`
+	Decisions   []Decision       `json:"-"`
+	DecisionSeq uint64           `json:"-"`
+
+	d    *protocol.Deployment
+	expr *cohort.Expr
+	// order holds the nodes in wave order (package wave), t counts them,
+	// active holds those assigned, on trial or confirmed, untargeted and
+	// ready the nodes the next wave takes and the targeted nodes waiting
+	// to be assigned, each in wave order.
+	order      []*Node
+	t          tally
+	active     map[*Node]struct{}
+	untargeted nodeHeap
+	ready      nodeHeap
+	// What changed since the last stage (records.go): the nodes touched,
+	// the decisions taken, the summary as last written.
+	dirty      map[*Node]struct{}
+	decided    int
+	written    summaryKey
+	prevs      map[[32]byte][]byte // previous manifests by hash, shared by the nodes
+	newPrevs   [][32]byte
+	rewriteAll bool // loaded from a legacy record: write every record again
 }
 
 // Decision is one explained decision, for the status.
@@ -129,43 +157,24 @@ const maxDecisions = 200
 func (r *Rollout) decide(now time.Time, node, format string, args ...any) {
 	r.Decisions = append(r.Decisions, Decision{At: now, Node: node, What: fmt.Sprintf(format, args...)})
 	if len(r.Decisions) > maxDecisions {
-		r.Decisions = r.Decisions[len(r.Decisions)-maxDecisions:]
+		r.Decisions = slices.Delete(r.Decisions, 0, len(r.Decisions)-maxDecisions)
 	}
+	r.DecisionSeq++
+	r.decided++
+	r.Updated = now
 }
 
-// StateFormat is the format of the state [Rollout.Marshal] saves (JSON
-// of [Rollout]); [Engine.Load] reads it and the formats before it, and
-// refuses a newer one with [ErrFormatTooNew]. A change that an older
-// gateway would misread (a field it would ignore while acting on the
-// rest) raises it.
-const StateFormat = 1
+// StateFormat is the format of the records [Engine] saves (records.go):
+// format 2 is a summary record, a record per node and per decision; format
+// 1 was one JSON document of the whole rollout, which [Engine.Load] still
+// reads and writes again as records. A format newer than StateFormat is
+// refused with [ErrFormatTooNew]. A change that an older gateway would
+// misread (a field it would ignore while acting on the rest) raises it.
+const StateFormat = 2
 
 // ErrFormatTooNew: a saved rollout state is of a format newer than
 // [StateFormat]; a newer edgeota saved it.
 var ErrFormatTooNew = errors.New("rollout: saved state of a newer format than this edgeota supports")
-
-// Marshal encodes the state for the Saver, in format [StateFormat].
-func (r *Rollout) Marshal() ([]byte, error) {
-	r.Format = StateFormat
-	return json.Marshal(r)
-}
-
-// restore decodes a saved state; d and expr are rebuilt by the engine.
-func restore(b []byte) (*Rollout, error) {
-	var r Rollout
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("rollout: saved state: %w", err)
-	}
-	if r.Format > StateFormat {
-		return nil, fmt.Errorf("%w: rollout %s is saved in format %d, this edgeota reads formats up to %d: run the newer edgeota that saved it",
-			ErrFormatTooNew, r.ID, r.Format, StateFormat)
-	}
-	r.Format = StateFormat
-	if r.Nodes == nil {
-		r.Nodes = map[string]*Node{}
-	}
-	return &r, nil
-}
 
 // NodeInfo is what the gateway knows of a node from its last Hello.
 type NodeInfo struct {
@@ -197,28 +206,4 @@ func (r *Rollout) unmet(n NodeInfo) string {
 		return err.Error()
 	}
 	return ""
-}
-
-// eligible returns the nodes of the cohort that meet the manifest's
-// requires, in wave order: the N of the wave rule.
-func (r *Rollout) eligible() []*Node {
-	return slices.DeleteFunc(r.ordered(), func(x *Node) bool { return x.State == NodeIneligible })
-}
-
-// ordered returns the cohort ids in wave order.
-func (r *Rollout) ordered() []*Node {
-	ns := make([]*Node, 0, len(r.Nodes))
-	for _, n := range r.Nodes {
-		ns = append(ns, n)
-	}
-	slices.SortFunc(ns, func(a, b *Node) int {
-		if a.Key != b.Key {
-			if a.Key < b.Key {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return ns
 }

@@ -41,7 +41,7 @@ func TestHelloDuringStartJoins(t *testing.T) {
 		}
 		// The node's Hello is stored after this list was read, and
 		// reaches the engine now.
-		go func() { helloDone <- e.Hello(info("late"), prev, now) }()
+		go func() { helloDone <- e.Hello(info("late"), prev, now).Wait() }()
 		return []NodeInfo{info("n0"), info("n1"), info("n2")}, nil
 	}
 	if err := e.Start(d, []byte("DEP"), m, list, prev, now); err != nil {

@@ -2,12 +2,15 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 // StatusView is a rollout's status for operators: the admin API, `edgeota
-// rollout status` and the retained JSON on the rollout topic.
+// rollout status` and the retained JSON on the rollout topic. Its size
+// does not grow with the rollout's: per-node detail is paged by
+// [Engine.Nodes].
 type StatusView struct {
 	ID        string         `json:"id"`
 	Seq       uint64         `json:"seq"`
@@ -20,7 +23,6 @@ type StatusView struct {
 	Wave      int            `json:"wave"` // 1-based current wave
 	Waves     []WaveView     `json:"waves"`
 	Gates     []GateView     `json:"gates"`
-	Nodes     []NodeView     `json:"nodes"`
 	Decisions []Decision     `json:"decisions"`
 	Started   time.Time      `json:"started"`
 	Updated   time.Time      `json:"updated"`
@@ -78,12 +80,11 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 	var worstErr, worstP99 string
 	var worstErrV float64
 	var worstP99V uint64
-	for _, n := range r.ordered() {
+	for _, n := range r.order {
 		v.Totals[string(n.State)]++
 		if n.State == NodeIneligible {
 			v.Ineligible++
 		}
-		v.Nodes = append(v.Nodes, n.view())
 		if n.Failed {
 			failed++
 		}
@@ -154,10 +155,7 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 	if g.MinReports != nil {
 		add("min_reports", "per node", fmt.Sprint(*g.MinReports), true)
 	}
-	v.Decisions = r.Decisions
-	if len(v.Decisions) > 30 {
-		v.Decisions = v.Decisions[len(v.Decisions)-30:]
-	}
+	v.Decisions = slices.Clone(r.Decisions[max(0, len(r.Decisions)-30):])
 	return v
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,17 +91,18 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	db, path := openTest(t)
 	fill(t, db)
 	db.Close()
-	setVersion(t, path, 2)
+	setVersion(t, path, byte(SchemaVersion()+1))
 	sum := sumFile(t, path)
 	db2, err := Open(path)
 	if err == nil {
 		db2.Close()
-		t.Fatal("opened a database of schema version 2")
+		t.Fatalf("opened a database of schema version %d", SchemaVersion()+1)
 	}
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("Open = %v, want ErrSchemaTooNew", err)
 	}
-	for _, part := range []string{"gateway database has schema version 2", "supports versions up to 1", "newer edgeota"} {
+	for _, part := range []string{fmt.Sprintf("gateway database has schema version %d", SchemaVersion()+1),
+		fmt.Sprintf("supports versions up to %d", SchemaVersion()), "newer edgeota"} {
 		if !strings.Contains(err.Error(), part) {
 			t.Errorf("%q does not say %q", err, part)
 		}
@@ -109,7 +111,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal("refusing a newer database changed it")
 	}
 	// Put the version back so the cleanup can check the file.
-	setVersion(t, path, 1)
+	setVersion(t, path, byte(SchemaVersion()))
 }
 
 // A database without meta/format (written before versions were
@@ -126,8 +128,8 @@ func TestOpenStampsUnversioned(t *testing.T) {
 		t.Fatalf("after stamping:\n%s\nwant:\n%s", got, want)
 	}
 	db.bolt.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get([]byte("format")); !bytes.Equal(v, []byte{1}) {
-			t.Errorf("meta/format = %x, want 01", v)
+		if v := tx.Bucket(bucketMeta).Get([]byte("format")); !bytes.Equal(v, []byte{byte(SchemaVersion())}) {
+			t.Errorf("meta/format = %x, want %02x (version 1, migrated)", v, SchemaVersion())
 		}
 		return nil
 	})
@@ -182,31 +184,36 @@ func TestMigrationIsAtomic(t *testing.T) {
 			db.Close()
 			sum := sumFile(t, path)
 
-			withSchema(t, schema.Schema{What: "gateway database", Steps: []schema.Step{relabel(tc.mid)}})
+			real, cur := fileSchema, SchemaVersion()
+			with := func(step schema.Step) schema.Schema {
+				return schema.Schema{What: "gateway database", Steps: append(slices.Clone(real.Steps), step)}
+			}
+			withSchema(t, with(relabel(tc.mid)))
 			if db, err := Open(path); err == nil {
 				db.Close()
 				t.Fatal("Open succeeded with a failing step")
-			} else if !strings.Contains(err.Error(), "migrate schema version 1 to 2 (relabel nodes)") || !strings.Contains(err.Error(), "still at version 1") {
+			} else if !strings.Contains(err.Error(), fmt.Sprintf("migrate schema version %d to %d (relabel nodes)", cur, cur+1)) ||
+				!strings.Contains(err.Error(), fmt.Sprintf("still at version %d", cur)) {
 				t.Fatalf("Open = %v", err)
 			}
 			if sumFile(t, path) != sum {
 				t.Fatal("a failed migration changed the file")
 			}
-			fileSchema = schema.Schema{What: "gateway database"}
+			fileSchema = real
 			db = openPath(t, path)
 			if got := describe(t, db); got != want {
 				t.Fatalf("the old schema reads:\n%s\nwant:\n%s", got, want)
 			}
 			db.Close()
 
-			fileSchema = schema.Schema{What: "gateway database", Steps: []schema.Step{relabel(nil)}}
+			fileSchema = with(relabel(nil))
 			db = openPath(t, path)
 			got := describe(t, db)
 			if wantV2 := strings.ReplaceAll(want, "map[hw:rev2]", "map[hw:rev2 v2:yes]"); got != wantV2 {
 				t.Fatalf("after the migration:\n%s\nwant:\n%s", got, wantV2)
 			}
 			db.bolt.View(func(tx *bolt.Tx) error {
-				if v, _ := schema.Version(tx); v != 2 || tx.Bucket([]byte("v2")) == nil {
+				if v, _ := schema.Version(tx); v != cur+1 || tx.Bucket([]byte("v2")) == nil {
 					t.Errorf("version %d, bucket v2 %v", v, tx.Bucket([]byte("v2")) != nil)
 				}
 				return nil
@@ -226,7 +233,7 @@ func TestCopy(t *testing.T) {
 
 	newer := filepath.Join(dir, "newer.db")
 	copyFile(t, path, newer)
-	setVersion(t, newer, 2)
+	setVersion(t, newer, byte(SchemaVersion()+1))
 	text := filepath.Join(dir, "text.db")
 	os.WriteFile(text, bytes.Repeat([]byte("not a database\n"), 1000), 0o600)
 	empty := filepath.Join(dir, "empty.db")
@@ -252,9 +259,9 @@ func TestCopy(t *testing.T) {
 		want        error
 		version     uint64
 	}{
-		{"a gateway database", path, true, nil, 1},
-		{"newer, copied", newer, false, nil, 2},
-		{"newer, refused", newer, true, ErrSchemaTooNew, 2},
+		{"a gateway database", path, true, nil, SchemaVersion()},
+		{"newer, copied", newer, false, nil, SchemaVersion() + 1},
+		{"newer, refused", newer, true, ErrSchemaTooNew, SchemaVersion() + 1},
 		{"not a bbolt file", text, true, ErrNotDatabase, 0},
 		{"empty file", empty, true, ErrNotDatabase, 0},
 		{"a bbolt file of something else", bare, true, ErrNotDatabase, 1},
@@ -315,7 +322,7 @@ func TestRestore(t *testing.T) {
 	db.Close()
 	newer := filepath.Join(src, "newer.db")
 	copyFile(t, good, newer)
-	setVersion(t, newer, 2)
+	setVersion(t, newer, byte(SchemaVersion()+1))
 	text := filepath.Join(src, "text.db")
 	os.WriteFile(text, bytes.Repeat([]byte("not a database\n"), 1000), 0o600)
 
@@ -380,7 +387,7 @@ func TestRestore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Version != 1 || res.Bytes == 0 {
+			if res.Version != SchemaVersion() || res.Bytes == 0 {
 				t.Errorf("Restore = %+v", res)
 			}
 			r := openPath(t, path)

@@ -47,7 +47,9 @@ var (
 // fileSchema is the schema of the store's file: its version history, and
 // the migrations from each version to the next (package schema). Version 1
 // is the layout the package documentation describes.
-var fileSchema = schema.Schema{What: "gateway database"}
+var fileSchema = schema.Schema{What: "gateway database", Steps: []schema.Step{
+	{Name: "rollouts: a bucket per rollout, one record per node", Migrate: migrateRolloutsToBuckets},
+}}
 
 // SchemaVersion returns the schema version of the files this build writes,
 // the newest it opens.
@@ -148,7 +150,10 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: c.lockTimeout, NoStatistics: true})
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: c.lockTimeout, NoStatistics: true,
+		// The freelist is rebuilt at open instead of written by every
+		// commit: a commit writes only the pages it changed.
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: open %s: %w: another handle held it for the whole %v lock timeout", path, ErrLocked, c.lockTimeout)
 	}
