@@ -619,15 +619,18 @@ func metric(t *testing.T, api *admin.Client, name string) float64 {
 }
 
 // TestNewerDatabaseRefused: a gateway whose gateway.db or outbox.db a
-// newer edgeota wrote (schema version 2) does not start: New fails with
+// newer edgeota wrote (a schema version above this build's) does not start: New fails with
 // ErrSchemaTooNew, saying both versions and that a newer edgeota is
 // needed, and the file it refused does not change. (When outbox.db is the
 // newer one, gateway.db was opened first: a newer edgeota migrated it too,
 // so nothing migrates it here.)
 func TestNewerDatabaseRefused(t *testing.T) {
-	for _, tc := range []struct{ file, what string }{
-		{"gateway.db", "the gateway database has schema version 2"},
-		{"outbox.db", "the outbox has schema version 2"},
+	for _, tc := range []struct {
+		file, what string
+		version    uint64 // this build's
+	}{
+		{"gateway.db", "the gateway database has schema version", gateway.SchemaVersion()},
+		{"outbox.db", "the outbox has schema version", 1},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			data := t.TempDir()
@@ -642,7 +645,9 @@ func TestNewerDatabaseRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{2}) }); err != nil {
+			if err := db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte{byte(tc.version + 1)})
+			}); err != nil {
 				t.Fatal(err)
 			}
 			db.Close()
@@ -660,7 +665,8 @@ func TestNewerDatabaseRefused(t *testing.T) {
 			if !errors.Is(err, gateway.ErrSchemaTooNew) {
 				t.Fatalf("New = %v, want ErrSchemaTooNew", err)
 			}
-			for _, part := range []string{tc.what, "supports versions up to 1", "a newer edgeota wrote it"} {
+			for _, part := range []string{fmt.Sprintf("%s %d", tc.what, tc.version+1), fmt.Sprintf("supports versions up to %d", tc.version),
+				"a newer edgeota wrote it"} {
 				if !strings.Contains(err.Error(), part) {
 					t.Errorf("%q does not say %q", err, part)
 				}

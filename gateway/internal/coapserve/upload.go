@@ -143,7 +143,7 @@ func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
 		w.Payload = []byte("class mismatch")
 		return
 	}
-	_, changed, err := h.cfg.Store.PutHello(hello, addr)
+	n, changed, err := h.cfg.Store.PutHello(hello, addr)
 	if errors.Is(err, store.ErrRegistryFull) {
 		h.registryFull(w, node, addr)
 		return
@@ -157,12 +157,6 @@ func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
 	h.log.Info("hello", "node", node, "from", addr, "running_seq", hello.RunningSeq, "slot", hello.ActiveSlot.String(), "state", hello.ActiveState.String())
 	if changed {
 		h.Notify(node)
-	}
-	n, err := h.cfg.Store.Node(node)
-	if err != nil {
-		h.log.Error("store hello", "node", node, "err", err)
-		w.Code = codes.InternalServerError
-		return
 	}
 	h.answerWhen(w, h.cfg.Rollouts.Hello(n, h.cfg.Now()), node, protocol.ResHello)
 }
