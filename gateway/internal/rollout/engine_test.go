@@ -89,14 +89,15 @@ func (f *fake) records() []store.RolloutRecords {
 }
 
 // announced reports whether a saved state has node assigned signed: as
-// the rollout's manifest, or as what it is given back.
+// the rollout's manifest (it was assigned), or as what it is given back.
 func (f *fake) announced(node string, signed []byte) bool {
 	for id := range f.recs {
 		r := f.saved(id)
 		x := r.Nodes[node]
 		switch {
 		case x == nil:
-		case bytes.Equal(signed, r.Manifest) && x.State == NodeAssigned:
+		case bytes.Equal(signed, r.Manifest) && !x.AssignedAt.IsZero():
+			// Assigned; the same commit may carry a later state.
 			return true
 		case !bytes.Equal(signed, r.Manifest) && x.Returned:
 			return true
