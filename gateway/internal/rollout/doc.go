@@ -10,9 +10,28 @@
 // aborted or rolled back. Each node of the cohort is waiting, assigned
 // (told to download), in trial, confirmed (soaking), succeeded, failed
 // (reverted, refused the update, or breached a gate), timed out, or rolled
-// back. Every transition and every per-node decision is saved (Saver)
-// before it takes effect (Assigner), so a gateway killed at any moment
-// resumes exactly where it stood.
+// back. Every transition and every per-node decision is saved before it
+// takes effect, so a gateway killed at any moment resumes exactly where it
+// stood.
+//
+// # Saving, and the cost of a node event
+//
+// A rollout is saved as records (records.go): a summary, one record per
+// node, one per decision. A call (a node's Hello, health report or status
+// event, a tick, an operator's command) changes the rollout in memory and
+// stages the records it touched and the assignments it made; a committer
+// goroutine writes everything staged in one transaction of the gateway's
+// database (group commit: calls that arrive while a transaction is written
+// share the next one), the assignments in the same transaction, then
+// notifies the assigned nodes' observers and completes the callers'
+// [Commit]s. The gateway answers a node once its Commit is durable.
+//
+// Counts kept on every node change (tally.go) answer the gates and the
+// wave rule, and two heaps in wave order give the next nodes to target and
+// to assign, so the work of a node event does not grow with the rollout;
+// a tick judges only the nodes assigned, on trial or confirmed. The status
+// ([StatusView]) counts nodes and never lists them; [Engine.Nodes] pages
+// them.
 //
 // # Waves
 //

@@ -10,7 +10,7 @@
 //
 // # Layout
 //
-// Top-level buckets of schema version 1 (meta/format):
+// Top-level buckets of schema version 2 (meta/format):
 //
 //	meta          format -> 1; standing -> assignment record of the standing
 //	              rule; deployment-seq -> highest deployment seq applied
@@ -20,12 +20,22 @@
 //	nodes         node id -> node record; the bucket's sequence is the
 //	              number of records (the registry's size, [WithMaxNodes])
 //	assignments   node id -> assignment record
-//	rollouts      deployment id -> the rollout engine's state (created with
-//	              the first rollout)
+//	rollouts      deployment id -> bucket of the rollout engine's records
+//	              for that rollout (created with the first rollout; the
+//	              engine chooses the keys, [DB.CommitRollouts] writes them
+//	              with the assignments they decided, in one transaction)
 //
 // The buckets psks, observers and audit, created when first written, hold
 // the nodes' DTLS keys, the manifest observations and the provisioning
 // audit (their files say how).
+//
+// Schema version 1 kept a rollout as one value, rollouts/<id>; the
+// migration to version 2 moves it to rollouts/<id>/legacy, which the
+// rollout engine reads and writes again as records.
+//
+// The freelist is not written by commits (bbolt's NoFreelistSync): a
+// commit writes only the pages it changed, and [Open] rebuilds the
+// freelist by walking the file.
 //
 // Records are a format byte (1) followed by CBOR (Core Deterministic
 // Encoding, integer keys). An image bucket's sequence (bbolt
