@@ -513,12 +513,15 @@ func (e *Engine) Hello(n NodeInfo, prev func(NodeInfo) []byte, now time.Time) Co
 		case r.Phase == RolledBack && runsPrev && n.ActiveState == protocol.SlotConfirmed && x.State != NodeWaiting:
 			r.setState(x, NodeRolledBack, now, fmt.Sprintf("runs seq %d again", n.RunningSeq))
 		case (x.State == NodeAssigned || x.State == NodeTrial) && runsNew && n.ActiveState == protocol.SlotTrial:
-			if x.ActivatedAt.IsZero() {
-				x.ActivatedAt = now
-			}
+			// A trial Hello after the trial status event changes nothing.
 			changed = x.State != NodeTrial
-			x.State, x.Since = NodeTrial, now
-			r.touch(x)
+			if changed {
+				if x.ActivatedAt.IsZero() {
+					x.ActivatedAt = now
+				}
+				x.State, x.Since = NodeTrial, now
+				r.touch(x)
+			}
 		case (x.State == NodeAssigned || x.State == NodeTrial) && runsNew && n.ActiveState == protocol.SlotConfirmed:
 			if x.ActivatedAt.IsZero() {
 				x.ActivatedAt = now
@@ -657,6 +660,7 @@ func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) Commit {
 		x.LastSeen = now
 		if x.ActivatedAt.IsZero() || rep.RunningSeq != r.ManSeq {
 			if rep.RunningSeq == x.PrevSeq {
+				p99, at := x.BaselineP99, x.BaselineAt
 				if now.Sub(x.BaselineAt) > time.Hour {
 					x.BaselineP99 = 0
 				}
@@ -664,7 +668,9 @@ func (e *Engine) Health(rep *protocol.HealthReport, now time.Time) Commit {
 					x.BaselineAt = now
 				}
 				x.BaselineP99 = max(x.BaselineP99, rep.LatencyP99Micros)
-				r.touch(x)
+				if x.BaselineP99 != p99 || !x.BaselineAt.Equal(at) {
+					r.touch(x) // a steady baseline writes nothing
+				}
 			}
 			continue
 		}
