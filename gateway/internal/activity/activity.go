@@ -1,8 +1,18 @@
 // Package activity aggregates what nodes send between two records in the
 // gateway's database: the latest health report and status event of each
-// node and their counts, and which nodes said Hello. Recording them once a
-// second in one transaction ([Recorder.Flush], store.DB.Record) keeps the
-// CoAP path free of database commits.
+// node and their counts, when and from where each node was last heard, and
+// which nodes said Hello. Recording them once a second in one transaction
+// ([Recorder.Flush], store.DB.Record) keeps the CoAP path free of database
+// commits, and writes a node's record at most once a second however often
+// it speaks.
+//
+// What is recorded here may be lost in a crash (at most the last second of
+// it), which is why it holds nothing the gateway promises to keep: the
+// health reports and status events themselves are forwarded durably
+// through the outbox before their 2.04 when the uplink is on, and the
+// rollouts keep their own durable state; a Hello that changes the node's
+// record is stored before its 2.04 (store.DB.PutHello), one that repeats
+// it only refreshes LastSeen here ([Recorder.Seen]).
 package activity
 
 import (
@@ -66,6 +76,15 @@ func (a *Recorder) Status(e *protocol.StatusEvent, addr string, now time.Time) {
 	x := a.entry(e.NodeID)
 	c := *e
 	x.Status, x.Statuses, x.Addr, x.Seen = &c, x.Statuses+1, addr, now
+}
+
+// Seen records that node was heard from addr at now, with nothing else
+// to record: a Hello that repeats what the database holds.
+func (a *Recorder) Seen(node, addr string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	x := a.entry(node)
+	x.Addr, x.Seen = addr, now
 }
 
 func (a *Recorder) entry(node string) *store.Activity {

@@ -80,6 +80,8 @@ type Deferred struct {
 	done  *atomic.Bool
 	// identity routes the answer through the requester's secure session.
 	identity string
+	// answered holds the answer of a Response made outside a Server.
+	answered chan *Response
 }
 
 // Defer turns this response into a deferred one: the worker sends nothing
@@ -88,13 +90,37 @@ func (r *Response) Defer() *Deferred {
 	d := r.seed
 	d.token = append([]byte(nil), d.token...)
 	d.done = new(atomic.Bool)
+	if d.s == nil {
+		d.answered = make(chan *Response, 1)
+	}
 	r.defer_ = &d
 	return r.defer_
+}
+
+// Deferred returns the deferred answer the handler made of this response
+// with Defer, or nil when it answered at once.
+func (r *Response) Deferred() *Deferred { return r.defer_ }
+
+// Answer waits for the answer of a deferred response that no Server
+// sends: one made outside a Server, as a handler's own tests make them
+// (a zero Response), where Complete builds the answer and hands it here.
+// It returns nil for a response a Server sends.
+func (d *Deferred) Answer() *Response {
+	if d.answered == nil {
+		return nil
+	}
+	return <-d.answered
 }
 
 // Complete builds and sends the deferred answer.
 func (d *Deferred) Complete(build func(w *Response)) {
 	if !d.done.CompareAndSwap(false, true) {
+		return
+	}
+	if d.s == nil {
+		w := new(Response)
+		build(w)
+		d.answered <- w
 		return
 	}
 	func() {

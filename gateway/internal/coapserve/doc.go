@@ -17,6 +17,8 @@
 //     when the node registry is full gets 5.03 with Max-Age 60.
 //
 // Under DTLS a node touches only its own resources. Every path is read by
-// protocol.ParsePath. The handler owns no socket and no goroutine: what it
+// protocol.ParsePath. The handler owns no socket and no long-lived
+// goroutine (a Hello to be stored is stored on a goroutine of its own, at
+// most 256 at once, so that its commit does not hold a worker): what it
 // needs comes in through the small interfaces it declares.
 package coapserve

@@ -42,6 +42,7 @@ const (
 type Store interface {
 	Node(id string) (*store.Node, error)
 	Assignment(node string) ([]byte, error)
+	HelloChanges(h *protocol.Hello) (bool, error)
 	PutHello(h *protocol.Hello, addr string) (n *store.Node, changed bool, err error)
 	PutObserver(o store.Observer) error
 	DeleteObserver(node, addr string) error
@@ -75,6 +76,7 @@ type Limiter interface {
 type Activity interface {
 	Hello(node string)
 	Known(node string) bool
+	Seen(node, addr string, now time.Time)
 	Health(r *protocol.HealthReport, addr string, now time.Time)
 	Status(e *protocol.StatusEvent, addr string, now time.Time)
 }
@@ -137,8 +139,10 @@ type Config struct {
 type Handler struct {
 	cfg      Config
 	log      *slog.Logger
-	reqCount sync.Map // uint16 (kind<<8 | code) -> prometheus.Counter
-	fullLog  quietLog // Hellos the full node registry refused
+	reqCount sync.Map      // uint16 (kind<<8 | code) -> prometheus.Counter
+	fullLog  quietLog      // Hellos the full node registry refused
+	storing  chan struct{} // Hellos being stored (maxHellosStoring)
+	stores   sync.WaitGroup
 }
 
 // New returns a Handler of cfg.
@@ -146,7 +150,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger}
+	return &Handler{cfg: cfg, log: cfg.Logger, storing: make(chan struct{}, maxHellosStoring)}
 }
 
 // ServeCoAP answers one request.

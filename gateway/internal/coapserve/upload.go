@@ -123,7 +123,11 @@ func (h *Handler) answerWhen(w *coapd.Response, c rollout.Commit, node string, r
 		w.Code = codes.Changed
 		return
 	}
-	d := w.Defer()
+	h.completeWhen(w.Defer(), c, node, res)
+}
+
+// completeWhen completes a deferred answer as answerWhen answers.
+func (h *Handler) completeWhen(d *coapd.Deferred, c rollout.Commit, node string, res protocol.NodeResource) {
 	c.Then(func(err error) {
 		if err != nil {
 			h.log.Error("rollout: commit", "node", node, "kind", string(res), "err", err)
@@ -134,31 +138,78 @@ func (h *Handler) answerWhen(w *coapd.Response, c rollout.Commit, node string, r
 	})
 }
 
+// maxHellosStoring bounds the Hellos being stored at once, each on its own
+// goroutine; a Hello beyond it holds its worker until one is done.
+const maxHellosStoring = 256
+
 // hello registers a node's Hello: a node's class never changes.
+//
+// A Hello that repeats what the registry holds (a node that restarted with
+// nothing changed) writes nothing to the registry: LastSeen and Addr go
+// with the node's other activity, recorded once a second (package
+// activity); the node is known already, durably. Any other Hello (a new
+// node, an activation, a revert, new labels) is committed before its 2.04,
+// so a gateway killed after the answer still knows what the node runs:
+// rollouts started later and the standing rule read it from the registry
+// (docs/protocol.md section 5: the gateway remembers every node across
+// restarts). That commit is shared with the Hellos arriving together
+// (store.DB.PutHello batches), which is why the Hello is stored on a
+// goroutine of its own: a worker waiting for the commit would hold the
+// datagrams it read after this one, and the commit would carry one Hello
+// instead of many.
 func (h *Handler) hello(w *coapd.Response, hello *protocol.Hello, addr string) {
 	node := hello.NodeID
-	if prev, err := h.cfg.Store.Node(node); err == nil && prev.Class != hello.Class {
+	prev, err := h.cfg.Store.Node(node)
+	if err == nil && prev.Class != hello.Class {
 		h.log.Warn("hello refused: class changed", "node", node, "from", addr, "was", prev.Class.String(), "now", hello.Class.String())
 		w.Code = codes.Forbidden
 		w.Payload = []byte("class mismatch")
 		return
 	}
-	n, changed, err := h.cfg.Store.PutHello(hello, addr)
-	if errors.Is(err, store.ErrRegistryFull) {
-		h.registryFull(w, node, addr)
-		return
+	if err == nil {
+		if changes, err := h.cfg.Store.HelloChanges(hello); err == nil && !changes {
+			now := h.cfg.Now()
+			h.cfg.Activity.Seen(node, addr, now)
+			prev.LastSeen, prev.Addr = now, addr
+			h.logHello(hello, addr)
+			h.answerWhen(w, h.cfg.Rollouts.Hello(prev, now), node, protocol.ResHello)
+			return
+		}
 	}
-	if err != nil {
-		h.log.Error("store hello", "node", node, "err", err)
-		w.Code = codes.InternalServerError
-		return
-	}
-	h.cfg.Activity.Hello(node) // only once stored: a refused node stays unknown
-	h.log.Info("hello", "node", node, "from", addr, "running_seq", hello.RunningSeq, "slot", hello.ActiveSlot.String(), "state", hello.ActiveState.String())
-	if changed {
-		h.Notify(node)
-	}
-	h.answerWhen(w, h.cfg.Rollouts.Hello(n, h.cfg.Now()), node, protocol.ResHello)
+	d := w.Defer()
+	h.storing <- struct{}{}
+	h.stores.Add(1)
+	go func() {
+		defer func() {
+			<-h.storing
+			h.stores.Done()
+		}()
+		n, changed, err := h.cfg.Store.PutHello(hello, addr)
+		if errors.Is(err, store.ErrRegistryFull) {
+			d.Complete(func(w *coapd.Response) { h.registryFull(w, node, addr) })
+			return
+		}
+		if err != nil {
+			h.log.Error("store hello", "node", node, "err", err)
+			d.Complete(func(w *coapd.Response) { w.Code = codes.InternalServerError })
+			return
+		}
+		h.cfg.Activity.Hello(node) // only once stored: a refused node stays unknown
+		h.logHello(hello, addr)
+		if changed {
+			h.Notify(node)
+		}
+		h.completeWhen(d, h.cfg.Rollouts.Hello(n, h.cfg.Now()), node, protocol.ResHello)
+	}()
+}
+
+// Wait waits until the Hellos being stored are stored and answered; the
+// gateway calls it once CoAP is no longer served, before it closes the
+// database.
+func (h *Handler) Wait() { h.stores.Wait() }
+
+func (h *Handler) logHello(hello *protocol.Hello, addr string) {
+	h.log.Info("hello", "node", hello.NodeID, "from", addr, "running_seq", hello.RunningSeq, "slot", hello.ActiveSlot.String(), "state", hello.ActiveState.String())
 }
 
 func unknownNode(w *coapd.Response) {
