@@ -14,7 +14,8 @@ import (
 	"edgeota/protocol"
 )
 
-// post answers a POST of doc to node's resource res from plain UDP.
+// post answers a POST of doc to node's resource res from plain UDP (the
+// answer of a deferred response once it is complete).
 func post(tb testing.TB, h *Handler, node string, res protocol.NodeResource, doc any) *coapd.Response {
 	tb.Helper()
 	body, err := protocol.Marshal(doc)
@@ -26,6 +27,9 @@ func post(tb testing.TB, h *Handler, node string, res protocol.NodeResource, doc
 	r.Msg.Options = r.Msg.Options.Add(message.Option{ID: message.ContentFormat, Value: []byte{byte(cfCBOR)}})
 	var w coapd.Response
 	h.ServeCoAP(&w, &r)
+	if d := w.Deferred(); d != nil {
+		return d.Answer()
+	}
 	return &w
 }
 
