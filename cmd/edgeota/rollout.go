@@ -289,7 +289,8 @@ func printRolloutNodes(cmd *cobra.Command, c *admin.Client, id string, q admin.R
 		if !n.Since.IsZero() {
 			since = n.Since.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%-16s  %4s  %-14s  %-20s  %s\n", n.ID, wave, n.State, since, n.Reason)
+		line := fmt.Sprintf("%-16s  %4s  %-14s  %-20s  %s", n.ID, wave, n.State, since, n.Reason)
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	return nil
 }
