@@ -188,15 +188,15 @@ func TestClientWalks(t *testing.T) {
 			c, requests := pagingServer(t, ids, nil)
 			var got []string
 			for n, err := range c.AllNodes(context.Background(), admin.NodeQuery{Limit: limit, State: "failed"}) {
-				if err != nil {
-					t.Fatal(err)
+				if err != nil || len(got) == len(ids) {
+					t.Fatalf("after %d nodes: %v, %s", len(got), err, n.ID)
 				}
 				got = append(got, n.ID)
 			}
 			var rgot []string
 			for n, err := range c.AllRolloutNodes(context.Background(), "r1", admin.RolloutNodeQuery{Limit: limit}) {
-				if err != nil {
-					t.Fatal(err)
+				if err != nil || len(rgot) == len(ids) {
+					t.Fatalf("after %d nodes: %v, %s", len(rgot), err, n.ID)
 				}
 				rgot = append(rgot, n.ID)
 			}
@@ -213,8 +213,8 @@ func TestClientWalks(t *testing.T) {
 		c, _ := pagingServer(t, ids, nil)
 		var got []string
 		for n, err := range c.AllNodes(context.Background(), admin.NodeQuery{After: "n-19", Limit: 2}) {
-			if err != nil {
-				t.Fatal(err)
+			if err != nil || len(got) == len(ids) {
+				t.Fatalf("after %d nodes: %v", len(got), err)
 			}
 			got = append(got, n.ID)
 		}
@@ -224,8 +224,9 @@ func TestClientWalks(t *testing.T) {
 	})
 	t.Run("stop early", func(t *testing.T) {
 		c, requests := pagingServer(t, ids, nil)
+		yields := 0
 		for n := range c.AllNodes(context.Background(), admin.NodeQuery{Limit: 5}) {
-			if n.ID == "n-06" {
+			if yields++; n.ID == "n-06" || yields > len(ids) {
 				break
 			}
 		}
@@ -259,7 +260,11 @@ func TestClientWalks(t *testing.T) {
 			return next
 		})
 		var errs []error
+		yields := 0
 		for _, err := range c.AllNodes(context.Background(), admin.NodeQuery{Limit: 5}) {
+			if yields++; yields > len(ids) {
+				t.Fatal("the walk loops")
+			}
 			if err != nil {
 				errs = append(errs, err)
 			}
