@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 type backupFixture struct {
 	dir, data, keys string
 	text            string // not a bbolt file
-	newer           string // a gateway database of schema version 2
+	newer           string // a gateway database of the schema version after this build's
 }
 
 func newBackupFixture(t *testing.T) backupFixture {
@@ -33,7 +34,7 @@ func newBackupFixture(t *testing.T) backupFixture {
 	mustCLI(t, "gateway", "keys", "import", "--data", f.data, f.keys)
 	os.WriteFile(f.text, bytes.Repeat([]byte("not a database\n"), 500), 0o600)
 	mustCLI(t, "gateway", "backup", "--data", f.data, f.newer)
-	setSchemaVersion(t, f.newer, 2)
+	setSchemaVersion(t, f.newer, byte(gateway.SchemaVersion()+1))
 	return f
 }
 
@@ -58,7 +59,7 @@ func TestGatewayBackupRestore(t *testing.T) {
 	f := newBackupFixture(t)
 	out := filepath.Join(f.dir, "backup.db")
 	got := mustCLI(t, "gateway", "backup", "--data", f.data, out)
-	if !strings.Contains(got, "(schema version 1) to "+out) {
+	if !strings.Contains(got, fmt.Sprintf("(schema version %d) to %s", gateway.SchemaVersion(), out)) {
 		t.Fatalf("backup said %q", got)
 	}
 	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
@@ -72,7 +73,7 @@ func TestGatewayBackupRestore(t *testing.T) {
 
 	got = mustCLI(t, "gateway", "restore", "--data", other, out)
 	bak := filepath.Join(other, "gateway.db.bak")
-	if !strings.Contains(got, "restored "+filepath.Join(other, "gateway.db")+" (schema version 1") || !strings.Contains(got, "kept as "+bak) {
+	if !strings.Contains(got, fmt.Sprintf("restored %s (schema version %d", filepath.Join(other, "gateway.db"), gateway.SchemaVersion())) || !strings.Contains(got, "kept as "+bak) {
 		t.Fatalf("restore said %q", got)
 	}
 	// The restored database holds n1 and n2 as they were: importing them
@@ -114,7 +115,7 @@ func TestGatewayBackupRefuses(t *testing.T) {
 	os.WriteFile(filepath.Join(garbage, "gateway.db"), []byte("garbage"), 0o600)
 	newerDir := filepath.Join(f.dir, "newer")
 	mustCLI(t, "gateway", "restore", "--data", newerDir, filepath.Join(f.data, "gateway.db"))
-	setSchemaVersion(t, filepath.Join(newerDir, "gateway.db"), 2)
+	setSchemaVersion(t, filepath.Join(newerDir, "gateway.db"), byte(gateway.SchemaVersion()+1))
 	exists := filepath.Join(f.dir, "exists.db")
 	os.WriteFile(exists, []byte("keep me"), 0o600)
 	out := func(name string) string { return filepath.Join(f.dir, name) }
@@ -148,7 +149,7 @@ func TestGatewayBackupRefuses(t *testing.T) {
 
 	// A database of a newer schema is copied faithfully, with a note.
 	got := mustCLI(t, "gateway", "backup", "--data", newerDir, out("newer-copy.db"))
-	if !strings.Contains(got, "schema version 2 is newer than this edgeota's 1") {
+	if !strings.Contains(got, fmt.Sprintf("schema version %d is newer than this edgeota's %d", gateway.SchemaVersion()+1, gateway.SchemaVersion())) {
 		t.Fatalf("backup of a newer database said %q", got)
 	}
 }
@@ -170,7 +171,7 @@ func TestGatewayRestoreRefuses(t *testing.T) {
 		want string
 	}{
 		{"not a bbolt file", []string{"--data", f.data, f.text}, 1, "not a gateway database"},
-		{"newer schema", []string{"--data", f.data, f.newer}, 1, "the gateway database has schema version 2 and this edgeota supports versions up to 1"},
+		{"newer schema", []string{"--data", f.data, f.newer}, 1, fmt.Sprintf("the gateway database has schema version %d and this edgeota supports versions up to %d", gateway.SchemaVersion()+1, gateway.SchemaVersion())},
 		{"a bbolt file of something else", []string{"--data", f.data, outboxFile(t)}, 1, "not a gateway database: no bucket models"},
 		{"gateway running", []string{"--data", running, good}, 1, "the gateway is running and holds its database: stop it before restoring"},
 		{"no data", []string{good}, 2, "--data DIR is required"},
