@@ -231,7 +231,7 @@ func buildVectors(t testing.TB) vectorFile {
 		{Name: "signed-manifest-other-key", Type: "signed-manifest", Error: "unknown kid", Hex: hex.EncodeToString(must(otherSigner.Sign(protocol.ContentTypeManifest, man)))},
 		{Name: "signed-manifest-as-deployment", Type: "signed-deployment", Error: "wrong content type", Note: "a manifest envelope offered as a deployment", Hex: hex.EncodeToString(signedMan)},
 		{Name: "signed-manifest-untagged", Type: "signed-manifest", Error: "not tagged", Hex: hex.EncodeToString(signedMan[1:])},
-		{Name: "signed-manifest-es256", Type: "signed-manifest", Error: "wrong algorithm", Note: "protected alg -7 (ES256)", Hex: hex.EncodeToString(handSign1(t, priv, map[int64]any{1: int64(-7), 3: protocol.ContentTypeManifest, 4: kid[:]}, man))},
+		{Name: "signed-manifest-es256", Type: "signed-manifest", Error: "wrong algorithm", Note: "protected alg -7 (ES256) naming the Ed25519 key's kid: the kid binds EdDSA (v1.3)", Hex: hex.EncodeToString(handSign1(t, priv, map[int64]any{1: int64(-7), 3: protocol.ContentTypeManifest, 4: kid[:]}, man))},
 		{Name: "signed-manifest-no-content-type", Type: "signed-manifest", Error: "wrong content type", Hex: hex.EncodeToString(handSign1(t, priv, map[int64]any{1: int64(-8), 4: kid[:]}, man))},
 		{Name: "signed-manifest-detached", Type: "signed-manifest", Error: "malformed COSE_Sign1", Hex: hex.EncodeToString(mustCBOR(t, cbor.Tag{Number: 18, Content: []any{mustCBOR(t, protBase), map[int64]any{}, nil, make([]byte, 64)}}))},
 	}

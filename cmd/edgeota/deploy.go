@@ -76,7 +76,7 @@ Manifest paths are relative to the YAML file.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			priv, err := readPrivateKey(keyFile)
+			priv, err := readSignerFile(keyFile)
 			if err != nil {
 				return err
 			}

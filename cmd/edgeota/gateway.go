@@ -174,7 +174,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 			if len(trust) == 0 {
 				return usagef("at least one --trust KEY.pub is required: the gateway caches only models its operator signed")
 			}
-			keys, err := readPublicKeys(trust)
+			keys, err := readEd25519PublicKeys("the gateway's --trust", trust)
 			if err != nil {
 				return err
 			}

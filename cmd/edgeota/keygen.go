@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,26 +16,38 @@ import (
 )
 
 func newKeygenCmd() *cobra.Command {
-	var out string
+	var out, alg string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "keygen --out NAME",
-		Short: "Generate an Ed25519 signing key pair",
-		Long: `Generate an Ed25519 key pair for signing manifests or deployments.
+		Use:   "keygen --out NAME [--alg ed25519|es256]",
+		Short: "Generate a signing key pair (Ed25519 or ECDSA P-256)",
+		Long: `Generate a key pair for signing manifests, deployments or provisioning
+bundles: Ed25519 (--alg ed25519, the default; COSE alg EdDSA) or ECDSA
+P-256 (--alg es256; COSE alg ES256, what secure elements verify fast).
 
 Writes NAME.key (the private key, PKCS#8 PEM, mode 0600) and NAME.pub (the
 public key, PKIX PEM). Existing files are never overwritten. The key id
-(kid) printed is the first 8 bytes of SHA-256 over the raw public key; it is
-what signed documents carry to name their key.
+(kid) printed is the first 8 bytes of SHA-256 over the raw public key (the
+32 bytes of an Ed25519 key, the 65-byte uncompressed point of a P-256 key);
+it is what signed documents carry to name their key.
 
 Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.`,
-		Example: "  edgeota keygen --out operator",
+		Example: "  edgeota keygen --out operator\n  edgeota keygen --out operator-p256 --alg es256",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usagef("--out NAME is required")
 			}
-			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			a, err := parseAlg(alg)
+			if err != nil {
+				return err
+			}
+			var priv crypto.Signer
+			if a == sign.ES256 {
+				priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			} else {
+				_, priv, err = ed25519.GenerateKey(rand.Reader)
+			}
 			if err != nil {
 				return err
 			}
@@ -39,7 +55,7 @@ Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.`,
 			if err != nil {
 				return err
 			}
-			pp, err := sign.MarshalPublicKey(pub)
+			pp, err := sign.MarshalPublicKey(priv.Public())
 			if err != nil {
 				return err
 			}
@@ -56,21 +72,47 @@ Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.`,
 				os.Remove(keyFile)
 				return err
 			}
-			kid := sign.KeyIDOf(pub).String()
+			kid := sign.KeyIDOf(priv.Public()).String()
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]string{"private_key": keyFile, "public_key": pubFile, "kid": kid})
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"private_key": keyFile, "public_key": pubFile, "kid": kid, "alg": a.String()})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (private, mode 0600) and %s (public), kid %s\n", keyFile, pubFile, kid)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (private, mode 0600) and %s (public), %s kid %s\n", keyFile, pubFile, a, kid)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "base name of the key files (NAME.key and NAME.pub)")
+	cmd.Flags().StringVar(&alg, "alg", "ed25519", "key algorithm: ed25519 (COSE EdDSA) or es256 (ECDSA P-256)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }
 
-// readPrivateKey loads a PKCS#8 PEM Ed25519 key file.
+// parseAlg reads --alg.
+func parseAlg(s string) (sign.Algorithm, error) {
+	switch strings.ToLower(s) {
+	case "ed25519", "eddsa":
+		return sign.EdDSA, nil
+	case "es256", "p256", "p-256":
+		return sign.ES256, nil
+	}
+	return 0, usagef("--alg %q: want ed25519 or es256", s)
+}
+
+// readPrivateKey loads a PKCS#8 PEM Ed25519 key file (the simulator's
+// key, which must be Ed25519).
 func readPrivateKey(path string) (ed25519.PrivateKey, error) {
+	s, err := readSignerFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, ok := s.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: an ES256 (P-256) key; this one must be Ed25519", path, sign.ErrKey)
+	}
+	return k, nil
+}
+
+// readSignerFile loads a PKCS#8 PEM private key file, Ed25519 or P-256.
+func readSignerFile(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -82,9 +124,9 @@ func readPrivateKey(path string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
-// readPublicKeys loads PKIX PEM Ed25519 public key files.
-func readPublicKeys(paths []string) ([]ed25519.PublicKey, error) {
-	var keys []ed25519.PublicKey
+// readPublicKeys loads PKIX PEM public key files, Ed25519 or P-256.
+func readPublicKeys(paths []string) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -97,4 +139,23 @@ func readPublicKeys(paths []string) ([]ed25519.PublicKey, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// readEd25519PublicKeys loads PKIX PEM public key files that must be
+// Ed25519: the gateway's trust lists and the keys a provisioning bundle
+// carries hold Ed25519 keys only (docs/protocol.md section 1).
+func readEd25519PublicKeys(what string, paths []string) ([]ed25519.PublicKey, error) {
+	keys, err := readPublicKeys(paths)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ed25519.PublicKey, len(keys))
+	for i, k := range keys {
+		ed, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: %w: an ES256 (P-256) key; %s takes Ed25519 keys only", paths[i], sign.ErrKey, what)
+		}
+		out[i] = ed
+	}
+	return out, nil
 }

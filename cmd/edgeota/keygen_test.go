@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ func TestKeygen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !pub.Equal(priv.Public()) {
+	if !pub.(interface{ Equal(crypto.PublicKey) bool }).Equal(priv.Public()) {
 		t.Fatal("public key does not match private key")
 	}
 	if res.KID != sign.KeyIDOf(pub).String() {
@@ -54,5 +55,43 @@ func TestKeygen(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(base + ".pub"); string(after) != string(pb) {
 		t.Fatal("public key changed")
+	}
+}
+
+// TestES256KeyEndToEnd: keygen --alg es256 writes a P-256 key pair whose
+// kid is over the 65-byte point; sign takes it; verify accepts the
+// manifest with the P-256 key among the trusted ones and names the
+// reason when the kid is unknown; the gateway's --trust says it takes
+// Ed25519 keys only.
+func TestES256KeyEndToEnd(t *testing.T) {
+	f := newFixture(t)
+	base := filepath.Join(f.dir, "p256")
+	out := mustCLI(t, "keygen", "--out", base, "--alg", "es256", "--json")
+	var res struct{ KID, Alg string }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Alg != "ES256" {
+		t.Fatalf("keygen %q: %v", out, err)
+	}
+	pb, _ := os.ReadFile(base + ".pub")
+	pub, err := sign.ParsePublicKey(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, alg, err := sign.RawPublicKey(pub)
+	if err != nil || alg != sign.ES256 || len(raw) != 65 || res.KID != sign.KeyIDOf(pub).String() {
+		t.Fatalf("public key %x alg %v kid %s: %v", raw, alg, res.KID, err)
+	}
+	m := filepath.Join(f.dir, "p256.cose")
+	mustCLI(t, "sign", "--key", base+".key", "--image", f.image, "--component", "kws-model", "--version", "1.5.0",
+		"--seq", "43", "--class", testClass, "--out", m)
+	out = mustCLI(t, "verify", "--trust", f.pub, "--trust", base+".pub", "--image", f.image, m)
+	if !strings.Contains(out, "valid manifest") {
+		t.Fatalf("verify: %q", out)
+	}
+	if _, errs, code := cli(t, "verify", "--trust", f.pub, m); code != 1 || !strings.Contains(errs, "unknown kid") {
+		t.Fatalf("verify with the Ed25519 key only: exit %d, %s", code, errs)
+	}
+	_, errs, code := cli(t, "gateway", "--data", t.TempDir(), "--trust", base+".pub")
+	if code != 1 || !strings.Contains(errs, "Ed25519 keys only") {
+		t.Fatalf("gateway --trust P-256: exit %d, %s", code, errs)
 	}
 }

@@ -53,7 +53,7 @@ func (b *bleFlags) service(flashPath, nodeID string, class protocol.Class, compo
 	if err != nil {
 		return nil, err
 	}
-	keys, err := readPublicKeys(b.factoryKeys)
+	keys, err := readEd25519PublicKeys("--factory-operator-key", b.factoryKeys)
 	if err != nil {
 		return nil, err
 	}

@@ -194,13 +194,13 @@ func (b *bundleFlags) build(now time.Time, nodeID, component string) (signed []b
 	if err != nil {
 		return nil, nil, err
 	}
-	manifestKeys, err := readPublicKeys(b.trust)
+	manifestKeys, err := readEd25519PublicKeys("a provisioning bundle's --trust", b.trust)
 	if err != nil {
 		return nil, nil, err
 	}
 	operatorKeys := []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}
 	if len(b.operatorTrust) > 0 {
-		if operatorKeys, err = readPublicKeys(b.operatorTrust); err != nil {
+		if operatorKeys, err = readEd25519PublicKeys("a provisioning bundle's --operator-trust", b.operatorTrust); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -56,7 +56,7 @@ minimum inferences are not reached within 4 times the probation seconds.`,
 			if err != nil {
 				return usagef("--class: %v", err)
 			}
-			priv, err := readPrivateKey(keyFile)
+			priv, err := readSignerFile(keyFile)
 			if err != nil {
 				return err
 			}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/ed25519"
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
@@ -131,7 +131,7 @@ type verified struct {
 
 // verifyDocument verifies b with keys trusted for every role, choosing the
 // role from the envelope's content type.
-func verifyDocument(b []byte, keys []ed25519.PublicKey, image string) (*verified, error) {
+func verifyDocument(b []byte, keys []crypto.PublicKey, image string) (*verified, error) {
 	env, err := sign.Parse(b)
 	if err != nil {
 		return nil, err

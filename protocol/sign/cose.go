@@ -2,9 +2,14 @@ package sign
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -19,8 +24,9 @@ var (
 	// ErrMalformed: the envelope or its protected header does not decode,
 	// or the payload is detached.
 	ErrMalformed = errors.New("malformed COSE_Sign1")
-	// ErrAlgorithm: the protected header names no algorithm or another one
-	// than EdDSA.
+	// ErrAlgorithm: the protected header names no algorithm, one the
+	// contract does not allow (EdDSA and ES256 only), or another one than
+	// the algorithm of the key its kid names (docs/protocol.md section 1).
 	ErrAlgorithm = errors.New("wrong algorithm")
 	// ErrUnknownKey: no trusted key has the envelope's kid.
 	ErrUnknownKey = errors.New("unknown kid")
@@ -30,40 +36,55 @@ var (
 	ErrSignature = errors.New("bad signature")
 )
 
-// Signer signs documents with one Ed25519 key.
+// Signer signs documents with one key, Ed25519 (EdDSA) or ECDSA P-256
+// (ES256), held in memory or behind any crypto.Signer such as a PKCS#11
+// token: the private key never needs to leave it.
 type Signer struct {
 	kid    KeyID
+	alg    Algorithm
 	signer cose.Signer
 }
 
-// NewSigner returns a Signer for priv.
-func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
-	if len(priv) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("%w: Ed25519 private key of %d bytes", ErrKey, len(priv))
+// NewSigner returns a Signer for priv: an ed25519.PrivateKey, a P-256
+// *ecdsa.PrivateKey, or any crypto.Signer whose Public is one of the two
+// public key kinds. go-cose does the COSE part; an ECDSA crypto.Signer
+// answers ASN.1 DER, which go-cose turns into COSE's fixed r||s.
+func NewSigner(priv crypto.Signer) (*Signer, error) {
+	if k, ok := priv.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: Ed25519 private key of %d bytes", ErrKey, len(k))
 	}
-	s, err := cose.NewSigner(cose.AlgorithmEdDSA, priv)
+	raw, alg, err := RawPublicKey(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	s, err := cose.NewSigner(cose.Algorithm(alg), priv)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	return &Signer{kid: KeyIDOf(priv.Public().(ed25519.PublicKey)), signer: s}, nil
+	return &Signer{kid: keyIDOfRaw(raw), alg: alg, signer: s}, nil
 }
 
 // KeyID returns the id of the signer's public key.
 func (s *Signer) KeyID() KeyID { return s.kid }
 
+// Algorithm returns the signer's algorithm, EdDSA or ES256.
+func (s *Signer) Algorithm() Algorithm { return s.alg }
+
 // Sign wraps payload in a tagged COSE_Sign1 whose protected header holds
-// alg EdDSA, the signer's kid and contentType. Ed25519 is deterministic, so
-// the same key, content type and payload always give the same bytes.
+// the signer's alg and kid and contentType. Ed25519 is deterministic, so
+// the same key, content type and payload always give the same bytes;
+// ES256 signatures are randomized, so two signatures of one document
+// differ and both verify.
 func (s *Signer) Sign(contentType string, payload []byte) ([]byte, error) {
 	if payload == nil {
 		payload = []byte{}
 	}
 	msg := cose.NewSign1Message()
-	msg.Headers.Protected.SetAlgorithm(cose.AlgorithmEdDSA)
+	msg.Headers.Protected.SetAlgorithm(cose.Algorithm(s.alg))
 	msg.Headers.Protected[cose.HeaderLabelKeyID] = s.kid[:]
 	msg.Headers.Protected[cose.HeaderLabelContentType] = contentType
 	msg.Payload = payload
-	if err := msg.Sign(nil, nil, s.signer); err != nil {
+	if err := msg.Sign(rand.Reader, nil, s.signer); err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	return msg.MarshalCBOR()
@@ -89,6 +110,8 @@ func (s *Signer) SignDeployment(d *protocol.Deployment) ([]byte, error) {
 
 // Envelope is a parsed, not yet verified, COSE_Sign1.
 type Envelope struct {
+	// Algorithm is the protected alg (label 1), EdDSA or ES256.
+	Algorithm Algorithm
 	// ContentType is the protected content type (label 3).
 	ContentType string
 	// KeyID is the protected kid (label 4).
@@ -135,13 +158,21 @@ var envMode = func() cbor.DecMode {
 
 var tagPrefix = []byte{0xd2, 0x84} // tag 18, array of 4
 
-// algEdDSA is the protected alg value -8 (EdDSA), encoded.
-var algEdDSA = []byte{0x27}
+// The protected alg values, encoded: -8 (EdDSA) and -7 (ES256).
+var (
+	algEdDSA = []byte{0x27}
+	algES256 = []byte{0x26}
+)
+
+// sigSize is the length of a signature of either algorithm: Ed25519's 64
+// bytes, and ES256's r||s, each 32 bytes big-endian (RFC 9053 section
+// 2.1), never ASN.1 DER.
+const sigSize = 64
 
 // Parse decodes a tagged COSE_Sign1 and checks its protected header (alg
-// EdDSA, an 8-byte kid, a text content type, no critical labels) without
-// verifying the signature. Use it to inspect; use [TrustStore.Verify] to
-// trust.
+// EdDSA or ES256, an 8-byte kid, a text content type, no critical labels)
+// and the signature's length without verifying the signature. Use it to
+// inspect; use [TrustStore.Verify] to trust.
 //
 // Verification does not go through go-cose: its decoder builds maps of
 // interfaces and took 53 allocations per envelope, over the budget of a
@@ -171,8 +202,8 @@ func Parse(b []byte) (*Envelope, error) {
 	if err := envMode.Unmarshal(raw.Payload, &e.Payload); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
-	if len(raw.Signature) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature of %d bytes, want %d", ErrMalformed, len(raw.Signature), ed25519.SignatureSize)
+	if len(raw.Signature) != sigSize {
+		return nil, fmt.Errorf("%w: signature of %d bytes, want %d (Ed25519, or ES256 as r||s, not DER)", ErrMalformed, len(raw.Signature), sigSize)
 	}
 	if len(raw.Protected) == 0 {
 		return nil, fmt.Errorf("%w: empty protected header (no alg)", ErrAlgorithm)
@@ -184,12 +215,17 @@ func Parse(b []byte) (*Envelope, error) {
 	if len(h.Crit) != 0 {
 		return nil, fmt.Errorf("%w: protected header lists critical labels this contract does not define", ErrMalformed)
 	}
-	if !bytes.Equal(h.Alg, algEdDSA) {
+	switch {
+	case bytes.Equal(h.Alg, algEdDSA):
+		e.Algorithm = EdDSA
+	case bytes.Equal(h.Alg, algES256):
+		e.Algorithm = ES256
+	default:
 		var alg int64
 		if len(h.Alg) == 0 || envMode.Unmarshal(h.Alg, &alg) != nil {
 			return nil, fmt.Errorf("%w: protected header has no integer alg", ErrAlgorithm)
 		}
-		return nil, fmt.Errorf("%w: %v, want EdDSA (-8)", ErrAlgorithm, cose.Algorithm(alg))
+		return nil, fmt.Errorf("%w: %v, want EdDSA (-8) or ES256 (-7)", ErrAlgorithm, cose.Algorithm(alg))
 	}
 	if len(h.KeyID) != len(KeyID{}) {
 		return nil, fmt.Errorf("%w: protected header has no 8-byte kid", ErrMalformed)
@@ -266,24 +302,54 @@ func (r Role) String() string {
 	return fmt.Sprintf("Role(%d)", uint8(r))
 }
 
-// TrustStore holds the public keys trusted for one role, by kid. It is
-// immutable once built and safe for concurrent use.
+// TrustStore holds the public keys trusted for one role, by kid. Each
+// entry is (kid, algorithm, key): a document is verified only with the
+// algorithm of the key its kid names, so an attacker cannot make a
+// verifier use a key with another algorithm (docs/protocol.md section 1).
+// A store may hold keys of both kinds. It is immutable once built and safe
+// for concurrent use.
 type TrustStore struct {
 	role Role
-	keys map[KeyID]ed25519.PublicKey
+	keys map[KeyID]trusted
 }
 
-// NewTrustStore returns a trust store for role holding keys.
-func NewTrustStore(role Role, keys ...ed25519.PublicKey) (*TrustStore, error) {
+// trusted is one entry of a trust store: exactly one of ed and ec is set,
+// as alg says.
+type trusted struct {
+	alg Algorithm
+	ed  ed25519.PublicKey
+	ec  *ecdsa.PublicKey
+}
+
+// NewTrustStore returns a trust store for role holding keys, each an
+// ed25519.PublicKey or a P-256 *ecdsa.PublicKey (as [ParsePublicKey]
+// returns them); K is either type, or crypto.PublicKey for a list that
+// mixes both. A key of another kind, or a P-256 point not on the curve, is
+// [ErrKey].
+func NewTrustStore[K crypto.PublicKey](role Role, keys ...K) (*TrustStore, error) {
 	if role.ContentType() == "" {
 		return nil, fmt.Errorf("sign: unknown role %d", role)
 	}
-	t := &TrustStore{role: role, keys: make(map[KeyID]ed25519.PublicKey, len(keys))}
+	t := &TrustStore{role: role, keys: make(map[KeyID]trusted, len(keys))}
 	for _, k := range keys {
-		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrKey, len(k))
+		raw, alg, err := RawPublicKey(k)
+		if err != nil {
+			return nil, err
 		}
-		t.keys[KeyIDOf(k)] = append(ed25519.PublicKey(nil), k...)
+		// Keep a copy parsed from the raw form, so that the caller's key
+		// can change without changing the store.
+		pub, err := ParseRawPublicKey(raw)
+		if err != nil {
+			return nil, err
+		}
+		e := trusted{alg: alg}
+		switch p := pub.(type) {
+		case ed25519.PublicKey:
+			e.ed = p
+		case *ecdsa.PublicKey:
+			e.ec = p
+		}
+		t.keys[keyIDOfRaw(raw)] = e
 	}
 	return t, nil
 }
@@ -297,9 +363,9 @@ func (t *TrustStore) Len() int { return len(t.keys) }
 // Has reports whether the store holds the key with id kid.
 func (t *TrustStore) Has(kid KeyID) bool { _, ok := t.keys[kid]; return ok }
 
-// Verify checks a COSE_Sign1 envelope against the store: tagged, EdDSA, a
-// known kid, the role's content type, a valid signature. It returns the
-// envelope, whose Payload is then trusted bytes.
+// Verify checks a COSE_Sign1 envelope against the store: tagged, a known
+// kid, the algorithm of that kid's key, the role's content type, a valid
+// signature. It returns the envelope, whose Payload is then trusted bytes.
 func (t *TrustStore) Verify(b []byte) (*Envelope, error) {
 	e, err := Parse(b)
 	if err != nil {
@@ -309,13 +375,31 @@ func (t *TrustStore) Verify(b []byte) (*Envelope, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %s (not among the %d trusted %s keys)", ErrUnknownKey, e.KeyID, len(t.keys), t.role)
 	}
+	if e.Algorithm != v.alg {
+		return nil, fmt.Errorf("%w: %v, but kid %s is an %v key", ErrAlgorithm, e.Algorithm, e.KeyID, v.alg)
+	}
 	if want := t.role.ContentType(); e.ContentType != want {
 		return nil, fmt.Errorf("%w %q, want %q", ErrContentType, e.ContentType, want)
 	}
-	if !ed25519.Verify(v, e.toBeSigned(), e.signature) {
-		return nil, fmt.Errorf("%w (kid %s)", ErrSignature, e.KeyID)
+	if !v.verify(e.toBeSigned(), e.signature) {
+		return nil, fmt.Errorf("%w (kid %s, %v)", ErrSignature, e.KeyID, v.alg)
 	}
 	return e, nil
+}
+
+// verify checks sig over msg. An ES256 signature is r||s (RFC 9053
+// section 2.1); r and s must each lie in [1, n-1], which ecdsa.Verify
+// checks. A high s is accepted, as COSE does not require low-S: the
+// signature (r, n-s) verifies too, and nothing in edgeota names a
+// document by its signature bytes (docs/protocol.md section 1).
+func (v trusted) verify(msg, sig []byte) bool {
+	if v.alg == EdDSA {
+		return ed25519.Verify(v.ed, msg, sig)
+	}
+	h := sha256.Sum256(msg)
+	r := new(big.Int).SetBytes(sig[:sigSize/2])
+	s := new(big.Int).SetBytes(sig[sigSize/2:])
+	return ecdsa.Verify(v.ec, h[:], r, s)
 }
 
 // VerifyManifest verifies a signed manifest against a manifest-role store

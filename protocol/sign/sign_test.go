@@ -83,7 +83,7 @@ func TestVerifyReasons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty, _ := sign.NewTrustStore(sign.RoleManifest)
+	empty, _ := sign.NewTrustStore[ed25519.PublicKey](sign.RoleManifest)
 	other, _ := s.Sign("application/cbor", []byte{0xa0})
 	tests := []struct {
 		name string
@@ -115,11 +115,11 @@ func TestKeysPEMRoundTrip(t *testing.T) {
 	}
 	pp, _ := sign.MarshalPublicKey(pub)
 	priv2, err := sign.ParsePrivateKey(kp)
-	if err != nil || !priv2.Equal(priv) {
+	if err != nil || !priv.Equal(priv2) {
 		t.Fatalf("private round trip: %v", err)
 	}
 	pub2, err := sign.ParsePublicKey(pp)
-	if err != nil || !pub2.Equal(pub) {
+	if err != nil || !pub.Equal(pub2) {
 		t.Fatalf("public round trip: %v", err)
 	}
 	if _, err := sign.ParsePublicKey(kp); !errors.Is(err, sign.ErrKey) {
