@@ -407,6 +407,9 @@ func (f *scaleFleet) runBlock(first, m int) {
 //     recorded; the writes of the housekeeping's ticks during the run are
 //     in it;
 //   - start-bytes/node: what starting the rollout wrote, per node of it;
+//   - retransmits: requests a node sent again, its answer not come within
+//     1 s (each costs a second of that node's time: a figure with one is
+//     a figure of a stall);
 //   - heap-bytes/node: the gateway's memory per known node, the live heap
 //     grown by the nodes' Hellos and the rollout's start over them (the
 //     registry and its caches, the rollout engine's state), this
@@ -435,7 +438,7 @@ func BenchmarkNodeEvents(b *testing.B) {
 				}
 				f.tb, f.senders = b, senders
 				f.settle()
-				before, starts := writeBytes(b), f.startBytes
+				before, starts, resent := writeBytes(b), f.startBytes, posterRetransmits.Load()
 				b.ResetTimer()
 				t0 := time.Now()
 				f.runNodes(b, b.N)
@@ -447,6 +450,7 @@ func BenchmarkNodeEvents(b *testing.B) {
 				b.ReportMetric(float64(written)/float64(b.N), "bytes/node")
 				b.ReportMetric(f.startPerNode, "start-bytes/node")
 				b.ReportMetric(f.heapPerNode, "heap-bytes/node")
+				b.ReportMetric(float64(posterRetransmits.Load()-resent), "retransmits")
 			})
 		}
 	}

@@ -22,6 +22,10 @@ import (
 	"edgeota/test/mqttpeer"
 )
 
+// posterRetransmits counts the requests posters sent again after waiting
+// for an answer in vain (1 s the first time).
+var posterRetransmits atomic.Int64
+
 // poster posts node documents over CoAP on a raw socket, lock-step.
 type poster struct {
 	conn *net.UDPConn
@@ -41,6 +45,9 @@ func (p *poster) post(path string, body []byte) error {
 		return err
 	}
 	for try := 0; try < 6; try++ {
+		if try > 0 {
+			posterRetransmits.Add(1)
+		}
 		p.conn.Write(p.out[:n])
 		p.conn.SetReadDeadline(time.Now().Add(time.Second << try))
 		for {
