@@ -76,10 +76,11 @@ Manifest paths are relative to the YAML file.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			priv, err := readSignerFile(keyFile)
+			priv, done, err := openSigningKey(keyFile)
 			if err != nil {
 				return err
 			}
+			defer done()
 			s, err := sign.NewSigner(priv)
 			if err != nil {
 				return err
@@ -99,7 +100,7 @@ Manifest paths are relative to the YAML file.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&keyFile, "key", "", "deployment signing key (PKCS#8 PEM)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "deployment signing "+keyFlagHelp)
 	cmd.Flags().StringVar(&out, "out", "", "signed deployment file to write")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite --out if it exists")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")

@@ -12,14 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"edgeota/cmd/edgeota/internal/hsm"
 	"edgeota/protocol/sign"
 )
 
 func newKeygenCmd() *cobra.Command {
-	var out, alg string
+	var out, alg, p11 string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "keygen --out NAME [--alg ed25519|es256]",
+		Use:   "keygen --out NAME [--alg ed25519|es256] [--pkcs11 URI]",
 		Short: "Generate a signing key pair (Ed25519 or ECDSA P-256)",
 		Long: `Generate a key pair for signing manifests, deployments or provisioning
 bundles: Ed25519 (--alg ed25519, the default; COSE alg EdDSA) or ECDSA
@@ -31,9 +32,17 @@ public key, PKIX PEM). Existing files are never overwritten. The key id
 32 bytes of an Ed25519 key, the 65-byte uncompressed point of a P-256 key);
 it is what signed documents carry to name their key.
 
-Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.`,
-		Example: "  edgeota keygen --out operator\n  edgeota keygen --out operator-p256 --alg es256",
-		Args:    noArgs,
+Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.
+
+With --pkcs11 URI the key pair is created inside a PKCS#11 token (an HSM,
+a smart card, SoftHSM2), labelled with the URI's object, its private half
+sensitive and not extractable; only NAME.pub is written. Sign with it by
+giving the same URI as --key to sign, deploy sign and provision.`,
+		Example: `  edgeota keygen --out operator
+  edgeota keygen --out operator-p256 --alg es256
+  edgeota keygen --out operator --alg ed25519 \
+      --pkcs11 'pkcs11:token=edgeota;object=operator?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin.txt'`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usagef("--out NAME is required")
@@ -41,6 +50,9 @@ Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.`,
 			a, err := parseAlg(alg)
 			if err != nil {
 				return err
+			}
+			if p11 != "" {
+				return keygenPKCS11(cmd, p11, a, out, asJSON)
 			}
 			var priv crypto.Signer
 			if a == sign.ES256 {
@@ -82,8 +94,38 @@ Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "", "base name of the key files (NAME.key and NAME.pub)")
 	cmd.Flags().StringVar(&alg, "alg", "ed25519", "key algorithm: ed25519 (COSE EdDSA) or es256 (ECDSA P-256)")
+	cmd.Flags().StringVar(&p11, "pkcs11", "", "create the key pair inside the PKCS#11 token this pkcs11: URI (RFC 7512) names; writes only NAME.pub")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// keygenPKCS11 creates the key pair inside a token and writes NAME.pub.
+func keygenPKCS11(cmd *cobra.Command, ref string, a sign.Algorithm, out string, asJSON bool) error {
+	u, err := hsm.ParseURI(ref)
+	if err != nil {
+		return usagef("--pkcs11: %v", err)
+	}
+	pubFile := out + ".pub"
+	if _, err := os.Stat(pubFile); err == nil {
+		return fmt.Errorf("%s already exists; refusing to overwrite it", pubFile)
+	}
+	pub, err := hsm.Generate(u, a)
+	if err != nil {
+		return fmt.Errorf("--pkcs11 %s: %w", u, err)
+	}
+	pp, err := sign.MarshalPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	if err := writeNewFile(pubFile, pp, 0o644); err != nil {
+		return err
+	}
+	kid := sign.KeyIDOf(pub).String()
+	if asJSON {
+		return writeJSON(cmd.OutOrStdout(), map[string]string{"pkcs11": u.String(), "public_key": pubFile, "kid": kid, "alg": a.String()})
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "created %s key %q in token %q, wrote %s (public), kid %s\n", a, u.Object, u.Token, pubFile, kid)
+	return nil
 }
 
 // parseAlg reads --alg.

@@ -137,7 +137,7 @@ func (b *bundleFlags) register(cmd *cobra.Command, nodeHelp string) {
 	fl.StringVar(&b.labels, "labels", "", "the node's labels for cohorts, k=v,k=v")
 	fl.StringVar(&b.pskFile, "psk-file", "", "file holding the node's DTLS pre-shared key, 16 to 64 bytes: its literal content, or hex: followed by hex")
 	fl.StringVar(&b.gateway, "gateway-uri", "", "the gateway's CoAP URI, coap://HOST[:PORT] or coaps://HOST[:PORT]")
-	fl.StringVar(&b.key, "key", "", "operator private key (PKCS#8 PEM) that signs the bundle")
+	fl.StringVar(&b.key, "key", "", "operator key that signs the bundle, Ed25519: a PKCS#8 PEM file or a pkcs11: URI (RFC 7512) naming a key in an HSM")
 	fl.StringVar(&b.secretFile, "factory-secret-file", "", "file holding the node's factory secret, 16 to 64 bytes: its literal content, or hex: followed by hex")
 	fl.StringSliceVar(&b.trust, "trust", nil, "manifest key(s) the node will trust (PKIX PEM), comma-separated or repeated")
 	fl.StringSliceVar(&b.operatorTrust, "operator-trust", nil, "operator key(s) the node will accept its next bundle from (default: the public half of --key)")
@@ -190,15 +190,20 @@ func (b *bundleFlags) build(now time.Time, nodeID, component string) (signed []b
 	if err := provision.ValidateGateway(b.gateway); err != nil {
 		return nil, nil, usagef("--gateway-uri: %v", err)
 	}
-	priv, err := readPrivateKey(b.key)
+	priv, done, err := openSigningKey(b.key)
 	if err != nil {
 		return nil, nil, err
+	}
+	defer done()
+	operator, ok := priv.Public().(ed25519.PublicKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("--key %s: %w: an ES256 (P-256) key; provisioning bundles are signed with Ed25519 operator keys (a node's operator keys are Ed25519)", b.key, sign.ErrKey)
 	}
 	manifestKeys, err := readEd25519PublicKeys("a provisioning bundle's --trust", b.trust)
 	if err != nil {
 		return nil, nil, err
 	}
-	operatorKeys := []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)}
+	operatorKeys := []ed25519.PublicKey{operator}
 	if len(b.operatorTrust) > 0 {
 		if operatorKeys, err = readEd25519PublicKeys("a provisioning bundle's --operator-trust", b.operatorTrust); err != nil {
 			return nil, nil, err

@@ -56,10 +56,11 @@ minimum inferences are not reached within 4 times the probation seconds.`,
 			if err != nil {
 				return usagef("--class: %v", err)
 			}
-			priv, err := readSignerFile(keyFile)
+			priv, done, err := openSigningKey(keyFile)
 			if err != nil {
 				return err
 			}
+			defer done()
 			digest, size, err := digestFile(image)
 			if err != nil {
 				return err
@@ -121,7 +122,7 @@ minimum inferences are not reached within 4 times the probation seconds.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&keyFile, "key", "", "private key file (PKCS#8 PEM, from edgeota keygen)")
+	fl.StringVar(&keyFile, "key", "", keyFlagHelp)
 	fl.StringVar(&image, "image", "", "model image file to sign")
 	fl.StringVar(&component, "component", "", "component the image is, e.g. kws-model")
 	fl.StringVar(&ver, "version", "", "human version label, e.g. 1.4.0")

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -300,8 +301,13 @@ func ValidateGateway(s string) error {
 }
 
 // Sign encodes b and signs it with an operator key as a tagged COSE_Sign1
-// of content type [ContentType].
-func Sign(b *Bundle, operator ed25519.PrivateKey) ([]byte, error) {
+// of content type [ContentType]. The key is an ed25519.PrivateKey or any
+// crypto.Signer of an Ed25519 key, such as one in a PKCS#11 token (a
+// node's operator keys are Ed25519).
+func Sign(b *Bundle, operator crypto.Signer) ([]byte, error) {
+	if _, ok := operator.Public().(ed25519.PublicKey); !ok {
+		return nil, fmt.Errorf("%w: an operator key must be Ed25519, not %T", sign.ErrKey, operator.Public())
+	}
 	payload, err := Encode(b)
 	if err != nil {
 		return nil, err
