@@ -209,7 +209,9 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 // and sets LastSeen and Addr. The node must have said Hello
 // ([ErrUnknownNode]). A duplicate of the latest report (same boot count and
 // number, e.g. a retransmission) only refreshes LastSeen. Concurrent calls
-// share transactions and may wait up to 10 ms.
+// share transactions and may wait up to 10 ms. The gateway itself records
+// health reports with the node's other activity, once a second
+// ([DB.Record]): a commit per report is what it avoids.
 func (db *DB) PutHealth(r *protocol.HealthReport, addr string) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("store: health report: %w", err)
@@ -235,7 +237,8 @@ func (db *DB) PutHealth(r *protocol.HealthReport, addr string) error {
 // latest, counts it and sets LastSeen and Addr. The node must have said
 // Hello ([ErrUnknownNode]). A duplicate of the latest event (same boot
 // count and number) only refreshes LastSeen. Concurrent calls share
-// transactions.
+// transactions. The gateway itself records status events with the node's
+// other activity, once a second ([DB.Record]).
 func (db *DB) PutStatus(e *protocol.StatusEvent, addr string) error {
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("store: status event: %w", err)
