@@ -44,9 +44,10 @@ type Assignment struct {
 	Signed []byte
 }
 
-// CommitRollouts writes b in one transaction. Concurrent calls, and the
-// store's other batched writes, may share that transaction (bbolt's
-// Batch), so a call may wait up to its MaxBatchDelay (10 ms).
+// CommitRollouts writes b in one transaction, at once: the rollout engine
+// batches itself (everything staged while a commit is written goes into
+// the next), so bbolt's Batch, which waits up to 10 ms to gather calls,
+// would only add that wait to every node's answer.
 func (db *DB) CommitRollouts(b RolloutBatch) error {
 	type assignment struct {
 		nodes []string
@@ -73,7 +74,7 @@ func (db *DB) CommitRollouts(b RolloutBatch) error {
 			}
 		}
 	}
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		all, err := tx.CreateBucketIfNotExists(bucketRollouts)
 		if err != nil {
 			return err
