@@ -11,6 +11,9 @@ const (
 	ContentTypeManifest     = "application/edgeota-manifest+cbor"
 	ContentTypeDeployment   = "application/edgeota-deployment+cbor"
 	ContentTypeProvisioning = "application/edgeota-provisioning+cbor"
+	// ContentTypeTrust is the trust update (v1.3, docs/protocol.md
+	// section 1 and "Trust update"), signed by root keys.
+	ContentTypeTrust = "application/edgeota-trust+cbor"
 )
 
 // ManifestFormat is the only manifest format of contract version 1.

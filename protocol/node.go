@@ -266,9 +266,12 @@ const (
 	StateReverted    State = 7
 	StateFailed      State = 8
 	StateProvisioned State = 9
+	// StateTrusted (v1.3): the node applied a trust update; key 10 names
+	// the root key ids that signed it, the reason its version.
+	StateTrusted State = 10
 )
 
-var stateNames = [...]string{"idle", "downloading", "downloaded", "verified", "pending", "trial", "confirmed", "reverted", "failed", "provisioned"}
+var stateNames = [...]string{"idle", "downloading", "downloaded", "verified", "pending", "trial", "confirmed", "reverted", "failed", "provisioned", "trusted"}
 
 // String returns the state's name, e.g. "downloading".
 func (s State) String() string {
@@ -298,10 +301,13 @@ const (
 	ReasonNoSpace            Reason = 12
 	ReasonLink               Reason = 13
 	ReasonOther              Reason = 14
+	// ReasonTrust (v1.3): a trust update was refused (its signatures,
+	// version or keys); the text says which.
+	ReasonTrust Reason = 15
 )
 
 var reasonNames = [...]string{"none", "signature", "digest", "size", "class", "epoch", "seq", "requires",
-	"probation errors", "probation latency", "probation resources", "boot loop", "no space", "link", "other"}
+	"probation errors", "probation latency", "probation resources", "boot loop", "no space", "link", "other", "trust"}
 
 // String returns the reason's name, e.g. "epoch".
 func (r Reason) String() string {
@@ -367,11 +373,11 @@ func (e *StatusEvent) Validate() error {
 	if !ValidID(e.NodeID) {
 		return fmt.Errorf("%w: status event node id %q does not match [A-Za-z0-9._-]{1,64}", ErrInvalid, e.NodeID)
 	}
-	if e.State > StateProvisioned {
-		return fmt.Errorf("%w: status event state %d, want 0 to 9", ErrInvalid, e.State)
+	if e.State > StateTrusted {
+		return fmt.Errorf("%w: status event state %d, want 0 to 10", ErrInvalid, e.State)
 	}
-	if e.Code > ReasonOther {
-		return fmt.Errorf("%w: status event reason code %d, want 0 to 14", ErrInvalid, e.Code)
+	if e.Code > ReasonTrust {
+		return fmt.Errorf("%w: status event reason code %d, want 0 to 15", ErrInvalid, e.Code)
 	}
 	if e.Number == 0 {
 		return fmt.Errorf("%w: status event number is 0; numbers start at 1", ErrInvalid)

@@ -32,12 +32,15 @@ const (
 	ResHealth NodeResource = "health"
 	// ResStatus is POST /n/{node}/status with a [StatusEvent].
 	ResStatus NodeResource = "status"
+	// ResTrust is GET /n/{node}/trust (v1.3): the signed trust update the
+	// node should hold, observable like the manifest.
+	ResTrust NodeResource = "trust"
 )
 
 // Valid reports whether r is one of the resources of section 5.
 func (r NodeResource) Valid() bool {
 	switch r {
-	case ResManifest, ResHello, ResHealth, ResStatus:
+	case ResManifest, ResHello, ResHealth, ResStatus, ResTrust:
 		return true
 	}
 	return false

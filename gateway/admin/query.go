@@ -115,8 +115,8 @@ func NodeStates() []NodeState {
 // StatusStates lists the states a status event announces, the values of
 // [NodeQuery.State] (docs/protocol.md section 4).
 func StatusStates() []string {
-	out := make([]string, 0, protocol.StateProvisioned+1)
-	for s := protocol.StateIdle; s <= protocol.StateProvisioned; s++ {
+	out := make([]string, 0, protocol.StateTrusted+1)
+	for s := protocol.StateIdle; s <= protocol.StateTrusted; s++ {
 		out = append(out, s.String())
 	}
 	return out

@@ -274,6 +274,10 @@ const (
 	RoleDeployment
 	// RoleOperator keys sign provisioning bundles; nodes trust them.
 	RoleOperator
+	// RoleRoot keys sign trust updates (the sets of manifest, deployment
+	// and root keys, docs/protocol.md "Trust update"); nodes and gateways
+	// trust them.
+	RoleRoot
 )
 
 // ContentType returns the content type the role's keys sign.
@@ -285,11 +289,13 @@ func (r Role) ContentType() string {
 		return protocol.ContentTypeDeployment
 	case RoleOperator:
 		return protocol.ContentTypeProvisioning
+	case RoleRoot:
+		return protocol.ContentTypeTrust
 	}
 	return ""
 }
 
-// String returns "manifest", "deployment" or "operator".
+// String returns "manifest", "deployment", "operator" or "root".
 func (r Role) String() string {
 	switch r {
 	case RoleManifest:
@@ -298,6 +304,8 @@ func (r Role) String() string {
 		return "deployment"
 	case RoleOperator:
 		return "operator"
+	case RoleRoot:
+		return "root"
 	}
 	return fmt.Sprintf("Role(%d)", uint8(r))
 }
