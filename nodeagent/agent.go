@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"edgeota/nodeagent/internal/probation"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 // AgentVersion is the version of this node agent, sent in Hello and
@@ -77,7 +79,14 @@ type Config struct {
 	JournalBlocks int   // default DefaultJournalBlocks
 	Checkpoint    int64 // download bytes between progress records, default 64 KiB
 
-	Trust *sign.TrustStore // manifest keys
+	Trust *sign.TrustStore // manifest keys, until a trust update replaces them
+
+	// Roots are the root keys the node takes its first trust update from
+	// (docs/protocol.md "Trust update", v1.3), RootThreshold how many of
+	// them must sign it (0: 1). Without roots the node refuses every
+	// trust update. Once it applied one, that update's roots count.
+	Roots         []trust.Key
+	RootThreshold uint64
 
 	Models         Runtime       // required: loads the model images the node runs
 	InferenceRate  float64       // inferences per second, default 10
@@ -114,6 +123,10 @@ type Config struct {
 	// Offers carries what the node should run when there is no Gateway
 	// (tests, other transports); Run installs each new one.
 	Offers <-chan Offer
+	// TrustUpdates carries signed trust updates when there is no Gateway;
+	// Run applies each new one before it takes the next offer. With a
+	// Gateway the node follows the trust update it serves.
+	TrustUpdates <-chan []byte
 	// RetryInterval is how long a download that failed on its link waits
 	// before it is tried again (default 10s).
 	RetryInterval time.Duration
@@ -156,6 +169,7 @@ type Agent struct {
 
 	provisionedSent bool
 	offer           *Offer    // an offer not yet installed
+	lastTrust       []byte    // the last trust update taken (applied or refused)
 	retryAt         time.Time // when to try it again
 	link            *link
 }
@@ -207,7 +221,8 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger}
 	dev, err := OpenDevice(cfg.Flash, cfg.Trust,
 		Identity{Class: cfg.Class, Component: cfg.Component, AgentVersion: AgentVersion, Runtime: cfg.Runtime},
-		WithLayout(cfg.SlotSize, cfg.JournalBlocks), WithCheckpoint(cfg.Checkpoint), WithTransitions(a.onTransition))
+		WithLayout(cfg.SlotSize, cfg.JournalBlocks), WithCheckpoint(cfg.Checkpoint), WithTransitions(a.onTransition),
+		WithRoots(cfg.Roots, cfg.RootThreshold))
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
@@ -229,7 +244,7 @@ func (a *Agent) Device() *Device { return a.dev }
 func (a *Agent) onTransition(t Transition) {
 	a.statusN++
 	e := protocol.StatusEvent{NodeID: a.cfg.NodeID, State: t.State, Seq: t.Seq, Digest: t.Digest, Reason: t.Text,
-		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.statusN}
+		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.statusN, Actor: t.Actor}
 	a.log.Info("status", "state", t.State.String(), "seq", t.Seq, "reason_code", t.Code.String(), "reason", t.Text, "bytes", t.Bytes)
 	a.pendingS = append(a.pendingS, e)
 }
@@ -409,6 +424,9 @@ func (a *Agent) loop(ctx context.Context, settle bool) error {
 // refusal was reported in a status event and the offer is dropped (the
 // gateway sees it in the node's state).
 func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
+	if err := a.takeTrust(ctx); err != nil {
+		return err
+	}
 	for a.cfg.Offers != nil {
 		select {
 		case o := <-a.cfg.Offers:
@@ -426,7 +444,7 @@ func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
 		a.offer = nil
 		return nil
 	}
-	m, err := a.cfg.Trust.VerifyManifest(o.Signed)
+	m, err := a.dev.Trust().VerifyManifest(o.Signed)
 	if err == nil {
 		if run := a.dev.Running(); run != nil && run.Manifest.Seq == m.Seq && run.Manifest.Digest == m.Digest {
 			a.offer = nil // already running it
@@ -457,6 +475,43 @@ func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
 	default:
 		return err // flash failure: the device is gone
 	}
+}
+
+// takeTrust applies the newest trust update offered, once: a refused one
+// is reported in a status event and not tried again until another comes.
+func (a *Agent) takeTrust(ctx context.Context) error {
+	var signed []byte
+	for a.cfg.TrustUpdates != nil {
+		select {
+		case b := <-a.cfg.TrustUpdates:
+			signed = b
+			continue
+		default:
+		}
+		break
+	}
+	if len(signed) == 0 || bytes.Equal(signed, a.lastTrust) {
+		return nil
+	}
+	a.lastTrust = signed
+	return a.ApplyTrust(ctx, signed)
+}
+
+// ApplyTrust applies a signed trust update (Device.ApplyTrust) and sends
+// its status event: trusted, or failed with reason trust. A refusal is
+// logged, not returned; only a flash failure is.
+func (a *Agent) ApplyTrust(ctx context.Context, signed []byte) error {
+	defer a.flushStatus(ctx)
+	u, err := a.dev.ApplyTrust(signed)
+	switch {
+	case err == nil:
+		a.log.Info("trust update applied", "version", u.Version, "manifest_keys", len(u.ManifestKeys), "roots", len(u.RootKeys))
+		return nil
+	case IsTrustRefusal(err):
+		a.log.Warn("trust update refused", "err", err)
+		return nil
+	}
+	return err
 }
 
 func manifestSeq(m *protocol.Manifest) uint64 {

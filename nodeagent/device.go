@@ -12,6 +12,7 @@ import (
 	"edgeota/nodeagent/internal/journal"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 // MaxTrialBoots is how many times a node boots a pending slot without
@@ -51,6 +52,7 @@ type Transition struct {
 	Code   protocol.Reason
 	Text   string
 	Bytes  uint64
+	Actor  string // who did it (a trust update: the roots that signed it)
 }
 
 // Identity is what a node is, for the anti-rollback rules.
@@ -69,7 +71,8 @@ type Identity struct {
 type Device struct {
 	flash      Flash
 	layout     Layout
-	trust      *sign.TrustStore
+	trust      *sign.TrustStore // manifest keys: the journal's trust set, or the ones given to OpenDevice
+	roots      trust.Anchor     // the roots given to OpenDevice, until the journal holds a trust set
 	id         Identity
 	journal    *journal.Journal
 	st         bootState
@@ -108,15 +111,33 @@ func WithCheckpoint(n int64) DeviceOption {
 	return func(d *Device) error { d.checkpoint = n; return nil }
 }
 
+// WithRoots sets the root keys the device accepts its first trust update
+// from, and how many of them must sign it (0 counts as 1). Without roots
+// it refuses every trust update. Once the journal holds a trust set, its
+// roots replace these.
+func WithRoots(roots []trust.Key, threshold uint64) DeviceOption {
+	return func(d *Device) error {
+		for _, k := range roots {
+			if err := k.Validate(); err != nil {
+				return fmt.Errorf("root key: %w", err)
+			}
+		}
+		d.roots = trust.Anchor{Roots: roots, Threshold: threshold}
+		return nil
+	}
+}
+
 // WithTransitions sets a function called after each persisted step.
 func WithTransitions(f func(Transition)) DeviceOption {
 	return func(d *Device) error { d.onStep = f; return nil }
 }
 
 // OpenDevice reads a device's boot state from its journal. A blank flash is
-// a device that never ran an image.
-func OpenDevice(f Flash, trust *sign.TrustStore, id Identity, opts ...DeviceOption) (*Device, error) {
-	d := &Device{flash: f, trust: trust, id: id, checkpoint: 64 << 10, chunk: 1024,
+// a device that never ran an image. keys are the manifest keys the device
+// was given; once its journal holds a trust set (ApplyTrust), that set's
+// manifest keys are used instead.
+func OpenDevice(f Flash, keys *sign.TrustStore, id Identity, opts ...DeviceOption) (*Device, error) {
+	d := &Device{flash: f, trust: keys, id: id, checkpoint: 64 << 10, chunk: 1024,
 		slotSize: DefaultSlotSize, journalBlocks: DefaultJournalBlocks}
 	d.chunk -= d.chunk % f.WriteSize()
 	if d.chunk == 0 {
@@ -144,6 +165,14 @@ func OpenDevice(f Flash, trust *sign.TrustStore, id Identity, opts ...DeviceOpti
 	}
 	if d.id.Component == "" {
 		d.id.Component = d.st.Component
+	}
+	if t := d.st.Trust; t != nil {
+		if d.trust, err = trust.Store(sign.RoleManifest, t.Manifest); err != nil {
+			return nil, fmt.Errorf("boot state record: trust set: %w", err)
+		}
+	}
+	if d.trust == nil {
+		return nil, errors.New("no manifest keys: the device verifies every manifest")
 	}
 	return d, nil
 }
@@ -265,10 +294,42 @@ func (d *Device) readManifest(slot protocol.Slot) (*protocol.Manifest, []byte, e
 		return nil, nil, errors.New("no manifest in the slot header")
 	}
 	m, err := d.trust.VerifyManifest(signed)
+	if errors.Is(err, sign.ErrUnknownKey) {
+		if km, ok := d.kept(slot, signed); ok {
+			return km, signed, nil
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return m, signed, nil
+}
+
+// kept returns the manifest of a slot header signed by a key a trust
+// update removed, when the image was already in that slot then: the
+// journal recorded it among the kept images, with its digest, when the
+// manifest still verified. Installed images keep running after a
+// rotation; new ones need the new keys.
+func (d *Device) kept(slot protocol.Slot, signed []byte) (*protocol.Manifest, bool) {
+	t := d.st.Trust
+	if t == nil {
+		return nil, false
+	}
+	e, err := sign.Parse(signed)
+	if err != nil || e.ContentType != protocol.ContentTypeManifest {
+		return nil, false
+	}
+	m, err := protocol.DecodeManifest(e.Payload)
+	if err != nil {
+		return nil, false
+	}
+	rec := d.st.Slots[slot]
+	for _, k := range t.Kept {
+		if k == m.Digest && rec.Digest == m.Digest && rec.Seq == m.Seq {
+			return m, true
+		}
+	}
+	return nil, false
 }
 
 // verifySlot checks a slot against the journal and its signed manifest:

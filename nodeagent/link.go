@@ -63,6 +63,7 @@ type link struct {
 	client *gwlink.Client
 	queue  *reportQueue
 	offers chan Offer
+	trust  chan []byte
 }
 
 // connect dials the gateway (a UDP socket: nothing is sent yet).
@@ -93,10 +94,11 @@ func (a *Agent) connect(ctx context.Context) error {
 	} else {
 		a.log.Warn("talking to the gateway over plain CoAP/UDP: development only; manifests are still verified end to end", "gateway", a.cfg.Gateway)
 	}
-	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1)}
+	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1), trust: make(chan []byte, 1)}
 	a.link.queue.delivered = a.cfg.OnDelivered
 	a.cfg.Reporter = a.link.queue
 	a.cfg.Offers = a.link.offers
+	a.cfg.TrustUpdates = a.link.trust
 	return nil
 }
 
@@ -107,10 +109,31 @@ func (a *Agent) runLink(ctx context.Context) func() {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.link.queue.run(ctx) }()
+	trusted := make(chan struct{}) // the first trust answer is in a.link.trust
 	go func() {
 		defer wg.Done()
+		// The trust update first: a manifest is judged by the newest
+		// trust the gateway has (docs/protocol.md section 5).
+		if signed, err := a.link.client.Trust(ctx); err == nil {
+			putLatest(a.link.trust, signed)
+		} else if ctx.Err() == nil {
+			a.log.Warn("trust update not fetched; following it", "err", err)
+		}
+		close(trusted)
+		err := a.link.client.WatchTrust(ctx, func(signed []byte) { putLatest(a.link.trust, signed) })
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("trust watch ended", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-trusted:
+		case <-ctx.Done():
+			return
+		}
 		err := a.link.client.Watch(ctx, func(signed []byte) {
 			o := Offer{Signed: signed, Source: func(m *protocol.Manifest) ImageSource { return a.link.client.ImageFor(m) }}
 			select { // the newest assignment replaces one not yet taken
@@ -128,6 +151,15 @@ func (a *Agent) runLink(ctx context.Context) func() {
 		wg.Wait()
 		a.link.client.Close()
 	}
+}
+
+// putLatest puts v in a channel of one, replacing a value not yet taken.
+func putLatest[T any](ch chan T, v T) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- v
 }
 
 // reportQueue sends a node's Hello, status events and health reports to

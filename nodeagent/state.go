@@ -7,6 +7,7 @@ import (
 
 	"edgeota/nodeagent/internal/journal"
 	"edgeota/protocol"
+	"edgeota/protocol/trust"
 )
 
 // slotState is the journal's view of a slot.
@@ -40,11 +41,15 @@ type slotRec struct {
 	Written uint64          `cbor:"6,keyasint"` // while writing: durable bytes
 }
 
-// stateFormat is the format of the boot state record this agent writes
-// (key 0), and the newest it reads. Records written before the key existed
-// have none and are format 1. A change an older agent would misread (a key
-// it would ignore while acting on the others) raises it.
-const stateFormat = 1
+// stateFormat is the newest format of the boot state record (key 0) this
+// agent writes and reads. Records written before the key existed have none
+// and are format 1. A change an older agent would misread (a key it would
+// ignore while acting on the others) raises it: format 2 adds the trust
+// set (key 12), which an agent of format 1 would ignore while verifying
+// manifests with the keys it was started with. A record without a trust
+// set is still written as format 1, so that a node that never took a trust
+// update can go back to an older agent.
+const stateFormat = 2
 
 // ErrFormatTooNew is wrapped by [OpenDevice], [New] and [ReadStatus] when
 // the flash holds a boot state, or a journal framing, newer than this node
@@ -67,6 +72,22 @@ type bootState struct {
 	LastReason protocol.Reason `cbor:"9,keyasint"`
 	LastText   string          `cbor:"10,keyasint"`
 	Component  string          `cbor:"11,keyasint"`
+	Trust      *trustRec       `cbor:"12,keyasint,omitempty"` // format 2: the trust set of the last trust update applied
+}
+
+// trustRec is the trust set a trust update gave the node (package
+// protocol/trust): it replaces the manifest keys and roots the node was
+// started with. Deployment keys are the gateway's and are not kept.
+type trustRec struct {
+	Version   uint64      `cbor:"1,keyasint"`
+	Manifest  []trust.Key `cbor:"2,keyasint"`
+	Roots     []trust.Key `cbor:"3,keyasint"`
+	Threshold uint64      `cbor:"4,keyasint"`
+	// Kept are the digests of the images in the slots when the update
+	// was applied (and of those kept before, still there): they keep
+	// booting under the manifest they were installed with, whatever key
+	// signed it.
+	Kept []protocol.Digest `cbor:"5,keyasint,omitempty"`
 }
 
 // pendingSlot returns the slot on trial, if any.
@@ -83,14 +104,25 @@ var stateDec, _ = cbor.DecOptions{
 	DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 	IndefLength:      cbor.IndefLengthForbidden,
 	TagsMd:           cbor.TagsForbidden,
-	MaxNestedLevels:  4,
+	MaxNestedLevels:  5,
 	MaxArrayElements: 16,
 	MaxMapPairs:      32,
 }.DecMode()
 
 func (s *bootState) marshal() ([]byte, error) {
-	s.Format = stateFormat
-	return stateEnc.Marshal(s)
+	s.Format = 1
+	if s.Trust != nil {
+		s.Format = 2
+	}
+	b, err := stateEnc.Marshal(s)
+	if err != nil || len(b) <= journal.MaxPayload || len(s.LastText) == 0 {
+		return b, err
+	}
+	// A full trust set and a long last reason can pass a journal record:
+	// the reason gives way (the status event carried it whole).
+	c := *s
+	c.LastText = protocol.Truncate(c.LastText, max(0, len(c.LastText)-(len(b)-journal.MaxPayload)))
+	return stateEnc.Marshal(&c)
 }
 
 func unmarshalState(b []byte) (bootState, error) {
@@ -102,7 +134,9 @@ func unmarshalState(b []byte) (bootState, error) {
 		return s, fmt.Errorf("%w: the boot state record has format %d, this node agent reads formats up to %d; "+
 			"run the newer node agent (nothing was written)", ErrFormatTooNew, s.Format, stateFormat)
 	}
-	s.Format = stateFormat
+	if s.Trust != nil && s.Format < 2 {
+		return s, fmt.Errorf("boot state record: format %d with a trust set", s.Format)
+	}
 	if s.Active > protocol.SlotB || s.Pending > 2 {
 		return s, fmt.Errorf("boot state record: active %d pending %d out of range", s.Active, s.Pending)
 	}

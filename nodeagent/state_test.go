@@ -46,7 +46,8 @@ func TestStateFormats(t *testing.T) {
 	}{
 		{"no format", nil, nil},
 		{"format 1", 1, nil},
-		{"format 2", 2, ErrFormatTooNew},
+		{"format 2", 2, nil},
+		{"format 3", 3, ErrFormatTooNew},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := unmarshalState(recordWith(t, s, tc.format))
@@ -54,7 +55,7 @@ func TestStateFormats(t *testing.T) {
 				t.Fatalf("unmarshalState = %v, want %v", err, tc.err)
 			}
 			if tc.err != nil {
-				if !strings.Contains(err.Error(), "format 2, this node agent reads formats up to 1") {
+				if !strings.Contains(err.Error(), "format 3, this node agent reads formats up to 2") {
 					t.Errorf("%q does not name both formats", err)
 				}
 				return
@@ -80,7 +81,7 @@ func TestOpenDeviceRefusesNewerState(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Append(recordWith(t, bootState{BootCount: 1}, nil))
-	j.Append(recordWith(t, bootState{BootCount: 2}, 2))
+	j.Append(recordWith(t, bootState{BootCount: 2}, 3))
 	ops := f.Ops()
 	if _, err := OpenDevice(f, nil, Identity{}, WithLayout(slotSize, DefaultJournalBlocks)); !errors.Is(err, ErrFormatTooNew) {
 		t.Fatalf("OpenDevice = %v, want ErrFormatTooNew", err)

@@ -17,6 +17,7 @@ import (
 	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 var sweepSeed = flag.Uint64("sweep.seed", 0, "seed of the chained random power cuts (0: from the clock, printed)")
@@ -46,6 +47,7 @@ type release struct {
 type testbed struct {
 	signer *sign.Signer
 	trust  *sign.TrustStore
+	roots  []trust.Key // the node's roots (WithRoots), none by default
 }
 
 func newTestbed(t testing.TB) *testbed {
@@ -106,7 +108,7 @@ func journalBlocks(f nodeagent.Flash) int {
 
 func (tb *testbed) agent(t testing.TB, f nodeagent.Flash) (*nodeagent.Agent, error) {
 	return nodeagent.New(nodeagent.Config{NodeID: "node-1", Class: testClass, Flash: f, Trust: tb.trust, Models: simmodel.Runtime{}.ForAgent(),
-		SlotSize: sweepSlot, JournalBlocks: journalBlocks(f), Checkpoint: 16 << 10, InferenceRate: 50,
+		Roots: tb.roots, SlotSize: sweepSlot, JournalBlocks: journalBlocks(f), Checkpoint: 16 << 10, InferenceRate: 50,
 		HealthInterval: 5 * time.Second, Clock: &virtualClock{now: time.Unix(1795000000, 0)}})
 }
 

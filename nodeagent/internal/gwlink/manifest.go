@@ -28,7 +28,7 @@ func (c *Client) Manifest(ctx context.Context) (signed []byte, etag []byte, err 
 	helloAgain := false
 	r, err := retry(ctx, c, "GET "+path, c.cfg.maxElapsed, func() (response, error) {
 		for {
-			r, err := c.getManifest(ctx, nil)
+			r, err := c.getResource(ctx, path, nil)
 			if err != nil {
 				return r, err
 			}
@@ -68,10 +68,29 @@ func (r *response) tag() []byte {
 	return sum[:8]
 }
 
-// getManifest sends one GET of the manifest, conditional on etag when not
-// nil, and fetches the further blocks of a manifest that does not fit one.
-func (c *Client) getManifest(ctx context.Context, etag []byte) (response, error) {
-	path := c.nodePath(protocol.ResManifest)
+// Trust asks the gateway once for the trust update the node should hold
+// (GET /n/{node}/trust, v1.3) and returns it, nil when there is none or
+// the gateway does not serve trust updates (4.04). Transport failures and
+// 5.03 are retried as for posts.
+func (c *Client) Trust(ctx context.Context) (signed []byte, err error) {
+	path := c.nodePath(protocol.ResTrust)
+	r, err := retry(ctx, c, "GET "+path, c.cfg.maxElapsed, func() (response, error) {
+		r, err := c.getResource(ctx, path, nil)
+		if err != nil || r.code == codes.Content || r.code == codes.NotFound {
+			return r, err
+		}
+		return r, c.answerError("GET "+path, r)
+	})
+	if err != nil || r.code == codes.NotFound {
+		return nil, err
+	}
+	return r.signed(), nil
+}
+
+// getResource sends one GET of a node's manifest or trust update,
+// conditional on etag when not nil, and fetches the further blocks of a
+// document that does not fit one.
+func (c *Client) getResource(ctx context.Context, path string, etag []byte) (response, error) {
 	r, err := c.exchange(ctx, func(ctx context.Context, conn *udpclient.Conn) (*pool.Message, error) {
 		req, err := conn.NewGetRequest(ctx, path)
 		if err != nil {

@@ -40,6 +40,19 @@ func refreshAfter(maxAge uint32) time.Duration {
 // registers again. Pings keep the link alive while it is silent
 // (WithKeepAlive).
 func (c *Client) Watch(ctx context.Context, onChange func(signed []byte)) error {
+	return c.watch(ctx, protocol.ResManifest, onChange)
+}
+
+// WatchTrust follows the trust update the gateway serves the node
+// (/n/{node}/trust, docs/protocol.md section 5, v1.3) like Watch follows
+// the manifest: onChange gets the signed update, nil when there is none.
+// A 4.04 (a gateway before v1.3, or one that does not know the node yet)
+// is not an error: the observation is registered again later.
+func (c *Client) WatchTrust(ctx context.Context, onChange func(signed []byte)) error {
+	return c.watch(ctx, protocol.ResTrust, onChange)
+}
+
+func (c *Client) watch(ctx context.Context, res protocol.NodeResource, onChange func(signed []byte)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	box := newMailbox()
 	done := make(chan struct{})
@@ -53,7 +66,8 @@ func (c *Client) Watch(ctx context.Context, onChange func(signed []byte)) error 
 	}()
 	w := &watcher{
 		c:      c,
-		path:   c.nodePath(protocol.ResManifest),
+		res:    res,
+		path:   c.nodePath(res),
 		events: make(chan watchEvent, 16),
 		box:    box,
 		bo:     c.newBackoff(),
@@ -72,6 +86,7 @@ type watchEvent struct {
 // but for events and overflow, written by go-coap's callbacks.
 type watcher struct {
 	c        *Client
+	res      protocol.NodeResource
 	path     string
 	events   chan watchEvent
 	overflow atomic.Bool // an event did not fit events: poll
@@ -257,7 +272,9 @@ func (w *watcher) handle(ctx context.Context, ev watchEvent) {
 		w.refreshAt = time.Now().Add(refreshAfter(maxAge))
 	case codes.NotFound:
 		w.obs = nil
-		c.rehello(ctx)
+		if w.res == protocol.ResManifest {
+			c.rehello(ctx)
+		}
 		w.later()
 	case codes.ServiceUnavailable:
 		w.obs = nil
@@ -286,7 +303,7 @@ func (w *watcher) poll(ctx context.Context) {
 	if w.known {
 		etag = w.lastETag
 	}
-	r, err := c.getManifest(ctx, etag)
+	r, err := c.getResource(ctx, w.path, etag)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.log.Debug("manifest poll failed", "err", err)
@@ -309,7 +326,7 @@ func (w *watcher) poll(ctx context.Context) {
 			w.offer(r)
 		}
 	case codes.NotFound:
-		if c.rehello(ctx) {
+		if w.res == protocol.ResManifest && c.rehello(ctx) {
 			w.again()
 		}
 	default:
