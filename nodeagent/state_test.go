@@ -1,6 +1,9 @@
 package nodeagent
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
@@ -8,6 +11,7 @@ import (
 	"edgeota/firmware-sim/flash"
 	"edgeota/nodeagent/internal/journal"
 	"edgeota/protocol"
+	"edgeota/protocol/trust"
 )
 
 // recordWith returns the record of s with its key 0 (the format) set to
@@ -91,5 +95,38 @@ func TestOpenDeviceRefusesNewerState(t *testing.T) {
 	}
 	if f.Ops() != ops {
 		t.Fatalf("refusing wrote to the flash: %d operations", f.Ops()-ops)
+	}
+}
+
+// TestStateWithFullTrustSetFits: the largest trust set (four P-256
+// manifest keys and four P-256 roots, both slots kept) and the longest
+// last reason still make a journal record: the reason gives way.
+func TestStateWithFullTrustSetFits(t *testing.T) {
+	var keys []trust.Key
+	for range 2 * trust.MaxKeys {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := trust.KeyOf(&priv.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	s := bootState{Component: strings.Repeat("c", protocol.MaxIDLen), LastText: strings.Repeat("r", protocol.MaxReasonLen),
+		Slots: [2]slotRec{{State: slotConfirmed, Seq: 1 << 60, Epoch: 1 << 60, Size: 1 << 60, Written: 1 << 60}, {State: slotTrial, Seq: 1 << 60, Epoch: 1 << 60, Size: 1 << 60, Written: 1 << 60}},
+		EpochFloor: 1 << 60, HighestSeq: 1 << 60, BootCount: 1 << 60,
+		Trust: &trustRec{Version: 1 << 60, Manifest: keys[:trust.MaxKeys], Roots: keys[trust.MaxKeys:], Threshold: trust.MaxKeys, Kept: []protocol.Digest{{1}, {2}}}}
+	b, err := s.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > journal.MaxPayload {
+		t.Fatalf("record of %d bytes, over %d", len(b), journal.MaxPayload)
+	}
+	got, err := unmarshalState(b)
+	if err != nil || len(got.Trust.Roots) != trust.MaxKeys || len(got.LastText) == 0 || len(got.LastText) >= protocol.MaxReasonLen {
+		t.Fatalf("decoded %d roots, reason of %d bytes: %v", len(got.Trust.Roots), len(got.LastText), err)
 	}
 }

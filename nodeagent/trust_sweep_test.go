@@ -3,6 +3,7 @@ package nodeagent_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ type rotation struct {
 
 func newRotation(t testing.TB) *rotation {
 	rootPriv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
-	root := trust.KeyOf(rootPriv.Public().(ed25519.PublicKey))
+	root := mustKey(rootPriv.Public().(ed25519.PublicKey))
 	tb := newTestbed(t)
 	tb.roots = []trust.Key{root}
 	bPriv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, 32))
@@ -42,7 +43,7 @@ func newRotation(t testing.TB) *rotation {
 		t.Fatal(err)
 	}
 	upd, err := trust.Sign(&trust.Update{Format: trust.Format, Version: 1, Issued: 1795000000,
-		ManifestKeys: []trust.Key{trust.KeyOf(bPriv.Public().(ed25519.PublicKey))},
+		ManifestKeys: []trust.Key{mustKey(bPriv.Public().(ed25519.PublicKey))},
 		RootKeys:     []trust.Key{root}, Threshold: 1}, rs)
 	if err != nil {
 		t.Fatal(err)
@@ -202,4 +203,12 @@ func (r *rotation) finalCheck(t testing.TB, f nodeagent.Flash, g geometry) error
 		return fmt.Errorf("a manifest signed by the removed key: %v, want refused for its signature", err)
 	}
 	return nil
+}
+
+func mustKey(pub crypto.PublicKey) trust.Key {
+	k, err := trust.KeyOf(pub)
+	if err != nil {
+		panic(err)
+	}
+	return k
 }

@@ -28,8 +28,8 @@ func TestApplyTrustRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, err := trust.Sign(&trust.Update{Format: trust.Format, Version: version,
-			ManifestKeys: []trust.Key{trust.KeyOf(other.Public().(ed25519.PublicKey))},
-			RootKeys:     []trust.Key{trust.KeyOf(root.Public().(ed25519.PublicKey))}, Threshold: 1}, s)
+			ManifestKeys: []trust.Key{mustKey(other.Public().(ed25519.PublicKey))},
+			RootKeys:     []trust.Key{mustKey(root.Public().(ed25519.PublicKey))}, Threshold: 1}, s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func TestApplyTrustRefusals(t *testing.T) {
 		}
 		return b
 	}
-	rootKey := trust.KeyOf(root.Public().(ed25519.PublicKey))
+	rootKey := mustKey(root.Public().(ed25519.PublicKey))
 	tests := []struct {
 		name   string
 		roots  bool // the node has the root

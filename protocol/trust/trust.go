@@ -2,7 +2,8 @@ package trust
 
 import (
 	"bytes"
-	"crypto/ed25519"
+	"crypto"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
@@ -29,63 +30,87 @@ const (
 	MaxSize = 4096
 )
 
-// Algorithms of a key (COSE algorithm identifiers, RFC 9053), as key 1 of
-// a key map holds them.
+// Algorithms of a key (COSE algorithm identifiers, RFC 9053, as package
+// sign names them), as key 1 of a key map holds them.
 const (
 	// AlgEdDSA is Ed25519: the public key is its 32 raw bytes.
-	AlgEdDSA int64 = -8
+	AlgEdDSA = int64(sign.EdDSA)
+	// AlgES256 is ECDSA P-256 with SHA-256: the public key is its 65-byte
+	// uncompressed point (0x04 || X || Y).
+	AlgES256 = int64(sign.ES256)
 )
 
 // Key is a public key with its algorithm (a key map: `{1: alg, 2: public
-// key bstr}`).
+// key bstr}`). The algorithm is bound to the key: a key is only ever
+// trusted for its own algorithm.
 type Key struct {
-	// Alg is key 1: the COSE algorithm the key verifies ([AlgEdDSA]).
+	// Alg is key 1: the COSE algorithm the key verifies ([AlgEdDSA] or
+	// [AlgES256]).
 	Alg int64 `cbor:"1,keyasint"`
 	// Public is key 2: the raw public key, as the algorithm defines it
-	// (Ed25519: 32 bytes).
+	// (Ed25519: 32 bytes; P-256: the 65-byte uncompressed point).
 	Public []byte `cbor:"2,keyasint"`
 }
 
-// KeyOf returns the key entry of an Ed25519 public key.
-func KeyOf(pub ed25519.PublicKey) Key {
-	return Key{Alg: AlgEdDSA, Public: append([]byte(nil), pub...)}
-}
-
-// Validate checks that the key's length is the one its algorithm defines.
-func (k Key) Validate() error {
-	switch k.Alg {
-	case AlgEdDSA:
-		if len(k.Public) != ed25519.PublicKeySize {
-			return fmt.Errorf("%w: EdDSA (-8) key of %d bytes, want %d: the algorithm does not match the key",
-				protocol.ErrInvalid, len(k.Public), ed25519.PublicKeySize)
-		}
-		return nil
+// KeyOf returns the key entry of a public key: an ed25519.PublicKey or a
+// P-256 *ecdsa.PublicKey.
+func KeyOf(pub crypto.PublicKey) (Key, error) {
+	raw, alg, err := sign.RawPublicKey(pub)
+	if err != nil {
+		return Key{}, err
 	}
-	return fmt.Errorf("%w: key algorithm %d is not supported (want EdDSA, -8)", protocol.ErrInvalid, k.Alg)
+	return Key{Alg: int64(alg), Public: raw}, nil
 }
 
-// ID returns the key id of the key (docs/protocol.md section 1).
-func (k Key) ID() sign.KeyID { return sign.KeyIDOf(ed25519.PublicKey(k.Public)) }
+// public parses the key and checks that its form is the one its
+// algorithm defines.
+func (k Key) public() (crypto.PublicKey, error) {
+	if k.Alg != AlgEdDSA && k.Alg != AlgES256 {
+		return nil, fmt.Errorf("%w: key algorithm %d is not supported (want EdDSA -8 or ES256 -7)", protocol.ErrInvalid, k.Alg)
+	}
+	pub, err := sign.ParseRawPublicKey(k.Public)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s key: %v", protocol.ErrInvalid, sign.Algorithm(k.Alg), err)
+	}
+	if _, alg, _ := sign.RawPublicKey(pub); int64(alg) != k.Alg {
+		return nil, fmt.Errorf("%w: a %s key of %d bytes under algorithm %s: the algorithm does not match the key",
+			protocol.ErrInvalid, alg, len(k.Public), sign.Algorithm(k.Alg))
+	}
+	return pub, nil
+}
+
+// Validate checks that the key parses (a P-256 point on the curve) and
+// is of its algorithm.
+func (k Key) Validate() error {
+	_, err := k.public()
+	return err
+}
+
+// ID returns the key id of the key (docs/protocol.md section 1): SHA-256
+// over its raw bytes, first 8 bytes.
+func (k Key) ID() sign.KeyID {
+	sum := sha256.Sum256(k.Public)
+	var id sign.KeyID
+	copy(id[:], sum[:8])
+	return id
+}
 
 // String names the key by its algorithm and id.
-func (k Key) String() string {
-	if k.Validate() != nil {
-		return fmt.Sprintf("alg %d key of %d bytes", k.Alg, len(k.Public))
-	}
-	return "EdDSA " + k.ID().String()
-}
+func (k Key) String() string { return sign.Algorithm(k.Alg).String() + " " + k.ID().String() }
 
 // Equal reports whether two entries are the same key.
 func (k Key) Equal(o Key) bool { return k.Alg == o.Alg && bytes.Equal(k.Public, o.Public) }
 
 // Store returns a trust store of role holding keys, which must be valid.
+// Each key verifies only its own algorithm.
 func Store(role sign.Role, keys []Key) (*sign.TrustStore, error) {
-	pubs := make([]ed25519.PublicKey, 0, len(keys))
+	pubs := make([]crypto.PublicKey, 0, len(keys))
 	for _, k := range keys {
-		if err := k.Validate(); err != nil {
+		pub, err := k.public()
+		if err != nil {
 			return nil, err
 		}
-		pubs = append(pubs, ed25519.PublicKey(k.Public))
+		pubs = append(pubs, pub)
 	}
 	return sign.NewTrustStore(role, pubs...)
 }

@@ -1,6 +1,9 @@
 package trust
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"testing"
 
@@ -12,8 +15,8 @@ import (
 // update becomes the anchor of the next, a root the last update removed
 // signs nothing any more, and every refusal names its reason.
 func TestCheckRotation(t *testing.T) {
-	r1, r2 := KeyOf(pub(root1Seed)), KeyOf(pub(root2Seed))
-	m := KeyOf(pub(manifestSeed))
+	r1, r2 := mustKey(pub(root1Seed)), mustKey(pub(root2Seed))
+	m := mustKey(pub(manifestSeed))
 	holder := Anchor{Roots: []Key{r1}, Threshold: 1}
 	upd := func(version uint64, roots []Key, threshold uint64) *Update {
 		return &Update{Format: Format, Version: version, ManifestKeys: []Key{m}, RootKeys: roots, Threshold: threshold}
@@ -73,7 +76,7 @@ func TestEncodeRefuses(t *testing.T) {
 		{"threshold 0", func(u *Update) { u.Threshold = 0 }},
 		{"five manifest keys", func(u *Update) {
 			for i := range 4 {
-				u.ManifestKeys = append(u.ManifestKeys, KeyOf(pub(seedOf(byte(0x30+i)))))
+				u.ManifestKeys = append(u.ManifestKeys, mustKey(pub(seedOf(byte(0x30+i)))))
 			}
 		}},
 		{"short key", func(u *Update) { u.ManifestKeys[0].Public = u.ManifestKeys[0].Public[:31] }},
@@ -96,7 +99,47 @@ func TestInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, kids, err := Inspect(b)
-	if err != nil || u.Version != 2 || len(kids) != 2 || kids[0] != KeyOf(pub(root1Seed)).ID() {
+	if err != nil || u.Version != 2 || len(kids) != 2 || kids[0] != mustKey(pub(root1Seed)).ID() {
 		t.Fatalf("Inspect: %+v %v %v", u, kids, err)
+	}
+}
+
+// TestCheckES256Root: a P-256 root signs an update that installs a P-256
+// manifest key; a trust store built from it verifies that key's ES256
+// signatures and nothing under the replaced EdDSA key.
+func TestCheckES256Root(t *testing.T) {
+	rootPriv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manPriv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, man := mustKey(&rootPriv.PublicKey), mustKey(&manPriv.PublicKey)
+	rs, err := sign.NewSigner(rootPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Sign(&Update{Format: Format, Version: 1, ManifestKeys: []Key{man}, RootKeys: []Key{root}, Threshold: 1}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, kids, err := Anchor{Roots: []Key{root}}.Check(b)
+	if err != nil || kids[0] != root.ID() || kids[0] != sign.KeyIDOf(&rootPriv.PublicKey) {
+		t.Fatalf("Check: %v %v", kids, err)
+	}
+	store, err := Store(sign.RoleManifest, u.ManifestKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := sign.NewSigner(manPriv)
+	m, _ := ms.Sign(protocol.ContentTypeManifest, []byte{0xa0})
+	if _, err := store.Verify(m); err != nil {
+		t.Fatalf("ES256 manifest key: %v", err)
+	}
+	old, _ := signer(t, manifestSeed).Sign(protocol.ContentTypeManifest, []byte{0xa0})
+	if _, err := store.Verify(old); !errors.Is(err, sign.ErrUnknownKey) {
+		t.Fatalf("replaced EdDSA key: %v, want ErrUnknownKey", err)
 	}
 }

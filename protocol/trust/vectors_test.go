@@ -2,7 +2,10 @@ package trust
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +32,7 @@ type vectorFile struct {
 	OtherSeed       string   `json:"other_seed"`
 	ManifestSeed    string   `json:"manifest_seed"`
 	DeploymentSeed  string   `json:"deployment_seed"`
+	P256Scalar      string   `json:"p256_scalar"`
 	Vectors         []vector `json:"vectors"`
 }
 
@@ -71,16 +75,16 @@ func signer(t testing.TB, seed []byte) *sign.Signer {
 // testAnchor is the anchor of the vectors: version 1, two roots, both must
 // sign.
 func testAnchor() Anchor {
-	return Anchor{Version: 1, Roots: []Key{KeyOf(pub(root1Seed)), KeyOf(pub(root2Seed))}, Threshold: 2}
+	return Anchor{Version: 1, Roots: []Key{mustKey(pub(root1Seed)), mustKey(pub(root2Seed))}, Threshold: 2}
 }
 
 // sampleUpdate is version 2: a new manifest key, a deployment key, the
 // same two roots, threshold 2.
 func sampleUpdate() *Update {
 	return &Update{Format: Format, Version: 2, Issued: 1795000000,
-		ManifestKeys:   []Key{KeyOf(pub(manifestSeed))},
-		DeploymentKeys: []Key{KeyOf(pub(deploymentSeed))},
-		RootKeys:       []Key{KeyOf(pub(root1Seed)), KeyOf(pub(root2Seed))},
+		ManifestKeys:   []Key{mustKey(pub(manifestSeed))},
+		DeploymentKeys: []Key{mustKey(pub(deploymentSeed))},
+		RootKeys:       []Key{mustKey(pub(root1Seed)), mustKey(pub(root2Seed))},
 		Threshold:      2}
 }
 
@@ -194,9 +198,17 @@ func buildVectors(t testing.TB) vectorFile {
 		{Name: "update-no-manifest-key", Type: "update", Error: "invalid", Note: "would leave its holder with no manifest key", Hex: h(edit(t, b, 4, mustCBOR(t, []Key{})))},
 		{Name: "update-alg-key-mismatch", Type: "update", Error: "invalid", Note: "alg EdDSA with a 33-byte key", Hex: h(edit(t, b, 4, keyMap(AlgEdDSA, append([]byte{2}, mk...))))},
 		{Name: "update-alg-es256-ed25519-key", Type: "update", Error: "invalid", Note: "alg -7 (ES256) with a 32-byte Ed25519 key", Hex: h(edit(t, b, 4, keyMap(-7, mk)))},
+		{Name: "update-es256-manifest-key", Type: "update", Valid: true, Canonical: true, Note: "an ES256 (P-256) manifest key beside the EdDSA one",
+			Hex: h(edit(t, b, 4, mustCBOR(t, []Key{mustKey(pub(manifestSeed)), mustKey(p256Pub(t))})))},
+		{Name: "update-es256-key-off-curve", Type: "update", Error: "invalid", Note: "a 65-byte point whose last byte is changed: not on P-256",
+			Hex: h(edit(t, b, 4, keyMap(AlgES256, offCurve(t))))},
+		{Name: "update-es256-key-compressed", Type: "update", Error: "invalid", Note: "a compressed 33-byte P-256 point",
+			Hex: h(edit(t, b, 4, keyMap(AlgES256, compressed(t))))},
+		{Name: "update-eddsa-p256-key", Type: "update", Error: "invalid", Note: "alg EdDSA with a P-256 point",
+			Hex: h(edit(t, b, 4, keyMap(AlgEdDSA, mustKey(p256Pub(t)).Public)))},
 		{Name: "update-version-zero", Type: "update", Error: "invalid", Hex: h(edit(t, b, 2, mustCBOR(t, 0)))},
 		{Name: "update-threshold-over-roots", Type: "update", Error: "invalid", Hex: h(edit(t, b, 7, mustCBOR(t, 3)))},
-		{Name: "update-duplicate-root", Type: "update", Error: "invalid", Hex: h(edit(t, b, 6, mustCBOR(t, []Key{KeyOf(pub(root1Seed)), KeyOf(pub(root1Seed))})))},
+		{Name: "update-duplicate-root", Type: "update", Error: "invalid", Hex: h(edit(t, b, 6, mustCBOR(t, []Key{mustKey(pub(root1Seed)), mustKey(pub(root1Seed))})))},
 		{Name: "signed-update", Type: "signed-update", Valid: true, Canonical: true, Note: "an array of two COSE_Sign1, by root 1 and root 2", Hex: h(signed)},
 		{Name: "signed-update-one-root", Type: "signed-update", Error: "not enough root signatures", Note: "one COSE_Sign1 by root 1; the threshold is 2", Hex: h(first)},
 		{Name: "signed-update-unknown-root", Type: "signed-update", Error: "unknown kid", Note: "root 1 and a key that is not a root", Hex: h(signRaw(t, ContentType, b, root1Seed, otherSeed))},
@@ -219,7 +231,7 @@ func buildVectors(t testing.TB) vectorFile {
 		Comment:       "edgeota trust update test vectors; see README.md beside this file",
 		AnchorVersion: a.Version, AnchorThreshold: a.Threshold,
 		Root1Seed: h(root1Seed), Root2Seed: h(root2Seed), OtherSeed: h(otherSeed),
-		ManifestSeed: h(manifestSeed), DeploymentSeed: h(deploymentSeed),
+		ManifestSeed: h(manifestSeed), DeploymentSeed: h(deploymentSeed), P256Scalar: h(p256Seed),
 		Vectors: v,
 	}
 }
@@ -306,4 +318,35 @@ func TestVectorsDecode(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustKey(pub crypto.PublicKey) Key {
+	k, err := KeyOf(pub)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// p256Seed is the scalar of the P-256 key of the vectors.
+var p256Seed = seedOf(0x0b)
+
+func p256Pub(t testing.TB) *ecdsa.PublicKey {
+	t.Helper()
+	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), p256Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &k.PublicKey
+}
+
+func offCurve(t testing.TB) []byte {
+	raw := append([]byte(nil), mustKey(p256Pub(t)).Public...)
+	raw[64] ^= 1
+	return raw
+}
+
+func compressed(t testing.TB) []byte {
+	raw := mustKey(p256Pub(t)).Public
+	return append([]byte{2 | raw[64]&1}, raw[1:33]...)
 }
