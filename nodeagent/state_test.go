@@ -115,7 +115,7 @@ func TestStateWithFullTrustSetFits(t *testing.T) {
 		keys = append(keys, k)
 	}
 	s := bootState{Component: strings.Repeat("c", protocol.MaxIDLen), LastText: strings.Repeat("r", protocol.MaxReasonLen),
-		Slots: [2]slotRec{{State: slotConfirmed, Seq: 1 << 60, Epoch: 1 << 60, Size: 1 << 60, Written: 1 << 60}, {State: slotTrial, Seq: 1 << 60, Epoch: 1 << 60, Size: 1 << 60, Written: 1 << 60}},
+		Slots:      [2]slotRec{{State: slotConfirmed, Seq: 1 << 60, Epoch: 1 << 60, Size: 1 << 60, Written: 1 << 60}, {State: slotTrial, Seq: 1 << 60, Epoch: 1 << 60, Size: 1 << 60, Written: 1 << 60}},
 		EpochFloor: 1 << 60, HighestSeq: 1 << 60, BootCount: 1 << 60,
 		Trust: &trustRec{Version: 1 << 60, Manifest: keys[:trust.MaxKeys], Roots: keys[trust.MaxKeys:], Threshold: trust.MaxKeys, Kept: []protocol.Digest{{1}, {2}}}}
 	b, err := s.marshal()
