@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -11,6 +13,8 @@ import (
 	"edgeota/gateway/internal/adminhttp"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
+	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 // adminHandler is the admin API (package admin, served by adminhttp);
@@ -34,7 +38,7 @@ func (g *Gateway) adminHandler() http.Handler {
 type adminBackend struct{ g *Gateway }
 
 func (b adminBackend) PutModel(signed []byte, image io.Reader) (*store.Model, error) {
-	m, err := b.g.store.PutModel(signed, image, b.g.trust)
+	m, err := b.g.store.PutModel(signed, image, b.g.keys)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +66,7 @@ func (b adminBackend) DeleteModel(d protocol.Digest) error {
 }
 
 func (b adminBackend) VerifyManifest(signed []byte) (*protocol.Manifest, error) {
-	return b.g.trust.VerifyManifest(signed)
+	return b.g.keys.VerifyManifest(signed)
 }
 
 func (b adminBackend) Assign(signed []byte, nodes []string, all bool) ([]string, error) {
@@ -123,3 +127,30 @@ func (b adminBackend) DeleteKey(node string) error {
 }
 
 func (b adminBackend) FlushActivity() { b.g.act.Flush() }
+
+// maxTrustDatagram bounds a trust update the gateway serves: it goes to
+// nodes in one CoAP answer (docs/protocol.md section 5).
+const maxTrustDatagram = 1024
+
+func (b adminBackend) ApplyTrust(signed []byte) (*trust.Update, []sign.KeyID, error) {
+	if len(signed) > maxTrustDatagram {
+		err := fmt.Errorf("signed trust update of %d bytes does not fit one CoAP answer of %d bytes: fewer keys or signatures", len(signed), maxTrustDatagram)
+		return nil, nil, refusal{err}
+	}
+	u, kids, err := b.g.keys.Apply(signed)
+	var pe *os.PathError
+	switch {
+	case errors.As(err, &pe):
+		return nil, nil, err
+	case err != nil:
+		b.g.metrics.Refused.WithLabelValues("trust").Inc()
+		b.g.log.Info("trust update not applied", "reason", err, "via", "admin API")
+		return nil, nil, refusal{err}
+	}
+	b.g.log.Info("trust update applied", "version", u.Version, "manifest_keys", len(u.ManifestKeys),
+		"deployment_keys", len(u.DeploymentKeys), "roots", len(u.RootKeys), "threshold", u.Threshold)
+	b.g.serve.NotifyTrust()
+	return u, kids, nil
+}
+
+func (b adminBackend) TrustUpdate() *trust.Update { return b.g.keys.Update() }

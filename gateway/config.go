@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
@@ -94,6 +95,16 @@ type Config struct {
 	// refused, and New refuses a database that holds rollouts
 	// ([ErrNoDeploymentKeys]).
 	DeployTrust []ed25519.PublicKey
+	// TrustRoots are the root keys (Ed25519 or P-256) that may sign the
+	// gateway's first trust update (docs/protocol.md "Trust update",
+	// v1.3), TrustThreshold how many of them must (0: 1). A trust update
+	// the gateway accepts (PUT /v1/trust) replaces its manifest,
+	// deployment and root keys, is saved in DataDir and wins over Trust,
+	// DeployTrust and TrustRoots from then on; the gateway serves it to
+	// its nodes (/n/{node}/trust). Without roots, trust updates are
+	// refused.
+	TrustRoots     []crypto.PublicKey
+	TrustThreshold uint64
 	// Clock is the gateway's time for rollouts (bakes, soaks, timeouts),
 	// deployments' expiry, transfers' idleness, observers' confirmable
 	// notifications and node registry times (default: the wall clock).

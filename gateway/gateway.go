@@ -24,6 +24,7 @@ import (
 	"edgeota/gateway/internal/deploy"
 	"edgeota/gateway/internal/dtls"
 	"edgeota/gateway/internal/images"
+	"edgeota/gateway/internal/keyring"
 	"edgeota/gateway/internal/metrics"
 	"edgeota/gateway/internal/observe"
 	"edgeota/gateway/internal/origin"
@@ -34,7 +35,6 @@ import (
 	"edgeota/gateway/internal/transfer"
 	"edgeota/gateway/internal/uplink"
 	"edgeota/protocol"
-	"edgeota/protocol/sign"
 )
 
 // ErrDeployment is wrapped by every reason a deployment is refused (the
@@ -56,7 +56,7 @@ type Gateway struct {
 	clock func() time.Time
 
 	store    *store.DB
-	trust    *sign.TrustStore
+	keys     *keyring.Keyring
 	metrics  *metrics.Metrics
 	images   *images.Cache
 	origin   *origin.Fetcher
@@ -89,15 +89,20 @@ func New(cfg Config) (_ *Gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	trust, err := sign.NewTrustStore(sign.RoleManifest, cfg.Trust...)
+	kc := keyring.Config{Roots: cfg.TrustRoots, Threshold: cfg.TrustThreshold}
+	for _, k := range cfg.Trust {
+		kc.Manifest = append(kc.Manifest, k)
+	}
+	for _, k := range cfg.DeployTrust {
+		kc.Deployment = append(kc.Deployment, k)
+	}
+	keys, err := keyring.Open(cfg.DataDir, kc)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	var deployTrust *sign.TrustStore
-	if len(cfg.DeployTrust) > 0 {
-		if deployTrust, err = sign.NewTrustStore(sign.RoleDeployment, cfg.DeployTrust...); err != nil {
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
+	if u := keys.Update(); u != nil {
+		cfg.Logger.Info("keys of the trust update in the data directory, not the configured ones", "trust_version", u.Version,
+			"manifest_keys", len(u.ManifestKeys), "deployment_keys", len(u.DeploymentKeys), "roots", len(u.RootKeys))
 	}
 
 	// One cleanup path: everything opened below is closed, newest first,
@@ -111,7 +116,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 		}
 	}()
 
-	g := &Gateway{cfg: cfg, log: cfg.Logger, clock: cfg.Clock.Now, trust: trust,
+	g := &Gateway{cfg: cfg, log: cfg.Logger, clock: cfg.Clock.Now, keys: keys,
 		transfers: transfer.New(cfg.MaxTransfers, cfg.MaxTransfersPerNode, cfg.TransferIdle),
 		limiter:   ratelimit.New(cfg.Limits.rates()), ready: make(chan struct{})}
 	token := cfg.AdminToken
@@ -150,7 +155,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 		known[i] = n.ID
 	}
 	g.act = activity.New(db, known, cfg.Logger)
-	g.origin = origin.New(origin.Config{Dir: filepath.Join(cfg.DataDir, "origin"), Trust: trust, Store: db, Images: g.images,
+	g.origin = origin.New(origin.Config{Dir: filepath.Join(cfg.DataDir, "origin"), Trust: keys, Store: db, Images: g.images,
 		Logger: cfg.Logger})
 
 	if cfg.MQTT != "" {
@@ -164,15 +169,15 @@ func New(cfg Config) (_ *Gateway, err error) {
 	}
 	g.rollouts = rollout.NewEngine(db, notifier{g}, rollout.WithLogger(cfg.Logger), rollout.WithPublish(publish))
 	g.deploy = deploy.New(deploy.Config{GatewayID: g.cfg.GatewayID, Topics: protocol.Topics{Prefix: cfg.MQTTPrefix},
-		Trust: trust, DeployTrust: deployTrust, Store: db, Engine: g.rollouts, Images: g.images, Fetcher: g.origin,
+		Trust: keys, DeployTrust: keys, Store: db, Engine: g.rollouts, Images: g.images, Fetcher: g.origin,
 		Now: g.clock, OnRefused: g.metrics.Refused.WithLabelValues("deployment").Inc, Logger: cfg.Logger})
 	if states, err := db.Rollouts(); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	} else if len(states) > 0 {
-		if deployTrust == nil {
+		if keys.Deployment().Len() == 0 {
 			return nil, fmt.Errorf("gateway: the database holds rollouts: %w", ErrNoDeploymentKeys)
 		}
-		if err := g.rollouts.Load(states, deployTrust.VerifyDeployment, g.clock()); err != nil {
+		if err := g.rollouts.Load(states, keys.VerifyDeployment, g.clock()); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
@@ -208,7 +213,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 			g.serve.LogRequest(r, code, took)
 		}))
 	sc := coapserve.Config{Store: db, Images: g.images, Origin: g.origin, Transfers: g.transfers, Limiter: g.limiter,
-		Observers: observers, Activity: g.act, Rollouts: g.deploy, Audit: audit.New(db, cfg.Logger), Sender: g.coap,
+		Observers: observers, Trust: keys, TrustObservers: observe.NewRegistry(), Activity: g.act, Rollouts: g.deploy, Audit: audit.New(db, cfg.Logger), Sender: g.coap,
 		Metrics: g.metrics, MaxBody: cfg.Limits.MaxBody, Now: g.clock, Logger: cfg.Logger}
 	if g.outbox != nil {
 		sc.Outbox, sc.Uplink = g.outbox, g.uplink

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"crypto"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -54,6 +55,7 @@ type opts struct {
 	limits       gateway.Limits
 	maxNodes     int
 	logger       *slog.Logger
+	roots        []crypto.PublicKey // TrustRoots
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -80,7 +82,7 @@ func newEnv(t testing.TB, o opts) *env {
 	}
 	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
 		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: coaps, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers,
-		Limits: o.limits, MaxNodes: o.maxNodes, Logger: o.logger})
+		Limits: o.limits, MaxNodes: o.maxNodes, Logger: o.logger, TrustRoots: o.roots})
 	if err != nil {
 		t.Fatal(err)
 	}

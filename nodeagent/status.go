@@ -43,6 +43,9 @@ type Status struct {
 	LastState  string          `json:"last_state"`
 	LastReason string          `json:"last_reason"`
 	LastCode   string          `json:"last_reason_code"`
+	// TrustVersion is the version of the last trust update applied (0:
+	// none; the node verifies with the keys it was started with).
+	TrustVersion uint64 `json:"trust_version,omitempty"`
 }
 
 // ReadStatus reads a node's status from its flash without writing to it, so
@@ -66,6 +69,9 @@ func ReadStatus(f Flash, slotSize int64, journalBlocks int) (*Status, error) {
 	s := &Status{Active: st.Active.String(), TrialBoots: st.TrialBoots, EpochFloor: st.EpochFloor,
 		HighestSeq: st.HighestSeq, BootCount: st.BootCount, Component: st.Component,
 		LastState: st.LastState.String(), LastReason: st.LastText, LastCode: st.LastReason.String()}
+	if st.Trust != nil {
+		s.TrustVersion = st.Trust.Version
+	}
 	if p, ok := st.pendingSlot(); ok {
 		s.Pending = p.String()
 	}

@@ -77,7 +77,8 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 
 func newGatewayCmd() *cobra.Command {
 	var cfgFile, data, admin string
-	var trust []string
+	var trust, trustRoots []string
+	var trustThreshold uint64
 	var cacheMax int64
 	var maxTransfers, maxPerNode, maxNodes int
 	var blockCache int64
@@ -182,7 +183,11 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 				return err
 			}
 			log, level := leveledLogger(cmd)
-			gc := gateway.Config{DataDir: data, AdminAddr: admin, Trust: keys,
+			roots, err := readPublicKeys(trustRoots)
+			if err != nil {
+				return err
+			}
+			gc := gateway.Config{DataDir: data, AdminAddr: admin, Trust: keys, TrustRoots: roots, TrustThreshold: trustThreshold,
 				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, Logger: log}
 			if err := sec.apply(cmd, &gc); err != nil {
 				return err
@@ -232,6 +237,8 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 	fl.StringVar(&admin, "admin", "127.0.0.1:8080", "TCP address of the admin API (- to disable; beyond loopback it needs --admin-token-file)")
 	adminSec.register(fl)
 	fl.StringArrayVar(&trust, "trust", nil, "trusted manifest key (PKIX PEM); repeat for several")
+	fl.StringArrayVar(&trustRoots, "trust-root", nil, "root key (PKIX PEM, Ed25519 or P-256) that may sign the first trust update (edgeota trust push); repeat for several")
+	fl.Uint64Var(&trustThreshold, "trust-threshold", 1, "how many --trust-root keys must sign the first trust update")
 	fl.Int64Var(&cacheMax, "cache-max-bytes", 0, "bound on cached images; least recently used unassigned images are evicted (0: none)")
 	fl.IntVar(&maxTransfers, "max-transfers", 512, "concurrent image transfers in total")
 	fl.IntVar(&maxPerNode, "max-transfers-per-node", 2, "concurrent image transfers per node")

@@ -69,7 +69,8 @@ type nodeFlags struct {
 	flashFlags
 	id, class, component, labels string
 	runtime                      string
-	trust                        []string
+	trust, trustRoots            []string
+	trustThreshold               uint64
 	gateway, pskFile             string
 	poll, ackTimeout             time.Duration
 	rate                         float64
@@ -86,6 +87,8 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&n.labels, "labels", "", "labels for cohorts, k=v,k=v")
 	fl.StringVar(&n.runtime, "runtime", "", "inference runtime this node offers to a manifest's requires (--requires-runtime), named in its Hello")
 	fl.StringArrayVar(&n.trust, "trust", nil, "trusted manifest key (PKIX PEM); repeat for several")
+	fl.StringArrayVar(&n.trustRoots, "trust-root", nil, "root key (PKIX PEM) that may sign the node's first trust update; repeat for several (none: trust updates are refused)")
+	fl.Uint64Var(&n.trustThreshold, "trust-threshold", 1, "how many --trust-root keys must sign the first trust update")
 	if cmd.Name() == "node" {
 		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL: coaps://HOST[:5684] (DTLS, needs --psk-file), or coap://HOST[:5683] (plain UDP: development only)")
 		fl.StringVar(&n.pskFile, "psk-file", "", "file holding this node's DTLS pre-shared key: its literal string, or hex: followed by hex")
@@ -138,6 +141,10 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 	if err != nil {
 		return nil, nil, err
 	}
+	roots, err := trustKeys(n.trustRoots)
+	if err != nil {
+		return nil, nil, err
+	}
 	if n.path == "" {
 		return nil, nil, usagef("--flash FILE is required")
 	}
@@ -159,7 +166,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 		}
 	}
 	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, Runtime: n.runtime, PSK: psk,
-		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
+		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, Roots: roots, RootThreshold: n.trustThreshold, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout}
 	for _, o := range overlay {
 		if err := o(&cfg); err != nil {
@@ -419,7 +426,11 @@ func printStatus(w io.Writer, _ *cobra.Command, f flashFlags, asJSON bool) error
 	if st.Pending != "" {
 		fmt.Fprintf(w, ", pending %s (trial boots %d)", st.Pending, st.TrialBoots)
 	}
-	fmt.Fprintf(w, "; epoch floor %d; highest seq %d; boots %d\n", st.EpochFloor, st.HighestSeq, st.BootCount)
+	fmt.Fprintf(w, "; epoch floor %d; highest seq %d; boots %d", st.EpochFloor, st.HighestSeq, st.BootCount)
+	if st.TrustVersion > 0 {
+		fmt.Fprintf(w, "; trust version %d", st.TrustVersion)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-4s  %-10s  %-12s  %-14s  %5s  %5s  %s\n", "SLOT", "STATE", "COMPONENT", "VERSION", "SEQ", "EPOCH", "DIGEST")
 	for _, s := range st.Slots {
 		d := s.Digest

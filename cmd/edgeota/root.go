@@ -58,6 +58,7 @@ Operator workflow:
 		newRolloutCmd(),
 		newSimCmd(),
 		newProvisionCmd(),
+		newTrustCmd(),
 		newHealthcheckCmd(),
 		newManCmd(),
 	)

@@ -358,3 +358,18 @@ func answerError(resp *http.Response, plainHTTP bool) error {
 	e.https = plainHTTP && resp.StatusCode == http.StatusBadRequest && bytes.Contains(b, []byte("HTTPS server"))
 	return e
 }
+
+// PutTrust hands a signed trust update to the gateway, which checks it
+// against its root keys and version, saves it, takes its keys and serves
+// it to its nodes; a refusal is an *Error with status 422.
+func (c *Client) PutTrust(ctx context.Context, signedUpdate []byte) (Trust, error) {
+	var t Trust
+	return t, c.call(ctx, http.MethodPut, PathTrust, "application/cose", bytes.NewReader(signedUpdate), &t)
+}
+
+// Trust returns the trust update the gateway applied last; an *Error with
+// status 404 when it applied none.
+func (c *Client) Trust(ctx context.Context) (Trust, error) {
+	var t Trust
+	return t, c.getJSON(ctx, PathTrust, &t)
+}

@@ -15,6 +15,7 @@ const (
 	PathRollouts    = "/v1/rollouts"
 	PathKeys        = "/v1/keys"
 	PathAudit       = "/v1/audit"
+	PathTrust       = "/v1/trust"
 	PathMetrics     = "/metrics"
 	PathHealth      = "/healthz"
 )
@@ -49,6 +50,8 @@ var (
 	RouteKeys           = Route{"GET", PathKeys}
 	RouteDeleteKey      = Route{"DELETE", PathKeys + "/{node}"}
 	RouteAudit          = Route{"GET", PathAudit}
+	RoutePutTrust       = Route{"PUT", PathTrust}
+	RouteTrust          = Route{"GET", PathTrust}
 	RouteMetrics        = Route{"GET", PathMetrics}
 	RouteHealth         = Route{"GET", PathHealth}
 )
@@ -57,7 +60,7 @@ var (
 func Routes() []Route {
 	return []Route{RoutePutModel, RouteModels, RouteFetchModel, RouteDeleteModel, RouteNodes, RouteNode,
 		RouteAssign, RouteBackup, RoutePostDeployment, RouteRollouts, RouteRollout, RouteRolloutAction,
-		RouteRolloutNodes, RoutePutKeys, RouteKeys, RouteDeleteKey, RouteAudit, RouteMetrics, RouteHealth}
+		RouteRolloutNodes, RoutePutKeys, RouteKeys, RouteDeleteKey, RouteAudit, RoutePutTrust, RouteTrust, RouteMetrics, RouteHealth}
 }
 
 // Action is what POST /v1/rollouts/{id}/{action} does to a rollout.

@@ -110,8 +110,8 @@ func TestRoutesAreDistinct(t *testing.T) {
 		}
 		mux.HandleFunc(r.String(), func(http.ResponseWriter, *http.Request) {}) // panics on a conflict
 	}
-	if len(seen) != 19 {
-		t.Errorf("%d routes, want 19", len(seen))
+	if len(seen) != 21 {
+		t.Errorf("%d routes, want 21", len(seen))
 	}
 }
 

@@ -249,6 +249,32 @@ type AuditEntry struct {
 	Authenticated bool   `json:"authenticated"`
 }
 
+// TrustKey is one key of a trust update: its algorithm and key id.
+type TrustKey struct {
+	// Alg is the key's algorithm: "EdDSA" or "ES256".
+	Alg string `json:"alg"`
+	// KID is its key id, lowercase hex.
+	KID string `json:"kid"`
+}
+
+// Trust answers GET /v1/trust and PUT /v1/trust: the trust update the
+// gateway applied last (docs/protocol.md "Trust update"), which it serves
+// its nodes and whose keys it verifies with.
+type Trust struct {
+	// Version is the update's version, only ever growing.
+	Version uint64 `json:"version"`
+	// Issued is when it was signed, Unix seconds.
+	Issued uint64 `json:"issued"`
+	// ManifestKeys, DeploymentKeys and RootKeys are its three sets.
+	ManifestKeys   []TrustKey `json:"manifest_keys"`
+	DeploymentKeys []TrustKey `json:"deployment_keys"`
+	RootKeys       []TrustKey `json:"root_keys"`
+	// Threshold is how many roots must sign the next update.
+	Threshold uint64 `json:"threshold"`
+	// SignedBy are the key ids of the roots that signed it (PUT only).
+	SignedBy []string `json:"signed_by,omitempty"`
+}
+
 // Health answers GET /healthz.
 type Health struct {
 	// GatewayID is the gateway's id on the MQTT uplink ("" without one).

@@ -20,6 +20,8 @@ import (
 	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
+	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 // ErrRefused is wrapped by the errors of [Gateway.ApplyDeployment] for a
@@ -64,6 +66,12 @@ type Gateway interface {
 	// FlushActivity writes the node activity the gateway batches, so the
 	// registry reads as of now.
 	FlushActivity()
+	// ApplyTrust checks a signed trust update against the gateway's roots
+	// and version, saves it, takes its keys and notifies the nodes that
+	// observe it; a refusal wraps [ErrRefused].
+	ApplyTrust(signed []byte) (*trust.Update, []sign.KeyID, error)
+	// TrustUpdate returns the trust update applied last, nil when none.
+	TrustUpdate() *trust.Update
 }
 
 // Store is the part of the gateway's database the admin API reads.
@@ -138,6 +146,8 @@ func Handler(cfg Config) http.Handler {
 	handle(admin.RouteKeys, s.getKeys)
 	handle(admin.RouteDeleteKey, s.deleteKey)
 	handle(admin.RouteAudit, s.getAudit)
+	handle(admin.RoutePutTrust, s.putTrust)
+	handle(admin.RouteTrust, s.getTrust)
 	mux.Handle(admin.RouteMetrics.String(), cfg.Metrics)
 	health := cfg.Health
 	health.Status = "ok"

@@ -48,6 +48,13 @@ type Store interface {
 	DeleteObserver(node, addr string) error
 }
 
+// Trust holds the trust update the gateway applied last (package
+// keyring).
+type Trust interface {
+	// Signed returns it as signed, nil when there is none.
+	Signed() []byte
+}
+
 // Images are the cached images (package images).
 type Images interface {
 	Size(d protocol.Digest) (int64, bool)
@@ -118,6 +125,10 @@ type Config struct {
 	Transfers Transfers
 	Limiter   Limiter
 	Observers *observe.Registry
+	// Trust is the trust update served on /n/{node}/trust, TrustObservers
+	// its observations (not saved: a node polls it after a restart).
+	Trust          Trust
+	TrustObservers *observe.Registry
 	Activity  Activity
 	Rollouts  Rollouts
 	Audit     Audit
@@ -305,7 +316,8 @@ func sizeToSZX(size int) (blockwise.SZX, error) {
 	return 0, fmt.Errorf("block size %d", size)
 }
 
-// serveNode answers /n/{node}/manifest, /hello, /health and /status.
+// serveNode answers /n/{node}/manifest, /trust, /hello, /health and
+// /status.
 func (h *Handler) serveNode(w *coapd.Response, r *coapd.Request) {
 	p, err := protocol.ParsePath(r.Path)
 	if err != nil {
@@ -324,6 +336,8 @@ func (h *Handler) serveNode(w *coapd.Response, r *coapd.Request) {
 	switch p.Resource {
 	case protocol.ResManifest:
 		h.onlyGET(w, r, func(w *coapd.Response, r *coapd.Request) { h.serveManifest(w, r, p.Node) })
+	case protocol.ResTrust:
+		h.onlyGET(w, r, func(w *coapd.Response, r *coapd.Request) { h.serveTrust(w, r, p.Node) })
 	default: // hello, health, status
 		if r.Msg.Code != codes.POST {
 			w.Code = codes.MethodNotAllowed

@@ -14,10 +14,10 @@ import (
 	"log/slog"
 	"time"
 
+	"edgeota/gateway/internal/keyring"
 	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
-	"edgeota/protocol/sign"
 )
 
 // ErrRefused is wrapped by every reason a deployment is refused.
@@ -25,7 +25,7 @@ var ErrRefused = errors.New("deployment refused")
 
 // ErrNoKeys says the gateway has no deployment key: every deployment is
 // refused, and rollouts saved in the database cannot be verified again.
-var ErrNoKeys = errors.New("no deployment keys")
+var ErrNoKeys = keyring.ErrNoDeploymentKeys
 
 // Store is the gateway's database, as deployments use it.
 type Store interface {
@@ -54,6 +54,16 @@ type Fetcher interface {
 	Fetch(signed []byte, url string) (*protocol.Manifest, error)
 }
 
+// ManifestKeys verifies signed manifests.
+type ManifestKeys interface {
+	VerifyManifest(b []byte) (*protocol.Manifest, error)
+}
+
+// DeploymentKeys verifies signed deployments.
+type DeploymentKeys interface {
+	VerifyDeployment(b []byte) (*protocol.Deployment, error)
+}
+
 // Config configures [Deployments]. Every field but Logger and OnRefused is
 // required, except DeployTrust (without it every deployment is refused).
 type Config struct {
@@ -62,12 +72,14 @@ type Config struct {
 	GatewayID string
 	// Topics reads the deployment topics.
 	Topics protocol.Topics
-	// Trust verifies manifests; DeployTrust deployments.
-	Trust, DeployTrust *sign.TrustStore
-	Store              Store
-	Engine             Engine
-	Images             Images
-	Fetcher            Fetcher
+	// Trust verifies manifests; DeployTrust deployments (the gateway's
+	// keyring, which a trust update changes, or fixed trust stores).
+	Trust       ManifestKeys
+	DeployTrust DeploymentKeys
+	Store       Store
+	Engine      Engine
+	Images      Images
+	Fetcher     Fetcher
 	// Now is the gateway's time.
 	Now func() time.Time
 	// OnRefused is called for each deployment refused.
@@ -102,6 +114,9 @@ func (x *Deployments) accept(signed []byte) (*protocol.Deployment, *protocol.Man
 		return nil, nil, fmt.Errorf("%w: %w", ErrRefused, ErrNoKeys)
 	}
 	d, err := x.cfg.DeployTrust.VerifyDeployment(signed)
+	if errors.Is(err, ErrNoKeys) {
+		return nil, nil, fmt.Errorf("%w: %w", ErrRefused, ErrNoKeys)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: does not verify: %w", ErrRefused, err)
 	}

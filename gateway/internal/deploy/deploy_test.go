@@ -107,7 +107,7 @@ func newFixture(t *testing.T, withKeys bool) *fixture {
 	ds, dpub := key(2)
 	other, _ := key(3)
 	trust, _ := sign.NewTrustStore(sign.RoleManifest, mpub)
-	var deployTrust *sign.TrustStore
+	var deployTrust DeploymentKeys // nil: no deployment keys
 	if withKeys {
 		deployTrust, _ = sign.NewTrustStore(sign.RoleDeployment, dpub)
 	}

@@ -1,6 +1,7 @@
-// Package observe is the gateway's registry of manifest observations
-// (RFC 7641 on /n/{node}/manifest, docs/protocol.md section 5): go-coap
-// keeps none for a server, so the gateway keeps its own, keyed by node.
+// Package observe is the gateway's registry of observations (RFC 7641 on
+// /n/{node}/manifest and, in a registry of its own, /n/{node}/trust,
+// docs/protocol.md section 5): go-coap keeps none for a server, so the
+// gateway keeps its own, keyed by node.
 //
 // A node keeps at most [MaxPerNode] observations; a new registration from
 // another endpoint replaces the oldest (a node that restarted comes back on
@@ -88,6 +89,21 @@ func (o *Registry) Next(node string) []Observer {
 	for _, ob := range o.byNode[node] {
 		ob.Seq = (ob.Seq + 1) & 0xffffff
 		out = append(out, *ob)
+	}
+	return out
+}
+
+// All returns every observation, each with its next sequence number
+// taken: a change that concerns every node (a trust update).
+func (o *Registry) All() []Observer {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []Observer
+	for _, list := range o.byNode {
+		for _, ob := range list {
+			ob.Seq = (ob.Seq + 1) & 0xffffff
+			out = append(out, *ob)
+		}
 	}
 	return out
 }

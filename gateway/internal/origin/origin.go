@@ -24,7 +24,6 @@ import (
 
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
-	"edgeota/protocol/sign"
 )
 
 // ErrStopped is returned by [Fetcher.Fetch] when the fetcher is not
@@ -33,7 +32,7 @@ var ErrStopped = errors.New("origin: the gateway is stopping")
 
 // Store verifies and stores an image: the gateway's database.
 type Store interface {
-	PutModel(signed []byte, image io.Reader, trust *sign.TrustStore) (*store.Model, error)
+	PutModel(signed []byte, image io.Reader, trust store.Verifier) (*store.Model, error)
 }
 
 // Images is the index of cached images the fetcher checks and adds to.
@@ -46,8 +45,8 @@ type Images interface {
 type Config struct {
 	// Dir keeps the partial downloads.
 	Dir string
-	// Trust verifies manifests.
-	Trust *sign.TrustStore
+	// Trust verifies manifests (the gateway's keyring).
+	Trust store.Verifier
 	// Store and Images receive a fetched image.
 	Store  Store
 	Images Images

@@ -46,7 +46,7 @@ type failing struct {
 	refused chan error
 }
 
-func (f failing) PutModel(signed []byte, image io.Reader, trust *sign.TrustStore) (*store.Model, error) {
+func (f failing) PutModel(signed []byte, image io.Reader, trust store.Verifier) (*store.Model, error) {
 	m, err := f.DB.PutModel(signed, image, trust)
 	if err != nil {
 		f.refused <- err

@@ -97,6 +97,12 @@ func putModel(models *bolt.Bucket, d protocol.Digest, r *modelRecord) error {
 	return models.Put(d[:], v)
 }
 
+// Verifier verifies signed manifests: a *sign.TrustStore, or the
+// gateway's keyring.
+type Verifier interface {
+	VerifyManifest(b []byte) (*protocol.Manifest, error)
+}
+
 // PutModel verifies signed with trust, then stores the image read from
 // image under it, and returns the stored model.
 //
@@ -112,7 +118,7 @@ func putModel(models *bolt.Bucket, d protocol.Digest, r *modelRecord) error {
 // nothing; otherwise the existing model is returned, and signed replaces
 // its manifest if its seq is higher (a re-signed manifest for the same
 // image); a manifest of equal or lower seq leaves the stored one.
-func (db *DB) PutModel(signed []byte, image io.Reader, trust *sign.TrustStore) (*Model, error) {
+func (db *DB) PutModel(signed []byte, image io.Reader, trust Verifier) (*Model, error) {
 	if trust == nil {
 		return nil, errors.New("store: put model: no trust store")
 	}
