@@ -1,9 +1,9 @@
 package gateway_test
 
 import (
-	"crypto"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"

@@ -129,13 +129,13 @@ type Config struct {
 	// its observations (not saved: a node polls it after a restart).
 	Trust          Trust
 	TrustObservers *observe.Registry
-	Activity  Activity
-	Rollouts  Rollouts
-	Audit     Audit
-	Outbox    Outbox
-	Uplink    Uplink
-	Sender    Sender
-	Metrics   *metrics.Metrics
+	Activity       Activity
+	Rollouts       Rollouts
+	Audit          Audit
+	Outbox         Outbox
+	Uplink         Uplink
+	Sender         Sender
+	Metrics        *metrics.Metrics
 	// MaxBody is the largest node document accepted (4.13 beyond).
 	MaxBody int
 	// Now is the gateway's time: rollouts, registry times, transfers'
