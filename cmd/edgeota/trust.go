@@ -67,10 +67,11 @@ COSE_Sign1; several give an array of them over the same payload.`,
 			}
 			var ss []*sign.Signer
 			for _, p := range signers {
-				k, err := readSignerFile(p)
+				k, done, err := openSigningKey(p)
 				if err != nil {
 					return err
 				}
+				defer done()
 				s, err := sign.NewSigner(k)
 				if err != nil {
 					return fmt.Errorf("%s: %w", p, err)
@@ -98,7 +99,7 @@ COSE_Sign1; several give an array of them over the same payload.`,
 	fl.StringArrayVar(&deployment, "deployment-key", nil, "a deployment key of the new set; repeat for several")
 	fl.StringArrayVar(&roots, "root-key", nil, "a root key of the new set (who may sign the next update); repeat for several")
 	fl.Uint64Var(&threshold, "threshold", 1, "how many of the new roots must sign the next update")
-	fl.StringArrayVar(&signers, "root", nil, "private key (PKCS#8 PEM) of a current root that signs this update; repeat for a threshold")
+	fl.StringArrayVar(&signers, "root", nil, "a current root that signs this update: a PKCS#8 PEM file or a pkcs11: URI (RFC 7512) naming a key in an HSM; repeat for a threshold")
 	fl.StringVarP(&out, "out", "o", "", "file to write the signed update to")
 	fl.BoolVar(&asJSON, "json", false, "print what was signed as JSON")
 	return cmd
