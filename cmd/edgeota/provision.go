@@ -127,8 +127,8 @@ to 20 characters) and RSSI.
 // bundleFlags are the flags that describe a bundle.
 type bundleFlags struct {
 	node, labels, pskFile, gateway, key, secretFile, component string
-	trust, operatorTrust                                       []string
-	serial                                                     uint64
+	trust, operatorTrust, rootKeys                             []string
+	serial, rootThreshold                                      uint64
 }
 
 func (b *bundleFlags) register(cmd *cobra.Command, nodeHelp string) {
@@ -142,6 +142,8 @@ func (b *bundleFlags) register(cmd *cobra.Command, nodeHelp string) {
 	fl.StringSliceVar(&b.trust, "trust", nil, "manifest key(s) the node will trust (PKIX PEM), comma-separated or repeated")
 	fl.StringSliceVar(&b.operatorTrust, "operator-trust", nil, "operator key(s) the node will accept its next bundle from (default: the public half of --key)")
 	fl.StringVar(&b.component, "component", "", "the component the node runs")
+	fl.StringArrayVar(&b.rootKeys, "root-key", nil, "root key (PKIX PEM, Ed25519 or P-256) that may sign the node's first trust update (bundle key 64); repeat for several")
+	fl.Uint64Var(&b.rootThreshold, "root-threshold", 0, "how many --root-key keys must sign the node's first trust update (0: 1)")
 	fl.Uint64Var(&b.serial, "serial", 0, "bundle serial, above the node's last (default: the current Unix time)")
 }
 
@@ -209,6 +211,13 @@ func (b *bundleFlags) build(now time.Time, nodeID, component string) (signed []b
 			return nil, nil, err
 		}
 	}
+	roots, err := trustKeys(b.rootKeys)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(roots) == 0 {
+		roots = nil
+	}
 	psk, err := readSecretFile("--psk-file", b.pskFile)
 	if err != nil {
 		return nil, nil, err
@@ -226,7 +235,8 @@ func (b *bundleFlags) build(now time.Time, nodeID, component string) (signed []b
 		return nil, nil, err
 	}
 	bundle = &provision.Bundle{Format: provision.Format, NodeID: nodeID, Serial: serial, Issued: uint64(now.Unix()),
-		Labels: labels, Component: component, Gateway: b.gateway, ManifestKeys: manifestKeys, OperatorKeys: operatorKeys, PSK: sealed}
+		Labels: labels, Component: component, Gateway: b.gateway, ManifestKeys: manifestKeys, OperatorKeys: operatorKeys, PSK: sealed,
+		RootKeys: roots, RootThreshold: b.rootThreshold}
 	signed, err = provision.Sign(bundle, priv)
 	if err != nil {
 		return nil, nil, err

@@ -260,7 +260,8 @@ func (s *Service) check(signed []byte) (NodeConfig, provision.Status) {
 	}
 	return NodeConfig{
 		NodeID: b.NodeID, Serial: b.Serial, Issued: b.Issued, Labels: b.Labels, Component: b.Component,
-		Gateway: b.Gateway, ManifestKeys: b.ManifestKeys, OperatorKeys: b.OperatorKeys, PSK: psk, Signer: kid.String(),
+		Gateway: b.Gateway, ManifestKeys: b.ManifestKeys, OperatorKeys: b.OperatorKeys, RootKeys: b.RootKeys, RootThreshold: b.RootThreshold,
+		PSK: psk, Signer: kid.String(),
 	}, provision.Status{State: provision.StateAccepted}
 }
 

@@ -16,6 +16,7 @@ import (
 	"edgeota/protocol"
 	"edgeota/protocol/provision"
 	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 // NodeConfig is a node's provisioned configuration: what a committed
@@ -38,6 +39,11 @@ type NodeConfig struct {
 	ManifestKeys []ed25519.PublicKey `json:"manifest_keys"`
 	// OperatorKeys are the keys the node accepts its next bundle from.
 	OperatorKeys []ed25519.PublicKey `json:"operator_keys"`
+	// RootKeys (v1.3) are the keys that may sign the node's first trust
+	// update, RootThreshold how many must (0: 1); none: the node's own
+	// (its --trust-root), or it refuses trust updates.
+	RootKeys      []trust.Key `json:"root_keys,omitempty"`
+	RootThreshold uint64      `json:"root_threshold,omitempty"`
 	// PSK is the DTLS pre-shared key; the PSK identity is the node id.
 	PSK []byte `json:"psk"`
 	// Signer is the key id (lowercase hex) of the operator key that signed
@@ -69,6 +75,13 @@ func (c NodeConfig) clone() NodeConfig {
 	c.Labels = maps.Clone(c.Labels)
 	c.ManifestKeys = cloneKeys(c.ManifestKeys)
 	c.OperatorKeys = cloneKeys(c.OperatorKeys)
+	if c.RootKeys != nil {
+		roots := make([]trust.Key, len(c.RootKeys))
+		for i, k := range c.RootKeys {
+			roots[i] = trust.Key{Alg: k.Alg, Public: slices.Clone(k.Public)}
+		}
+		c.RootKeys = roots
+	}
 	c.PSK = slices.Clone(c.PSK)
 	return c
 }
@@ -101,6 +114,11 @@ func (c NodeConfig) validate() error {
 			if len(k) != ed25519.PublicKeySize {
 				return fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
 			}
+		}
+	}
+	for _, k := range c.RootKeys {
+		if err := k.Validate(); err != nil {
+			return fmt.Errorf("%w: root key: %v", ErrCorrupt, err)
 		}
 	}
 	if n := len(c.PSK); n < provision.MinPSKLen || n > provision.MaxPSKLen {

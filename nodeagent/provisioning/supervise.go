@@ -30,9 +30,9 @@ func CommitChannel() (func(NodeConfig), <-chan NodeConfig) {
 }
 
 // Apply overlays a committed configuration on an agent
-// configuration: labels, component, gateway URI, manifest trust, and the
-// PSK when the gateway is coaps:// (the agent refuses a PSK with plain
-// coap://).
+// configuration: labels, component, gateway URI, manifest trust, the root
+// keys when the bundle carried some (v1.3), and the PSK when the gateway
+// is coaps:// (the agent refuses a PSK with plain coap://).
 func Apply(cfg *nodeagent.Config, pc NodeConfig) error {
 	if cfg.NodeID != "" && cfg.NodeID != pc.NodeID {
 		return fmt.Errorf("provisioned for node %q, running as %q", pc.NodeID, cfg.NodeID)
@@ -46,6 +46,9 @@ func Apply(cfg *nodeagent.Config, pc NodeConfig) error {
 	cfg.Component = pc.Component
 	cfg.Gateway = pc.Gateway
 	cfg.Trust = trust
+	if len(pc.RootKeys) > 0 {
+		cfg.Roots, cfg.RootThreshold = pc.RootKeys, pc.RootThreshold
+	}
 	cfg.PSK = nil
 	if strings.HasPrefix(pc.Gateway, "coaps://") {
 		cfg.PSK = pc.PSK

@@ -12,6 +12,7 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 )
 
 // Format is the only bundle format of contract version 1 (bundle key 1).
@@ -66,6 +67,14 @@ type Bundle struct {
 	// PSK is key 10: the node's DTLS pre-shared key, sealed under its
 	// factory secret ([Seal]).
 	PSK SealedPSK `cbor:"10,keyasint"`
+	// RootKeys is key 64 (v1.3, optional): 1 to trust.MaxKeys root keys,
+	// each with its algorithm, that may sign the node's first trust update
+	// (docs/protocol.md "Trust update"). A node before v1.3 ignores it and
+	// so refuses trust updates, as a node given no roots does.
+	RootKeys []trust.Key `cbor:"64,keyasint,omitempty"`
+	// RootThreshold is key 65 (v1.3, optional): how many of RootKeys must
+	// sign the first trust update; absent or 0 means 1.
+	RootThreshold uint64 `cbor:"65,keyasint,omitempty"`
 }
 
 // SealedPSK is a DTLS pre-shared key encrypted under a node's factory
@@ -182,6 +191,9 @@ func Decode(data []byte) (*Bundle, error) {
 	if err := decMode.Unmarshal(psk[2], &b.PSK.Ciphertext); err != nil {
 		return nil, fmt.Errorf("%w: psk: key 2 (ciphertext): %v", protocol.ErrMalformed, err)
 	}
+	if err := decodeRoots(b, raw); err != nil {
+		return nil, err
+	}
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
@@ -253,6 +265,9 @@ func (b *Bundle) Validate() error {
 		return err
 	}
 	if err := validateKeys("operator", b.OperatorKeys); err != nil {
+		return err
+	}
+	if err := validateRoots(b.RootKeys, b.RootThreshold); err != nil {
 		return err
 	}
 	if n := len(b.PSK.Ciphertext); n < MinPSKLen+tagSize || n > MaxPSKLen+tagSize {
@@ -353,4 +368,71 @@ func Verify(signed []byte, trust *sign.TrustStore) (*Bundle, sign.KeyID, error) 
 		return nil, sign.KeyID{}, err
 	}
 	return b, env.KeyID, nil
+}
+
+// decodeRoots reads the optional keys 64 (root keys: an array of key maps
+// {1: alg, 2: public key}) and 65 (their threshold, uint).
+func decodeRoots(b *Bundle, raw map[uint64]cbor.RawMessage) error {
+	if r, ok := raw[65]; ok {
+		if r[0]>>5 != majUint || decMode.Unmarshal(r, &b.RootThreshold) != nil {
+			return fmt.Errorf("%w: bundle: key 65 (root threshold): want uint", protocol.ErrMalformed)
+		}
+	}
+	r, ok := raw[64]
+	if !ok {
+		return nil
+	}
+	var items []cbor.RawMessage
+	if r[0]>>5 != majArray || decMode.Unmarshal(r, &items) != nil {
+		return fmt.Errorf("%w: bundle: key 64 (root keys): want an array", protocol.ErrMalformed)
+	}
+	for i, it := range items {
+		var m map[uint64]cbor.RawMessage
+		if it[0]>>5 != majMap || decMode.Unmarshal(it, &m) != nil {
+			return fmt.Errorf("%w: bundle: key 64 (root keys): item %d is not a map", protocol.ErrMalformed, i)
+		}
+		if err := checkKeys(fmt.Sprintf("bundle: root key %d", i), m, func(k uint64) (string, byte, bool) {
+			switch k {
+			case 1:
+				return "alg", 1, true // a negative integer
+			case 2:
+				return "public key", majBytes, true
+			}
+			return "", 0, false
+		}, 2); err != nil {
+			return err
+		}
+		var k trust.Key
+		if decMode.Unmarshal(m[1], &k.Alg) != nil || decMode.Unmarshal(m[2], &k.Public) != nil {
+			return fmt.Errorf("%w: bundle: root key %d", protocol.ErrMalformed, i)
+		}
+		b.RootKeys = append(b.RootKeys, k)
+	}
+	return nil
+}
+
+func validateRoots(roots []trust.Key, threshold uint64) error {
+	if len(roots) == 0 {
+		if threshold != 0 {
+			return fmt.Errorf("%w: bundle has a root threshold of %d and no root keys", protocol.ErrInvalid, threshold)
+		}
+		return nil
+	}
+	if len(roots) > trust.MaxKeys {
+		return fmt.Errorf("%w: bundle has %d root keys, at most %d", protocol.ErrInvalid, len(roots), trust.MaxKeys)
+	}
+	for i, k := range roots {
+		if err := k.Validate(); err != nil {
+			return fmt.Errorf("bundle root key %d: %w", i, err)
+		}
+		for _, o := range roots[:i] {
+			if o.ID() == k.ID() {
+				return fmt.Errorf("%w: bundle lists root key %s twice", protocol.ErrInvalid, k.ID())
+			}
+		}
+	}
+	if threshold > uint64(len(roots)) {
+		return fmt.Errorf("%w: bundle root threshold %d, but %d root keys", protocol.ErrInvalid, threshold, len(roots))
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
+	"edgeota/protocol/trust"
 	"edgeota/test/golden"
 )
 
@@ -163,7 +164,14 @@ func buildVectors(t testing.TB) vectorFile {
 	h := hex.EncodeToString
 	v := []vector{
 		{Name: "bundle", Type: "bundle", Valid: true, Canonical: true, Hex: h(b)},
-		{Name: "bundle-unknown-optional-key", Type: "bundle", Valid: true, Note: "key 64 is optional and ignored", Hex: h(withPair(t, b, 64, mustCBOR(t, "future")))},
+		{Name: "bundle-unknown-optional-key", Type: "bundle", Valid: true, Note: "key 66 is optional and ignored", Hex: h(withPair(t, b, 66, mustCBOR(t, "future")))},
+		{Name: "bundle-root-keys", Type: "bundle", Valid: true, Canonical: true, Note: "v1.3: key 64, the root keys of the node's first trust update, key 65 their threshold",
+			Hex: h(withPair(t, withPair(t, b, 64, mustCBOR(t, []trust.Key{rootKey(t)})), 65, mustCBOR(t, 1)))},
+		{Name: "bundle-root-key-alg-mismatch", Type: "bundle", Error: "invalid", Note: "v1.3: a root key of 32 bytes under alg -7 (ES256)",
+			Hex: h(withPair(t, b, 64, mustCBOR(t, []trust.Key{{Alg: -7, Public: rootKey(t).Public}})))},
+		{Name: "bundle-root-threshold-over", Type: "bundle", Error: "invalid", Note: "v1.3: threshold 2 of one root key",
+			Hex: h(withPair(t, withPair(t, b, 64, mustCBOR(t, []trust.Key{rootKey(t)})), 65, mustCBOR(t, 2)))},
+		{Name: "bundle-root-keys-not-array", Type: "bundle", Error: "malformed", Hex: h(withPair(t, b, 64, mustCBOR(t, "root")))},
 		{Name: "bundle-unknown-critical-key", Type: "bundle", Error: "malformed", Note: "key 11 is below 64 and unknown", Hex: h(withPair(t, b, 11, mustCBOR(t, 1)))},
 		{Name: "bundle-duplicate-serial", Type: "bundle", Error: "malformed", Hex: h(withPair(t, b, 3, mustCBOR(t, 8)))},
 		{Name: "bundle-missing-psk", Type: "bundle", Error: "malformed", Hex: h(edit(t, b, 10, nil))},
@@ -301,4 +309,13 @@ func TestVectorsDecode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rootKey is the root key of the v1.3 vectors (seed all 0x05).
+func rootKey(t testing.TB) trust.Key {
+	k, err := trust.KeyOf(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x05}, ed25519.SeedSize)).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

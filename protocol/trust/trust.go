@@ -46,10 +46,10 @@ const (
 type Key struct {
 	// Alg is key 1: the COSE algorithm the key verifies ([AlgEdDSA] or
 	// [AlgES256]).
-	Alg int64 `cbor:"1,keyasint"`
+	Alg int64 `cbor:"1,keyasint" json:"alg"`
 	// Public is key 2: the raw public key, as the algorithm defines it
 	// (Ed25519: 32 bytes; P-256: the 65-byte uncompressed point).
-	Public []byte `cbor:"2,keyasint"`
+	Public []byte `cbor:"2,keyasint" json:"public"`
 }
 
 // KeyOf returns the key entry of a public key: an ed25519.PublicKey or a
