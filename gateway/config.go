@@ -44,9 +44,14 @@ type Config struct {
 	// AdminTLS, when set, makes the admin API speak HTTPS with its
 	// certificates (MinVersion TLS 1.2 unless set).
 	AdminTLS *tls.Config
-	// Trust holds the manifest keys: a model is cached only when its
-	// manifest verifies against one of them. Required.
+	// Trust holds Ed25519 manifest keys: a model is cached only when its
+	// manifest verifies against one of the keys of Trust and TrustKeys.
+	// One of the two is required.
 	Trust []ed25519.PublicKey
+	// TrustKeys holds manifest keys of either algorithm (docs/protocol.md
+	// section 1, v1.3): ed25519.PublicKey (EdDSA) or a P-256
+	// *ecdsa.PublicKey (ES256), trusted together with Trust's.
+	TrustKeys []crypto.PublicKey
 	// CacheMaxBytes bounds the cached images (0: no bound); least recently
 	// used images that no node is assigned are evicted beyond it.
 	CacheMaxBytes int64
@@ -95,12 +100,15 @@ type Config struct {
 	// refused, and New refuses a database that holds rollouts
 	// ([ErrNoDeploymentKeys]).
 	DeployTrust []ed25519.PublicKey
+	// DeployTrustKeys holds deployment keys of either algorithm, as
+	// TrustKeys does, trusted together with DeployTrust's.
+	DeployTrustKeys []crypto.PublicKey
 	// TrustRoots are the root keys (Ed25519 or P-256) that may sign the
 	// gateway's first trust update (docs/protocol.md "Trust update",
 	// v1.3), TrustThreshold how many of them must (0: 1). A trust update
 	// the gateway accepts (PUT /v1/trust) replaces its manifest,
 	// deployment and root keys, is saved in DataDir and wins over Trust,
-	// DeployTrust and TrustRoots from then on; the gateway serves it to
+	// TrustKeys, DeployTrust, DeployTrustKeys and TrustRoots from then on; the gateway serves it to
 	// its nodes (/n/{node}/trust). Without roots, trust updates are
 	// refused.
 	TrustRoots     []crypto.PublicKey
@@ -157,8 +165,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DataDir == "" {
 		return c, errors.New("gateway: DataDir is required")
 	}
-	if len(c.Trust) == 0 {
-		return c, errors.New("gateway: at least one manifest key (Trust) is required")
+	if len(c.Trust)+len(c.TrustKeys) == 0 {
+		return c, errors.New("gateway: at least one manifest key (Trust or TrustKeys) is required")
 	}
 	if c.CoAPAddr == "" {
 		c.CoAPAddr = ":5683"

@@ -93,9 +93,11 @@ func New(cfg Config) (_ *Gateway, err error) {
 	for _, k := range cfg.Trust {
 		kc.Manifest = append(kc.Manifest, k)
 	}
+	kc.Manifest = append(kc.Manifest, cfg.TrustKeys...)
 	for _, k := range cfg.DeployTrust {
 		kc.Deployment = append(kc.Deployment, k)
 	}
+	kc.Deployment = append(kc.Deployment, cfg.DeployTrustKeys...)
 	keys, err := keyring.Open(cfg.DataDir, kc)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

@@ -175,7 +175,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 			if len(trust) == 0 {
 				return usagef("at least one --trust KEY.pub is required: the gateway caches only models its operator signed")
 			}
-			keys, err := readEd25519PublicKeys("the gateway's --trust", trust)
+			keys, err := readPublicKeys(trust)
 			if err != nil {
 				return err
 			}
@@ -187,7 +187,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 			if err != nil {
 				return err
 			}
-			gc := gateway.Config{DataDir: data, AdminAddr: admin, Trust: keys, TrustRoots: roots, TrustThreshold: trustThreshold,
+			gc := gateway.Config{DataDir: data, AdminAddr: admin, TrustKeys: keys, TrustRoots: roots, TrustThreshold: trustThreshold,
 				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, Logger: log}
 			if err := sec.apply(cmd, &gc); err != nil {
 				return err

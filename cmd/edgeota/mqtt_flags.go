@@ -45,7 +45,7 @@ func (m *mqttFlags) apply(gc *gateway.Config) error {
 	}
 	gc.BatchInterval = d
 	if len(m.deployTrust) > 0 {
-		if gc.DeployTrust, err = readEd25519PublicKeys("--deploy-trust", m.deployTrust); err != nil {
+		if gc.DeployTrustKeys, err = readPublicKeys(m.deployTrust); err != nil {
 			return err
 		}
 	}
