@@ -3,19 +3,20 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"sync"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/miekg/pkcs11"
 
 	"edgeota/protocol/sign"
@@ -29,8 +30,67 @@ const (
 	ckmEdDSA               = 0x00001057 // CKM_EDDSA
 )
 
-// oidEd25519 is CKA_EC_PARAMS for Ed25519: the DER of OID 1.3.101.112.
-var oidEd25519 = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
+// CKA_EC_PARAMS values: the DER of OIDs 1.3.101.112 (Ed25519) and
+// 1.2.840.10045.3.1.7 (P-256, prime256v1).
+var (
+	oidEd25519 = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
+	oidP256    = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+)
+
+// A module is initialised once per process (C_Initialize), and every key
+// opened from it shares that: modules counts the keys open per module
+// path, and the last to close finalises it. This is why keys do not go
+// through crypto11, whose own registry of initialised modules is private:
+// a command holding an Ed25519 and a P-256 key of one module at once
+// (edgeota trust sign with two roots) could not have both.
+var modules = struct {
+	sync.Mutex
+	m map[string]*module
+}{m: map[string]*module{}}
+
+type module struct {
+	ctx  *pkcs11.Ctx
+	refs int
+}
+
+// loadModule returns the initialised module at path, loading it on first
+// use; each call is paired with a releaseModule.
+func loadModule(path string) (*pkcs11.Ctx, error) {
+	modules.Lock()
+	defer modules.Unlock()
+	if m, ok := modules.m[path]; ok {
+		m.refs++
+		return m.ctx, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: module-path %s: %v", ErrModule, path, err)
+	}
+	ctx := pkcs11.New(path)
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: module-path %s is not a PKCS#11 library that dlopen can load", ErrModule, path)
+	}
+	if err := ctx.Initialize(); err != nil {
+		ctx.Destroy()
+		return nil, fmt.Errorf("%w: %s: C_Initialize: %v", ErrModule, path, err)
+	}
+	modules.m[path] = &module{ctx: ctx, refs: 1}
+	return ctx, nil
+}
+
+// releaseModule drops one use of the module at path and finalises it
+// after the last.
+func releaseModule(path string) error {
+	modules.Lock()
+	defer modules.Unlock()
+	m := modules.m[path]
+	if m.refs--; m.refs > 0 {
+		return nil
+	}
+	delete(modules.m, path)
+	err := m.ctx.Finalize()
+	m.ctx.Destroy()
+	return err
+}
 
 // mechanisms lists a slot's mechanisms; a variable so that a test can
 // offer a token without one.
@@ -50,6 +110,7 @@ func (k *Key) Close() error { return k.close() }
 
 // session is a logged-in session on the URI's token, through miekg/pkcs11.
 type session struct {
+	path string
 	ctx  *pkcs11.Ctx
 	slot uint
 	h    pkcs11.SessionHandle
@@ -62,18 +123,11 @@ func openSession(u *URI) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(u.ModulePath); err != nil {
-		return nil, fmt.Errorf("%w: module-path %s: %v", ErrModule, u.ModulePath, err)
+	ctx, err := loadModule(u.ModulePath)
+	if err != nil {
+		return nil, err
 	}
-	ctx := pkcs11.New(u.ModulePath)
-	if ctx == nil {
-		return nil, fmt.Errorf("%w: module-path %s is not a PKCS#11 library that dlopen can load", ErrModule, u.ModulePath)
-	}
-	if err := ctx.Initialize(); err != nil {
-		ctx.Destroy()
-		return nil, fmt.Errorf("%w: %s: C_Initialize: %v", ErrModule, u.ModulePath, err)
-	}
-	s := &session{ctx: ctx}
+	s := &session{path: u.ModulePath, ctx: ctx}
 	fail := func(err error) (*session, error) { s.close(); return nil, err }
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
@@ -109,14 +163,14 @@ func openSession(u *URI) (*session, error) {
 	return s, nil
 }
 
+// close closes the session and releases the module. It does not log
+// out: a login holds for every session of the token, another key may
+// still use one, and the token logs out when its last session closes.
 func (s *session) close() error {
 	if s.h != 0 {
-		_ = s.ctx.Logout(s.h)
 		_ = s.ctx.CloseSession(s.h)
 	}
-	err := s.ctx.Finalize()
-	s.ctx.Destroy()
-	return err
+	return releaseModule(s.path)
 }
 
 // require fails with ErrMechanism unless the token offers mech.
@@ -205,51 +259,16 @@ func Open(u *URI) (*Key, error) {
 			s.close()
 			return nil, err
 		}
-		// crypto11 initialises the module itself, and a module is
-		// initialised once per process: hand it over.
-		s.close()
-		return openECDSA(u)
+		k, err := s.ecKey(u, privs[0])
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		return &Key{Signer: k, close: s.close}, nil
 	default:
 		s.close()
 		return nil, fmt.Errorf("%w: %s has CKA_KEY_TYPE %#x; edgeota signs with Ed25519 (CKK_EC_EDWARDS) or P-256 (CKK_EC)", ErrKeyType, u.what(), kt)
 	}
-}
-
-// openECDSA opens the URI's ECDSA key through crypto11.
-func openECDSA(u *URI) (*Key, error) {
-	c, err := configure(u)
-	if err != nil {
-		return nil, err
-	}
-	k, err := c.FindKeyPair(u.ID, labelOf(u))
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("%w: %s: %v", ErrNoObject, u.what(), err)
-	}
-	if _, alg, err := sign.RawPublicKey(k.Public()); err != nil || alg != sign.ES256 {
-		c.Close()
-		return nil, fmt.Errorf("%w: %s is an EC key not on P-256", ErrKeyType, u.what())
-	}
-	return &Key{Signer: k, close: c.Close}, nil
-}
-
-func labelOf(u *URI) []byte {
-	if u.Object == "" {
-		return nil
-	}
-	return []byte(u.Object)
-}
-
-func configure(u *URI) (*crypto11.Context, error) {
-	pin, err := u.PIN()
-	if err != nil {
-		return nil, err
-	}
-	c, err := crypto11.Configure(&crypto11.Config{Path: u.ModulePath, TokenLabel: u.Token, TokenSerial: u.Serial, Pin: pin})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrModule, u.ModulePath, err)
-	}
-	return c, nil
 }
 
 // edKey reads the public half of an Ed25519 key pair and returns its
@@ -353,38 +372,29 @@ func Generate(u *URI, alg sign.Algorithm) (crypto.PublicKey, error) {
 			return nil, err
 		}
 	}
-	if alg == sign.ES256 {
-		if err := s.require(pkcs11.CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN (EC key generation)"); err != nil {
-			s.close()
-			return nil, err
-		}
-		s.close()
-		c, err := configure(u)
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		k, err := c.GenerateECDSAKeyPairWithLabel(id, []byte(u.Object), elliptic.P256())
-		if err != nil {
-			return nil, fmt.Errorf("pkcs11: generate P-256 key: %w", err)
-		}
-		pub, ok := k.Public().(*ecdsa.PublicKey)
-		if !ok {
-			return nil, fmt.Errorf("%w: generated key is %T", ErrKeyType, k.Public())
-		}
-		return pub, nil
-	}
 	defer s.close()
-	if err := s.require(ckmECEdwardsKeyPairGen, "CKM_EC_EDWARDS_KEY_PAIR_GEN (PKCS#11 3.0 Ed25519 key generation)"); err != nil {
-		return nil, err
-	}
-	if err := s.require(ckmEdDSA, "CKM_EDDSA (PKCS#11 3.0 Ed25519 signing)"); err != nil {
-		return nil, err
+	gen, keyType, params := uint(ckmECEdwardsKeyPairGen), uint(ckkECEdwards), oidEd25519
+	if alg == sign.ES256 {
+		gen, keyType, params = pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKK_EC, oidP256
+		if err := s.require(gen, "CKM_EC_KEY_PAIR_GEN (EC key generation)"); err != nil {
+			return nil, err
+		}
+		if err := s.require(pkcs11.CKM_ECDSA, "CKM_ECDSA (ECDSA signing)"); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := s.require(gen, "CKM_EC_EDWARDS_KEY_PAIR_GEN (PKCS#11 3.0 Ed25519 key generation)"); err != nil {
+			return nil, err
+		}
+		if err := s.require(ckmEdDSA, "CKM_EDDSA (PKCS#11 3.0 Ed25519 signing)"); err != nil {
+			return nil, err
+		}
 	}
 	common := func(class uint) []*pkcs11.Attribute {
 		return []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 			pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.Object),
 			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
@@ -392,15 +402,18 @@ func Generate(u *URI, alg sign.Algorithm) (crypto.PublicKey, error) {
 	}
 	pubT := append(common(pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidEd25519))
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params))
 	privT := append(common(pkcs11.CKO_PRIVATE_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false))
-	pubH, _, err := s.ctx.GenerateKeyPair(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECEdwardsKeyPairGen, nil)}, pubT, privT)
+	pubH, _, err := s.ctx.GenerateKeyPair(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(gen, nil)}, pubT, privT)
 	if err != nil {
-		return nil, fmt.Errorf("pkcs11: generate Ed25519 key: %w", err)
+		return nil, fmt.Errorf("pkcs11: generate %v key: %w", alg, err)
+	}
+	if alg == sign.ES256 {
+		return s.ecPublic(pubH)
 	}
 	return s.edPublic(pubH)
 }
@@ -413,4 +426,88 @@ func bytesToUint(b []byte) uint {
 		v = v<<8 | uint(b[i])
 	}
 	return v
+}
+
+// ecKey reads the public half of a P-256 key pair and returns its signer.
+func (s *session) ecKey(u *URI, priv pkcs11.ObjectHandle) (*ecSigner, error) {
+	pubs, err := s.find(u, pkcs11.CKO_PUBLIC_KEY)
+	if err != nil {
+		return nil, err
+	}
+	if len(pubs) != 1 {
+		return nil, fmt.Errorf("%w: token %q holds %d public keys %s, want the one of the key pair", ErrNoObject, u.Token, len(pubs), u.what())
+	}
+	pub, err := s.ecPublic(pubs[0])
+	if err != nil {
+		return nil, err
+	}
+	return &ecSigner{s: s, priv: priv, pub: pub}, nil
+}
+
+// ecPublic reads a P-256 public key object: CKA_EC_PARAMS must name
+// P-256, CKA_EC_POINT is the DER OCTET STRING of the uncompressed point
+// (or the bare point some tokens give), which must lie on the curve.
+func (s *session) ecPublic(h pkcs11.ObjectHandle) (*ecdsa.PublicKey, error) {
+	a, err := s.ctx.GetAttributeValue(s.h, h, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil), pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil)})
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11: CKA_EC_PARAMS, CKA_EC_POINT: %w", err)
+	}
+	if !bytes.Equal(a[0].Value, oidP256) {
+		return nil, fmt.Errorf("%w: an EC key whose CKA_EC_PARAMS %x is not P-256", ErrKeyType, a[0].Value)
+	}
+	v := a[1].Value
+	if len(v) != 65 {
+		var raw []byte
+		if rest, err := asn1.Unmarshal(v, &raw); err != nil || len(rest) != 0 {
+			return nil, fmt.Errorf("%w: CKA_EC_POINT of %d bytes is not a P-256 point", ErrKeyType, len(v))
+		}
+		v = raw
+	}
+	k, err := sign.ParseRawPublicKey(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CKA_EC_POINT: %v", ErrKeyType, err)
+	}
+	ec, ok := k.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: CKA_EC_POINT of %d bytes is not a P-256 point", ErrKeyType, len(v))
+	}
+	return ec, nil
+}
+
+// ecSigner signs digests with CKM_ECDSA over one session; Sign calls are
+// serialised.
+type ecSigner struct {
+	mu   sync.Mutex
+	s    *session
+	priv pkcs11.ObjectHandle
+	pub  *ecdsa.PublicKey
+}
+
+// Public returns the P-256 public key.
+func (e *ecSigner) Public() crypto.PublicKey { return e.pub }
+
+// Sign signs a SHA-256 digest. The token answers r||s (PKCS#11 v3.0
+// section 6.3.1); Sign returns it as ASN.1 DER, as every ECDSA
+// crypto.Signer does. rand is not used: the token draws its own nonce.
+func (e *ecSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts != nil && opts.HashFunc() != 0 && opts.HashFunc() != crypto.SHA256 {
+		return nil, fmt.Errorf("pkcs11: ES256 signs SHA-256 digests, not %v", opts.HashFunc())
+	}
+	if len(digest) != sha256.Size {
+		return nil, fmt.Errorf("pkcs11: ES256 signs a 32-byte SHA-256 digest, got %d bytes", len(digest))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.s.ctx.SignInit(e.s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, e.priv); err != nil {
+		return nil, fmt.Errorf("pkcs11: C_SignInit CKM_ECDSA: %w", err)
+	}
+	rs, err := e.s.ctx.Sign(e.s.h, digest)
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11: C_Sign CKM_ECDSA: %w", err)
+	}
+	if len(rs) != 64 {
+		return nil, fmt.Errorf("pkcs11: CKM_ECDSA answered %d bytes, want r||s of 64", len(rs))
+	}
+	return asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(rs[:32]), new(big.Int).SetBytes(rs[32:])})
 }

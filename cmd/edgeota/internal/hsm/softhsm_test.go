@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -191,5 +192,59 @@ func BenchmarkSignSoftHSM(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestKeysOpenTogether: keys of both kinds, in one token and in two
+// tokens of the same module, are open at once (one initialised module,
+// one login per token) and each signs what its own public key verifies;
+// closing one leaves the others working.
+func TestKeysOpenTogether(t *testing.T) {
+	tok := softhsm.New(t, "edgeota")
+	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "second",
+		"--pin", softhsm.UserPIN, "--so-pin", softhsm.SOPIN).CombinedOutput(); err != nil {
+		t.Fatalf("second token: %v\n%s", err, out)
+	}
+	second := &softhsm.Token{Label: "second", Module: tok.Module, PINFile: tok.PINFile, Dir: tok.Dir}
+	uris := []string{tok.URI("ed-a"), tok.URI("p256-a"), second.URI("ed-b"), second.URI("p256-b")}
+	var keys []*Key
+	for i, s := range uris {
+		if _, err := Generate(mustURI(t, s), algs[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range uris {
+		k, err := Open(mustURI(t, s))
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		keys = append(keys, k)
+	}
+	signAll := func(ks []*Key) {
+		t.Helper()
+		for i, k := range ks {
+			s, err := sign.NewSigner(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.SignManifest(manifest())
+			if err != nil {
+				t.Fatalf("key %d: %v", i, err)
+			}
+			ts, _ := sign.NewTrustStore(sign.RoleManifest, k.Public())
+			if _, err := ts.VerifyManifest(b); err != nil {
+				t.Fatalf("key %d: %v", i, err)
+			}
+		}
+	}
+	signAll(keys)
+	if err := keys[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	signAll(keys[1:])
+	for _, k := range keys[1:] {
+		if err := k.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

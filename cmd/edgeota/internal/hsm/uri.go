@@ -3,12 +3,17 @@
 // opens a logged-in session, and hands back a crypto.Signer for
 // edgeota's sign.NewSigner. It also creates key pairs inside a token.
 //
-// ECDSA P-256 keys go through github.com/ThalesGroup/crypto11 (sessions,
-// CKM_ECDSA, key generation). crypto11 has no Ed25519, so Ed25519 keys
-// use PKCS#11 3.0's CKM_EDDSA and CKM_EC_EDWARDS_KEY_PAIR_GEN directly
-// over github.com/miekg/pkcs11, the library crypto11 itself wraps. Both
-// need cgo; a binary built without it (the static packages) refuses a
-// pkcs11: URI with [ErrNoCgo].
+// Both kinds of key go over github.com/miekg/pkcs11: CKM_EDDSA and
+// CKM_EC_EDWARDS_KEY_PAIR_GEN (PKCS#11 3.0) for Ed25519, CKM_ECDSA and
+// CKM_EC_KEY_PAIR_GEN for P-256. github.com/ThalesGroup/crypto11 was the
+// first choice and was dropped: it has no Ed25519, and it initialises each
+// module in a registry of its own that it does not share, while a module
+// is initialised once per process; so its P-256 keys and this package's
+// Ed25519 keys of one module could not be open at the same time, as
+// edgeota trust sign needs for a threshold of roots in one token. This
+// package keeps one initialised module per path, counted, for all keys.
+// PKCS#11 needs cgo; a binary built without it (the static packages)
+// refuses a pkcs11: URI with [ErrNoCgo].
 //
 // The URI parser is this package's own: the one Go parser of RFC 7512
 // (stefanberger/go-pkcs11uri, untagged since 2023) accepts attributes it
