@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
@@ -17,6 +18,7 @@ import (
 	"edgeota/protocol"
 	"edgeota/protocol/sign"
 	"edgeota/protocol/trust"
+	"edgeota/test/testutil"
 )
 
 func seedKey(b byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, 32)) }
@@ -118,4 +120,79 @@ func bodyOf(t *testing.T, m *pool.Message) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTrustObserve: a node that observes both its manifest and its trust
+// update from one endpoint gets each notification on its own observation:
+// a trust update pushed through the admin API reaches every trust
+// observer at once, an assignment reaches the manifest observer, and a
+// later trust update still reaches the trust observation.
+func TestTrustObserve(t *testing.T) {
+	root, keyB := seedKey(9), seedKey(4)
+	e := newEnv(t, opts{roots: []crypto.PublicKey{root.Public()}})
+	rs, _ := sign.NewSigner(root)
+	update := func(version uint64) []byte {
+		b, err := trust.Sign(&trust.Update{Format: trust.Format, Version: version,
+			ManifestKeys: []trust.Key{trustKey(t, seedKey(3)), trustKey(t, keyB)}, RootKeys: []trust.Key{trustKey(t, root)}, Threshold: 1}, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	observe := func(c *udpClient.Conn, node string, res protocol.NodeResource) chan []byte {
+		notes := make(chan []byte, 8)
+		obs, err := c.Observe(ctxT(t), protocol.NodePath(node, res), func(m *pool.Message) {
+			b, _ := m.ReadBody()
+			notes <- append([]byte{}, b...)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { obs.Cancel(context.Background()) })
+		if first := <-notes; len(first) != 0 {
+			t.Fatalf("%s of %s before anything: %d bytes", res, node, len(first))
+		}
+		return notes
+	}
+	next := func(notes chan []byte, what string) []byte {
+		t.Helper()
+		select {
+		case b := <-notes:
+			return b
+		case <-time.After(testutil.DefaultCeiling):
+			t.Fatalf("no notification: %s", what)
+		}
+		return nil
+	}
+	c1, c2 := e.dial(), e.dial()
+	hello(t, c1, "n1")
+	hello(t, c2, "n2")
+	man1 := observe(c1, "n1", protocol.ResManifest)
+	trust1 := observe(c1, "n1", protocol.ResTrust)
+	trust2 := observe(c2, "n2", protocol.ResTrust)
+
+	v1 := update(1)
+	if _, err := e.api.PutTrust(context.Background(), v1); err != nil {
+		t.Fatal(err)
+	}
+	for i, notes := range []chan []byte{trust1, trust2} {
+		if got := next(notes, "trust update 1"); !bytes.Equal(got, v1) {
+			t.Fatalf("trust observer %d got %d bytes, not the update", i+1, len(got))
+		}
+	}
+	md := e.model(7, 2000)
+	if err := e.push(md.signed, md.image); err != nil {
+		t.Fatal(err)
+	}
+	e.assign(md.signed, []string{"n1"}, false)
+	if got := next(man1, "the assignment"); !bytes.Equal(got, md.signed) {
+		t.Fatal("the manifest observer did not get the assignment")
+	}
+	v2 := update(2)
+	if _, err := e.api.PutTrust(context.Background(), v2); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(trust1, "trust update 2"); !bytes.Equal(got, v2) {
+		t.Fatal("the trust observation of n1 did not get update 2")
+	}
 }
