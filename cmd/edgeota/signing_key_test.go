@@ -135,3 +135,22 @@ func TestPKCS11URIRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestTrustSignWithRootsInOneToken: trust sign holds a threshold of roots
+// at once; two roots of both kinds in one token sign one update (which
+// needs one module initialisation shared by both keys).
+func TestTrustSignWithRootsInOneToken(t *testing.T) {
+	if !cgoEnabled {
+		t.Skip("built without cgo: no PKCS#11")
+	}
+	tok := softhsm.New(t, "roots")
+	f := newFixture(t)
+	ra, rb := filepath.Join(f.dir, "root-a"), filepath.Join(f.dir, "root-b")
+	mustCLI(t, "keygen", "--out", ra, "--alg", "ed25519", "--pkcs11", tok.URI("root-a"))
+	mustCLI(t, "keygen", "--out", rb, "--alg", "es256", "--pkcs11", tok.URI("root-b"))
+	out := mustCLI(t, "trust", "sign", "--version", "2", "--manifest-key", f.pub, "--root-key", ra+".pub", "--root-key", rb+".pub",
+		"--threshold", "2", "--root", tok.URI("root-a"), "--root", tok.URI("root-b"), "-o", filepath.Join(f.dir, "t2.cose"))
+	if !strings.Contains(out, "with 2 root(s)") {
+		t.Fatalf("trust sign: %s", out)
+	}
+}
