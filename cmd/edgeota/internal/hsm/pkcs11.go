@@ -105,7 +105,8 @@ type Key struct {
 	close func() error
 }
 
-// Close logs out, closes the session and unloads the module.
+// Close closes the key's session and releases its module, which is
+// finalised once its last key is closed.
 func (k *Key) Close() error { return k.close() }
 
 // session is a logged-in session on the URI's token, through miekg/pkcs11.
