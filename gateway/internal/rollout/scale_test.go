@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,5 +175,43 @@ func BenchmarkEngineEvents(b *testing.B) {
 			flush(b, fx.e)
 			b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+// TestPublishPaced: changes that come faster than the pace are told once
+// at the first, then once more with the latest status when the pace's
+// interval ends (the timer is fired by hand here: the pace is an hour).
+func TestPublishPaced(t *testing.T) {
+	var mu sync.Mutex
+	var told []StatusView
+	f := &fake{t: t}
+	e := NewEngine(f, f, WithPublishPace(time.Hour), WithPublish(func(_ string, st StatusView) {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, st)
+	}))
+	fx := &fixture{t: t, e: e, f: f, now: time.Unix(1795000000, 0), prev: map[string][]byte{}}
+	fx.m = &protocol.Manifest{Format: 1, Seq: newSeq, Component: "kws", Version: "2.0", Digest: newDigest, Size: 1, Class: class}
+	fx.d = &protocol.Deployment{ID: "dep", Seq: 1, Manifest: []byte("NEW"), Cohort: "hw:rev2",
+		Waves: []protocol.Wave{{BasisPoints: 10000}}, NodeTimeoutSeconds: 600, MaxConcurrent: 1000}
+	if err := e.Start(fx.d, []byte("DEP"), fx.m, listOf(nil), fx.prevOf, fx.now); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := e.Hello(fx.info(fmt.Sprintf("n%03d", i), prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	n := len(told)
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("told %d statuses for 101 changes within the pace, want 1", n)
+	}
+	e.publishNow("dep", true) // the interval ends
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) != 2 || told[1].Totals["assigned"] != 100 {
+		t.Fatalf("told %d statuses, the last with totals %v; want 2, the last with 100 assigned", len(told), told[len(told)-1].Totals)
 	}
 }
