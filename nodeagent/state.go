@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
@@ -134,8 +135,18 @@ func unmarshalState(b []byte) (bootState, error) {
 		return s, fmt.Errorf("%w: the boot state record has format %d, this node agent reads formats up to %d; "+
 			"run the newer node agent (nothing was written)", ErrFormatTooNew, s.Format, stateFormat)
 	}
-	if s.Trust != nil && s.Format < 2 {
-		return s, fmt.Errorf("boot state record: format %d with a trust set", s.Format)
+	if t := s.Trust; t != nil {
+		if s.Format < 2 {
+			return s, fmt.Errorf("boot state record: format %d with a trust set", s.Format)
+		}
+		if len(t.Manifest) == 0 {
+			return s, errors.New("boot state record: a trust set without manifest keys")
+		}
+		for _, k := range append(append([]trust.Key(nil), t.Manifest...), t.Roots...) {
+			if err := k.Validate(); err != nil {
+				return s, fmt.Errorf("boot state record: trust set: %w", err)
+			}
+		}
 	}
 	if s.Active > protocol.SlotB || s.Pending > 2 {
 		return s, fmt.Errorf("boot state record: active %d pending %d out of range", s.Active, s.Pending)

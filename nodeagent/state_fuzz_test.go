@@ -3,6 +3,9 @@ package nodeagent
 import (
 	"bytes"
 	"testing"
+
+	"edgeota/protocol"
+	"edgeota/protocol/trust"
 )
 
 // FuzzUnmarshalState feeds arbitrary bytes, as a damaged journal record
@@ -10,7 +13,9 @@ import (
 // an error, never panics, and a state it accepts has its slots in range
 // and encodes to a record that decodes to the same encoding.
 func FuzzUnmarshalState(f *testing.F) {
-	for _, s := range []bootState{{}, {Active: 1, Pending: 1, TrialBoots: 2, Component: "kws", LastText: "probation"}} {
+	key := trust.Key{Alg: trust.AlgEdDSA, Public: bytes.Repeat([]byte{0x11}, 32)}
+	for _, s := range []bootState{{}, {Active: 1, Pending: 1, TrialBoots: 2, Component: "kws", LastText: "probation"},
+		{Component: "kws", Trust: &trustRec{Version: 3, Manifest: []trust.Key{key}, Roots: []trust.Key{key}, Threshold: 1, Kept: []protocol.Digest{{1}}}}} {
 		b, err := s.marshal()
 		if err != nil {
 			f.Fatal(err)
