@@ -25,6 +25,8 @@
 //	GET    /v1/keys                      node ids that have a key, never the keys ([KeyList])
 //	DELETE /v1/keys/{node}               forget a node's key, close its session; 204
 //	GET    /v1/audit[?node=ID]           provisioning audit log ([]AuditEntry), oldest first
+//	PUT    /v1/trust                     body: a signed trust update (COSE); the applied [Trust], 422 when refused
+//	GET    /v1/trust                     the trust update applied last ([Trust]); 404 before any
 //	GET    /metrics                      Prometheus metrics
 //	GET    /healthz                      liveness ([Health])
 //
