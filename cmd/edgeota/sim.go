@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -19,7 +20,7 @@ func newSimCmd() *cobra.Command {
 		RunE:  showHelp,
 	}
 	var seed uint64
-	var junit, gw, mqttURL, keyFile string
+	var junit, gw, mqttURL, keyFile, cpuProfile string
 	var api adminFlags
 	var quiet, asJSON bool
 	run := &cobra.Command{
@@ -92,7 +93,14 @@ docs/simulator.md teaches writing your own.`,
 				s = sc.Seed
 			}
 			fmt.Fprintf(errw, "scenario %s: %d nodes, time x%g, seed %s\n", sc.Name, countNodes(sc), sc.TimeScale, seedText(s))
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
 			res, err := fleet.Run(cmd.Context(), sc, opts)
+			if perr := stopProfile(); err == nil {
+				err = perr
+			}
 			if tty && !quiet {
 				fmt.Fprintln(errw)
 			}
@@ -133,6 +141,7 @@ docs/simulator.md teaches writing your own.`,
 	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT, or coaps://HOST:PORT for a transport dtls scenario (instead of one in-process)")
 	api.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")
 	run.Flags().StringVar(&mqttURL, "mqtt", "", "that gateway's MQTT broker, tcp://HOST:PORT")
+	run.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run (simulator, and the in-process gateway and broker) to FILE, for go tool pprof")
 	run.Flags().StringVar(&keyFile, "key", "", "the key that gateway trusts for manifests and deployments (PKCS#8 PEM)")
 	cmd.AddCommand(run)
 	return cmd
@@ -151,4 +160,24 @@ func seedText(s uint64) string {
 		return "random (printed in the summary)"
 	}
 	return fmt.Sprint(s)
+}
+
+// startCPUProfile starts a CPU profile into file (nothing when file is
+// empty) and returns what stops it and closes the file.
+func startCPUProfile(file string) (func() error, error) {
+	if file == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
