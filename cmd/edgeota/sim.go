@@ -20,7 +20,7 @@ func newSimCmd() *cobra.Command {
 		RunE:  showHelp,
 	}
 	var seed uint64
-	var junit, gw, mqttURL, keyFile, cpuProfile string
+	var junit, gw, mqttURL, keyFile, cpuProfile, memProfile string
 	var api adminFlags
 	var quiet, asJSON bool
 	run := &cobra.Command{
@@ -93,6 +93,14 @@ docs/simulator.md teaches writing your own.`,
 				s = sc.Seed
 			}
 			fmt.Fprintf(errw, "scenario %s: %d nodes, time x%g, seed %s\n", sc.Name, countNodes(sc), sc.TimeScale, seedText(s))
+			if memProfile != "" {
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				opts.HeapProfile = f
+			}
 			stopProfile, err := startCPUProfile(cpuProfile)
 			if err != nil {
 				return err
@@ -101,6 +109,7 @@ docs/simulator.md teaches writing your own.`,
 			if perr := stopProfile(); err == nil {
 				err = perr
 			}
+
 			if tty && !quiet {
 				fmt.Fprintln(errw)
 			}
@@ -142,6 +151,7 @@ docs/simulator.md teaches writing your own.`,
 	api.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")
 	run.Flags().StringVar(&mqttURL, "mqtt", "", "that gateway's MQTT broker, tcp://HOST:PORT")
 	run.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run (simulator, and the in-process gateway and broker) to FILE, for go tool pprof")
+	run.Flags().StringVar(&memProfile, "mem-profile", "", "write a heap profile to FILE once every node has said Hello, for go tool pprof")
 	run.Flags().StringVar(&keyFile, "key", "", "the key that gateway trusts for manifests and deployments (PKCS#8 PEM)")
 	cmd.AddCommand(run)
 	return cmd

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -45,7 +46,7 @@ func (s *sim) drive(ctx context.Context) (bool, error) {
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	lastProgress := time.Now()
+	lastProgress, lastAsked := time.Now(), time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -61,6 +62,14 @@ func (s *sim) drive(ctx context.Context) (bool, error) {
 				return false, fmt.Errorf("fleet: %s at %s: %w", ev.what, ev.at, err)
 			}
 		}
+		if !s.sampled && s.heard() {
+			s.sampled, s.after = true, sample()
+			if w := s.opts.HeapProfile; w != nil {
+				if err := pprof.WriteHeapProfile(w); err != nil {
+					return false, fmt.Errorf("fleet: heap profile: %w", err)
+				}
+			}
+		}
 		if time.Since(lastProgress) >= time.Second {
 			lastProgress = time.Now()
 			s.progress(s.line(now))
@@ -69,13 +78,22 @@ func (s *sim) drive(ctx context.Context) (bool, error) {
 			return false, nil
 		}
 		// Every node heard first, the rollouts next: a node heard is in
-		// its rollout by the time the rollouts are read.
-		heard := s.heard()
-		if len(evs) == 0 && now >= lastFault && s.rolloutsEnded() && heard && s.settled() {
+		// its rollout by the time the rollouts are read. The gateway is
+		// asked at most every rolloutPoll, and only once the cheap
+		// checks hold: its answer costs it and the run CPU.
+		if len(evs) > 0 || now < lastFault || time.Since(lastAsked) < rolloutPoll || !s.heard() || !s.settled() {
+			continue
+		}
+		lastAsked = time.Now()
+		if s.rolloutsEnded() {
 			return true, nil
 		}
 	}
 }
+
+// rolloutPoll is the least real time between two readings of the
+// rollouts' phases by the drive loop.
+const rolloutPoll = 250 * time.Millisecond
 
 // heard reports whether every node that talks to a gateway has said Hello
 // to it (a node a failed provisioning left factory-fresh never does). A
@@ -236,13 +254,7 @@ func (s *sim) settled() bool {
 // healthCounts returns how many distinct health reports the gateway
 // accepted, and how many of those reached the broker.
 func (s *sim) healthCounts() (accepted, delivered int) {
-	s.accepted.Range(func(k, _ any) bool {
-		accepted++
-		if _, ok := s.received.Load(k); ok {
-			delivered++
-		}
-		return true
-	})
+	accepted, delivered, _ = s.health.counts()
 	return accepted, delivered
 }
 
@@ -330,7 +342,7 @@ func (s *sim) result() *scenario.Result {
 		r.Rollouts = append(r.Rollouts, rr)
 	}
 	r.HealthAccepted, r.HealthDelivered = s.healthCounts()
-	r.HealthDuplicates = int(s.dups.Load())
+	_, _, r.HealthDuplicates = s.health.counts()
 	if s.air != nil {
 		s.provisionResult(r)
 	}

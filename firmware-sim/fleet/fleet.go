@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -67,6 +68,9 @@ type Options struct {
 	// Key signs the models and deployments (default: one derived from the
 	// seed).
 	Key ed25519.PrivateKey
+	// HeapProfile, when set, gets a heap profile (runtime/pprof) once
+	// every node has said Hello: what a node costs in memory, and where.
+	HeapProfile io.Writer
 }
 
 // model is a scenario model, built and signed.
@@ -142,12 +146,10 @@ type sim struct {
 	nodesStop context.CancelFunc // stops every node's life
 	nodesWG   sync.WaitGroup
 
-	brMu     sync.Mutex
-	broker   *mqtt.Server
-	brAddr   string
-	received sync.Map // "node/boot/number" -> struct{}: reached the broker
-	accepted sync.Map // "node/boot/number" -> struct{}: answered 2.04 by the gateway
-	dups     atomic.Int64
+	brMu   sync.Mutex
+	broker *mqtt.Server
+	brAddr string
+	health ledger // every health report: accepted by the gateway, received on the broker
 
 	// External mode: runID scopes node ids, labels, cohorts and deployment
 	// ids to this run on a gateway that outlives it.
@@ -156,6 +158,13 @@ type sim struct {
 	gwID     string
 	keyed    []string // node ids whose keys this run put in the gateway's registry
 	paho     pahomqtt.Client
+
+	// What the run costs: the process's CPU time at the start, and
+	// samples before the nodes started and once every node was heard
+	// (taken by the drive loop).
+	cpu0          time.Duration
+	before, after usage
+	sampled       bool
 }
 
 // Run runs a scenario to its end and returns what happened.
@@ -198,7 +207,11 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 		defer os.RemoveAll(d)
 		s.dir = d
 	}
-	realStart := time.Now()
+	if err := checkDescriptors(sc.Nodes()); err != nil {
+		return nil, err
+	}
+	realStart, cpu0 := time.Now(), cpuTime()
+	s.cpu0 = cpu0
 	if err := s.setup(ctx); err != nil {
 		s.teardown()
 		return nil, err
@@ -218,6 +231,10 @@ func Run(ctx context.Context, sc *scenario.Scenario, opts Options) (*scenario.Re
 	}
 	res := s.result()
 	res.Finished, res.RealElapsed = finished, time.Since(realStart)
+	if !s.sampled {
+		s.after = sample()
+	}
+	res.Resources = resources(len(s.nodes), s.before, s.after, s.cpu0)
 	return res, nil
 }
 
@@ -291,6 +308,7 @@ func (s *sim) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	s.before = sample()
 	slot := int64((maxSize + 8192 + 4095) / 4096 * 4096)
 	nctx, stop := context.WithCancel(ctx)
 	s.nodesStop = stop
@@ -601,9 +619,7 @@ func (s *sim) count(payload []byte) {
 		return
 	}
 	for _, r := range rs {
-		if _, dup := s.received.LoadOrStore(fmt.Sprintf("%s/%d/%d", r.NodeID, r.BootCount, r.Number), struct{}{}); dup {
-			s.dups.Add(1)
-		}
+		s.health.mark(reportID{r.NodeID, r.BootCount, r.Number}, reportReceived)
 	}
 }
 

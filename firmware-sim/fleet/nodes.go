@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"edgeota/firmware-sim/flash"
@@ -14,6 +13,13 @@ import (
 	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 )
+
+// radioMTU is the largest datagram a node's radio carries: IPv6's minimum
+// MTU, which 6LoWPAN radios provide. A CoAP block of 1024 bytes with its
+// header, options and a DTLS record fits. The relay's two reading
+// goroutines hold a buffer of this size each: UDP's 64 KiB would put 128
+// KiB of stack under every node.
+const radioMTU = 1280
 
 // newNode builds the i-th node: its flash (with the initial model
 // installed and confirmed when the scenario has one), its radio link, its
@@ -33,7 +39,7 @@ func (s *sim) newNode(ctx context.Context, ident identity, i int, slot int64) (*
 	link := s.sc.Link
 	rl := radio.Link{Loss: link.Loss, Latency: link.Latency, Jitter: link.Jitter, Duplicate: link.Duplicate,
 		Reorder: link.Reorder, Bandwidth: link.Bandwidth, Outage: func(time.Time) bool { return time.Now().UnixNano() < n.linkDown.Load() }}
-	r, err := radio.New("127.0.0.1:0", s.coapAddr, radio.Config{Up: rl, Down: rl, Seed: s.rng.Uint64()})
+	r, err := radio.New("127.0.0.1:0", s.coapAddr, radio.Config{Up: rl, Down: rl, Seed: s.rng.Uint64(), MTU: radioMTU})
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +92,7 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 			}
 			switch d := doc.(type) {
 			case *protocol.HealthReport:
-				s.accepted.Store(fmt.Sprintf("%s/%d/%d", d.NodeID, d.BootCount, d.Number), struct{}{})
+				s.health.mark(reportID{d.NodeID, d.BootCount, d.Number}, reportAccepted)
 			case *protocol.Hello:
 				n.said.Store(true)
 			case *protocol.StatusEvent:

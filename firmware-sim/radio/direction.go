@@ -191,6 +191,18 @@ func (d *direction) refuse(n int) {
 	d.stats.Dropped++
 }
 
+// oversize counts a datagram over the MTU, read cut short (n is at least
+// the MTU + 1), and draws its random numbers all the same.
+func (d *direction) oversize(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.draw()
+	d.stats.In++
+	d.stats.BytesIn += uint64(n)
+	d.stats.Dropped++
+	d.stats.Oversize++
+}
+
 // draw takes the four random numbers every datagram uses.
 func (d *direction) draw() (loss, dup, reorder, jitter float64) {
 	return d.rng.Float64(), d.rng.Float64(), d.rng.Float64(), d.rng.Float64()

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ func listenLoopback(tb testing.TB) *net.UDPConn {
 type echo struct {
 	conn *net.UDPConn
 	done chan struct{}
+	pad  atomic.Int32 // bytes added to each reply
 
 	mu      sync.Mutex
 	n       int
@@ -58,7 +60,11 @@ func newEcho(tb testing.TB) *echo {
 				}
 				continue
 			}
-			_, _ = e.conn.WriteToUDPAddrPort(buf[:n], from)
+			reply := buf[:n]
+			if pad := int(e.pad.Load()); pad > 0 {
+				reply = append(append([]byte(nil), reply...), make([]byte, pad)...)
+			}
+			_, _ = e.conn.WriteToUDPAddrPort(reply, from)
 			e.mu.Lock()
 			e.n++
 			e.sources[from]++

@@ -134,6 +134,9 @@ type DirStats struct {
 	Dropped uint64
 	// Overflow is the part of Dropped that arrived over the queue limit.
 	Overflow uint64
+	// Oversize is the part of Dropped that was over the relay's MTU
+	// ([Config.MTU]); BytesIn counts of each only what was read, MTU + 1.
+	Oversize uint64
 	// Outage is the part of Dropped that an outage ([Link.Outage])
 	// dropped, on arrival or when it fell due.
 	Outage uint64

@@ -1,6 +1,7 @@
 package radio
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +12,7 @@ import (
 	"time"
 )
 
-// maxDatagram is the largest UDP payload the relay reads.
+// maxDatagram is the largest UDP payload, the relay's MTU by default.
 const maxDatagram = 65535
 
 // Config configures a [Relay]. Its zero value is a perfect link both ways
@@ -26,6 +27,13 @@ type Config struct {
 	// Logger receives debug messages about clients and failed writes;
 	// nil discards them.
 	Logger *slog.Logger
+	// MTU is the largest datagram the relay carries, in bytes; a larger
+	// one is dropped, as a radio drops a frame over its MTU, and counted
+	// in [DirStats.Oversize]. Zero means 65535: any UDP datagram. Each of
+	// the relay's reading goroutines holds a buffer of this size (one
+	// for the clients, one per client), so a relay per node in a large
+	// fleet wants a radio's MTU, not UDP's.
+	MTU int
 }
 
 // Relay is a UDP relay that puts a simulated lossy radio link between
@@ -36,6 +44,7 @@ type Relay struct {
 	ln     *net.UDPConn
 	target *net.UDPAddr
 	log    *slog.Logger
+	mtu    int
 	up     *direction
 	down   *direction
 
@@ -78,6 +87,9 @@ func New(listenAddr, target string, cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("radio: %w", err)
 	}
+	if cfg.MTU < 0 || cfg.MTU > maxDatagram {
+		return nil, fmt.Errorf("radio: MTU %d not in 0 to %d", cfg.MTU, maxDatagram)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -86,6 +98,7 @@ func New(listenAddr, target string, cfg Config) (*Relay, error) {
 		ln:       ln,
 		target:   taddr,
 		log:      log,
+		mtu:      cmp.Or(cfg.MTU, maxDatagram),
 		sessions: make(map[netip.AddrPort]*session),
 		done:     make(chan struct{}),
 	}
@@ -199,7 +212,7 @@ func (r *Relay) Stats() Stats {
 
 // readClients reads from the listening socket until it is closed.
 func (r *Relay) readClients() error {
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, r.mtu+1) // one more: a datagram that fills it is over the MTU
 	for {
 		n, from, err := r.ln.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -207,6 +220,10 @@ func (r *Relay) readClients() error {
 				return nil
 			}
 			return fmt.Errorf("radio: read: %w", err)
+		}
+		if n > r.mtu {
+			r.up.oversize(n)
+			continue
 		}
 		s, err := r.session(from)
 		if err != nil {
@@ -248,7 +265,7 @@ func (r *Relay) session(client netip.AddrPort) (*session, error) {
 // closes. Errors other than closing, such as a refused connection when the
 // server is not listening yet, are logged and reading goes on.
 func (r *Relay) readServer(s *session) {
-	buf := make([]byte, maxDatagram)
+	buf := make([]byte, r.mtu+1)
 	for {
 		n, err := s.conn.Read(buf)
 		if err != nil {
@@ -256,6 +273,10 @@ func (r *Relay) readServer(s *session) {
 				return
 			}
 			r.log.Debug("radio: read from server", "client", s.client, "err", err)
+			continue
+		}
+		if n > r.mtu {
+			r.down.oversize(n)
 			continue
 		}
 		r.down.arrive(time.Now(), append([]byte(nil), buf[:n]...), s)

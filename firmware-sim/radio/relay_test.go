@@ -317,6 +317,37 @@ func TestQueueLimit(t *testing.T) {
 	// Closing drops the 10 still queued; the cleanup checks the balance.
 }
 
+// TestMTU: a datagram over the relay's MTU is dropped each way and
+// counted as oversize; one of exactly the MTU goes through.
+func TestMTU(t *testing.T) {
+	g := newRig(t, Config{MTU: 100}, 1)
+	c := g.clients[0]
+	for i := range 10 {
+		c.send(t, packet(uint64(i), 100+i%2)) // the odd ones are one byte over
+	}
+	g.settle(t)
+	st := g.r.Stats()
+	if st.Up.Oversize != 5 || st.Up.Dropped != 5 || st.Up.Delivered != 5 {
+		t.Errorf("up %+v, want 5 delivered and 5 dropped as oversize", st.Up)
+	}
+	if got := c.count(); got != 5 {
+		t.Errorf("the client got %d replies, want the 5 of the MTU", got)
+	}
+
+	g.echo.pad.Store(1) // the server's replies are now one byte over
+	for i := range 4 {
+		c.send(t, packet(uint64(20+i), 100))
+	}
+	g.settle(t)
+	st = g.r.Stats()
+	if st.Down.Oversize != 4 || st.Down.Delivered != 5 {
+		t.Errorf("down %+v, want the 4 padded replies dropped as oversize", st.Down)
+	}
+	if _, err := New("127.0.0.1:0", g.echo.addr(), Config{MTU: maxDatagram + 1}); err == nil {
+		t.Error("New accepted an MTU over 65535")
+	}
+}
+
 func TestClientsGetDistinctUpstreamSockets(t *testing.T) {
 	const clients = 4
 	g := newRig(t, Config{Seed: seed}, clients)

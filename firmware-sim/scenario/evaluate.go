@@ -39,6 +39,29 @@ type Result struct {
 	// ProvisionElapsed is the wall-clock time provisioning every node over
 	// BLE took (provision: ble), from the first scan to the last commit.
 	ProvisionElapsed time.Duration
+	// Resources is what the run cost the process that ran it; nil when
+	// not measured.
+	Resources *Resources
+}
+
+// Resources is what a run cost the process that ran it: the simulator,
+// and the gateway and broker when they ran in it. A figure the platform
+// does not give is zero (RSS and descriptors come from Linux's /proc).
+type Resources struct {
+	// CPU is the process's user and system CPU time during the run.
+	CPU time.Duration
+	// HeapPerNode is the growth of the Go heap in use (after a
+	// collection) from before the nodes started to the moment every node
+	// had said Hello, divided by the number of nodes, in bytes.
+	HeapPerNode int64
+	// RSSPerNode is the growth of the resident set over the same span,
+	// divided by the number of nodes, in bytes.
+	RSSPerNode int64
+	// PeakRSS is the process's largest resident set, in bytes.
+	PeakRSS int64
+	// FDs is the number of open file descriptors, and Goroutines the
+	// number of goroutines, once every node had said Hello.
+	FDs, Goroutines int
 }
 
 // NodeResult is one node at the end of a run.

@@ -178,7 +178,9 @@ expect:
 // said Hello with its labels and was audited once over DTLS.
 func provisionedResult() *scenario.Result {
 	r := &scenario.Result{Seed: 5, SimElapsed: 3 * time.Minute, RealElapsed: 3 * time.Second, Finished: true,
-		ProvisionElapsed: 850 * time.Millisecond, HealthAccepted: 40, HealthDelivered: 40}
+		ProvisionElapsed: 850 * time.Millisecond, HealthAccepted: 40, HealthDelivered: 40,
+		Resources: &scenario.Resources{CPU: 4500 * time.Millisecond, HeapPerNode: 190 << 10, RSSPerNode: 260 << 10,
+			PeakRSS: 180 << 20, FDs: 31, Goroutines: 77}}
 	for i := range 4 {
 		labels := map[string]string{"hw": "rev2"}
 		if i == 3 {

@@ -29,6 +29,14 @@ func WriteSummary(w io.Writer, s *Scenario, r *Result, outs []Outcome) {
 	fmt.Fprintf(w, "time      %v simulated in %v real (time scale %g), %s\n",
 		r.SimElapsed, r.RealElapsed.Round(time.Millisecond), s.TimeScale, end)
 	fmt.Fprintf(w, "nodes     %d\n", len(r.Nodes))
+	if c := r.Resources; c != nil {
+		cores := 0.0
+		if r.RealElapsed > 0 {
+			cores = c.CPU.Seconds() / r.RealElapsed.Seconds()
+		}
+		fmt.Fprintf(w, "cost      CPU %v (%.2f cores), peak RSS %s; per node %s heap, %s RSS; %d file descriptors, %d goroutines\n",
+			c.CPU.Round(10*time.Millisecond), cores, bytesText(c.PeakRSS), bytesText(c.HeapPerNode), bytesText(c.RSSPerNode), c.FDs, c.Goroutines)
+	}
 	if s.Transport == TransportDTLS {
 		fmt.Fprintln(w, "transport CoAP over DTLS 1.2 only, a pre-shared key per node")
 	}
@@ -215,6 +223,14 @@ func seconds(d time.Duration) string {
 }
 
 // jsonReport is the document [WriteJSON] writes.
+// bytesText is n bytes in KiB or MiB, as a summary line shows them.
+func bytesText(n int64) string {
+	if n >= 10<<20 || n <= -10<<20 {
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+}
+
 type jsonReport struct {
 	Scenario         string         `json:"scenario"`
 	Description      string         `json:"description,omitempty"`
@@ -230,8 +246,18 @@ type jsonReport struct {
 	Models           []modelCount   `json:"models"`
 	Rollouts         []jsonRollout  `json:"rollouts"`
 	Health           jsonHealth     `json:"health"`
+	Resources        *jsonResources `json:"resources,omitempty"`
 	Expectations     []jsonOutcome  `json:"expectations"`
 	Nodes            []jsonNodeView `json:"nodes"`
+}
+
+type jsonResources struct {
+	CPU         float64 `json:"cpu_seconds"`
+	HeapPerNode int64   `json:"heap_bytes_per_node"`
+	RSSPerNode  int64   `json:"rss_bytes_per_node"`
+	PeakRSS     int64   `json:"peak_rss_bytes"`
+	FDs         int     `json:"file_descriptors"`
+	Goroutines  int     `json:"goroutines"`
 }
 
 type jsonRollout struct {
@@ -294,6 +320,10 @@ func WriteJSON(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
 		Transport: s.Transport, Provision: s.Provision, ProvisionElapsed: r.ProvisionElapsed.Seconds(),
 		Models: modelCounts(s, r), Rollouts: []jsonRollout{}, Expectations: []jsonOutcome{}, Nodes: []jsonNodeView{},
 		Health: jsonHealth{Accepted: r.HealthAccepted, Delivered: r.HealthDelivered, Duplicates: r.HealthDuplicates}}
+	if c := r.Resources; c != nil {
+		rep.Resources = &jsonResources{CPU: c.CPU.Seconds(), HeapPerNode: c.HeapPerNode, RSSPerNode: c.RSSPerNode,
+			PeakRSS: c.PeakRSS, FDs: c.FDs, Goroutines: c.Goroutines}
+	}
 	for _, ro := range r.Rollouts {
 		jr := jsonRollout{ID: ro.ID, Model: ro.Model, Phase: ro.Phase, MaxWave: ro.MaxWave,
 			Touched: ro.Touched, Succeeded: ro.Succeeded, Failed: ro.Failed}

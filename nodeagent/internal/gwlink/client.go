@@ -96,12 +96,12 @@ var maxRequestsPerConn = 60000
 // concurrent use; go-coap sends one request at a time on the connection
 // (NSTART 1), so concurrent calls take turns.
 type Client struct {
-	addr   string
-	node   string
-	cfg    config
-	log    *slog.Logger
-	stop   chan struct{}
-	runner periodic.Func
+	addr    string
+	node    string
+	cfg     config
+	log     *slog.Logger
+	runner  periodic.Func
+	release func() // of the shared runner
 
 	mu     sync.Mutex
 	conn   *udpclient.Conn
@@ -130,14 +130,14 @@ func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, er
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	stop := make(chan struct{})
+	runner, release := acquireTicker(cfg.tick())
 	c := &Client{
-		addr:   addr,
-		node:   nodeID,
-		cfg:    cfg,
-		log:    cfg.log.With("gateway", addr, "node", nodeID),
-		stop:   stop,
-		runner: periodic.New(stop, cfg.tick()),
+		addr:    addr,
+		node:    nodeID,
+		cfg:     cfg,
+		log:     cfg.log.With("gateway", addr, "node", nodeID),
+		runner:  runner,
+		release: release,
 	}
 	if c.cfg.psk != nil {
 		// The DTLS handshake waits for the first request, like the gateway
@@ -147,7 +147,7 @@ func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, er
 	}
 	conn, err := c.dial(ctx)
 	if err != nil {
-		close(stop)
+		release()
 		return nil, err
 	}
 	c.conn, c.gen = conn, 1
@@ -268,7 +268,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	close(c.stop)
+	c.release()
 	if c.conn != nil {
 		return c.conn.Close()
 	}

@@ -16,7 +16,9 @@
 // backoff ([WithBackoff]). go-coap drives retransmissions from a periodic
 // timer; the client ticks it at a quarter of the ACK timeout so that the
 // first retransmission comes after ACK_TIMEOUT, not after go-coap's default
-// 4 s tick.
+// 4 s tick. The clients of one process that tick at the same period share one
+// timer and goroutine for it (a simulator runs thousands of nodes in one
+// process).
 //
 // A connection that go-coap closes (the gateway's port answered with ICMP
 // port unreachable, for example while it restarts) is dialled again on the
