@@ -251,7 +251,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing expect", strings.Replace(minimal, "expect:\n  - {kind: all-run, model: v1}\n", "", 1), 1, "expect is required"},
 		{"time scale out of range", minimal + "time_scale: 5000\n", 15, "time_scale 5000: want 1 to 3600"},
 		{"loss out of range", minimal + "link: {loss: 0.95}\n", 15, "loss 0.95: want 0 to 0.9"},
-		{"too many nodes", strings.Replace(minimal, "count: 10", "count: 2001", 1), 4, "count 2001: want 1 to 2000"},
+		{"too many nodes", strings.Replace(minimal, "count: 10", "count: 10001", 1), 4, "count 10001: want 1 to 10000"},
 		{"bad label key", strings.Replace(minimal, "{hw: rev2}", "{HW: rev2}", 1), 5, `label key "HW"`},
 		{"duplicate model", strings.Replace(minimal, "models:\n", "models:\n  - {name: v1, version: \"0\"}\n", 1), 8, "model v1 is defined twice"},
 		{"bad behaviour", strings.Replace(minimal, "version: 1.0.0", "version: 1.0.0\n    behaviour: p95_us=3", 1), 9, `unknown key "p95_us"`},

@@ -84,8 +84,11 @@ const (
 
 // Limits on a scenario.
 const (
-	// MaxNodes is the most nodes a fleet may have, all groups together.
-	MaxNodes = 2000
+	// MaxNodes is the most nodes a fleet may have, all groups together:
+	// the fleet a gateway is built to hold. Each node costs the
+	// simulator three file descriptors and about 300 KiB of memory
+	// (docs/simulator.md, Scale).
+	MaxNodes = 10000
 	// MaxModelSize is the largest model image, in bytes.
 	MaxModelSize = 4 << 20
 	// MaxTimeScale is the largest time_scale: an hour of simulated time per
