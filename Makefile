@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 FUZZTIME_SHORT ?= 2s
 PKGS     := ./...
 
-.PHONY: help build package test deps fmt vet lint unit packaging fuzz-short sweep scenarios bench-once fuzz bench demo clean image image-test
+.PHONY: help build package test deps fmt vet lint unit packaging fuzz-short sweep scenarios bench-once fuzz bench demo clean image image-test scale
 
 help:
 	@echo "make demo   build edgeota and run the end-to-end demo (no broker or server needed)"
@@ -20,6 +20,7 @@ help:
 	@echo "make fuzz   run every Fuzz target for FUZZTIME (default $(FUZZTIME)); FUZZ=REGEXP picks targets"
 	@echo "make fuzz-short  every Fuzz target for FUZZTIME_SHORT (default $(FUZZTIME_SHORT)), as make test does"
 	@echo "make bench  run the Go benchmarks, figures in bench.txt"
+	@echo "make scale  the 2,000-node scenario (firmware-sim/scenarios/scale/fleet-2000.yaml) and its figures: time, CPU, memory per node"
 	@echo "make bench-once  every benchmark with b.N = 1, as make test does: they keep running, the figures mean nothing"
 	@echo "make image  build the gateway's container image (scripts/packaging/Containerfile) with buildah, as root; IMAGE=NAME:TAG names it"
 	@echo "make image-test  build the image into a private store and run it with podman: health check, admin API, DTLS, stop, restart"
@@ -64,10 +65,22 @@ sweep:
 	@$(GO) test -count=1 -timeout 10m -run 'Sweep|Wear' -v ./nodeagent/... | \
 		awk '/sweep: |updates of/{print} /^(FAIL|--- FAIL)/{print; bad=1} END{exit bad}'
 
-# The shipped fleet scenarios (firmware-sim/scenarios), without -race.
+# The shipped fleet scenarios (firmware-sim/scenarios, the 1,000-node
+# large-fleet.yaml among them), and the gateway killed with SIGKILL in the
+# middle of a 2,000-node rollout (TestKill9At2000Nodes, about a minute),
+# without -race: the race detector allows 8,128 goroutines, the simulator
+# runs 11 a node.
 scenarios:
 	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios' -v ./firmware-sim/fleet/ | \
-		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- |^ +FAIL |^ +(scenario|seed|time) /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
+		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- |^ +FAIL |^ +(scenario|seed|time|cost) /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
+	@$(GO) test -count=1 -timeout 10m -run '^TestKill9At2000Nodes$$' -v ./test/ | \
+		awk '/^(PASS|FAIL|ok) |^--- |^ +FAIL |scale_kill_test/{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
+
+# The 2,000-node scenario of issue 21 with its figures (the README's Scale
+# section): an in-process gateway and broker, 2,000 nodes, a 32 KiB model.
+scale: build
+	@echo "commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown), $$(nproc) cores, ulimit -n $$(ulimit -n)"
+	$(BIN) sim run firmware-sim/scenarios/scale/fleet-2000.yaml --quiet
 
 # Every benchmark of the module once (b.N = 1, without -race), so that a
 # change that breaks one fails CI instead of rotting until someone measures.
