@@ -133,11 +133,14 @@ func (b adminBackend) FlushActivity() { b.g.act.Flush() }
 const maxTrustDatagram = 1024
 
 func (b adminBackend) ApplyTrust(signed []byte) (*trust.Update, []sign.KeyID, error) {
+	var u *trust.Update
+	var kids []sign.KeyID
+	var err error
 	if len(signed) > maxTrustDatagram {
-		err := fmt.Errorf("signed trust update of %d bytes does not fit one CoAP answer of %d bytes: fewer keys or signatures", len(signed), maxTrustDatagram)
-		return nil, nil, refusal{err}
+		err = fmt.Errorf("signed trust update of %d bytes does not fit one CoAP answer of %d bytes: fewer keys or signatures", len(signed), maxTrustDatagram)
+	} else {
+		u, kids, err = b.g.keys.Apply(signed)
 	}
-	u, kids, err := b.g.keys.Apply(signed)
 	var pe *os.PathError
 	switch {
 	case errors.As(err, &pe):
