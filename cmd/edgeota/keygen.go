@@ -22,8 +22,8 @@ func newKeygenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keygen --out NAME [--alg ed25519|es256] [--pkcs11 URI]",
 		Short: "Generate a signing key pair (Ed25519 or ECDSA P-256)",
-		Long: `Generate a key pair for signing manifests, deployments or provisioning
-bundles: Ed25519 (--alg ed25519, the default; COSE alg EdDSA) or ECDSA
+		Long: `Generate a key pair for signing manifests, deployments, provisioning
+bundles or trust updates (a root key): Ed25519 (--alg ed25519, the default; COSE alg EdDSA) or ECDSA
 P-256 (--alg es256; COSE alg ES256, what secure elements verify fast).
 
 Writes NAME.key (the private key, PKCS#8 PEM, mode 0600) and NAME.pub (the
@@ -32,12 +32,15 @@ public key, PKIX PEM). Existing files are never overwritten. The key id
 32 bytes of an Ed25519 key, the 65-byte uncompressed point of a P-256 key);
 it is what signed documents carry to name their key.
 
-Give NAME.pub to nodes (--trust) and gateways; keep NAME.key offline.
+Give NAME.pub to those who verify: a manifest key to nodes and gateways
+(--trust), a deployment key to gateways (--deploy-trust), a root key to
+both (--trust-root). Keep NAME.key offline.
 
 With --pkcs11 URI the key pair is created inside a PKCS#11 token (an HSM,
 a smart card, SoftHSM2), labelled with the URI's object, its private half
 sensitive and not extractable; only NAME.pub is written. Sign with it by
-giving the same URI as --key to sign, deploy sign and provision.`,
+giving the same URI as --key to sign, deploy sign and provision bundle,
+or as --root to trust sign.`,
 		Example: `  edgeota keygen --out operator
   edgeota keygen --out operator-p256 --alg es256
   edgeota keygen --out operator --alg ed25519 \

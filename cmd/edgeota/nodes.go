@@ -37,8 +37,8 @@ at most ` + strconv.Itoa(admin.MaxPageLimit) + ` nodes:
                   running image's digest
   --state S       nodes whose last status event announced S: idle (also
                   a node that never posted one), downloading, downloaded,
-                  verified, pending, trial, confirmed, reverted, failed or
-                  provisioned
+                  verified, pending, trial, confirmed, reverted, failed,
+                  provisioned or trusted (took a trust update)
 
 Without --limit every page is fetched and listed (--json: an array of
 nodes). With --limit N one page of at most N nodes is listed, from the
@@ -108,7 +108,7 @@ the line after the table names the --after of the next page.`,
 	fl.StringArrayVar(&labels, "label", nil, "only nodes with label `K=V` (repeat: every one must hold)")
 	fl.StringVar(&cohortExpr, "cohort", "", "only nodes in the cohort `EXPR` (a deployment's cohort language)")
 	fl.StringVar(&model, "model", "", "only nodes running model `M`: a cached model's version, or 8-64 hex digits of its digest")
-	fl.StringVar(&state, "state", "", "only nodes whose last status event announced `S` (idle, downloading, ..., failed, provisioned)")
+	fl.StringVar(&state, "state", "", "only nodes whose last status event announced `S` (idle, downloading, ..., failed, provisioned, trusted)")
 	fl.IntVar(&limit, "limit", 0, "list one page of at most `N` nodes (1 to "+strconv.Itoa(admin.MaxPageLimit)+") instead of every page")
 	fl.StringVar(&after, "after", "", "with --limit: start the page after node `ID` (the previous page's next)")
 	fl.BoolVar(&asJSON, "json", false, "print as JSON")

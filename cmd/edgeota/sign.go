@@ -40,7 +40,11 @@ minimum inferences are not reached within 4 times the probation seconds.`,
 		Example: `  edgeota sign --key operator.key --image kws.tflite --component kws-model \
       --version 1.4.0 --seq 42 --class 6ba7b810-9dad-11d1-80b4-00c04fd430c8 \
       --epoch 1 --probation-seconds 600 --min-inferences 1000 \
-      --max-error-permille 20 --max-p99-us 80000 --out kws-1.4.0.cose`,
+      --max-error-permille 20 --max-p99-us 80000 --out kws-1.4.0.cose
+  # with a key inside an HSM (edgeota keygen --pkcs11) instead of a file:
+  edgeota sign --key 'pkcs11:token=edgeota;object=operator?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin.txt' \
+      --image kws.tflite --component kws-model --version 1.4.0 --seq 42 \
+      --class 6ba7b810-9dad-11d1-80b4-00c04fd430c8 --out kws-1.4.0.cose`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for flag, v := range map[string]string{"--key": keyFile, "--image": image, "--component": component,
