@@ -117,6 +117,19 @@ type session struct {
 	h    pkcs11.SessionHandle
 }
 
+// tokenWanted describes the token u names, for an error: its label, its
+// serial, or both; nothing when u names neither (any token would do).
+func tokenWanted(u *URI) string {
+	var w string
+	if u.Token != "" {
+		w += fmt.Sprintf(" labelled %q", u.Token)
+	}
+	if u.Serial != "" {
+		w += fmt.Sprintf(" with serial %q", u.Serial)
+	}
+	return w
+}
+
 // openSession loads the module, finds the token, opens a read-write
 // session and logs the user in.
 func openSession(u *URI) (*session, error) {
@@ -146,7 +159,7 @@ func openSession(u *URI) (*session, error) {
 		}
 	}
 	if !found {
-		return fail(fmt.Errorf("%w: no token labelled %q (serial %q) among %d in %s", ErrToken, u.Token, u.Serial, len(slots), u.ModulePath))
+		return fail(fmt.Errorf("%w: no token%s among %d in %s", ErrToken, tokenWanted(u), len(slots), u.ModulePath))
 	}
 	if s.h, err = ctx.OpenSession(s.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
 		s.h = 0

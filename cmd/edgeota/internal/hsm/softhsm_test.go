@@ -102,6 +102,7 @@ func TestTokenErrors(t *testing.T) {
 		{"wrong PIN", base + tok.Module + "&pin-value=0000", ErrPIN, "refused the user PIN"},
 		{"missing object", strings.Replace(tok.URI("operator"), "object=operator", "object=deployer", 1), ErrNoObject, `no private key object "deployer"`},
 		{"missing token", strings.Replace(tok.URI("operator"), "token=edgeota", "token=other", 1), ErrToken, `no token labelled "other"`},
+		{"missing token by serial", strings.Replace(tok.URI("operator"), "token=edgeota", "serial=0000", 1), ErrToken, `no token with serial "0000" among`},
 		{"module that does not load", base + notLib + "&pin-value=1234", ErrModule, "not a PKCS#11 library"},
 		{"module that is not there", base + "/nonexistent/libpkcs11.so&pin-value=1234", ErrModule, "no such file"},
 		{"pin file that is not there", base + tok.Module + "&pin-source=file:/nonexistent/pin", ErrPIN, "pin-source"},
