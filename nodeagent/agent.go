@@ -455,7 +455,11 @@ func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
 	if m != nil && o.Source != nil {
 		src = o.Source(m)
 	}
-	a.log.Info("installing offered manifest", "seq", manifestSeq(m), "version", manifestVersion(m))
+	if m != nil {
+		// One that does not verify is refused by Install, and logged below
+		// with its reason: it has no seq or version to show here.
+		a.log.Info("installing offered manifest", "seq", m.Seq, "version", m.Version)
+	}
 	err = a.Install(ctx, o.Signed, src, nil)
 	var ue *UpdateError
 	switch {
@@ -512,20 +516,6 @@ func (a *Agent) ApplyTrust(ctx context.Context, signed []byte) error {
 		return nil
 	}
 	return err
-}
-
-func manifestSeq(m *protocol.Manifest) uint64 {
-	if m == nil {
-		return 0
-	}
-	return m.Seq
-}
-
-func manifestVersion(m *protocol.Manifest) string {
-	if m == nil {
-		return ""
-	}
-	return m.Version
 }
 
 func (a *Agent) decide(ctx context.Context, now time.Time) error {
