@@ -161,7 +161,7 @@ func BenchmarkEngineEvents(b *testing.B) {
 				d.Waves = []protocol.Wave{{BasisPoints: 10000}}
 				d.MaxConcurrent = uint64(n)
 			})
-			fx.f.t = b
+			fx.f.t, fx.f.unchecked = b, true
 			for i := range n {
 				fx.e.Hello(fx.info(fmt.Sprintf("n%05d", i), prevSeq, prevDigest, protocol.SlotConfirmed), fx.prevOf, fx.now)
 			}
