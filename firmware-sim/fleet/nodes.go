@@ -77,6 +77,17 @@ func (s *sim) install(n *node, slot int64, m *model) error {
 	return a.Device().Confirm()
 }
 
+// pollInterval is how often a simulated node polls its manifest besides
+// observing it (real time): every minute of simulated time, between 2 and
+// 10 seconds. A node that missed a notification (a lossy link loses
+// non-confirmable ones) learns of its assignment by its next poll; at 10 s
+// of real time, as before, that was 10 minutes of simulated time at time
+// scale 60, the node_timeout of many scenarios, and such a node timed out
+// while it installed.
+func (s *sim) pollInterval() time.Duration {
+	return min(max(time.Minute/time.Duration(max(s.sc.TimeScale, 1)), 2*time.Second), 10*time.Second)
+}
+
 // agentConfig is the configuration of a node's agent: configured at the
 // factory, or, with provision: ble, the parts the provisioning leaves to
 // the device (provisioning.Apply adds the rest).
@@ -84,7 +95,7 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 	cfg := nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Labels: n.labels,
 		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
 		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
-		AckTimeout: 300 * time.Millisecond, PollInterval: 10 * time.Second, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
+		AckTimeout: 300 * time.Millisecond, PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
 		OnDelivered: func(doc any) {
 			if until := n.linkDown.Load(); until != 0 && time.Now().UnixNano() >= until {
