@@ -60,6 +60,18 @@ func sampleStatus() *protocol.StatusEvent {
 	}
 }
 
+func sampleStatusTransfer() *protocol.StatusEvent {
+	return &protocol.StatusEvent{
+		NodeID: "node-0001", State: protocol.StateDownloading, Seq: 42, Digest: testDigest(0xa0),
+		BootCount: 8, Number: 4,
+		Transfer: &protocol.Transfer{Kind: protocol.TransferDelta, Delta: testDigest(0xd0), Fetched: 4096},
+	}
+}
+
+func sampleOffer() *protocol.DeltaOffer {
+	return &protocol.DeltaOffer{Format: 1, Base: testDigest(0x50), Delta: testDigest(0xd0), Size: 6144}
+}
+
 func sampleDeployment(manifest []byte) *protocol.Deployment {
 	return &protocol.Deployment{
 		ID: "kws-1.4.0-rollout", Seq: 7, Manifest: manifest,

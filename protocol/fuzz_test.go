@@ -74,3 +74,7 @@ func FuzzDecodeHealthBatch(f *testing.F) {
 func FuzzDecodeEventBatch(f *testing.F) {
 	fuzzRoundTrip(f, func(b []byte) (any, error) { return protocol.DecodeEventBatch(b) })
 }
+
+func FuzzDecodeDeltaOffer(f *testing.F) {
+	fuzzRoundTrip(f, func(b []byte) (any, error) { return protocol.DecodeDeltaOffer(b) })
+}

@@ -92,6 +92,21 @@ type Hello struct {
 	// rules of section 0 ids; empty when the node declares none. Readers of
 	// v1 ignore it.
 	Runtime string `cbor:"64,keyasint,omitempty"`
+	// DeltaFormats is key 65, optional (v1.4): the delta formats the node
+	// applies (docs/protocol.md "Delta updates (v1.4)"), at most
+	// [MaxDeltaFormats], each 1 to 255, none twice; encoded only when
+	// non-empty. Absent, the node applies none and is offered no delta.
+	DeltaFormats []uint64 `cbor:"65,keyasint,omitempty"`
+}
+
+// AppliesDelta reports whether the Hello lists delta format f.
+func (h *Hello) AppliesDelta(f uint64) bool {
+	for _, g := range h.DeltaFormats {
+		if g == f {
+			return true
+		}
+	}
+	return false
 }
 
 var otherSlotSchema = newSchema("other slot", map[uint8]*field{
@@ -113,6 +128,8 @@ var helloSchema = newSchema("hello", map[uint8]*field{
 	9:  req("active slot state", majUint),
 	10: {name: "other slot", major: majMap, nested: otherSlotSchema},
 	11: req("component", majText),
+}).withOptional(map[uint64]*field{
+	65: opt("delta formats", majArray),
 })
 
 // DecodeHello decodes and validates a Hello.
@@ -149,6 +166,19 @@ func (h *Hello) Validate() error {
 	}
 	if h.Runtime != "" && !ValidID(h.Runtime) {
 		return fmt.Errorf("%w: hello runtime %q does not match [A-Za-z0-9._-]{1,64}", ErrInvalid, h.Runtime)
+	}
+	if len(h.DeltaFormats) > MaxDeltaFormats {
+		return fmt.Errorf("%w: hello lists %d delta formats, at most %d", ErrInvalid, len(h.DeltaFormats), MaxDeltaFormats)
+	}
+	for i, f := range h.DeltaFormats {
+		if f < 1 || f > 255 {
+			return fmt.Errorf("%w: hello delta format %d, want 1 to 255", ErrInvalid, f)
+		}
+		for _, g := range h.DeltaFormats[:i] {
+			if g == f {
+				return fmt.Errorf("%w: hello lists delta format %d twice", ErrInvalid, f)
+			}
+		}
 	}
 	if h.AgentVersion == "" || len(h.AgentVersion) > MaxIDLen {
 		return fmt.Errorf("%w: hello agent version must be 1 to %d bytes", ErrInvalid, MaxIDLen)
@@ -341,6 +371,80 @@ type StatusEvent struct {
 	// Actor is key 10, optional: who did it (provisioning: the operator's
 	// key id or name).
 	Actor string `cbor:"10,keyasint,omitempty"`
+	// Transfer is key 64, optional (v1.4): how the node fetches, or
+	// fetched, the update of this status event, a full image or a delta
+	// (docs/protocol.md "Delta updates (v1.4)"). Sent on the states
+	// downloading, downloaded and verified.
+	Transfer *Transfer `cbor:"64,keyasint,omitempty"`
+}
+
+// TransferKind is what a node fetches for an update (status key 64, key 1).
+type TransferKind uint8
+
+// Transfer kinds.
+const (
+	// TransferFull is the full image at its manifest's location.
+	TransferFull TransferKind = 0
+	// TransferDelta is a delta offered with the manifest.
+	TransferDelta TransferKind = 1
+)
+
+// String returns "full" or "delta".
+func (k TransferKind) String() string {
+	switch k {
+	case TransferFull:
+		return "full"
+	case TransferDelta:
+		return "delta"
+	}
+	return fmt.Sprintf("TransferKind(%d)", uint8(k))
+}
+
+// Transfer is status key 64 (v1.4): how a node fetches the image of an
+// update.
+type Transfer struct {
+	// Kind is key 1.
+	Kind TransferKind `cbor:"1,keyasint"`
+	// Delta is key 2: the delta's digest, for kind delta only.
+	Delta Digest `cbor:"2,keyasint,omitzero"`
+	// Fetched is key 3: the bytes fetched from the gateway for this
+	// update so far, deltas and images together.
+	Fetched uint64 `cbor:"3,keyasint"`
+	// Fallback is key 4: why the node abandoned a delta for the full
+	// image, for kind full only; empty when it did not.
+	Fallback string `cbor:"4,keyasint,omitempty"`
+}
+
+var transferSchema = newSchema("transfer", map[uint8]*field{
+	1: req("kind", majUint),
+	2: {name: "delta digest", major: majBytes, fixedLen: 32},
+	3: req("bytes fetched", majUint),
+	4: opt("fallback", majText),
+})
+
+// Validate checks the rules of "Delta updates (v1.4)": a known kind, a
+// delta digest exactly with kind delta, a fallback reason only with kind
+// full and at most [MaxReasonLen] bytes.
+func (t *Transfer) Validate() error {
+	switch t.Kind {
+	case TransferFull:
+		if !t.Delta.IsZero() {
+			return fmt.Errorf("%w: transfer of a full image names a delta", ErrInvalid)
+		}
+	case TransferDelta:
+		if t.Delta.IsZero() {
+			return fmt.Errorf("%w: transfer of a delta names no delta", ErrInvalid)
+		}
+		if t.Fallback != "" {
+			return fmt.Errorf("%w: transfer of a delta has a fallback reason", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: transfer kind %d, want 0 (full) or 1 (delta)", ErrInvalid, t.Kind)
+	}
+	if len(t.Fallback) > MaxReasonLen {
+		return fmt.Errorf("%w: transfer fallback reason of %d bytes is over %d", ErrInvalid, len(t.Fallback), MaxReasonLen)
+	}
+	return nil
 }
 
 var statusSchema = newSchema("status event", map[uint8]*field{
@@ -354,6 +458,8 @@ var statusSchema = newSchema("status event", map[uint8]*field{
 	8:  req("boot count", majUint),
 	9:  req("event number", majUint),
 	10: opt("actor", majText),
+}).withOptional(map[uint64]*field{
+	64: {name: "transfer", major: majMap, nested: transferSchema},
 })
 
 // DecodeStatusEvent decodes and validates a status event.
@@ -384,6 +490,11 @@ func (e *StatusEvent) Validate() error {
 	}
 	if len(e.Reason) > MaxReasonLen {
 		return fmt.Errorf("%w: status event reason of %d bytes is over %d", ErrInvalid, len(e.Reason), MaxReasonLen)
+	}
+	if e.Transfer != nil {
+		if err := e.Transfer.Validate(); err != nil {
+			return fmt.Errorf("status event: %w", err)
+		}
 	}
 	return nil
 }

@@ -7,7 +7,8 @@ import (
 
 // CoAP resources of the gateway (docs/protocol.md section 5). Every CoAP
 // path the gateway serves or a node asks for is built by [ImagePath] or
-// [NodePath] and read back by [ParsePath]: no other code spells them.
+// [NodePath] (and, from v1.4, [DeltaPath]) and read back by [ParsePath]:
+// no other code spells them.
 
 // PathCore is the RFC 6690 resource directory of the gateway.
 const PathCore = "/.well-known/core"
@@ -15,6 +16,7 @@ const PathCore = "/.well-known/core"
 const (
 	imagePrefix = "/m/"
 	nodePrefix  = "/n/"
+	deltaPrefix = "/d/"
 )
 
 // NodeResource is one of a node's resources, the last segment of
@@ -55,10 +57,11 @@ const (
 	PathCoreKind                 // /.well-known/core
 	PathImage                    // /m/{hex sha256}
 	PathNode                     // /n/{node}/{resource}
+	PathDelta                    // /d/{hex sha256} (v1.4)
 )
 
-// String returns "core", "image", "node" or "other", the names the gateway's
-// metrics use.
+// String returns "core", "image", "node", "delta" or "other", the names the
+// gateway's metrics use.
 func (k PathKind) String() string {
 	switch k {
 	case PathCoreKind:
@@ -67,6 +70,8 @@ func (k PathKind) String() string {
 		return "image"
 	case PathNode:
 		return "node"
+	case PathDelta:
+		return "delta"
 	}
 	return "other"
 }
@@ -74,7 +79,7 @@ func (k PathKind) String() string {
 // Path is a CoAP path of section 5, parsed.
 type Path struct {
 	Kind     PathKind
-	Digest   Digest       // PathImage: the image's SHA-256
+	Digest   Digest       // PathImage: the image's SHA-256; PathDelta: the delta's
 	Node     string       // PathNode: a valid node id (section 0)
 	Resource NodeResource // PathNode: a resource of section 5
 }
@@ -86,6 +91,11 @@ var ErrNoResource = errors.New("protocol: no such resource")
 // ImagePath returns the CoAP path of a cached image, /m/{hex digest}; it is
 // also the default location of a manifest (section 3, key 9).
 func ImagePath(d Digest) string { return imagePrefix + d.String() }
+
+// DeltaPath returns the CoAP path of a delta the gateway serves, /d/{hex
+// digest} (v1.4, docs/protocol.md section 5), d being the SHA-256 of the
+// delta's bytes.
+func DeltaPath(d Digest) string { return deltaPrefix + d.String() }
 
 // NodePath returns /n/{node}/{resource}.
 func NodePath(node string, r NodeResource) string {
@@ -102,6 +112,8 @@ func PathKindOf(p string) PathKind {
 		return PathImage
 	case len(p) > len(nodePrefix) && p[:len(nodePrefix)] == nodePrefix:
 		return PathNode
+	case len(p) > len(deltaPrefix) && p[:len(deltaPrefix)] == deltaPrefix:
+		return PathDelta
 	}
 	return PathUnknown
 }
@@ -115,16 +127,17 @@ func ParsePath(p string) (Path, error) {
 	case PathCoreKind:
 		return Path{Kind: PathCoreKind}, nil
 	case PathImage:
-		hex := p[len(imagePrefix):]
-		d, err := ParseDigest(hex)
+		d, err := parsePathDigest(p[len(imagePrefix):])
 		if err != nil {
-			return Path{}, errors.Join(ErrNoResource, err)
-		}
-		if d.String() != hex {
-			// Digests are lowercase hex wherever they are text (section 0).
-			return Path{}, ErrNoResource
+			return Path{}, err
 		}
 		return Path{Kind: PathImage, Digest: d}, nil
+	case PathDelta:
+		d, err := parsePathDigest(p[len(deltaPrefix):])
+		if err != nil {
+			return Path{}, err
+		}
+		return Path{Kind: PathDelta, Digest: d}, nil
 	case PathNode:
 		node, res, ok := strings.Cut(p[len(nodePrefix):], "/")
 		if !ok || !ValidID(node) || !NodeResource(res).Valid() {
@@ -133,4 +146,17 @@ func ParsePath(p string) (Path, error) {
 		return Path{Kind: PathNode, Node: node, Resource: NodeResource(res)}, nil
 	}
 	return Path{}, ErrNoResource
+}
+
+// parsePathDigest reads the digest segment of an image or delta path.
+func parsePathDigest(hex string) (Digest, error) {
+	d, err := ParseDigest(hex)
+	if err != nil {
+		return Digest{}, errors.Join(ErrNoResource, err)
+	}
+	if d.String() != hex {
+		// Digests are lowercase hex wherever they are text (section 0).
+		return Digest{}, ErrNoResource
+	}
+	return d, nil
 }

@@ -16,6 +16,12 @@ func TestParsePath(t *testing.T) {
 	}{
 		{"core", "/.well-known/core", Path{Kind: PathCoreKind}, true},
 		{"image", ImagePath(d), Path{Kind: PathImage, Digest: d}, true},
+		{"delta", DeltaPath(d), Path{Kind: PathDelta, Digest: d}, true},
+		{"delta literal", "/d/" + d.String(), Path{Kind: PathDelta, Digest: d}, true},
+		{"delta prefix only", "/d/", Path{}, false},
+		{"delta short digest", "/d/abcd", Path{}, false},
+		{"delta upper-case digest", "/d/" + strings.ToUpper(d.String()), Path{}, false},
+		{"delta with tail", DeltaPath(d) + "/x", Path{}, false},
 		{"manifest", NodePath("n-1", ResManifest), Path{Kind: PathNode, Node: "n-1", Resource: ResManifest}, true},
 		{"hello", "/n/a.b_c/hello", Path{Kind: PathNode, Node: "a.b_c", Resource: ResHello}, true},
 		{"health", "/n/x/health", Path{Kind: PathNode, Node: "x", Resource: ResHealth}, true},
@@ -115,7 +121,7 @@ func TestTopicFilters(t *testing.T) {
 // FuzzParsePath: a path that parses is rebuilt byte for byte by the
 // builders, and nothing panics.
 func FuzzParsePath(f *testing.F) {
-	for _, s := range []string{"/.well-known/core", ImagePath(Digest{1}), "/n/a/hello", "/n/a/manifest", "/m/", "/n//x"} {
+	for _, s := range []string{"/.well-known/core", ImagePath(Digest{1}), DeltaPath(Digest{2}), "/n/a/hello", "/n/a/manifest", "/m/", "/d/", "/n//x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -129,6 +135,8 @@ func FuzzParsePath(f *testing.F) {
 			back = PathCore
 		case PathImage:
 			back = ImagePath(p.Digest)
+		case PathDelta:
+			back = DeltaPath(p.Digest)
 		case PathNode:
 			back = NodePath(p.Node, p.Resource)
 		}

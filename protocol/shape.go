@@ -48,6 +48,9 @@ type field struct {
 type schema struct {
 	doc    string
 	fields [64]*field // by key; nil means unknown (and critical, since below 64)
+	// optional holds the optional keys (64 and up) whose type the contract
+	// defines; other keys of 64 and up are skipped unchecked.
+	optional map[uint64]*field
 }
 
 func newSchema(doc string, fs map[uint8]*field) *schema {
@@ -55,6 +58,13 @@ func newSchema(doc string, fs map[uint8]*field) *schema {
 	for k, f := range fs {
 		s.fields[k] = f
 	}
+	return s
+}
+
+// withOptional adds the optional keys (64 and up) the shape pass checks
+// when present: their type, length and nested schema.
+func (s *schema) withOptional(fs map[uint64]*field) *schema {
+	s.optional = fs
 	return s
 }
 
@@ -205,6 +215,8 @@ func (s *scanner) schemaMap(depth, n int, sch *schema) error {
 				return s.errf("%s: duplicate key %d", sch.doc, key)
 			}
 			seen |= 1 << key
+		} else {
+			f = sch.optional[key]
 		}
 		valOff := s.off
 		var nested *schema

@@ -32,7 +32,7 @@ type vectorFile struct {
 type vector struct {
 	Name string `json:"name"`
 	// Type is manifest, hello, health, status, deployment, health-batch,
-	// event-batch, or signed-manifest / signed-deployment for envelopes.
+	// event-batch, delta-offer, or signed-manifest / signed-deployment for envelopes.
 	Type  string `json:"type"`
 	Valid bool   `json:"valid"`
 	// Canonical is set on valid vectors whose decoding re-encodes to the
@@ -173,8 +173,20 @@ func buildVectors(t testing.TB) vectorFile {
 	hr := sampleHello()
 	hr.Runtime = "tflm"
 	helloRuntime := enc(hr)
+	hd := sampleHello()
+	hd.DeltaFormats = []uint64{1}
+	helloDelta := enc(hd)
 	health := enc(sampleHealth())
 	status := enc(sampleStatus())
+	statusDelta := enc(sampleStatusTransfer())
+	sf := sampleStatusTransfer()
+	sf.Transfer = &protocol.Transfer{Kind: protocol.TransferFull, Fetched: 3072, Fallback: "patch refused: base digest differs"}
+	statusFallback := enc(sf)
+	offer := enc(sampleOffer())
+	signedManOffer, err := sign.WithUnprotected(signedMan, protocol.DeltaOfferLabel, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h2 := sampleHealth()
 	h2.Number, h2.Metrics = 13, nil
 	healthBatch := enc([]protocol.HealthReport{*sampleHealth(), *h2})
@@ -214,6 +226,11 @@ func buildVectors(t testing.TB) vectorFile {
 		{Name: "hello-runtime-bad-name", Type: "hello", Error: "invalid", Note: "runtime with a space, not a section 0 name", Hex: hex.EncodeToString(replaceKey(t, helloRuntime, 64, mustCBOR(t, "tf lm")))},
 		{Name: "hello-runtime-too-long", Type: "hello", Error: "invalid", Note: "runtime of 65 bytes", Hex: hex.EncodeToString(replaceKey(t, helloRuntime, 64, mustCBOR(t, strings.Repeat("r", 65))))},
 		{Name: "hello-runtime-not-text", Type: "hello", Error: "malformed", Note: "runtime as an unsigned integer", Hex: hex.EncodeToString(replaceKey(t, helloRuntime, 64, mustCBOR(t, 1)))},
+		{Name: "hello-delta-formats", Type: "hello", Valid: true, Canonical: true, Note: "v1.4: key 65, the delta formats the node applies; a v1.3 reader ignores it", Hex: hex.EncodeToString(helloDelta)},
+		{Name: "hello-delta-format-zero", Type: "hello", Error: "invalid", Note: "v1.4: delta format 0, formats are 1 to 255", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{0})))},
+		{Name: "hello-delta-format-twice", Type: "hello", Error: "invalid", Note: "v1.4: delta format 1 listed twice", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{1, 1})))},
+		{Name: "hello-delta-formats-too-many", Type: "hello", Error: "invalid", Note: "v1.4: 9 delta formats, at most 8", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9})))},
+		{Name: "hello-delta-formats-not-array", Type: "hello", Error: "malformed", Note: "v1.4: key 65 as an unsigned integer, not an array", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, 1)))},
 		{Name: "health", Type: "health", Valid: true, Canonical: true, Hex: hex.EncodeToString(health)},
 		{Name: "health-number-zero", Type: "health", Error: "invalid", Hex: hex.EncodeToString(replaceKey(t, health, 13, mustCBOR(t, 0)))},
 		{Name: "health-negative-uptime", Type: "health", Error: "malformed", Hex: hex.EncodeToString(replaceKey(t, health, 2, mustCBOR(t, -1)))},
@@ -222,11 +239,25 @@ func buildVectors(t testing.TB) vectorFile {
 		{Name: "status-trusted", Type: "status", Valid: true, Note: "v1.3: state 10 (trusted), a trust update applied", Hex: hex.EncodeToString(replaceKey(t, status, 2, mustCBOR(t, 10)))},
 		{Name: "status-trust-refused", Type: "status", Valid: true, Note: "v1.3: state 8 (failed), reason code 15 (trust)", Hex: hex.EncodeToString(replaceKey(t, replaceKey(t, status, 2, mustCBOR(t, 8)), 7, mustCBOR(t, 15)))},
 		{Name: "status-bad-reason-code", Type: "status", Error: "invalid", Note: "reason code 16 is not a reason", Hex: hex.EncodeToString(replaceKey(t, status, 7, mustCBOR(t, 16)))},
+		{Name: "status-transfer-delta", Type: "status", Valid: true, Canonical: true, Note: "v1.4: key 64, a node downloading a delta (kind 1, its digest, bytes fetched)", Hex: hex.EncodeToString(statusDelta)},
+		{Name: "status-transfer-fallback", Type: "status", Valid: true, Canonical: true, Note: "v1.4: key 64, a node that abandoned a delta for the full image (kind 0, key 4 says why)", Hex: hex.EncodeToString(statusFallback)},
+		{Name: "status-transfer-kind-2", Type: "status", Error: "invalid", Note: "v1.4: transfer kind 2 is not a kind", Hex: hex.EncodeToString(replaceKey(t, statusDelta, 64, mustCBOR(t, map[uint64]any{1: 2, 3: 0})))},
+		{Name: "status-transfer-delta-without-digest", Type: "status", Error: "invalid", Note: "v1.4: kind 1 (delta) without key 2", Hex: hex.EncodeToString(replaceKey(t, statusDelta, 64, mustCBOR(t, map[uint64]any{1: 1, 3: 0})))},
+		{Name: "status-transfer-unknown-critical-key", Type: "status", Error: "malformed", Note: "v1.4: transfer key 5 is below 64 and unknown", Hex: hex.EncodeToString(replaceKey(t, statusDelta, 64, mustCBOR(t, map[uint64]any{1: 0, 3: 0, 5: 1})))},
+		{Name: "status-transfer-not-map", Type: "status", Error: "malformed", Note: "v1.4: key 64 as an unsigned integer, not a map", Hex: hex.EncodeToString(replaceKey(t, statusDelta, 64, mustCBOR(t, 1)))},
+		{Name: "delta-offer", Type: "delta-offer", Valid: true, Canonical: true, Note: "v1.4: the offer a gateway puts under label -65537 of a manifest's unprotected header", Hex: hex.EncodeToString(offer)},
+		{Name: "delta-offer-optional-key", Type: "delta-offer", Valid: true, Note: "key 64 is optional and ignored", Hex: hex.EncodeToString(withPair(t, offer, 64, mustCBOR(t, "future")))},
+		{Name: "delta-offer-unknown-critical-key", Type: "delta-offer", Error: "malformed", Note: "key 5 is below 64 and unknown", Hex: hex.EncodeToString(withPair(t, offer, 5, mustCBOR(t, 1)))},
+		{Name: "delta-offer-missing-size", Type: "delta-offer", Error: "malformed", Note: "required key 4 absent", Hex: hex.EncodeToString(withoutKey(t, offer, 4))},
+		{Name: "delta-offer-short-base", Type: "delta-offer", Error: "malformed", Note: "base digest of 31 bytes", Hex: hex.EncodeToString(replaceKey(t, offer, 2, mustCBOR(t, make([]byte, 31))))},
+		{Name: "delta-offer-format-0", Type: "delta-offer", Error: "invalid", Note: "format 0, formats are 1 to 255", Hex: hex.EncodeToString(replaceKey(t, offer, 1, mustCBOR(t, 0)))},
+		{Name: "delta-offer-size-0", Type: "delta-offer", Error: "invalid", Hex: hex.EncodeToString(replaceKey(t, offer, 4, mustCBOR(t, 0)))},
 		{Name: "deployment", Type: "deployment", Valid: true, Canonical: true, Hex: hex.EncodeToString(dep)},
 		{Name: "deployment-last-wave-not-100", Type: "deployment", Error: "invalid", Hex: hex.EncodeToString(replaceKey(t, dep, 6, mustCBOR(t, [][]uint64{{100, 600}, {5000, 600}})))},
 		{Name: "health-batch", Type: "health-batch", Valid: true, Canonical: true, Hex: hex.EncodeToString(healthBatch)},
 		{Name: "event-batch", Type: "event-batch", Valid: true, Canonical: true, Hex: hex.EncodeToString(eventBatch)},
 		{Name: "signed-manifest", Type: "signed-manifest", Valid: true, Canonical: true, Hex: hex.EncodeToString(signedMan)},
+		{Name: "signed-manifest-delta-offer", Type: "signed-manifest", Valid: true, Note: "v1.4: signed-manifest with the delta-offer vector under label -65537 of its unprotected header; protected header, payload and signature unchanged, so it verifies with the same key", Hex: hex.EncodeToString(signedManOffer)},
 		{Name: "signed-manifest-independent", Type: "signed-manifest", Valid: true, Note: "built from RFC 9052 by hand, not by go-cose", Hex: hex.EncodeToString(handSign1(t, priv, protBase, man))},
 		{Name: "signed-deployment", Type: "signed-deployment", Valid: true, Canonical: true, Hex: hex.EncodeToString(signedDep)},
 		{Name: "signed-manifest-payload-flipped", Type: "signed-manifest", Error: "bad signature", Note: "one payload bit flipped", Hex: hex.EncodeToString(flip(signedMan, len(signedMan)-70))},
@@ -307,9 +338,22 @@ func decodeVector(typ string, b []byte, manifestKeys, deploymentKeys *sign.Trust
 			return nil, err
 		}
 		return protocol.Marshal(es)
+	case "delta-offer":
+		o, err := protocol.DecodeDeltaOffer(b)
+		if err != nil {
+			return nil, err
+		}
+		return protocol.Marshal(o)
 	case "signed-manifest":
 		if _, err := manifestKeys.VerifyManifest(b); err != nil {
 			return nil, err
+		}
+		// An offer in the unprotected header must decode too.
+		e, _ := sign.Parse(b)
+		if raw, ok := e.Unprotected(protocol.DeltaOfferLabel); ok {
+			if _, err := protocol.DecodeDeltaOffer(raw); err != nil {
+				return nil, err
+			}
 		}
 		return b, nil
 	case "signed-deployment":

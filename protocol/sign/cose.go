@@ -119,8 +119,72 @@ type Envelope struct {
 	// Payload is the signed payload.
 	Payload []byte
 
-	protected []byte
-	signature []byte
+	protected   []byte
+	unprotected []byte
+	signature   []byte
+}
+
+// Unprotected returns the raw CBOR value of label in the envelope's
+// unprotected header, and whether it is there. Nothing in the unprotected
+// header is covered by the signature: a caller decodes the value strictly
+// and trusts it no more than any unsigned input (docs/protocol.md "Delta
+// updates (v1.4)"). A header that is not a map of integer labels holds no
+// label.
+func (e *Envelope) Unprotected(label int64) ([]byte, bool) {
+	if len(e.unprotected) <= 1 { // a0: the empty map
+		return nil, false
+	}
+	var m map[int64]cbor.RawMessage
+	if err := envMode.Unmarshal(e.unprotected, &m); err != nil {
+		return nil, false
+	}
+	v, ok := m[label]
+	return v, ok
+}
+
+// WithUnprotected returns envelope, a tagged COSE_Sign1, with its
+// unprotected header replaced by the map {label: value}, value being one
+// well-formed CBOR data item. The protected header, payload and signature
+// are copied byte for byte, so the result verifies exactly as envelope
+// does. A gateway attaches a delta offer to a manifest this way
+// (protocol.DeltaOfferLabel, docs/protocol.md "Delta updates (v1.4)").
+func WithUnprotected(envelope []byte, label int64, value []byte) ([]byte, error) {
+	if err := envMode.Wellformed(value); err != nil {
+		return nil, fmt.Errorf("%w: unprotected value: %v", ErrMalformed, err)
+	}
+	if _, err := Parse(envelope); err != nil {
+		return nil, err
+	}
+	// Parse checked the tag and the array of 4: split the array's items
+	// where they lie, and splice the new header between them.
+	body := envelope[len(tagPrefix):]
+	var skip cbor.RawMessage
+	afterProtected, err := envMode.UnmarshalFirst(body, &skip)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	tail, err := envMode.UnmarshalFirst(afterProtected, &skip)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	lab, err := cbor.Marshal(label)
+	if err != nil {
+		return nil, fmt.Errorf("sign: unprotected label: %w", err)
+	}
+	protected := body[:len(body)-len(afterProtected)]
+	out := make([]byte, 0, len(tagPrefix)+len(protected)+1+len(lab)+len(value)+len(tail))
+	out = append(out, tagPrefix...)
+	out = append(out, protected...)
+	out = append(out, 0xa1)
+	out = append(out, lab...)
+	out = append(out, value...)
+	out = append(out, tail...)
+	// What is attached must leave an envelope that parses: within the
+	// size limit, and nested no deeper than section 2 allows.
+	if _, err := Parse(out); err != nil {
+		return nil, fmt.Errorf("unprotected value: %w", err)
+	}
+	return out, nil
 }
 
 // sign1 is COSE_Sign1 (RFC 9052 section 4.2) without its tag.
@@ -198,7 +262,7 @@ func Parse(b []byte) (*Envelope, error) {
 	if len(raw.Payload) == 0 || raw.Payload[0]>>5 != 2 {
 		return nil, fmt.Errorf("%w: detached or non-bstr payload", ErrMalformed)
 	}
-	e := &Envelope{protected: raw.Protected, signature: raw.Signature}
+	e := &Envelope{protected: raw.Protected, unprotected: raw.Unprotected, signature: raw.Signature}
 	if err := envMode.Unmarshal(raw.Payload, &e.Payload); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
 	}
