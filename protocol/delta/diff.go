@@ -1,0 +1,297 @@
+package delta
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"index/suffixarray"
+)
+
+// Option changes how [Diff] cuts its patch.
+type Option func(*options)
+
+type options struct {
+	chunkRaw  int // records per chunk, before compression
+	packedMax int // bytes per chunk after compression
+}
+
+// Default chunk sizes of [Diff].
+const (
+	// DefaultChunkSize is the bytes of records [Diff] puts in a chunk
+	// before compressing it: the most a resumed node re-applies.
+	DefaultChunkSize = 16 << 10
+	// DefaultChunkPacked is the most bytes a chunk of [Diff] carries after
+	// compression: the buffer a Patcher needs for one chunk.
+	DefaultChunkPacked = 4 << 10
+)
+
+// WithChunkSize sets the bytes of records per chunk before compression
+// (default [DefaultChunkSize], at most [MaxChunkRaw]) and the most a chunk
+// may carry after compression (default [DefaultChunkPacked], at least 256,
+// at most [MaxChunkPacked]). Smaller chunks cost compression, larger ones
+// re-apply more after a resume.
+func WithChunkSize(raw, packed int) Option {
+	return func(o *options) { o.chunkRaw, o.packedMax = raw, packed }
+}
+
+// Diff computes a format-1 delta from base to target. Its size is at most
+// the target's plus HeaderSize plus a few bytes per chunk, whatever the
+// inputs: unrelated images cost the target stored in chunks.
+func Diff(base, target []byte, opts ...Option) ([]byte, error) {
+	o := options{chunkRaw: DefaultChunkSize, packedMax: DefaultChunkPacked}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.chunkRaw < 1 || o.chunkRaw > MaxChunkRaw || o.packedMax < 256 || o.packedMax > MaxChunkPacked {
+		return nil, fmt.Errorf("delta: chunk sizes %d/%d out of range", o.chunkRaw, o.packedMax)
+	}
+	if len(base) > MaxImageSize || len(target) > MaxImageSize {
+		return nil, fmt.Errorf("delta: image over %d bytes", MaxImageSize)
+	}
+	h := Header{
+		Format:     Format1,
+		Base:       sha256.Sum256(base),
+		Target:     sha256.Sum256(target),
+		BaseSize:   int64(len(base)),
+		TargetSize: int64(len(target)),
+	}
+	sa, err := suffixArray(base)
+	if err != nil {
+		return nil, err
+	}
+	recs := encodeRecords(base, target, matches(sa, base, target), o.packedMax-3*binary.MaxVarintLen64)
+	return packChunks(h.appendTo(nil), recs, o, compressLZMA)
+}
+
+// op is one step of a bsdiff-style edit: copy-with-add copyLen bytes from
+// the base at basePos to the target at outPos, then extraLen literal bytes
+// of the target, then move the base position by seek.
+type op struct {
+	outPos, basePos   int
+	copyLen, extraLen int
+	seek              int
+}
+
+// matches runs the bsdiff matching loop (Colin Percival, "Naive
+// differences of executable code", 2003) over the suffix array sa of base:
+// it grows approximate matches around exact ones found with sa, so that
+// bytes that changed slightly (a weight nudged by one) stay in a copy whose
+// added differences compress to almost nothing.
+func matches(sa []int32, old, nw []byte) []op {
+	var ops []op
+	scan, n, pos := 0, 0, 0
+	lastScan, lastPos, lastOffset := 0, 0, 0
+	for scan < len(nw) {
+		oldScore := 0
+		scan += n
+		for scsc := scan; scan < len(nw); scan++ {
+			pos, n = search(sa, old, nw[scan:])
+			for ; scsc < scan+n; scsc++ {
+				if scsc+lastOffset < len(old) && old[scsc+lastOffset] == nw[scsc] {
+					oldScore++
+				}
+			}
+			if n == oldScore && n != 0 || n > oldScore+8 {
+				break
+			}
+			if scan+lastOffset < len(old) && old[scan+lastOffset] == nw[scan] {
+				oldScore--
+			}
+		}
+		if n == oldScore && scan != len(nw) {
+			continue
+		}
+		// Extend the last match forwards and this one backwards.
+		s, sf, lenf := 0, 0, 0
+		for i := 0; lastScan+i < scan && lastPos+i < len(old); {
+			if old[lastPos+i] == nw[lastScan+i] {
+				s++
+			}
+			i++
+			if s*2-i > sf*2-lenf {
+				sf, lenf = s, i
+			}
+		}
+		lenb := 0
+		if scan < len(nw) {
+			s, sb := 0, 0
+			for i := 1; scan >= lastScan+i && pos >= i; i++ {
+				if old[pos-i] == nw[scan-i] {
+					s++
+				}
+				if s*2-i > sb*2-lenb {
+					sb, lenb = s, i
+				}
+			}
+		}
+		if lastScan+lenf > scan-lenb {
+			overlap := lastScan + lenf - (scan - lenb)
+			s, ss, lens := 0, 0, 0
+			for i := 0; i < overlap; i++ {
+				if nw[lastScan+lenf-overlap+i] == old[lastPos+lenf-overlap+i] {
+					s++
+				}
+				if nw[scan-lenb+i] == old[pos-lenb+i] {
+					s--
+				}
+				if s > ss {
+					ss, lens = s, i+1
+				}
+			}
+			lenf += lens - overlap
+			lenb -= lens
+		}
+		ops = append(ops, op{
+			outPos:   lastScan,
+			basePos:  lastPos,
+			copyLen:  lenf,
+			extraLen: scan - lenb - (lastScan + lenf),
+			seek:     pos - lenb - (lastPos + lenf),
+		})
+		lastScan, lastPos, lastOffset = scan-lenb, pos-lenb, pos-scan
+	}
+	return ops
+}
+
+// search returns the position in old and the length of the longest prefix
+// of nw that sa finds in old (bsdiff's binary search).
+func search(sa []int32, old, nw []byte) (pos, n int) {
+	if len(sa) == 0 {
+		return 0, 0
+	}
+	st, en := 0, len(sa)-1
+	for en-st >= 2 {
+		x := st + (en-st)/2
+		s := old[sa[x]:]
+		m := min(len(s), len(nw))
+		if bytes.Compare(s[:m], nw[:m]) < 0 {
+			st = x
+		} else {
+			en = x
+		}
+	}
+	a, b := int(sa[st]), int(sa[en])
+	x, y := matchLen(old[a:], nw), matchLen(old[b:], nw)
+	if x >= y {
+		return a, x
+	}
+	return b, y
+}
+
+func matchLen(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// record is one encoded record with where it starts.
+type record struct {
+	basePos, outPos int64
+	raw             []byte
+}
+
+// encodeRecords turns ops into records of at most limit copy-plus-extra
+// bytes each, so that any record fits a stored chunk.
+func encodeRecords(old, nw []byte, ops []op, limit int) []record {
+	var recs []record
+	for _, o := range ops {
+		bp, out := o.basePos, o.outPos
+		cl, el := o.copyLen, o.extraLen
+		for {
+			c := min(cl, limit)
+			e := min(el, limit-c)
+			seek := 0
+			if c == cl && e == el {
+				seek = o.seek
+			}
+			raw := binary.AppendUvarint(nil, uint64(c))
+			raw = binary.AppendUvarint(raw, uint64(e))
+			raw = binary.AppendVarint(raw, int64(seek))
+			for i := 0; i < c; i++ {
+				raw = append(raw, nw[out+i]-old[bp+i])
+			}
+			raw = append(raw, nw[out+c:out+c+e]...)
+			recs = append(recs, record{basePos: int64(bp), outPos: int64(out), raw: raw})
+			bp += c
+			out += c + e
+			cl -= c
+			el -= e
+			if cl == 0 && el == 0 {
+				break
+			}
+		}
+	}
+	return recs
+}
+
+// packChunks appends records to p in chunks: as many records as fit
+// o.chunkRaw, compressed with compress when that is smaller, and fewer
+// records when the result exceeds o.packedMax.
+func packChunks(p []byte, recs []record, o options, compress func([]byte) ([]byte, error)) ([]byte, error) {
+	var raw []byte
+	for i := 0; i < len(recs); {
+		j, size := i, 0
+		for j < len(recs) && (j == i || size+len(recs[j].raw) <= o.chunkRaw) {
+			size += len(recs[j].raw)
+			j++
+		}
+		for {
+			raw = raw[:0]
+			for _, r := range recs[i:j] {
+				raw = append(raw, r.raw...)
+			}
+			kind, data := byte(kindStored), raw
+			if compress != nil {
+				c, err := compress(raw)
+				if err != nil {
+					return nil, err
+				}
+				if len(c) < len(raw) {
+					kind, data = kindLZMA, c
+				}
+			}
+			if len(data) <= o.packedMax {
+				p = append(p, kind)
+				p = binary.AppendUvarint(p, uint64(len(raw)))
+				p = binary.AppendUvarint(p, uint64(len(data)))
+				p = binary.AppendUvarint(p, uint64(recs[i].basePos))
+				p = binary.AppendUvarint(p, uint64(recs[i].outPos))
+				p = append(p, data...)
+				break
+			}
+			if j-i == 1 {
+				return nil, errors.New("delta: a record does not fit a chunk")
+			}
+			// Keep the share of records that should fit, at least one.
+			want := len(raw) * o.packedMax / len(data) * 9 / 10
+			k, size := i, 0
+			for k < j-1 && (k == i || size+len(recs[k].raw) <= want) {
+				size += len(recs[k].raw)
+				k++
+			}
+			j = k
+		}
+		i = j
+	}
+	return p, nil
+}
+
+// suffixArray returns the suffix array of b, built by index/suffixarray
+// (SA-IS) and read back from the index's serialisation, the one form in
+// which the package hands it out.
+func suffixArray(b []byte) ([]int32, error) {
+	w := &saWriter{sa: make([]int32, 0, len(b))}
+	if err := suffixarray.New(b).Write(w); err != nil {
+		return nil, fmt.Errorf("delta: suffix array: %w", err)
+	}
+	if w.err != nil || len(w.sa) != len(b) || w.state != saChunkSize || w.k != 0 {
+		return nil, fmt.Errorf("delta: suffix array: unexpected serialisation (%v)", w.err)
+	}
+	return w.sa, nil
+}
