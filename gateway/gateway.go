@@ -318,6 +318,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			"coap", g.coap.Addr().String())
 	}
 	wg.Wait()
+	g.serve.Close()
 	g.serve.Wait()
 	g.act.Flush()
 	if g.outbox != nil {

@@ -66,6 +66,7 @@ type pendingMsg struct {
 	tries    int
 	timer    *time.Timer
 	onFail   func()
+	onAck    func()
 }
 
 // outstanding tracks sent notifications by message id.
@@ -96,7 +97,13 @@ func (o *outstanding) addNon(mid uint16, to netip.AddrPort, onFail func()) {
 }
 
 func (o *outstanding) addConfirmable(s *Server, mid uint16, to netip.AddrPort, identity string, data []byte, onFail func()) {
-	p := &pendingMsg{to: to, identity: identity, data: data, onFail: onFail}
+	o.addConfirmableAck(s, mid, to, identity, data, nil, onFail)
+}
+
+// addConfirmableAck is addConfirmable that also tells onAck (may be nil)
+// of the acknowledgement.
+func (o *outstanding) addConfirmableAck(s *Server, mid uint16, to netip.AddrPort, identity string, data []byte, onAck, onFail func()) {
+	p := &pendingMsg{to: to, identity: identity, data: data, onFail: onFail, onAck: onAck}
 	timeout := s.ackTO
 	var fire func()
 	fire = func() {
@@ -149,6 +156,9 @@ func (o *outstanding) resolve(mid uint16, from netip.AddrPort, reset bool, acked
 		return
 	}
 	acked.Add(1)
+	if p.onAck != nil {
+		p.onAck()
+	}
 }
 
 func (o *outstanding) stopAll() {

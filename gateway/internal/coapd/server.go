@@ -60,10 +60,36 @@ type Response struct {
 	used    int
 	defer_  *Deferred
 	seed    Deferred // the request's identity, for Defer
+	follow  follow
+	silent  bool
+}
+
+// follow is what Follow asked for.
+type follow struct {
+	n             int
+	build         func(i int, w *Response)
+	onAck, onFail func()
 }
 
 func (r *Response) reset() {
-	r.Code, r.Options, r.Payload, r.used, r.defer_ = codes.Empty, r.Options[:0], nil, 0, nil
+	r.Code, r.Options, r.Payload, r.used, r.defer_, r.follow, r.silent = codes.Empty, r.Options[:0], nil, 0, nil, follow{}, false
+}
+
+// NoResponse sends no answer to a non-confirmable request, and an empty
+// acknowledgement to a confirmable one (RFC 7252 section 4.2): for a
+// request that needs none, such as a late RFC 9177 'Continue'.
+func (r *Response) NoResponse() { r.silent = true }
+
+// Follow sends n more responses to the request after this answer, each a
+// separate response with the request's token (RFC 9177 section 4.4: the
+// rest of a Q-Block2 burst): build fills the i-th, 0 <= i < n, in a
+// Response of its own. They are non-confirmable, or confirmable when the
+// request was: those are retransmitted until acknowledged, and onAck or
+// onFail (either may be nil) is called once per message, on an
+// acknowledgement, or on a Reset or the last retransmission unanswered.
+// A handler that also calls Defer gets no followers.
+func (r *Response) Follow(n int, build func(i int, w *Response), onAck, onFail func()) {
+	r.follow = follow{n: n, build: build, onAck: onAck, onFail: onFail}
 }
 
 // Deferred is a response a handler completes later, from any goroutine:
@@ -348,6 +374,7 @@ type workerState struct {
 	wbufs   [][]byte
 	nout    int
 	curAddr net.Addr
+	bc      batchConn
 }
 
 // batchConn is the batched I/O of golang.org/x/net's ipv4 and ipv6
@@ -374,6 +401,7 @@ func (s *Server) worker(ctx context.Context) error {
 		ws.wmsgs[i].Buffers = make([][]byte, 1)
 	}
 	bc := s.batchConn()
+	ws.bc = bc
 	for {
 		n, err := bc.ReadBatch(ws.rmsgs, 0)
 		if err != nil {
@@ -422,6 +450,9 @@ func (s *Server) reply(ws *workerState, b []byte, to netip.AddrPort) {
 		s.write(b, to, ws.identity)
 		return
 	}
+	if ws.nout == len(ws.wmsgs) {
+		s.flush(ws, ws.bc)
+	}
 	i := ws.nout
 	ws.wbufs[i] = append(ws.wbufs[i][:0], b...)
 	ws.wmsgs[i].Buffers[0] = ws.wbufs[i]
@@ -435,7 +466,8 @@ func known(id message.OptionID) bool {
 	switch id {
 	case message.IfMatch, message.URIHost, message.ETag, message.IfNoneMatch, message.Observe, message.URIPort,
 		message.URIPath, message.ContentFormat, message.MaxAge, message.URIQuery, message.Accept,
-		message.Block2, message.Block1, message.Size2, message.Size1:
+		message.Block2, message.Block1, message.Size2, message.Size1,
+		message.QBlock2: // RFC 9177: the handler answers 4.02 where it does not serve it
 		return true
 	}
 	return false
@@ -515,6 +547,15 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 				}
 				return
 			}
+			if w.silent {
+				if m.Type == message.Confirmable {
+					s.sendEmpty(ws, message.Acknowledgement, m.MessageID, from)
+				}
+				if s.onReq != nil {
+					s.onReq(&req, codes.Empty, time.Since(start))
+				}
+				return
+			}
 			if w.Code == codes.Empty {
 				w.Code = codes.InternalServerError
 			}
@@ -538,6 +579,86 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 	if s.onReq != nil {
 		s.onReq(&req, w.Code, time.Since(start))
 	}
+	if f := w.follow; f.n > 0 {
+		s.sendFollowers(ws, m.Token, from, m.Type == message.Confirmable, f)
+	}
+}
+
+// sendFollowers builds, encodes and sends a handler's followers (Follow):
+// queued in the worker's batch, or written at once outside one.
+func (s *Server) sendFollowers(ws *workerState, token []byte, to netip.AddrPort, confirmable bool, f follow) {
+	tok := token
+	if confirmable {
+		tok = append([]byte(nil), token...) // the receive buffer is reused
+	}
+	for i := 0; i < f.n; i++ {
+		w := &ws.resp
+		w.reset()
+		f.build(i, w)
+		if w.Code == codes.Empty {
+			continue
+		}
+		m := message.Message{Token: tok, Options: w.Options, Code: w.Code, Payload: w.Payload,
+			Type: message.NonConfirmable, MessageID: s.nextMID()}
+		if confirmable {
+			m.Type = message.Confirmable
+		}
+		b, err := s.encode(ws, m)
+		if err != nil {
+			s.log.Error("coap encode follower", "err", err)
+			continue
+		}
+		if confirmable {
+			s.out.addConfirmableAck(s, uint16(m.MessageID), to, ws.identity, append([]byte(nil), b...), f.onAck, f.onFail)
+		}
+		s.reply(ws, b, to)
+	}
+}
+
+// Send sends n separate responses (RFC 7252 section 5.2.2) to an
+// endpoint, as Follow does after an answer, outside any request: build
+// fills the i-th, token is the request's; identity is the PSK identity of
+// the endpoint's secure session, or "" for the UDP socket. Confirmable
+// ones are retransmitted on timers, onAck or onFail (may be nil) told
+// once per message. It returns the first write error (ErrNoSession when
+// the session has ended).
+func (s *Server) Send(to netip.AddrPort, identity string, token []byte, confirmable bool, n int,
+	build func(i int, w *Response), onAck, onFail func()) error {
+	if identity != "" {
+		if v, ok := s.sessions.Load(to); !ok || v.(*session).identity != identity {
+			return ErrNoSession
+		}
+	} else if s.conn == nil {
+		return ErrNoSession
+	}
+	ws := &workerState{out: make([]byte, 2048)}
+	ws.resp.buf = make([]byte, 128)
+	var first error
+	for i := 0; i < n; i++ {
+		w := &ws.resp
+		w.reset()
+		build(i, w)
+		if w.Code == codes.Empty {
+			continue
+		}
+		m := message.Message{Token: token, Options: w.Options, Code: w.Code, Payload: w.Payload,
+			Type: message.NonConfirmable, MessageID: s.nextMID()}
+		if confirmable {
+			m.Type = message.Confirmable
+		}
+		b, err := s.encode(ws, m)
+		if err != nil {
+			return fmt.Errorf("coapd: encode response: %w", err)
+		}
+		if confirmable {
+			b = append([]byte(nil), b...)
+			s.out.addConfirmableAck(s, uint16(m.MessageID), to, identity, b, onAck, onFail)
+		}
+		if err := s.write(b, to, identity); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (s *Server) encode(ws *workerState, m message.Message) ([]byte, error) {

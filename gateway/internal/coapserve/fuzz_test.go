@@ -35,6 +35,10 @@ func (nopSender) Notify(netip.AddrPort, string, []byte, bool, func(*coapd.Respon
 	return nil
 }
 
+func (nopSender) Send(netip.AddrPort, string, []byte, bool, int, func(int, *coapd.Response), func(), func()) error {
+	return nil
+}
+
 // nopNotifier notifies no one.
 type nopNotifier struct{}
 

@@ -19,6 +19,7 @@ import (
 	"edgeota/gateway/internal/metrics"
 	"edgeota/gateway/internal/observe"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/qblock"
 	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
 	"edgeota/protocol"
@@ -111,9 +112,11 @@ type Uplink interface {
 	Kick(kind outbox.Kind)
 }
 
-// Sender sends notifications (coapd.Server).
+// Sender sends notifications and separate responses (coapd.Server).
 type Sender interface {
 	Notify(to netip.AddrPort, identity string, token []byte, confirmable bool, build func(w *coapd.Response), onFail func()) error
+	Send(to netip.AddrPort, identity string, token []byte, confirmable bool, n int,
+		build func(i int, w *coapd.Response), onAck, onFail func()) error
 }
 
 // Config holds what a Handler needs. Outbox and Uplink are nil without an
@@ -143,6 +146,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
+	// QBlock are the RFC 9177 parameters of Q-Block2 transfers (section
+	// 7.2 defaults for zero fields).
+	QBlock qblock.Params
 }
 
 // Handler answers the resources of docs/protocol.md section 5; it is a
@@ -154,6 +160,7 @@ type Handler struct {
 	fullLog  quietLog      // Hellos the full node registry refused
 	storing  chan struct{} // Hellos being stored (maxHellosStoring)
 	stores   sync.WaitGroup
+	qblocks  *qblock.Table // Q-Block2 transfers in flight
 }
 
 // New returns a Handler of cfg.
@@ -161,8 +168,17 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, storing: make(chan struct{}, maxHellosStoring)}
+	h := &Handler{cfg: cfg, log: cfg.Logger, storing: make(chan struct{}, maxHellosStoring)}
+	h.qblocks = h.newQBlockTable(cfg.QBlock)
+	return h
 }
+
+// QBlock returns the table of Q-Block2 transfers in flight, for metrics
+// and tests.
+func (h *Handler) QBlock() *qblock.Table { return h.qblocks }
+
+// Close ends the Q-Block2 transfers in flight.
+func (h *Handler) Close() { h.qblocks.Close() }
 
 // ServeCoAP answers one request.
 func (h *Handler) ServeCoAP(w *coapd.Response, r *coapd.Request) {
@@ -175,6 +191,10 @@ func (h *Handler) ServeCoAP(w *coapd.Response, r *coapd.Request) {
 	case protocol.PathImage:
 		h.onlyGET(w, r, h.serveImage) // limited when a transfer starts
 	case protocol.PathNode:
+		if r.Msg.Options.HasOption(message.QBlock2) {
+			w.Code = codes.BadOption // RFC 9177 is served for bodies only
+			return
+		}
 		if h.limited(w, r) {
 			return
 		}
@@ -223,7 +243,22 @@ func (h *Handler) onlyGET(w *coapd.Response, r *coapd.Request, serve func(*coapd
 
 // serveCore answers link-format discovery: one link per cached image,
 // never per-node links.
-func (h *Handler) serveCore(w *coapd.Response, _ *coapd.Request) {
+func (h *Handler) serveCore(w *coapd.Response, r *coapd.Request) {
+	q, ok, answered := qblockOptions(w, r)
+	if answered {
+		return
+	}
+	if ok {
+		h.serveQBlock2(w, r, h.coreBody(), &q)
+		return
+	}
+	w.Code = codes.Content
+	w.SetContentFormat(cfLinkFormat)
+	w.Payload = h.coreLinks()
+}
+
+// coreLinks is the link-format document of /.well-known/core.
+func (h *Handler) coreLinks() []byte {
 	var b strings.Builder
 	for i, m := range h.cfg.Images.List() {
 		if i > 0 {
@@ -231,9 +266,7 @@ func (h *Handler) serveCore(w *coapd.Response, _ *coapd.Request) {
 		}
 		fmt.Fprintf(&b, `<%s>;rt="edgeota.image";ct=42;sz=%d`, protocol.ImagePath(m.Digest), m.Size)
 	}
-	w.Code = codes.Content
-	w.SetContentFormat(cfLinkFormat)
-	w.Payload = []byte(b.String())
+	return []byte(b.String())
 }
 
 // serveImage answers GET /m/{hex} with one block, statelessly: the block
@@ -255,8 +288,18 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 		w.Code = codes.NotFound
 		return
 	}
-	num, bsize, _, err := r.Block2()
-	if err != nil {
+	q, isQ, answered := qblockOptions(w, r)
+	if answered {
+		return
+	}
+	var num int64
+	var bsize int
+	if isQ {
+		// RFC 9177: the first block it names is admitted as a plain
+		// request's would be; the rest is checked in serveQBlock2.
+		o := q.Options()[0]
+		num, bsize = int64(o.Num), o.Size()
+	} else if num, bsize, _, err = r.Block2(); err != nil {
 		w.Code = codes.BadOption
 		return
 	}
@@ -281,6 +324,10 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 	if started {
 		h.cfg.Metrics.TransfersStarted.Inc()
 		h.cfg.Images.MarkUsed(d)
+	}
+	if isQ {
+		h.serveQBlock2(w, r, imageBody(d, size), &q)
+		return
 	}
 	n := min(int64(bsize), size-off)
 	buf := w.Buffer(int(n))
