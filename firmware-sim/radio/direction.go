@@ -139,18 +139,23 @@ func (d *direction) arrive(now time.Time, data []byte, s *session) {
 		return
 	}
 	sent := now
+	air := l.Airtime(len(data))
 	if l.Bandwidth > 0 {
 		if d.busyUntil.After(sent) {
 			sent = d.busyUntil
 		}
-		sent = sent.Add(l.airtime(len(data)))
+		sent = sent.Add(air)
 		d.busyUntil = sent
 	}
-	if uLoss < l.Loss {
+	d.stats.Frames += uint64(l.Frames(len(data)) * l.hops())
+	d.stats.AirBytes += uint64(l.AirBytes(len(data)))
+	d.stats.Airtime += air
+	if uLoss < l.LossOf(len(data)) {
 		d.stats.Dropped++
 		return
 	}
-	at := sent.Add(l.Latency + time.Duration(uJitter*float64(l.Jitter)))
+	hops := time.Duration(l.hops())
+	at := sent.Add(hops*l.Latency + time.Duration(uJitter*float64(hops*l.Jitter)))
 	if at.Before(d.lastAt) {
 		at = d.lastAt
 	}
@@ -226,13 +231,17 @@ func (d *direction) due(now time.Time, buf []*item) ([]*item, time.Duration) {
 	return buf, d.queue[0].at.Sub(now)
 }
 
-// run delivers datagrams as they fall due until done is closed.
-func (d *direction) run(done <-chan struct{}) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+// run delivers datagrams as they fall due until done is closed. Time is
+// clk's, or the wall clock's when clk is nil.
+func (d *direction) run(done <-chan struct{}, clk Clock) {
+	var timer *time.Timer
+	if clk == nil {
+		timer = time.NewTimer(time.Hour)
+		defer timer.Stop()
+	}
 	var batch []*item
 	for {
-		now := time.Now()
+		now := nowOf(clk)
 		var wait time.Duration
 		batch, wait = d.due(now, batch[:0])
 		if len(batch) > 0 {
@@ -240,18 +249,31 @@ func (d *direction) run(done <-chan struct{}) {
 			clear(batch)
 			continue // delivering took time: look again before sleeping
 		}
-		if wait >= 0 {
+		var fire <-chan time.Time
+		switch {
+		case wait >= 0 && clk == nil:
 			timer.Reset(wait)
-		} else {
+			fire = timer.C
+		case wait >= 0:
+			fire = clk.After(wait)
+		case timer != nil:
 			timer.Stop()
 		}
 		select {
 		case <-done:
 			return
 		case <-d.wake:
-		case <-timer.C:
+		case <-fire:
 		}
 	}
+}
+
+// nowOf returns clk's time, or the wall clock's when clk is nil.
+func nowOf(clk Clock) time.Time {
+	if clk == nil {
+		return time.Now()
+	}
+	return clk.Now()
 }
 
 // deliver writes a batch of due datagrams, unless the link is out.

@@ -26,11 +26,17 @@
 //   - If the queue already holds [Link.Queue] datagrams, it is dropped and
 //     counted as an overflow.
 //   - With a [Link.Bandwidth], it waits for the previous datagram's
-//     transmission to end, then takes len*8/Bandwidth seconds to transmit.
-//   - With probability [Link.Loss] it is lost (after taking its airtime).
-//   - It is due [Link.Latency] plus a uniform jitter in [0, [Link.Jitter])
-//     after its transmission ends, but never before the datagram ahead of
-//     it: jitter alone does not reorder.
+//     transmission to end, then takes its airtime ([Link.Airtime]) to
+//     transmit: its bytes in [Link.Frames] frames of at most
+//     [Link.FrameMTU] bytes, each with [Link.FrameOverhead] bytes and a
+//     [Link.FrameGap], on each of [Link.Hops] hops.
+//   - It is lost with probability [Link.LossOf]: [Link.Loss] for the
+//     datagram, and [Link.FrameLoss] for each of its frames on each hop
+//     (one lost fragment loses the datagram). A lost datagram has taken
+//     its airtime all the same.
+//   - It is due Hops times [Link.Latency] plus a uniform jitter in
+//     [0, Hops*[Link.Jitter]) after its transmission ends, but never
+//     before the datagram ahead of it: jitter alone does not reorder.
 //   - With probability [Link.Duplicate] it is delivered twice.
 //   - With probability [Link.Reorder] it is held back and delivered right
 //     after the next datagram, or [Link.ReorderDelay] late if none comes.
@@ -41,6 +47,28 @@
 // time-ordered queue and a single timer, so a slow datagram never holds up
 // an unrelated one. [Relay.SetLink] changes either link while the relay
 // runs, which is how a test starts and ends an outage or degrades a link.
+//
+// # Profiles and time
+//
+// [LookupProfile] returns a link for a real radio: [ProfileThread]
+// (802.15.4 at 250 kbit/s, 127-byte frames, two hops of 20 to 50 ms),
+// [ProfileSubGHz] (50 kbit/s, 200 ms round trip), [ProfileNBIoT] (1 to 2
+// s round trip) and [ProfileBLE] (1 Mbit/s); a caller overrides fields
+// and sets the loss. What is modelled: serialization of each frame at the
+// bit rate with its overhead and gap, a FIFO per direction so that a
+// burst takes its airtime, fragmentation with the loss of a datagram when
+// any fragment is lost, hops that repeat every frame on one channel,
+// per-hop latency and jitter. What is not: link-layer retransmissions
+// (FrameLoss is the loss left after them, their airtime is not counted),
+// collisions and hidden nodes, spatial reuse along a route, duty-cycle
+// limits, a shared channel between the clients of different relays, and
+// the compressed IPv6/UDP header (a few bytes per datagram).
+//
+// A relay's links run on [Config.Clock]: with a scaled clock a 1 s
+// latency takes a sixtieth of a second at scale 60, so the endpoints'
+// timers must be scaled alike (the fleet simulator scales its nodes'
+// CoAP ACK timeout). [DirStats.Frames], [DirStats.AirBytes] and
+// [DirStats.Airtime] account for what each direction put on air.
 //
 // # Determinism
 //

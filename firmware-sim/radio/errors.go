@@ -14,3 +14,7 @@ var ErrClosed = errors.New("relay closed")
 // ErrRunning is returned by [Relay.Run] while another call to Run on the same
 // relay is in progress.
 var ErrRunning = errors.New("relay already running")
+
+// ErrUnknownProfile reports a radio profile name [LookupProfile] does not
+// know.
+var ErrUnknownProfile = errors.New("unknown radio profile")

@@ -34,6 +34,21 @@ type Config struct {
 	// for the clients, one per client), so a relay per node in a large
 	// fleet wants a radio's MTU, not UDP's.
 	MTU int
+	// Clock is the time both links run on: their latencies, jitter and
+	// airtime, and the time Outage is asked with. A scaled clock
+	// (firmware-sim/clock) makes a long link take little real time; the
+	// endpoints' own timers (CoAP retransmission) must then be scaled
+	// alike. Nil means the wall clock.
+	Clock Clock
+}
+
+// Clock is the time a [Relay]'s links run on. The clocks of package
+// firmware-sim/clock (Real, Scaled, Fake) satisfy it.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// After sends the time on the returned channel once d has passed.
+	After(d time.Duration) <-chan time.Time
 }
 
 // Relay is a UDP relay that puts a simulated lossy radio link between
@@ -45,6 +60,7 @@ type Relay struct {
 	target *net.UDPAddr
 	log    *slog.Logger
 	mtu    int
+	clk    Clock // nil: the wall clock
 	up     *direction
 	down   *direction
 
@@ -99,6 +115,7 @@ func New(listenAddr, target string, cfg Config) (*Relay, error) {
 		target:   taddr,
 		log:      log,
 		mtu:      cmp.Or(cfg.MTU, maxDatagram),
+		clk:      cfg.Clock,
 		sessions: make(map[netip.AddrPort]*session),
 		done:     make(chan struct{}),
 	}
@@ -138,8 +155,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.wg.Done()
 
 	r.loops.Add(3)
-	go func() { defer r.loops.Done(); r.up.run(r.done) }()
-	go func() { defer r.loops.Done(); r.down.run(r.done) }()
+	go func() { defer r.loops.Done(); r.up.run(r.done, r.clk) }()
+	go func() { defer r.loops.Done(); r.down.run(r.done, r.clk) }()
 	readErr := make(chan error, 1)
 	go func() { defer r.loops.Done(); readErr <- r.readClients() }()
 
@@ -234,7 +251,7 @@ func (r *Relay) readClients() error {
 			r.log.Debug("radio: no socket for client", "client", from, "err", err)
 			continue
 		}
-		r.up.arrive(time.Now(), append([]byte(nil), buf[:n]...), s)
+		r.up.arrive(nowOf(r.clk), append([]byte(nil), buf[:n]...), s)
 	}
 }
 
@@ -279,7 +296,7 @@ func (r *Relay) readServer(s *session) {
 			r.down.oversize(n)
 			continue
 		}
-		r.down.arrive(time.Now(), append([]byte(nil), buf[:n]...), s)
+		r.down.arrive(nowOf(r.clk), append([]byte(nil), buf[:n]...), s)
 	}
 }
 

@@ -40,7 +40,7 @@ func TestPerfectLinkDeliversInOrder(t *testing.T) {
 		}
 	}
 	st := g.r.Stats()
-	want := DirStats{In: n, BytesIn: n * 100, Delivered: n, BytesDelivered: n * 100}
+	want := DirStats{In: n, BytesIn: n * 100, Delivered: n, BytesDelivered: n * 100, Frames: n, AirBytes: n * 100}
 	if st.Up != want || st.Down != want {
 		t.Errorf("stats = %+v, want %+v both ways", st, want)
 	}
@@ -492,6 +492,12 @@ func TestNewRefusesInvalidConfig(t *testing.T) {
 		{"negative reorder delay", Config{Up: Link{ReorderDelay: -1}}},
 		{"negative bandwidth", Config{Up: Link{Bandwidth: -8}}},
 		{"negative queue", Config{Down: Link{Queue: -1}}},
+		{"frame loss above 1", Config{Up: Link{FrameLoss: 1.1}}},
+		{"negative frame MTU", Config{Up: Link{FrameMTU: -1}}},
+		{"negative frame overhead", Config{Down: Link{FrameOverhead: -1}}},
+		{"negative frame gap", Config{Down: Link{FrameGap: -1}}},
+		{"negative hops", Config{Up: Link{Hops: -1}}},
+		{"too many hops", Config{Up: Link{Hops: 33}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := New("127.0.0.1:0", "127.0.0.1:9", tc.cfg)
@@ -519,7 +525,7 @@ func TestLinkAirtime(t *testing.T) {
 		{1, 65535, 65535 * 8 * time.Second},
 	} {
 		t.Run(fmt.Sprintf("%d bytes at %d bps", tc.n, tc.bw), func(t *testing.T) {
-			if got := (Link{Bandwidth: tc.bw}).airtime(tc.n); got != tc.want {
+			if got := (Link{Bandwidth: tc.bw}).Airtime(tc.n); got != tc.want {
 				t.Errorf("airtime = %v, want %v", got, tc.want)
 			}
 		})
