@@ -115,6 +115,10 @@ type Config struct {
 	// report the gateway accepted (answered 2.04), from the link's
 	// goroutine: delivery accounting for simulators and tests.
 	OnDelivered func(doc any)
+	// OnStatus, when set, is told each status event as its transition
+	// happens, before it is queued for the gateway, from the goroutine
+	// that made the transition: timing for simulators and tests.
+	OnStatus func(e *protocol.StatusEvent)
 	// PollInterval is how often the node polls its manifest besides
 	// observing it (default 60s): after a gateway restart, the gateway has
 	// forgotten its observers until the node registers again.
@@ -247,6 +251,9 @@ func (a *Agent) onTransition(t Transition) {
 		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.statusN, Actor: t.Actor}
 	a.log.Info("status", "state", t.State.String(), "seq", t.Seq, "reason_code", t.Code.String(), "reason", t.Text, "bytes", t.Bytes)
 	a.pendingS = append(a.pendingS, e)
+	if a.cfg.OnStatus != nil {
+		a.cfg.OnStatus(&e)
+	}
 }
 
 // flushStatus sends the status events queued by transitions.

@@ -296,9 +296,12 @@ func (s *sim) result() *scenario.Result {
 	for _, n := range s.nodes {
 		nr := scenario.NodeResult{ID: n.id, Labels: n.labels, State: "none", Unbootable: int(n.unboot.Load()), PowerCuts: int(n.cuts.Load()),
 			LinkOutages: int(n.outages.Load()), HeardAfterOutage: int(n.heard.Load())}
-		if st := n.relay.Stats(); nr.LinkOutages > 0 {
-			nr.OutageDropped = st.Up.Outage + st.Down.Outage
+		nr.Link = n.relay.Stats()
+		if nr.LinkOutages > 0 {
+			nr.OutageDropped = nr.Link.Up.Outage + nr.Link.Down.Outage
 		}
+		nr.Download = time.Duration(n.dlTook.Load())
+		nr.Confirmed = time.Duration(n.confirmed.Load())
 		n.mu.Lock()
 		a := n.agent
 		n.mu.Unlock()
@@ -316,6 +319,10 @@ func (s *sim) result() *scenario.Result {
 	}
 	for _, ro := range s.rollouts() {
 		rr := scenario.RolloutResult{ID: ro.ID, Phase: string(ro.Phase)}
+		switch ro.Phase {
+		case "completed", "aborted", "rolled-back", "superseded":
+			rr.Elapsed = ro.Updated.Sub(ro.Started)
+		}
 		for name, m := range s.models {
 			if m.m.Digest.String() == ro.Digest {
 				rr.Model = name

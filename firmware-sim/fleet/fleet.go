@@ -109,6 +109,15 @@ type node struct {
 	stopAdv  func()
 	said     atomic.Bool // a Hello was delivered
 	provDone atomic.Bool // the provisioning status event was delivered
+
+	// The latest download, in simulated time: when the node's agent
+	// entered the downloading state (unix nanoseconds), and how long until
+	// it entered the downloaded one (0 while none finished).
+	dlStart atomic.Int64
+	dlTook  atomic.Int64
+	// confirmed is the simulated time since the start at which it last
+	// confirmed an update (0: none).
+	confirmed atomic.Int64
 }
 
 // sim is one run.

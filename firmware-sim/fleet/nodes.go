@@ -8,6 +8,7 @@ import (
 
 	"edgeota/firmware-sim/flash"
 	"edgeota/firmware-sim/radio"
+	"edgeota/firmware-sim/scenario"
 	"edgeota/nodeagent"
 	"edgeota/nodeagent/provisioning"
 	"edgeota/nodeagent/simmodel"
@@ -36,10 +37,13 @@ func (s *sim) newNode(ctx context.Context, ident identity, i int, slot int64) (*
 		}
 		n.hadModel = true
 	}
-	link := s.sc.Link
-	rl := radio.Link{Loss: link.Loss, Latency: link.Latency, Jitter: link.Jitter, Duplicate: link.Duplicate,
-		Reorder: link.Reorder, Bandwidth: link.Bandwidth, Outage: func(time.Time) bool { return time.Now().UnixNano() < n.linkDown.Load() }}
-	r, err := radio.New("127.0.0.1:0", s.coapAddr, radio.Config{Up: rl, Down: rl, Seed: s.rng.Uint64(), MTU: radioMTU})
+	rl := radioLink(s.sc.Link)
+	rl.Outage = func(time.Time) bool { return time.Now().UnixNano() < n.linkDown.Load() }
+	rc := radio.Config{Up: rl, Down: rl, Seed: s.rng.Uint64(), MTU: radioMTU}
+	if s.sc.Link.SimulatedTime() {
+		rc.Clock = s.clock
+	}
+	r, err := radio.New("127.0.0.1:0", s.coapAddr, rc)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +81,42 @@ func (s *sim) install(n *node, slot int64, m *model) error {
 	return a.Device().Confirm()
 }
 
+// radioLink is one direction of the scenario's link, both being alike.
+func radioLink(l scenario.Link) radio.Link {
+	return radio.Link{Loss: l.Loss, Latency: l.Latency, Jitter: l.Jitter, Duplicate: l.Duplicate,
+		Reorder: l.Reorder, Bandwidth: l.Bandwidth, FrameMTU: l.FrameMTU, FrameOverhead: l.FrameOverhead,
+		FrameGap: l.FrameGap, FrameLoss: l.FrameLoss, Hops: l.Hops}
+}
+
+// realAckTimeout is the ACK timeout of a link in real time: 300 ms. A link
+// with a profile runs in simulated time, and so must the nodes' CoAP
+// retransmissions, or each lost datagram would cost a node time_scale
+// times too long: see [simAckTimeout].
+const realAckTimeout = 300 * time.Millisecond
+
+// minAckTimeout is the shortest real ACK timeout a simulated-time link
+// gets: below it, the real time the gateway and the node take to answer
+// would fire retransmissions for datagrams that were not lost.
+const minAckTimeout = 10 * time.Millisecond
+
+// ackTimeout is the CoAP ACK_TIMEOUT of the nodes' agents, in real time.
+func (s *sim) ackTimeout() time.Duration {
+	if !s.sc.Link.SimulatedTime() {
+		return realAckTimeout
+	}
+	return max(s.clock.Real(simAckTimeout(radioLink(s.sc.Link))), minAckTimeout)
+}
+
+// simAckTimeout is the ACK timeout a node on l should use, in l's time:
+// RFC 7252's 2 s, or twice the slowest round trip of a 1 KiB block and its
+// request (per-hop latency and jitter both ways, and their airtime) when
+// that is longer, so that a slow answer is not taken for a lost one.
+func simAckTimeout(l radio.Link) time.Duration {
+	hops := time.Duration(max(l.Hops, 1))
+	rtt := 2*hops*(l.Latency+l.Jitter) + l.Airtime(1100) + l.Airtime(100)
+	return max(2*time.Second, 2*rtt)
+}
+
 // pollInterval is how often a simulated node polls its manifest besides
 // observing it (real time): every minute of simulated time, between 2 and
 // 10 seconds. A node that missed a notification (a lossy link loses
@@ -95,8 +135,21 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 	cfg := nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Labels: n.labels,
 		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
 		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
-		AckTimeout: 300 * time.Millisecond, PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
+		AckTimeout: s.ackTimeout(), PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
+		OnStatus: func(e *protocol.StatusEvent) {
+			switch e.State {
+			case protocol.StateDownloading:
+				n.dlStart.Store(s.clock.Now().UnixNano())
+				n.dlTook.Store(0)
+			case protocol.StateDownloaded:
+				if start := n.dlStart.Load(); start != 0 {
+					n.dlTook.Store(s.clock.Now().UnixNano() - start)
+				}
+			case protocol.StateConfirmed:
+				n.confirmed.Store(int64(s.clock.Elapsed()))
+			}
+		},
 		OnDelivered: func(doc any) {
 			if until := n.linkDown.Load(); until != 0 && time.Now().UnixNano() >= until {
 				n.heard.Add(1) // accepted after the link came back

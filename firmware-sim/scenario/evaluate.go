@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"edgeota/firmware-sim/radio"
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
 )
@@ -96,6 +97,17 @@ type NodeResult struct {
 	// OutageDropped is how many datagrams, both ways, its radio dropped
 	// because of an outage.
 	OutageDropped uint64
+	// Link is what the node's radio link carried each way: datagrams,
+	// bytes, frames, bytes and time on air (on the link's clock:
+	// simulated with a profile, real without).
+	Link radio.Stats
+	// Download is how long the node's latest download took, in simulated
+	// time: from its agent's downloading transition to its downloaded one
+	// (the image fetched and written to flash); 0 if none finished.
+	Download time.Duration
+	// Confirmed is when the node last confirmed an update, in simulated
+	// time since the run started; 0 if it confirmed none.
+	Confirmed time.Duration
 	// HeardAfterOutage is how many of its documents (Hello, health report,
 	// status event) the gateway accepted after its last outage ended.
 	HeardAfterOutage int
@@ -132,6 +144,10 @@ type RolloutResult struct {
 	Succeeded int
 	// Failed is how many of them failed or reverted.
 	Failed int
+	// Elapsed is the simulated time from the rollout's start to its last
+	// change of phase or wave once it ended (completed, aborted,
+	// rolled-back or superseded); 0 while it has not ended.
+	Elapsed time.Duration
 }
 
 // Outcome is the verdict on one [Expectation].

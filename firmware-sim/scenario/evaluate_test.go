@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"edgeota/firmware-sim/radio"
 	"edgeota/firmware-sim/scenario"
 )
 
@@ -27,7 +28,7 @@ func goodResult() *scenario.Result {
 		RealElapsed: 14500 * time.Millisecond,
 		Finished:    true,
 		Rollouts: []scenario.RolloutResult{
-			{ID: "rollout-v2", Model: "v2", Phase: "completed", MaxWave: 2, Touched: 150, Succeeded: 150},
+			{ID: "rollout-v2", Model: "v2", Phase: "completed", MaxWave: 2, Touched: 150, Succeeded: 150, Elapsed: 13 * time.Minute},
 			{ID: "bad-v3", Model: "v3", Phase: "rolled-back", MaxWave: 1, Touched: 1, Failed: 1},
 		},
 		HealthAccepted:   5800,
@@ -37,9 +38,13 @@ func goodResult() *scenario.Result {
 	for i := range 200 {
 		n := scenario.NodeResult{ID: fmt.Sprintf("node-%03d", i), Model: "v2", State: "confirmed", Boots: 3,
 			Labels: map[string]string{"region": "us-east", "hw": "rev2"}}
+		n.Link = radio.Stats{Up: radio.DirStats{In: 40, BytesIn: 4000, Delivered: 40, Frames: 40, AirBytes: 4000},
+			Down: radio.DirStats{In: 300, BytesIn: 290_000, Delivered: 270, Dropped: 30, Frames: 300, AirBytes: 290_000}}
+		n.Download = time.Duration(60+i%7) * time.Second
 		if i >= 150 {
 			n.Labels = map[string]string{"region": "us-east", "hw": "rev1"}
 			n.Model = "v1"
+			n.Link, n.Download = radio.Stats{}, 0
 		}
 		r.Nodes = append(r.Nodes, n)
 	}

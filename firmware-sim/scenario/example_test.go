@@ -54,8 +54,8 @@ expect:
 	// v1     1.0.0    1      1          0
 	// v2     2.0.0    1      1          0
 	//
-	// rollout  model  phase   max wave  touched  succeeded  failed
-	// to-v2    v2     paused  1 of 2    2        1          1
+	// rollout  model  phase   max wave  touched  succeeded  failed  time
+	// to-v2    v2     paused  1 of 2    2        1          1       -
 	//
 	// health    0 accepted, 0 delivered, 0 duplicates
 	//

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"edgeota/firmware-sim/radio"
 	"edgeota/nodeagent/simmodel"
 	"edgeota/protocol"
 	"edgeota/protocol/cohort"
@@ -272,12 +273,26 @@ func (p *parser) link(n *yaml.Node) error {
 	if !yamlfield.IsSet(n) {
 		return nil
 	}
-	m, err := fields(n, "loss", "latency", "jitter", "duplicate", "reorder", "bandwidth")
+	m, err := fields(n, "profile", "hops", "frame_loss", "loss", "latency", "jitter", "duplicate", "reorder", "bandwidth")
 	if err != nil {
 		return err
 	}
 	l := &p.s.Link
+	if l.Profile, err = optionalString(m["profile"], "profile"); err != nil {
+		return err
+	}
+	if l.Profile != "" {
+		r, err := radio.LookupProfile(l.Profile)
+		if err != nil {
+			return errAt(m["profile"], "link: %v", err)
+		}
+		*l = Link{Profile: l.Profile, Hops: r.Hops, Latency: r.Latency, Jitter: r.Jitter, Bandwidth: r.Bandwidth,
+			FrameMTU: r.FrameMTU, FrameOverhead: r.FrameOverhead, FrameGap: r.FrameGap}
+	}
 	if l.Loss, err = optionalFloat(m["loss"], "loss", 0, 0, 0.9); err != nil {
+		return err
+	}
+	if l.FrameLoss, err = optionalFloat(m["frame_loss"], "frame_loss", 0, 0, 0.5); err != nil {
 		return err
 	}
 	if l.Duplicate, err = optionalFloat(m["duplicate"], "duplicate", 0, 0, 1); err != nil {
@@ -286,13 +301,21 @@ func (p *parser) link(n *yaml.Node) error {
 	if l.Reorder, err = optionalFloat(m["reorder"], "reorder", 0, 0, 1); err != nil {
 		return err
 	}
-	if l.Latency, err = optionalDuration(m["latency"], "latency", 0); err != nil {
+	if l.Latency, err = optionalDuration(m["latency"], "latency", l.Latency); err != nil {
 		return err
 	}
-	if l.Jitter, err = optionalDuration(m["jitter"], "jitter", 0); err != nil {
+	if l.Jitter, err = optionalDuration(m["jitter"], "jitter", l.Jitter); err != nil {
 		return err
 	}
-	bw, err := optionalUint(m["bandwidth"], "bandwidth", 0)
+	hops, err := optionalUint(m["hops"], "hops", uint64(l.Hops))
+	if err != nil {
+		return err
+	}
+	if yamlfield.IsSet(m["hops"]) && (hops < 1 || hops > 32) {
+		return errAt(m["hops"], "hops %d: want 1 to 32", hops)
+	}
+	l.Hops = int(hops)
+	bw, err := optionalUint(m["bandwidth"], "bandwidth", uint64(l.Bandwidth))
 	if err != nil {
 		return err
 	}

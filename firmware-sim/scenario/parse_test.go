@@ -367,3 +367,56 @@ func TestSelectorPick(t *testing.T) {
 		})
 	}
 }
+
+func TestParseLinkProfiles(t *testing.T) {
+	thread := scenario.Link{Profile: "thread", Hops: 2, Latency: 20 * time.Millisecond, Jitter: 30 * time.Millisecond,
+		Bandwidth: 250_000, FrameMTU: 104, FrameOverhead: 22, FrameGap: 2 * time.Millisecond}
+	withHops := thread
+	withHops.Hops, withHops.Jitter, withHops.FrameLoss = 4, 0, 0.02
+	nbiot := scenario.Link{Profile: "nbiot", Hops: 1, Latency: 500 * time.Millisecond, Jitter: 500 * time.Millisecond,
+		Bandwidth: 60_000, FrameOverhead: 12}
+	nbiot1s := nbiot
+	nbiot1s.Jitter, nbiot1s.Loss = 0, 0.05
+	for _, tc := range []struct {
+		name string
+		link string
+		want scenario.Link
+	}{
+		{"no link", "", scenario.Link{}},
+		{"real-time link", "link: {loss: 0.1, latency: 20ms, hops: 3}\n", scenario.Link{Loss: 0.1, Latency: 20 * time.Millisecond, Hops: 3}},
+		{"thread", "link: {profile: thread}\n", thread},
+		{"thread overridden", "link: {profile: thread, hops: 4, jitter: 0s, frame_loss: 0.02}\n", withHops},
+		{"nbiot at 1 s", "link: {profile: nbiot, jitter: 0s, loss: 0.05}\n", nbiot1s},
+		{"subghz", "link: {profile: subghz, bandwidth: 100000}\n", scenario.Link{Profile: "subghz", Hops: 1,
+			Latency: 100 * time.Millisecond, Bandwidth: 100_000, FrameMTU: 200, FrameOverhead: 30, FrameGap: 5 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := scenario.Parse([]byte(minimal + tc.link))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Link != tc.want {
+				t.Errorf("link = %+v\nwant   %+v", s.Link, tc.want)
+			}
+			if s.Link.SimulatedTime() != (tc.want.Profile != "") {
+				t.Errorf("SimulatedTime() = %v", s.Link.SimulatedTime())
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, link, msg string
+	}{
+		{"unknown profile", "link: {profile: wifi}\n", `unknown radio profile "wifi"`},
+		{"zero hops", "link: {profile: thread, hops: 0}\n", "hops 0: want 1 to 32"},
+		{"too many hops", "link: {hops: 33}\n", "hops 33: want 1 to 32"},
+		{"frame loss too high", "link: {profile: ble, frame_loss: 0.6}\n", "frame_loss 0.6"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := scenario.Parse([]byte(minimal + tc.link))
+			var e *scenario.Error
+			if !errors.As(err, &e) || e.Line != 15 || !strings.Contains(e.Msg, tc.msg) {
+				t.Errorf("Parse = %v, want line 15 containing %q", err, tc.msg)
+			}
+		})
+	}
+}

@@ -6,9 +6,14 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	"edgeota/firmware-sim/radio"
 )
 
 // WriteSummary writes a readable report of a run: the scenario, the seed
@@ -66,14 +71,20 @@ func WriteSummary(w io.Writer, s *Scenario, r *Result, outs []Outcome) {
 
 	if len(r.Rollouts) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(tw, "rollout\tmodel\tphase\tmax wave\ttouched\tsucceeded\tfailed")
+		fmt.Fprintln(tw, "rollout\tmodel\tphase\tmax wave\ttouched\tsucceeded\tfailed\ttime")
 		for i := range r.Rollouts {
 			ro := &r.Rollouts[i]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n",
-				ro.ID, ro.Model, ro.Phase, waveOf(s, ro), ro.Touched, ro.Succeeded, ro.Failed)
+			took := "-"
+			if ro.Elapsed > 0 {
+				took = ro.Elapsed.Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n",
+				ro.ID, ro.Model, ro.Phase, waveOf(s, ro), ro.Touched, ro.Succeeded, ro.Failed, took)
 		}
 		tw.Flush()
 	}
+
+	writeRadio(w, s, r)
 
 	fmt.Fprintf(w, "\nhealth    %d accepted, %d delivered, %d duplicates\n\n",
 		r.HealthAccepted, r.HealthDelivered, r.HealthDuplicates)
@@ -87,6 +98,117 @@ func WriteSummary(w io.Writer, s *Scenario, r *Result, outs []Outcome) {
 		fmt.Fprintf(w, "%s %s — %s\n", verdict, o.Name, o.Detail)
 	}
 	fmt.Fprintf(w, "\n%d of %d expectations passed\n", passed, len(outs))
+}
+
+// writeRadio writes the radio lines of the summary: the link, what all
+// links put on air each way, and per fleet group the nodes' download time
+// and airtime.
+// Without a link and with nothing on air (a result not from the fleet
+// simulator) it writes nothing.
+func writeRadio(w io.Writer, s *Scenario, r *Result) {
+	l := s.Link
+	var total radio.Stats
+	for _, n := range r.Nodes {
+		total.Up = total.Up.Add(n.Link.Up)
+		total.Down = total.Down.Add(n.Link.Down)
+	}
+	if l == (Link{}) && total == (radio.Stats{}) {
+		return
+	}
+	clk := "real time"
+	if l.SimulatedTime() {
+		clk = "simulated time"
+	}
+	name := l.Profile
+	if name == "" {
+		name = "custom"
+	}
+	rate := "unlimited"
+	if l.Bandwidth > 0 {
+		rate = fmt.Sprintf("%d bit/s", l.Bandwidth)
+	}
+	fmt.Fprintf(w, "\nradio     %s link in %s: %s, %d hop(s) of %v + up to %v, loss %g, frame loss %g\n",
+		name, clk, rate, max(l.Hops, 1), l.Latency, l.Jitter, l.Loss, l.FrameLoss)
+	for _, d := range []struct {
+		name string
+		st   radio.DirStats
+	}{{"up", total.Up}, {"down", total.Down}} {
+		fmt.Fprintf(w, "  %-4s    %d datagrams (%s), %d dropped; %d frames, %s on air, %v airtime\n", d.name,
+			d.st.In, bytesText(int64(d.st.BytesIn)), d.st.Dropped, d.st.Frames, bytesText(int64(d.st.AirBytes)), d.st.Airtime.Round(time.Millisecond))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "group\tnodes\tdownloaded\tdownload median\tdownload max\tlast confirmed\tairtime per node\ton air per node")
+	for _, g := range groupAir(s, r) {
+		median, most, last := "-", "-", "-"
+		if g.Downloaded > 0 {
+			median, most = g.Median.Round(100*time.Millisecond).String(), g.Max.Round(100*time.Millisecond).String()
+		}
+		if g.Confirmed > 0 {
+			last = g.Confirmed.Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%v\t%s\n", g.Name, g.Nodes, g.Downloaded, median, most, last,
+			g.Airtime.Round(time.Millisecond), bytesText(g.AirBytes))
+	}
+	tw.Flush()
+}
+
+// groupStats is what the nodes of one fleet group took: their downloads
+// (simulated time), when the last of them confirmed an update (simulated
+// time since the start), and their links' airtime and bytes on air both
+// ways, per node.
+type groupStats struct {
+	Name       string        `json:"group"`
+	Nodes      int           `json:"nodes"`
+	Downloaded int           `json:"downloaded"`
+	Median     time.Duration `json:"-"`
+	Max        time.Duration `json:"-"`
+	Confirmed  time.Duration `json:"-"`
+	Airtime    time.Duration `json:"-"`
+	AirBytes   int64         `json:"air_bytes_per_node"`
+}
+
+// groupAir sums the nodes of each fleet group: r.Nodes are in fleet
+// order, each group's Count nodes after the previous group's.
+func groupAir(s *Scenario, r *Result) []groupStats {
+	var out []groupStats
+	i := 0
+	for _, g := range s.Fleet {
+		gs := groupStats{Name: groupName(g)}
+		var took []time.Duration
+		var air time.Duration
+		var bytes uint64
+		for ; i < len(r.Nodes) && gs.Nodes < g.Count; i++ {
+			n := &r.Nodes[i]
+			gs.Nodes++
+			air += n.Link.Up.Airtime + n.Link.Down.Airtime
+			bytes += n.Link.Up.AirBytes + n.Link.Down.AirBytes
+			if n.Download > 0 {
+				took = append(took, n.Download)
+			}
+			gs.Confirmed = max(gs.Confirmed, n.Confirmed)
+		}
+		if gs.Nodes > 0 {
+			gs.Airtime = air / time.Duration(gs.Nodes)
+			gs.AirBytes = int64(bytes) / int64(gs.Nodes)
+		}
+		if gs.Downloaded = len(took); len(took) > 0 {
+			slices.Sort(took)
+			gs.Median, gs.Max = took[len(took)/2], took[len(took)-1]
+		}
+		out = append(out, gs)
+	}
+	return out
+}
+
+// groupName names a fleet group by its labels, "{hw:rev2 site:a}", or
+// "{}" for none.
+func groupName(g Group) string {
+	keys := slices.Sorted(maps.Keys(g.Labels))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ":" + g.Labels[k]
+	}
+	return "{" + strings.Join(parts, " ") + "}"
 }
 
 // modelCount is how many nodes run one model at the end of a run.
@@ -247,6 +369,7 @@ type jsonReport struct {
 	Rollouts         []jsonRollout  `json:"rollouts"`
 	Health           jsonHealth     `json:"health"`
 	Resources        *jsonResources `json:"resources,omitempty"`
+	Radio            jsonRadio      `json:"radio"`
 	Expectations     []jsonOutcome  `json:"expectations"`
 	Nodes            []jsonNodeView `json:"nodes"`
 }
@@ -260,6 +383,49 @@ type jsonResources struct {
 	Goroutines  int     `json:"goroutines"`
 }
 
+// jsonRadio is the link and what all links carried.
+type jsonRadio struct {
+	Profile       string      `json:"profile"` // "" for a link without one
+	SimulatedTime bool        `json:"simulated_time"`
+	Bandwidth     int         `json:"bandwidth_bps"`
+	Hops          int         `json:"hops"`
+	Up            jsonDir     `json:"up"`
+	Down          jsonDir     `json:"down"`
+	Groups        []jsonGroup `json:"groups"`
+}
+
+// jsonDir is what one direction of one link, or of all, carried.
+type jsonDir struct {
+	Datagrams uint64  `json:"datagrams"`
+	Bytes     uint64  `json:"bytes"`
+	Delivered uint64  `json:"delivered"`
+	Dropped   uint64  `json:"dropped"`
+	Frames    uint64  `json:"frames"`
+	AirBytes  uint64  `json:"air_bytes"`
+	Airtime   float64 `json:"airtime_seconds"`
+}
+
+func dirJSON(d radio.DirStats) jsonDir {
+	return jsonDir{Datagrams: d.In, Bytes: d.BytesIn, Delivered: d.Delivered, Dropped: d.Dropped,
+		Frames: d.Frames, AirBytes: d.AirBytes, Airtime: d.Airtime.Seconds()}
+}
+
+// jsonGroup is one fleet group's downloads and airtime.
+type jsonGroup struct {
+	groupStats
+	Median float64 `json:"download_median_seconds"`
+	Max    float64 `json:"download_max_seconds"`
+	// Confirmed is 0 when no node of the group confirmed an update.
+	Confirmed float64 `json:"last_confirmed_seconds"`
+	Airtime   float64 `json:"airtime_seconds_per_node"`
+}
+
+// jsonLink is what a node's link carried each way.
+type jsonLink struct {
+	Up   jsonDir `json:"up"`
+	Down jsonDir `json:"down"`
+}
+
 type jsonRollout struct {
 	ID        string `json:"id"`
 	Model     string `json:"model"`
@@ -269,6 +435,8 @@ type jsonRollout struct {
 	Touched   int    `json:"touched"`
 	Succeeded int    `json:"succeeded"`
 	Failed    int    `json:"failed"`
+	// Elapsed is 0 while the rollout has not ended.
+	Elapsed float64 `json:"elapsed_seconds"`
 }
 
 type jsonHealth struct {
@@ -297,15 +465,35 @@ type jsonNodeView struct {
 	Audit       []jsonAudit       `json:"audit,omitempty"`
 	// LinkOutages, OutageDropped and HeardAfterOutage are of a node a
 	// link-outage struck.
-	LinkOutages      int    `json:"link_outages,omitempty"`
-	OutageDropped    uint64 `json:"outage_dropped,omitempty"`
-	HeardAfterOutage int    `json:"heard_after_outage,omitempty"`
+	LinkOutages      int      `json:"link_outages,omitempty"`
+	OutageDropped    uint64   `json:"outage_dropped,omitempty"`
+	HeardAfterOutage int      `json:"heard_after_outage,omitempty"`
+	Link             jsonLink `json:"link"`
+	// Download is 0 when no download finished, Confirmed when the node
+	// confirmed no update.
+	Download  float64 `json:"download_seconds"`
+	Confirmed float64 `json:"confirmed_seconds"`
 }
 
 type jsonAudit struct {
 	Actor         string            `json:"actor"`
 	Labels        map[string]string `json:"labels"`
 	Authenticated bool              `json:"authenticated"`
+}
+
+// radioJSON is the link of s and what the links of r carried.
+func radioJSON(s *Scenario, r *Result) jsonRadio {
+	var up, down radio.DirStats
+	for _, n := range r.Nodes {
+		up, down = up.Add(n.Link.Up), down.Add(n.Link.Down)
+	}
+	out := jsonRadio{Profile: s.Link.Profile, SimulatedTime: s.Link.SimulatedTime(), Bandwidth: s.Link.Bandwidth,
+		Hops: max(s.Link.Hops, 1), Up: dirJSON(up), Down: dirJSON(down), Groups: []jsonGroup{}}
+	for _, g := range groupAir(s, r) {
+		out.Groups = append(out.Groups, jsonGroup{groupStats: g, Median: g.Median.Seconds(), Max: g.Max.Seconds(),
+			Confirmed: g.Confirmed.Seconds(), Airtime: g.Airtime.Seconds()})
+	}
+	return out
 }
 
 // WriteJSON writes the run as one JSON document, for scripts: what
@@ -326,19 +514,22 @@ func WriteJSON(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
 	}
 	for _, ro := range r.Rollouts {
 		jr := jsonRollout{ID: ro.ID, Model: ro.Model, Phase: ro.Phase, MaxWave: ro.MaxWave,
-			Touched: ro.Touched, Succeeded: ro.Succeeded, Failed: ro.Failed}
+			Touched: ro.Touched, Succeeded: ro.Succeeded, Failed: ro.Failed, Elapsed: ro.Elapsed.Seconds()}
 		if d := s.Deployment(ro.ID); d != nil {
 			jr.Waves = len(d.Waves)
 		}
 		rep.Rollouts = append(rep.Rollouts, jr)
 	}
+	rep.Radio = radioJSON(s, r)
 	for _, o := range outs {
 		rep.Expectations = append(rep.Expectations, jsonOutcome{Name: o.Name, Kind: o.Expectation.Kind, Passed: o.Passed, Detail: o.Detail})
 	}
 	for _, n := range r.Nodes {
 		v := jsonNodeView{ID: n.ID, Labels: n.Labels, Model: n.Model, State: n.State, Boots: n.Boots, PowerCuts: n.PowerCuts,
 			Unbootable: n.Unbootable, Provisioned: n.Provisioned, Registered: n.Registered,
-			LinkOutages: n.LinkOutages, OutageDropped: n.OutageDropped, HeardAfterOutage: n.HeardAfterOutage}
+			LinkOutages: n.LinkOutages, OutageDropped: n.OutageDropped, HeardAfterOutage: n.HeardAfterOutage,
+			Link: jsonLink{Up: dirJSON(n.Link.Up), Down: dirJSON(n.Link.Down)}, Download: n.Download.Seconds(),
+			Confirmed: n.Confirmed.Seconds()}
 		if v.Labels == nil {
 			v.Labels = map[string]string{}
 		}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"edgeota/firmware-sim/radio"
 	"edgeota/firmware-sim/scenario"
 	goldenfile "edgeota/test/golden"
 )
@@ -179,4 +182,66 @@ func TestWriteJUnitPass(t *testing.T) {
 	if got.Failures != 0 || got.Tests != 6 {
 		t.Errorf("tests=%d failures=%d, want 6 and 0", got.Tests, got.Failures)
 	}
+}
+
+// longLink is a scenario on the NB-IoT profile with two groups of nodes.
+const longLink = `name: long-link
+duration: 2h
+time_scale: 120
+link: {profile: nbiot, jitter: 0s, loss: 0.05}
+fleet:
+  - count: 2
+    labels: {block2: q}
+  - count: 2
+    labels: {block2: lock-step}
+models:
+  - name: v2
+    version: 2.0.0
+deployments:
+  - id: to-v2
+    model: v2
+    waves: [{percent: 100}]
+expect:
+  - {kind: all-run, model: v2}
+`
+
+// radioResult is a run of longLink: the lock-step nodes took longer and
+// more airtime.
+func radioResult() *scenario.Result {
+	r := &scenario.Result{Seed: 9, SimElapsed: 20 * time.Minute, RealElapsed: 10 * time.Second, Finished: true,
+		Rollouts: []scenario.RolloutResult{{ID: "to-v2", Model: "v2", Phase: "completed", MaxWave: 1, Touched: 4, Succeeded: 4,
+			Elapsed: 7*time.Minute + 30*time.Second}}}
+	for i := range 4 {
+		group := "q"
+		down := radio.DirStats{In: 270, BytesIn: 270_000, Delivered: 256, Dropped: 14, Frames: 270, AirBytes: 273_240,
+			Airtime: 36432 * time.Millisecond}
+		took := time.Duration(60+i) * time.Second
+		if i >= 2 {
+			group = "lock-step"
+			down.Airtime += time.Second
+			took = time.Duration(300+i) * time.Second
+		}
+		r.Nodes = append(r.Nodes, scenario.NodeResult{ID: fmt.Sprintf("node-%d", i), Labels: map[string]string{"block2": group},
+			Model: "v2", State: "confirmed", Boots: 2, Download: took, Confirmed: 2*took + time.Minute,
+			Link: radio.Stats{Up: radio.DirStats{In: 300, BytesIn: 6000, Delivered: 285, Dropped: 15, Frames: 300, AirBytes: 9600, Airtime: 1280 * time.Millisecond},
+				Down: down}})
+	}
+	return r
+}
+
+// TestWriteRadio: the summary and the JSON report say what the link is,
+// what all links put on air each way, and each group's downloads and
+// airtime per node.
+func TestWriteRadio(t *testing.T) {
+	s := mustParse(t, longLink)
+	r := radioResult()
+	outs := scenario.Evaluate(s, r)
+	var b bytes.Buffer
+	scenario.WriteSummary(&b, s, r, outs)
+	golden(t, "summary_radio.golden", b.Bytes())
+	b.Reset()
+	if err := scenario.WriteJSON(&b, s, r, outs); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report_radio.golden.json", b.Bytes())
 }

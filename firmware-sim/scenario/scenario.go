@@ -150,8 +150,27 @@ type Group struct {
 }
 
 // Link is the radio link of every node (key link). The zero Link is a
-// perfect link.
+// perfect link in real time. A link with a Profile starts from that
+// radio's values (firmware-sim/radio.LookupProfile), which the other keys
+// override, and runs in simulated time: its delays and airtime are on the
+// scenario's clock, and so are the nodes' CoAP retransmission timers.
 type Link struct {
+	// Profile is key profile: a radio profile name (thread, subghz,
+	// nbiot, ble), or "" for a link built from the other keys alone.
+	Profile string
+	// Hops is key hops: the radio hops of a mesh route, 1 to 32; 0 keeps
+	// the profile's (or 1).
+	Hops int
+	// FrameLoss is key frame_loss: the probability that one radio frame
+	// is lost on one hop, 0 to 0.5; a fragmented datagram is lost with
+	// any of its frames.
+	FrameLoss float64
+	// FrameMTU, FrameOverhead and FrameGap come from the profile: the
+	// datagram bytes per frame, the bytes every frame adds on air and
+	// the idle time every frame costs (firmware-sim/radio.Link).
+	FrameMTU      int
+	FrameOverhead int
+	FrameGap      time.Duration
 	// Loss is key loss: the probability that a datagram is lost, in each
 	// direction, 0 to 0.9.
 	Loss float64
@@ -168,6 +187,10 @@ type Link struct {
 	// Bandwidth is key bandwidth, in bits per second; 0 is unlimited.
 	Bandwidth int
 }
+
+// SimulatedTime reports whether the link runs on the scenario's clock:
+// every link with a profile does; a link without one keeps real time.
+func (l Link) SimulatedTime() bool { return l.Profile != "" }
 
 // Model is one entry of models: a simulated model image.
 type Model struct {
