@@ -152,7 +152,7 @@ func (p *Patcher) chunkHeader(b []byte) (int, error) {
 		}
 		p.cur, p.in, p.chN = h, true, 0
 		if cap(p.pack) < h.packed {
-			p.pack = make([]byte, 0, MaxChunkPacked)
+			p.pack = make([]byte, 0, max(h.packed, DefaultChunkPacked))
 		}
 		return i + 1, nil
 	}

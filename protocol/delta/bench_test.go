@@ -1,0 +1,219 @@
+package delta
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"edgeota/protocol/delta/corpus"
+)
+
+// corpusSeed is the seed of the corpus docs/deltas.md describes.
+const corpusSeed = 15
+
+// compressors are the alternatives BenchmarkDeltaCorpus compares, each
+// applied to the same records cut into the same chunks.
+func compressors(tb testing.TB) []struct {
+	name string
+	fn   func([]byte) ([]byte, error)
+} {
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(4096),
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return []struct {
+		name string
+		fn   func([]byte) ([]byte, error)
+	}{
+		{"lzma", compressLZMA},
+		{"zstd", func(b []byte) ([]byte, error) { return zw.EncodeAll(b, nil), nil }},
+		{"flate", func(b []byte) ([]byte, error) {
+			var buf bytes.Buffer
+			w, _ := flate.NewWriter(&buf, flate.BestCompression)
+			w.Write(b)
+			err := w.Close()
+			return buf.Bytes(), err
+		}},
+		{"none", nil},
+	}
+}
+
+// patchSizes returns the patch size from base to target with each
+// compressor.
+func patchSizes(tb testing.TB, base, target []byte) []int {
+	ix, err := newIndex(base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	o := options{chunkRaw: DefaultChunkSize, packedMax: DefaultChunkPacked}
+	recs := encodeRecords(base, target, matches(ix, target), o.packedMax-30)
+	var sizes []int
+	for _, c := range compressors(tb) {
+		p, err := packChunks(make([]byte, HeaderSize), recs, o, c.fn)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sizes = append(sizes, len(p))
+	}
+	return sizes
+}
+
+// BenchmarkDeltaCorpus measures, for each pair of the corpus, the delta's
+// size with format 1 (LZMA) and with the other compressors side by side,
+// the time to compute it, and the time and heap to apply it against the
+// time to write the full image (copy and hash it, as a node does with a
+// download); then Diff's time and allocation on two 1 MiB images.
+func BenchmarkDeltaCorpus(b *testing.B) {
+	pairs := corpus.Pairs(corpusSeed)
+	head, unrelated := corpus.Large(corpusSeed)
+	table := "pair          full B   lzma B  ratio   zstd B  flate B   none B  lzma(full image) B\n"
+	for _, pr := range pairs {
+		patch, err := Diff(pr.Base, pr.Target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sizes := patchSizes(b, pr.Base, pr.Target)
+		if sizes[0] != len(patch) {
+			b.Fatalf("%s: Diff made %d bytes, the lzma column %d", pr.Name, len(patch), sizes[0])
+		}
+		whole, _ := compressLZMA(pr.Target)
+		table += fmt.Sprintf("%-12s %7d %8d %5.1f%% %8d %8d %8d %8d\n", pr.Name, len(pr.Target), sizes[0],
+			100*float64(sizes[0])/float64(len(pr.Target)), sizes[1], sizes[2], sizes[3], len(whole))
+
+		b.Run(pr.Name+"/diff", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Diff(pr.Base, pr.Target); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(pr.Target)), "full-B")
+			b.ReportMetric(float64(len(patch)), "delta-B")
+			b.ReportMetric(100*float64(len(patch))/float64(len(pr.Target)), "ratio-%")
+		})
+		b.Run(pr.Name+"/apply", func(b *testing.B) { benchApply(b, pr.Base, pr.Target, patch) })
+	}
+	b.Log("\n" + table)
+	for _, pr := range []corpus.Pair{head, unrelated} {
+		b.Run(pr.Name+"/diff", func(b *testing.B) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			var patch []byte
+			for b.Loop() {
+				var err error
+				if patch, err = Diff(pr.Base, pr.Target); err != nil {
+					b.Fatal(err)
+				}
+			}
+			elapsed := time.Since(start)
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(len(pr.Target)), "full-B")
+			b.ReportMetric(float64(len(patch)), "delta-B")
+			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/(1<<20), "alloc-MiB/op")
+			b.ReportMetric(float64(elapsed.Milliseconds())/float64(b.N), "ms/diff")
+		})
+	}
+}
+
+// benchApply applies patch as a node would (in 1 KiB blocks, into a slot,
+// hashing what is written) and reports it against writing the full image
+// the same way.
+func benchApply(b *testing.B, base, target, patch []byte) {
+	slot := make([]byte, 0, len(target))
+	h, _ := ParseHeader(patch)
+	emit := func(p []byte) error { slot = append(slot, p...); return nil }
+	full := func() {
+		slot = slot[:0]
+		d := sha256.New()
+		for blk := range bytesChunk(target, 1024) {
+			emit(blk)
+			d.Write(blk)
+		}
+	}
+	copyNs := math.MaxFloat64
+	for range 20 { // the fastest of 20, to see through a busy machine
+		start := time.Now()
+		full()
+		copyNs = min(copyNs, float64(time.Since(start).Nanoseconds()))
+	}
+	b.ReportAllocs()
+	br := bytes.NewReader(base)
+	for b.Loop() {
+		slot = slot[:0]
+		d := sha256.New()
+		p, err := NewPatcher(h, br, Checkpoint{}, func(q []byte) error { d.Write(q); return emit(q) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		for blk := range bytesChunk(patch, 1024) {
+			if _, err := p.Write(blk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if [32]byte(d.Sum(nil)) != h.Target {
+			b.Fatal("target digest differs")
+		}
+	}
+	b.ReportMetric(float64(liveHeap(b, h, base, patch)), "live-heap-B")
+	b.ReportMetric(copyNs, "full-image-ns")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/copyNs, "x-full-image")
+}
+
+func bytesChunk(b []byte, n int) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			k := min(n, len(b))
+			if !yield(b[:k]) {
+				return
+			}
+			b = b[k:]
+		}
+	}
+}
+
+// liveHeap returns the heap the Patcher holds in the middle of applying
+// patch: the bytes live after a collection forced from inside emit, when
+// half the target is out, less those live before NewPatcher.
+func liveHeap(b *testing.B, h Header, base, patch []byte) uint64 {
+	var before, during runtime.MemStats
+	br := bytes.NewReader(base)
+	out, half := int64(0), h.TargetSize/2
+	emit := func(q []byte) error {
+		if out < half && out+int64(len(q)) >= half {
+			runtime.GC()
+			runtime.ReadMemStats(&during)
+		}
+		out += int64(len(q))
+		return nil
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p, err := NewPatcher(h, br, Checkpoint{}, emit)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for blk := range bytesChunk(patch, 1024) {
+		if _, err := p.Write(blk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if during.HeapAlloc < before.HeapAlloc {
+		return 0
+	}
+	return during.HeapAlloc - before.HeapAlloc
+}
