@@ -37,9 +37,12 @@
 //	    labels: {region: us-east, hw: rev1}
 //
 //	link:                         # the radio link of every node; all optional, default perfect
+//	  profile: thread             # thread, subghz, nbiot or ble: that radio's values, in simulated time
+//	  hops: 2                     # radio hops of a mesh route, 1 to 32 (profile's, or 1)
+//	  frame_loss: 0.01            # probability one frame is lost on one hop, 0 to 0.5
 //	  loss: 0.10                  # probability a datagram is lost, each direction, 0 to 0.9
-//	  latency: 20ms               # one-way delay
-//	  jitter: 10ms                # random extra delay, up to this much
+//	  latency: 20ms               # one-way delay per hop
+//	  jitter: 10ms                # random extra delay per hop, up to this much
 //	  duplicate: 0.01             # probability a datagram is delivered twice, 0 to 1
 //	  reorder: 0.01               # probability a datagram is held behind the next, 0 to 1
 //	  bandwidth: 250000           # bits per second, 0 = unlimited
