@@ -134,6 +134,10 @@ type Config struct {
 	// RetryInterval is how long a download that failed on its link waits
 	// before it is tried again (default 10s).
 	RetryInterval time.Duration
+	// DisableDeltas makes the node take full images only: its Hello lists
+	// no delta format (key 65) and it ignores the delta offers that come
+	// with manifests (docs/deltas.md). By default it applies format 1.
+	DisableDeltas bool
 }
 
 // Provisioning describes a provisioning commit, for its status event.
@@ -150,7 +154,8 @@ type Provisioning struct {
 type Offer struct {
 	// Signed is the COSE_Sign1 manifest; empty means nothing is assigned.
 	Signed []byte
-	// Source returns the image source for the verified manifest.
+	// Source returns the image source for the verified manifest; a
+	// DeltaSource also serves the delta offered with it.
 	Source func(m *protocol.Manifest) ImageSource
 }
 
@@ -176,7 +181,13 @@ type Agent struct {
 	lastTrust       []byte    // the last trust update taken (applied or refused)
 	retryAt         time.Time // when to try it again
 	link            *link
+	deltaFails      int             // link failures in a row on the delta deltaFailsOf
+	deltaFailsOf    protocol.Digest // the delta they are counted for
 }
+
+// maxDeltaLinkFailures is how many times in a row the link may fail on a
+// delta before the node gives it up for the full image.
+const maxDeltaLinkFailures = 3
 
 // New opens the device on cfg.Flash. It does not boot: see Boot.
 func New(cfg Config) (*Agent, error) {
@@ -226,7 +237,7 @@ func New(cfg Config) (*Agent, error) {
 	dev, err := OpenDevice(cfg.Flash, cfg.Trust,
 		Identity{Class: cfg.Class, Component: cfg.Component, AgentVersion: AgentVersion, Runtime: cfg.Runtime},
 		WithLayout(cfg.SlotSize, cfg.JournalBlocks), WithCheckpoint(cfg.Checkpoint), WithTransitions(a.onTransition),
-		WithRoots(cfg.Roots, cfg.RootThreshold))
+		WithRoots(cfg.Roots, cfg.RootThreshold), WithDeltas(!cfg.DisableDeltas))
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
@@ -351,6 +362,13 @@ func (a *Agent) hello(ctx context.Context) error {
 // the trial: verify, download into the inactive slot (resuming an
 // interrupted download), verify the bytes and mark the slot pending. The
 // next Boot runs it on trial, judged by Run or Settle.
+//
+// When the manifest comes with a delta offer the device takes (see
+// Device.Begin) and src is a DeltaSource, the image is rebuilt from the
+// delta instead (Device.WriteDelta); a delta abandoned on the way (base
+// changed, patch refused, digest mismatch after applying, the link
+// failing on it maxDeltaLinkFailures times in a row) falls back to the
+// full image from src, in the same call.
 func (a *Agent) Install(ctx context.Context, signed []byte, src ImageSource, progress func(done, total int64)) error {
 	defer a.flushStatus(ctx)
 	u, err := a.dev.Begin(signed)
@@ -358,7 +376,16 @@ func (a *Agent) Install(ctx context.Context, signed []byte, src ImageSource, pro
 		return err
 	}
 	if u.Resumed > 0 && !u.Revert {
-		a.log.Info("resuming download", "seq", u.Manifest.Seq, "from", u.Resumed, "size", u.Manifest.Size)
+		a.log.Info("resuming download", "seq", u.Manifest.Seq, "from", u.Resumed, "size", u.Manifest.Size, "delta", u.Delta != nil)
+	}
+	if u.Delta != nil {
+		done, err := a.applyDelta(ctx, u, src, progress)
+		if done || err != nil {
+			return err
+		}
+	}
+	if u.Fallback != "" {
+		a.log.Warn("downloading the full image instead of a delta", "seq", u.Manifest.Seq, "why", u.Fallback)
 	}
 	if err := a.dev.Write(ctx, u, src, progress); err != nil {
 		return err
@@ -367,6 +394,50 @@ func (a *Agent) Install(ctx context.Context, signed []byte, src ImageSource, pro
 		return err
 	}
 	return a.dev.Activate(u)
+}
+
+// applyDelta rebuilds the update's image from its delta, verifies and
+// activates it (done), or returns not done and no error when the delta
+// was abandoned: the full image is to be downloaded. An error is a link
+// failure to retry later, or the flash's.
+func (a *Agent) applyDelta(ctx context.Context, u *Update, src ImageSource, progress func(done, total int64)) (done bool, err error) {
+	ds, ok := src.(DeltaSource)
+	if !ok {
+		return false, abandoned(a.dev.AbandonDelta(u, "no source for the delta"))
+	}
+	a.log.Info("applying a delta", "seq", u.Manifest.Seq, "delta", u.Delta.Delta.String(), "delta_size", u.Delta.Size,
+		"image_size", u.Manifest.Size, "from", u.Resumed)
+	err = a.dev.WriteDelta(ctx, u, ds.Delta(u.Delta), progress)
+	if err == nil {
+		err = a.dev.Verify(u)
+	}
+	if err == nil {
+		a.deltaFails = 0
+		return true, a.dev.Activate(u)
+	}
+	var ue *UpdateError
+	if !errors.As(err, &ue) || ue.Code != protocol.ReasonLink {
+		return false, abandoned(err)
+	}
+	if a.deltaFailsOf != u.Delta.Delta {
+		a.deltaFails, a.deltaFailsOf = 0, u.Delta.Delta
+	}
+	a.deltaFails++
+	if a.deltaFails < maxDeltaLinkFailures && !finalLinkErr(err) {
+		return false, err
+	}
+	a.deltaFails = 0
+	return false, abandoned(a.dev.AbandonDelta(u, fmt.Sprintf("link: %v", ue.Err)))
+}
+
+// abandoned turns a *DeltaError into nil (the caller downloads the full
+// image) and passes any other error.
+func abandoned(err error) error {
+	var de *DeltaError
+	if errors.As(err, &de) {
+		return nil
+	}
+	return err
 }
 
 // Run runs the model until ctx ends: inferences at the configured rate,

@@ -53,6 +53,10 @@ type Transition struct {
 	Text   string
 	Bytes  uint64
 	Actor  string // who did it (a trust update: the roots that signed it)
+	// Transfer is how the update's image is fetched, a delta or the full
+	// image (status event key 64, v1.4), on the states downloading,
+	// downloaded and verified.
+	Transfer *protocol.Transfer
 }
 
 // Identity is what a node is, for the anti-rollback rules.
@@ -80,6 +84,8 @@ type Device struct {
 	chunk      int
 	booted     atomic.Pointer[Running] // read by other goroutines (status, simulators)
 	onStep     func(Transition)
+	deltas     bool                       // takes delta offers (WithDeltas)
+	abandoned  map[protocol.Digest]string // deltas given up since power-on, and why
 
 	slotSize      int64
 	journalBlocks int
@@ -127,6 +133,13 @@ func WithRoots(roots []trust.Key, threshold uint64) DeviceOption {
 	}
 }
 
+// WithDeltas sets whether the device takes the delta offers that come
+// with manifests (default true) and lists the formats it applies in its
+// Hello (key 65, docs/protocol.md "Delta updates (v1.4)").
+func WithDeltas(on bool) DeviceOption {
+	return func(d *Device) error { d.deltas = on; return nil }
+}
+
 // WithTransitions sets a function called after each persisted step.
 func WithTransitions(f func(Transition)) DeviceOption {
 	return func(d *Device) error { d.onStep = f; return nil }
@@ -137,7 +150,7 @@ func WithTransitions(f func(Transition)) DeviceOption {
 // was given; once its journal holds a trust set (ApplyTrust), that set's
 // manifest keys are used instead.
 func OpenDevice(f Flash, keys *sign.TrustStore, id Identity, opts ...DeviceOption) (*Device, error) {
-	d := &Device{flash: f, trust: keys, id: id, checkpoint: 64 << 10, chunk: 1024,
+	d := &Device{flash: f, trust: keys, id: id, checkpoint: 64 << 10, chunk: 1024, deltas: true,
 		slotSize: DefaultSlotSize, journalBlocks: DefaultJournalBlocks}
 	d.chunk -= d.chunk % f.WriteSize()
 	if d.chunk == 0 {
@@ -398,17 +411,44 @@ type Update struct {
 	// Resumed is the byte offset the download resumes from (0 for a fresh
 	// download).
 	Resumed int64
-	signed  []byte
+	// Delta is the delta offer the image is rebuilt from (WriteDelta),
+	// nil when the full image is downloaded (Write).
+	Delta *protocol.DeltaOffer
+	// Fallback, when not empty, is why the update does not take the delta
+	// it was offered (or took and abandoned): it downloads the full image.
+	Fallback string
+	signed   []byte // the signed manifest without its unprotected header
+	fetched  uint64 // bytes fetched from the gateway for this image
+	cp       deltaRec
+}
+
+// transfer is the update's transfer, for its status events.
+func (u *Update) transfer() *protocol.Transfer {
+	t := &protocol.Transfer{Kind: protocol.TransferFull, Fetched: u.fetched, Fallback: u.Fallback}
+	if u.Delta != nil {
+		t.Kind, t.Delta, t.Fallback = protocol.TransferDelta, u.Delta.Delta, ""
+	}
+	return t
 }
 
 // Begin verifies a signed manifest (signature, class, component,
 // requirements, anti-rollback) and prepares its slot. The running slot is
 // never the target. A download interrupted by a power cut resumes where its
 // last progress record left it.
+//
+// A delta offer in the manifest's unprotected header (docs/protocol.md
+// "Delta updates (v1.4)") is taken when the device applies deltas, its
+// format is one it applies, its base is the running image and it is
+// smaller than the image: Update.Delta is then set and WriteDelta
+// rebuilds the image. Otherwise Update.Fallback says why the full image
+// is downloaded instead. The offer is not signed: the slot keeps the
+// manifest without it, and the image is verified against the signed
+// digest however it was fetched.
 func (d *Device) Begin(signed []byte) (*Update, error) {
 	if _, ok := d.st.pendingSlot(); ok {
 		return nil, ErrBusy
 	}
+	signed, offer := splitOffer(signed)
 	m, err := d.trust.VerifyManifest(signed)
 	if err != nil {
 		return nil, d.refuse(updateErr(protocol.ReasonSignature, "manifest does not verify: %w", err), protocol.Digest{}, 0)
@@ -441,23 +481,35 @@ func (d *Device) Begin(signed []byte) (*Update, error) {
 		return nil, d.refuse(updateErr(protocol.ReasonNoSpace, "image of %d bytes does not fit a %d-byte slot", m.Size, region.DataSize), m.Digest, m.Seq)
 	}
 	u := &Update{Manifest: m, Target: target, signed: signed}
+	u.Delta, u.Fallback = d.takeOffer(offer, m, target)
 	rec := d.st.Slots[target]
-	if (rec.State == slotWriting || rec.State == slotReady) && rec.Seq == m.Seq && rec.Digest == m.Digest {
-		u.Resumed = int64(rec.Written)
+	resumable := (rec.State == slotWriting || rec.State == slotReady) && rec.Seq == m.Seq && rec.Digest == m.Digest
+	restart := false
+	if resumable {
+		u.Resumed, u.fetched = int64(rec.Written), rec.Fetched
 		if rec.State == slotReady {
 			u.Resumed = int64(m.Size)
 		}
 		if rec.Written > 0 {
-			return u, nil
+			if d.resumes(u, rec) {
+				return u, nil
+			}
+			// The bytes written came from another transfer than this one
+			// (a delta no longer offered, or another delta): start again
+			// rather than trust them.
+			restart, u.Resumed = true, 0
 		}
-	} else if err := d.commit(func(s *bootState) {
-		s.Slots[target] = slotRec{State: slotWriting, Seq: m.Seq, Digest: m.Digest, Epoch: m.Epoch, Size: m.Size}
-		s.Component = d.id.Component
-		s.LastState, s.LastReason, s.LastText = protocol.StateDownloading, 0, ""
-	}); err != nil {
-		return nil, err
 	}
-	d.step(Transition{State: protocol.StateDownloading, Seq: m.Seq, Digest: m.Digest})
+	if !resumable || restart {
+		if err := d.commit(func(s *bootState) {
+			s.Slots[target] = slotRec{State: slotWriting, Seq: m.Seq, Digest: m.Digest, Epoch: m.Epoch, Size: m.Size, Fetched: u.fetched}
+			s.Component = d.id.Component
+			s.LastState, s.LastReason, s.LastText = protocol.StateDownloading, 0, ""
+		}); err != nil {
+			return nil, err
+		}
+	}
+	d.step(Transition{State: protocol.StateDownloading, Seq: m.Seq, Digest: m.Digest, Transfer: u.transfer()})
 	// The header goes first; it is rewritten until the first progress record.
 	if err := d.flash.Erase(region.HeaderOff, region.HeaderSize); err != nil {
 		return nil, err
@@ -514,6 +566,7 @@ func (d *Device) Write(ctx context.Context, u *Update, src ImageSource, progress
 		}
 		n := min(eb, size-off)
 		got, err := src.ReadAt(ctx, buf[:n], off)
+		u.fetched += uint64(got)
 		if int64(got) < n {
 			if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return d.fail(u, protocol.ReasonSize, fmt.Sprintf("image source ended at %d of %d bytes", off+int64(got), size), true)
@@ -541,13 +594,14 @@ func (d *Device) Write(ctx context.Context, u *Update, src ImageSource, progress
 			progress(done, size)
 		}
 		if done < size && done-lastCheckpoint >= d.checkpoint {
-			if err := d.commit(func(s *bootState) { s.Slots[u.Target].Written = uint64(done) }); err != nil {
+			fetched := u.fetched
+			if err := d.commit(func(s *bootState) { s.Slots[u.Target].Written, s.Slots[u.Target].Fetched = uint64(done), fetched }); err != nil {
 				return err
 			}
 			lastCheckpoint = done
 		}
 	}
-	d.step(Transition{State: protocol.StateDownloaded, Seq: u.Manifest.Seq, Digest: u.Manifest.Digest, Bytes: uint64(size)})
+	d.step(Transition{State: protocol.StateDownloaded, Seq: u.Manifest.Seq, Digest: u.Manifest.Digest, Bytes: uint64(size), Transfer: u.transfer()})
 	return nil
 }
 
@@ -567,12 +621,17 @@ func (d *Device) fail(u *Update, code protocol.Reason, text string, clear bool) 
 }
 
 // Verify hashes the written slot and checks it against the manifest; a
-// mismatch fails the update (reason digest) and empties the slot.
+// mismatch fails the update (reason digest) and empties the slot. An image
+// rebuilt from a delta that does not match abandons the delta instead
+// (a *DeltaError: download the full image with Write).
 func (d *Device) Verify(u *Update) error {
 	if u.Revert {
 		return nil
 	}
 	m, err := d.verifyWritten(u)
+	if err != nil && u.Delta != nil {
+		return d.AbandonDelta(u, "digest mismatch after applying the delta: "+err.Error())
+	}
 	if err != nil {
 		return d.fail(u, protocol.ReasonDigest, err.Error(), true)
 	}
@@ -583,7 +642,7 @@ func (d *Device) Verify(u *Update) error {
 	}); err != nil {
 		return err
 	}
-	d.step(Transition{State: protocol.StateVerified, Seq: m.Seq, Digest: m.Digest, Bytes: m.Size})
+	d.step(Transition{State: protocol.StateVerified, Seq: m.Seq, Digest: m.Digest, Bytes: m.Size, Transfer: u.transfer()})
 	return nil
 }
 

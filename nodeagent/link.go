@@ -135,7 +135,9 @@ func (a *Agent) runLink(ctx context.Context) func() {
 			return
 		}
 		err := a.link.client.Watch(ctx, func(signed []byte) {
-			o := Offer{Signed: signed, Source: func(m *protocol.Manifest) ImageSource { return a.link.client.ImageFor(m) }}
+			o := Offer{Signed: signed, Source: func(m *protocol.Manifest) ImageSource {
+				return gatewaySource{Image: a.link.client.ImageFor(m), c: a.link.client}
+			}}
 			select { // the newest assignment replaces one not yet taken
 			case <-a.link.offers:
 			default:
@@ -151,6 +153,25 @@ func (a *Agent) runLink(ctx context.Context) func() {
 		wg.Wait()
 		a.link.client.Close()
 	}
+}
+
+// gatewaySource is the image a manifest names at the gateway, and the
+// deltas offered with it (protocol.DeltaPath).
+type gatewaySource struct {
+	*gwlink.Image
+	c *gwlink.Client
+}
+
+// Delta returns the delta's bytes at the gateway.
+func (s gatewaySource) Delta(o *protocol.DeltaOffer) ImageSource {
+	return s.c.ImageAt(protocol.DeltaPath(o.Delta), o.Delta, int64(o.Size))
+}
+
+// finalLinkErr tells a source failure that asking again will not mend:
+// the gateway does not hold the bytes, serves others under their path, or
+// refuses the request.
+func finalLinkErr(err error) bool {
+	return errors.Is(err, gwlink.ErrNotCached) || errors.Is(err, gwlink.ErrImageChanged) || errors.Is(err, gwlink.ErrRefused)
 }
 
 // putLatest puts v in a channel of one, replacing a value not yet taken.

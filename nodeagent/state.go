@@ -40,6 +40,24 @@ type slotRec struct {
 	Epoch   uint64          `cbor:"4,keyasint"`
 	Size    uint64          `cbor:"5,keyasint"`
 	Written uint64          `cbor:"6,keyasint"` // while writing: durable bytes
+	// Fetched is the bytes fetched from the gateway for this image so
+	// far (deltas and images), for the status events' transfer (key 64).
+	Fetched uint64 `cbor:"7,keyasint,omitempty"`
+	// Delta, while writing, is the delta the image is being rebuilt from
+	// and where its apply resumes; nil for a full download. The Written
+	// bytes are the image's bytes either way, so an agent that does not
+	// know the key resumes them as a full download.
+	Delta *deltaRec `cbor:"8,keyasint,omitempty"`
+}
+
+// deltaRec is a delta apply in progress: the delta's digest and the
+// patcher's checkpoint it resumes from (a chunk boundary of the delta,
+// docs/deltas.md): Patch bytes of the delta consumed when Out bytes of
+// the image were emitted, Out at most the slot's Written.
+type deltaRec struct {
+	Digest protocol.Digest `cbor:"1,keyasint"`
+	Patch  uint64          `cbor:"2,keyasint"`
+	Out    uint64          `cbor:"3,keyasint"`
 }
 
 // stateFormat is the newest format of the boot state record (key 0) this

@@ -5,6 +5,7 @@ import (
 
 	"edgeota/nodeagent/internal/journal"
 	"edgeota/protocol"
+	"edgeota/protocol/delta"
 	"edgeota/protocol/sign"
 )
 
@@ -112,6 +113,9 @@ func (d *Device) Hello(nodeID string, labels map[string]string) *protocol.Hello 
 		EpochFloor: d.st.EpochFloor, Component: d.id.Component, ActiveSlot: d.st.Active}
 	if h.Component == "" {
 		h.Component = "unprovisioned"
+	}
+	if d.deltas {
+		h.DeltaFormats = []uint64{delta.Format1}
 	}
 	other := d.st.Active.Other()
 	if run := d.booted.Load(); run != nil {
