@@ -259,8 +259,15 @@ func (a *Agent) Device() *Device { return a.dev }
 func (a *Agent) onTransition(t Transition) {
 	a.statusN++
 	e := protocol.StatusEvent{NodeID: a.cfg.NodeID, State: t.State, Seq: t.Seq, Digest: t.Digest, Reason: t.Text,
-		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.statusN, Actor: t.Actor}
-	a.log.Info("status", "state", t.State.String(), "seq", t.Seq, "reason_code", t.Code.String(), "reason", t.Text, "bytes", t.Bytes)
+		BytesReceived: t.Bytes, Code: t.Code, BootCount: a.dev.BootCount(), Number: a.statusN, Actor: t.Actor, Transfer: t.Transfer}
+	args := []any{"state", t.State.String(), "seq", t.Seq, "reason_code", t.Code.String(), "reason", t.Text, "bytes", t.Bytes}
+	if tr := t.Transfer; tr != nil {
+		args = append(args, "transfer", tr.Kind.String(), "fetched", tr.Fetched)
+		if tr.Fallback != "" {
+			args = append(args, "fallback", tr.Fallback)
+		}
+	}
+	a.log.Info("status", args...)
 	a.pendingS = append(a.pendingS, e)
 	if a.cfg.OnStatus != nil {
 		a.cfg.OnStatus(&e)

@@ -191,9 +191,15 @@ func (d *Device) WriteDelta(ctx context.Context, u *Update, src ImageSource, pro
 		return d.AbandonDelta(u, "patch refused: "+err.Error())
 	}
 	w.last = p.Last
+	off, end := int64(u.cp.Patch), int64(u.Delta.Size)
+	if off == 0 { // the header read above starts the patch
+		if _, err := p.Write(hb[:delta.HeaderSize]); err != nil {
+			return d.AbandonDelta(u, "patch refused: "+err.Error())
+		}
+		off = delta.HeaderSize
+	}
 	buf := make([]byte, deltaReadSize)
-	end := int64(u.Delta.Size)
-	for off := int64(u.cp.Patch); off < end; {
+	for off < end {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

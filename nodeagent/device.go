@@ -424,7 +424,7 @@ type Update struct {
 
 // transfer is the update's transfer, for its status events.
 func (u *Update) transfer() *protocol.Transfer {
-	t := &protocol.Transfer{Kind: protocol.TransferFull, Fetched: u.fetched, Fallback: u.Fallback}
+	t := &protocol.Transfer{Kind: protocol.TransferFull, Fetched: u.fetched, Fallback: protocol.Truncate(u.Fallback, protocol.MaxReasonLen)}
 	if u.Delta != nil {
 		t.Kind, t.Delta, t.Fallback = protocol.TransferDelta, u.Delta.Delta, ""
 	}
@@ -448,7 +448,7 @@ func (d *Device) Begin(signed []byte) (*Update, error) {
 	if _, ok := d.st.pendingSlot(); ok {
 		return nil, ErrBusy
 	}
-	signed, offer := splitOffer(signed)
+	signed, offer, offerWhy := splitOffer(signed)
 	m, err := d.trust.VerifyManifest(signed)
 	if err != nil {
 		return nil, d.refuse(updateErr(protocol.ReasonSignature, "manifest does not verify: %w", err), protocol.Digest{}, 0)
@@ -482,6 +482,9 @@ func (d *Device) Begin(signed []byte) (*Update, error) {
 	}
 	u := &Update{Manifest: m, Target: target, signed: signed}
 	u.Delta, u.Fallback = d.takeOffer(offer, m, target)
+	if offerWhy != "" && d.deltas {
+		u.Fallback = offerWhy
+	}
 	rec := d.st.Slots[target]
 	resumable := (rec.State == slotWriting || rec.State == slotReady) && rec.Seq == m.Seq && rec.Digest == m.Digest
 	restart := false

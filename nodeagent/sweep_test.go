@@ -42,6 +42,7 @@ type release struct {
 	signed []byte
 	image  []byte
 	m      *protocol.Manifest
+	delta  []byte // the delta offered with signed (withDelta), nil for none
 }
 
 type testbed struct {
@@ -116,6 +117,11 @@ func (tb *testbed) agent(t testing.TB, f nodeagent.Flash) (*nodeagent.Agent, err
 // finish a trial left pending, then take the offered release (the gateway
 // goes on offering it) unless the node runs it or refuses it.
 func (tb *testbed) lifecycle(t testing.TB, f nodeagent.Flash, rel release) error {
+	return tb.lifecycleFrom(t, f, rel, rel.source())
+}
+
+// lifecycleFrom is lifecycle with the release's bytes from src.
+func (tb *testbed) lifecycleFrom(t testing.TB, f nodeagent.Flash, rel release, src nodeagent.ImageSource) error {
 	ctx := context.Background()
 	a, err := tb.agent(t, f)
 	if err != nil {
@@ -130,7 +136,7 @@ func (tb *testbed) lifecycle(t testing.TB, f nodeagent.Flash, rel release) error
 	if run := a.Device().Running(); run != nil && run.Manifest.Seq == rel.m.Seq {
 		return nil
 	}
-	err = a.Install(ctx, rel.signed, nodeagent.ReaderAtSource{R: bytes.NewReader(rel.image)}, nil)
+	err = a.Install(ctx, rel.signed, src, nil)
 	var ue *nodeagent.UpdateError
 	if errors.As(err, &ue) && ue.Code == protocol.ReasonSeq {
 		return nil // already tried and reverted: no update loop
