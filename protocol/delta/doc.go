@@ -27,7 +27,7 @@
 // first byte (which must be the number of target bytes before it). A
 // stored chunk carries its records as they are; an LZMA chunk carries them
 // as a raw LZMA stream (the 13-byte .lzma header is left out: its values are
-// fixed, lc=0 lp=0 pb=2 and a 4096-byte dictionary, and the size is the raw
+// fixed, lc=0 lp=0 pb=0 and a 4096-byte dictionary, and the size is the raw
 // length), compressed on its own: the compressor starts afresh in every
 // chunk. A chunk must produce at least one target byte; the chunks end when
 // the target is complete, and a byte after that is an error.
