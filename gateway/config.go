@@ -69,6 +69,10 @@ type Config struct {
 	// TransferIdle ends a transfer whose node asked nothing for that long
 	// (default 30s).
 	TransferIdle time.Duration
+	// QBlock sets the parameters of RFC 9177 Q-Block2 transfers, which a
+	// node that asks for them gets (docs/gateway.md "Q-Block2"); zero
+	// fields take the defaults of RFC 9177 section 7.2.
+	QBlock QBlockParams
 	// ConfirmableEvery is how often each observer gets a confirmable
 	// notification (default 24h, docs/protocol.md section 5).
 	ConfirmableEvery time.Duration
@@ -222,6 +226,29 @@ func (c Config) withDefaults() (Config, error) {
 // block 0 is served, a transfer is never refused by a limit (docs/protocol.md
 // section 5). A request over a rate is answered 4.29 Too Many Requests
 // (RFC 8516) with Max-Age 1.
+// QBlockParams are the congestion-control parameters of RFC 9177
+// section 7.2 the gateway serves Q-Block2 with, and the bound of its
+// table of Q-Block2 transfers.
+type QBlockParams struct {
+	// MaxPayloads is MAX_PAYLOADS, the blocks of one burst (default 10;
+	// RFC 9177 asks both peers to use the same value).
+	MaxPayloads int
+	// NonTimeout is NON_TIMEOUT (default 2s): the pause between two
+	// bursts to a node that sends no 'Continue' is between NonTimeout
+	// and 1.5 times it, doubled after each burst the node did not
+	// answer.
+	NonTimeout time.Duration
+	// NonReceiveTimeout is NON_RECEIVE_TIMEOUT (default twice
+	// NonTimeout).
+	NonReceiveTimeout time.Duration
+	// NonMaxRetransmit is NON_MAX_RETRANSMIT (default 4): bursts sent to
+	// a silent node before its transfer is dropped.
+	NonMaxRetransmit int
+	// MaxTransfers bounds the Q-Block2 transfers in flight (default
+	// MaxTransfers); beyond it a node's request for a body gets 5.03.
+	MaxTransfers int
+}
+
 type Limits struct {
 	// SourceRate and SourceBurst bound the requests per second of one
 	// source IP address (defaults 2000 and 4000).

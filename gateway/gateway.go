@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"edgeota/gateway/internal/observe"
 	"edgeota/gateway/internal/origin"
 	"edgeota/gateway/internal/outbox"
+	"edgeota/gateway/internal/qblock"
 	"edgeota/gateway/internal/ratelimit"
 	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
@@ -131,6 +133,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 			n, _ := g.store.NodeCount()
 			return float64(n)
 		},
+		QBlock: func() qblock.Stats { return g.serve.QBlock().Stats() },
 	}, cfg.limitMetrics())
 
 	db, err := store.Open(filepath.Join(cfg.DataDir, DatabaseFile), store.WithLogger(cfg.Logger),
@@ -216,7 +219,10 @@ func New(cfg Config) (_ *Gateway, err error) {
 		}))
 	sc := coapserve.Config{Store: db, Images: g.images, Origin: g.origin, Transfers: g.transfers, Limiter: g.limiter,
 		Observers: observers, Trust: keys, TrustObservers: observe.NewRegistry(), Activity: g.act, Rollouts: g.deploy, Audit: audit.New(db, cfg.Logger), Sender: g.coap,
-		Metrics: g.metrics, MaxBody: cfg.Limits.MaxBody, Now: g.clock, Logger: cfg.Logger}
+		Metrics: g.metrics, MaxBody: cfg.Limits.MaxBody, Now: g.clock, Logger: cfg.Logger,
+		QBlock: qblock.Params{MaxPayloads: cfg.QBlock.MaxPayloads, NonTimeout: cfg.QBlock.NonTimeout,
+			NonReceiveTimeout: cfg.QBlock.NonReceiveTimeout, NonMaxRetransmit: cfg.QBlock.NonMaxRetransmit,
+			MaxTransfers: cmp.Or(cfg.QBlock.MaxTransfers, cfg.MaxTransfers)}}
 	if g.outbox != nil {
 		sc.Outbox, sc.Uplink = g.outbox, g.uplink
 	}

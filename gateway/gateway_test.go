@@ -56,6 +56,7 @@ type opts struct {
 	maxNodes     int
 	logger       *slog.Logger
 	roots        []crypto.PublicKey // TrustRoots
+	qblock       gateway.QBlockParams
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -82,7 +83,7 @@ func newEnv(t testing.TB, o opts) *env {
 	}
 	g, err := gateway.New(gateway.Config{DataDir: o.dir, Trust: []ed25519.PublicKey{priv.Public().(ed25519.PublicKey)},
 		CoAPConn: conn, InsecureUDP: true, CoAPSAddr: coaps, AdminListener: ln, MaxTransfersPerNode: o.maxPerNode, MaxTransfers: o.maxTransfers,
-		Limits: o.limits, MaxNodes: o.maxNodes, Logger: o.logger, TrustRoots: o.roots})
+		Limits: o.limits, MaxNodes: o.maxNodes, Logger: o.logger, TrustRoots: o.roots, QBlock: o.qblock})
 	if err != nil {
 		t.Fatal(err)
 	}

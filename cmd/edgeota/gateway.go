@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -82,6 +83,8 @@ func newGatewayCmd() *cobra.Command {
 	var cacheMax int64
 	var maxTransfers, maxPerNode, maxNodes int
 	var blockCache int64
+	var qMaxPayloads int
+	var qNonTimeout time.Duration
 	var mq mqttFlags
 	var adminSec adminServeFlags
 	var sec coapFlags
@@ -188,7 +191,8 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 				return err
 			}
 			gc := gateway.Config{DataDir: data, AdminAddr: admin, TrustKeys: keys, TrustRoots: roots, TrustThreshold: trustThreshold,
-				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, Logger: log}
+				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, Logger: log,
+				QBlock: gateway.QBlockParams{MaxPayloads: qMaxPayloads, NonTimeout: qNonTimeout}}
 			if err := sec.apply(cmd, &gc); err != nil {
 				return err
 			}
@@ -244,6 +248,8 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 	fl.IntVar(&maxPerNode, "max-transfers-per-node", 2, "concurrent image transfers per node")
 	fl.IntVar(&maxNodes, "max-nodes", gateway.DefaultMaxNodes, "nodes the registry holds; beyond, a new node's Hello gets 5.03 (-1: no bound)")
 	fl.Int64Var(&blockCache, "block-cache-bytes", 64<<20, "image chunks kept in memory, shared by all transfers (-1: none)")
+	fl.IntVar(&qMaxPayloads, "qblock-max-payloads", 10, "RFC 9177 MAX_PAYLOADS: blocks of one Q-Block2 burst (the nodes must use the same)")
+	fl.DurationVar(&qNonTimeout, "qblock-non-timeout", 2*time.Second, "RFC 9177 NON_TIMEOUT: the least pause between two Q-Block2 bursts a node did not ask for")
 	mq.register(cmd)
 	fl.Float64Var(&timeScale, "time-scale", 1, "simulated seconds per real second for rollouts (needs --sim)")
 	fl.BoolVar(&sim, "sim", false, "this gateway serves a simulated fleet (allows --time-scale)")

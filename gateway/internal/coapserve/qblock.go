@@ -173,8 +173,8 @@ func (h *Handler) serveQBlock2(w *coapd.Response, r *coapd.Request, b body, q *q
 			w.NoResponse()
 			return
 		}
-	} else {
-		h.qblocks.Heard(tg)
+	} else if allowed := h.qblocks.Heard(tg); len(nums) > allowed {
+		nums = nums[:allowed]
 	}
 	h.fillBlock(w, &b, qblock.Block{Num: nums[0], SZX: szx}, count)
 	if len(nums) > 1 {

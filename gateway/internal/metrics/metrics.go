@@ -6,6 +6,8 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"edgeota/gateway/internal/qblock"
 )
 
 // Metrics are the gateway's own metrics; the uplink and the outbox gauges
@@ -48,6 +50,9 @@ type Gauges struct {
 	Sessions, SessionsRefused func() float64
 	// Nodes is the number of nodes in the registry.
 	Nodes func() float64
+	// QBlock reads the counters of the Q-Block2 transfers (RFC 9177);
+	// nil: none.
+	QBlock func() qblock.Stats
 }
 
 // New returns the metrics, registered in a new registry with the Go and
@@ -111,7 +116,48 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_nodes",
 			Help: "Nodes in the registry; a Hello from a new node is refused once it reaches edgeota_limit{name=\"max_nodes\"}."}, g.Nodes),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if g.QBlock != nil {
+		reg.MustRegister(qblockCollector(g.QBlock))
+	}
 	return m
+}
+
+var (
+	qTransfers = prometheus.NewDesc("edgeota_qblock_transfers",
+		"Q-Block2 (RFC 9177) transfers in flight: streaming, or lingering after their last burst for recovery requests.", nil, nil)
+	qStarted = prometheus.NewDesc("edgeota_qblock_transfers_started_total", "Q-Block2 transfers started.", nil, nil)
+	qEnded   = prometheus.NewDesc("edgeota_qblock_transfers_ended_total",
+		"Q-Block2 transfers ended, by reason: done, vanished (bursts unanswered), failed (a confirmable block unacknowledged), replaced, closed.",
+		[]string{"reason"}, nil)
+	qSets = prometheus.NewDesc("edgeota_qblock_bursts_total",
+		"Q-Block2 bursts (MAX_PAYLOADS sets) sent, by trigger: request, continue, ack, pace (no Continue came).",
+		[]string{"trigger"}, nil)
+	qHeard = prometheus.NewDesc("edgeota_qblock_recovery_requests_total",
+		"Requests for missing Q-Block2 blocks of transfers in flight.", nil, nil)
+)
+
+// qblockCollector reads the Q-Block2 table's counters when scraped.
+type qblockCollector func() qblock.Stats
+
+func (c qblockCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- qTransfers
+	ch <- qStarted
+	ch <- qEnded
+	ch <- qSets
+	ch <- qHeard
+}
+
+func (c qblockCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c()
+	ch <- prometheus.MustNewConstMetric(qTransfers, prometheus.GaugeValue, float64(s.Transfers))
+	ch <- prometheus.MustNewConstMetric(qStarted, prometheus.CounterValue, float64(s.Started))
+	ch <- prometheus.MustNewConstMetric(qHeard, prometheus.CounterValue, float64(s.Heard))
+	for r, n := range s.Ended {
+		ch <- prometheus.MustNewConstMetric(qEnded, prometheus.CounterValue, float64(n), qblock.Reason(r).String())
+	}
+	for tr, n := range s.Sets {
+		ch <- prometheus.MustNewConstMetric(qSets, prometheus.CounterValue, float64(n), qblock.Trigger(tr).String())
+	}
 }
 
 func constant(v float64) func() float64 { return func() float64 { return v } }

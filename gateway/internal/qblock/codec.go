@@ -22,9 +22,6 @@ var (
 	ErrPastEnd = errors.New("qblock: block past the end of the body")
 )
 
-// maxNum is the largest block number (20 bits, RFC 7959 section 2.2).
-const maxNum = 1<<20 - 1
-
 // Block is one Q-Block2 option (RFC 9177 section 4.2, the structure of
 // RFC 7959 section 2.2): a block number, the M bit and the size exponent.
 type Block struct {

@@ -126,7 +126,8 @@ const (
 	Replaced
 	// Closed: the table was closed.
 	Closed
-	nReasons
+	// NReasons is the number of reasons.
+	NReasons
 )
 
 func (r Reason) String() string {
@@ -148,7 +149,8 @@ const (
 	// ByPace: NON_TIMEOUT_RANDOM (or the longer pause after losses)
 	// passed without a 'Continue'.
 	ByPace
-	nTriggers
+	// NTriggers is the number of triggers.
+	NTriggers
 )
 
 func (t Trigger) String() string { return [...]string{"request", "continue", "ack", "pace"}[t] }
@@ -170,7 +172,15 @@ type transfer struct {
 	delay   time.Duration // pause before an unsolicited set: base, doubled per loss
 	silent  int           // sets sent since the peer last spoke
 	unacked int           // confirmable blocks of the last set not yet acknowledged
-	timer   *time.Timer
+	timer   timer
+	// recovered is when a recovery request was last answered with a set.
+	recovered time.Time
+}
+
+// timer is a *time.Timer, or a test's fake.
+type timer interface {
+	Stop() bool
+	Reset(d time.Duration) bool
 }
 
 // Stats are a table's counters.
@@ -181,9 +191,9 @@ type Stats struct {
 	// table.
 	Started, Refused uint64
 	// Sets counts the sets sent, by what sent them.
-	Sets [nTriggers]uint64
+	Sets [NTriggers]uint64
 	// Ended counts the transfers ended, by reason.
-	Ended [nReasons]uint64
+	Ended [NReasons]uint64
 	// Heard counts recovery requests of transfers in flight.
 	Heard uint64
 }
@@ -199,16 +209,21 @@ type Table struct {
 	m      map[Key]*transfer
 	closed bool
 
+	// afterFunc and now are time.AfterFunc and time.Now but in tests.
+	afterFunc func(d time.Duration, f func()) timer
+	now       func() time.Time
+
 	started, refused, heard atomic.Uint64
-	sets                    [nTriggers]atomic.Uint64
-	ended                   [nReasons]atomic.Uint64
+	sets                    [NTriggers]atomic.Uint64
+	ended                   [NReasons]atomic.Uint64
 }
 
 // New returns a table with parameters p (defaults for its zero fields)
 // that sends unsolicited sets with send and tells end (may be nil) of
 // every transfer that leaves it.
 func New(p Params, send SendFunc, end EndFunc) *Table {
-	return &Table{p: p.WithDefaults(), send: send, end: end, m: make(map[Key]*transfer)}
+	return &Table{p: p.WithDefaults(), send: send, end: end, m: make(map[Key]*transfer),
+		afterFunc: func(d time.Duration, f func()) timer { return time.AfterFunc(d, f) }, now: time.Now}
 }
 
 // Params returns the table's parameters, defaults applied.
@@ -308,7 +323,7 @@ func (t *Table) armLocked(tr *transfer) {
 		d = t.p.NonProbingWait(tr.base) // acknowledgements drive it; this only bounds a silent peer
 	}
 	if tr.timer == nil {
-		tr.timer = time.AfterFunc(d, func() { t.fire(tr) })
+		tr.timer = t.afterFunc(d, func() { t.fire(tr) })
 		return
 	}
 	tr.timer.Reset(d)
@@ -357,32 +372,43 @@ func (t *Table) endLocked(tr *transfer, why Reason) {
 }
 
 // Heard tells the table of a recovery request of tg's transfer (one that
-// names blocks), answered now: the peer is alive but lost blocks, so the
-// next set waits the transfer's pause doubled (RFC 9177 section 7.2
-// keeps NON_TIMEOUT_RANDOM between a recovery set and the next set). A
-// transfer not in flight is entered as finished, kept the linger time
-// for further recovery requests (a full table keeps none: the request
-// is answered all the same).
-func (t *Table) Heard(tg Target) {
+// names blocks) and returns how many blocks its answer may carry: at
+// most MAX_PAYLOADS, and one only when the previous recovery set went
+// out less than NON_TIMEOUT_RANDOM ago (RFC 9177 section 7.2: a
+// NON_TIMEOUT_RANDOM delay is still observed between each
+// MAX_PAYLOADS_SET, so repeated requests never make the sender resend
+// faster). The peer is alive but lost blocks, so the next set waits the
+// transfer's pause doubled. A transfer not in flight is entered as
+// finished, kept the linger time for further recovery requests (a full
+// table keeps none: the request is answered all the same).
+func (t *Table) Heard(tg Target) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
 	tr := t.m[tg.Key]
 	if tr == nil {
 		if t.closed || len(t.m) >= t.p.MaxTransfers {
-			return
+			return t.p.MaxPayloads
 		}
-		tr = &transfer{Target: tg, base: t.p.nonTimeoutRandom(), start: tg.Count, next: tg.Count}
+		tr = &transfer{Target: tg, base: t.p.nonTimeoutRandom(), start: tg.Count, next: tg.Count, recovered: now}
 		tr.delay = tr.base
 		t.m[tg.Key] = tr
 		t.started.Add(1)
 		t.armLocked(tr)
-		return
+		return t.p.MaxPayloads
 	}
 	t.heard.Add(1)
 	tr.Token, tr.TokenLen = tg.Token, tg.TokenLen
 	tr.silent = 0
+	allowed := t.p.MaxPayloads
+	if !tr.recovered.IsZero() && now.Sub(tr.recovered) < tr.base {
+		allowed = 1
+	} else {
+		tr.recovered = now
+	}
 	tr.delay = min(2*tr.delay, t.p.NonProbingWait(tr.base))
 	t.armLocked(tr)
+	return allowed
 }
 
 // Ack tells the table that a confirmable block of k's last set was
