@@ -76,6 +76,9 @@ func (a *Recorder) Status(e *protocol.StatusEvent, addr string, now time.Time) {
 	x := a.entry(e.NodeID)
 	c := *e
 	x.Status, x.Statuses, x.Addr, x.Seen = &c, x.Statuses+1, addr, now
+	if t := store.TransferOf(e); t != nil {
+		x.Transfer = t
+	}
 }
 
 // Seen records that node was heard from addr at now, with nothing else

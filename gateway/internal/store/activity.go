@@ -19,6 +19,9 @@ type Activity struct {
 	Healths  uint64
 	Status   *protocol.StatusEvent // latest, or nil
 	Statuses uint64
+	// Transfer is the latest transfer a status event reported (status key
+	// 64), or nil: it outlives a later status event without one.
+	Transfer *Transfer
 }
 
 // Record stores the activity of many nodes in one transaction: the gateway
@@ -49,6 +52,10 @@ func (db *DB) Record(acts []Activity) error {
 				r.LastState, r.LastCode, r.LastReason = e.State, e.Code, e.Reason
 				r.EventBoot, r.EventNumber = e.BootCount, e.Number
 				r.StatusEvents += a.Statuses
+			}
+			if a.Transfer != nil {
+				t := *a.Transfer
+				r.Transfer = &t
 			}
 			if err := putNode(nodes, a.Node, r); err != nil {
 				return err

@@ -20,6 +20,8 @@
 //	nodes         node id -> node record; the bucket's sequence is the
 //	              number of records (the registry's size, [WithMaxNodes])
 //	assignments   node id -> assignment record
+//	deltas        base digest || target digest (64 bytes) -> delta record
+//	deltablobs    delta digest -> bucket: chunk index -> chunk bytes, as images
 //	rollouts      deployment id -> bucket of the rollout engine's records
 //	              for that rollout (created with the first rollout; the
 //	              engine chooses the keys, [DB.CommitRollouts] writes them
@@ -28,6 +30,12 @@
 // The buckets psks, observers and audit, created when first written, hold
 // the nodes' DTLS keys, the manifest observations and the provisioning
 // audit (their files say how).
+//
+// The buckets deltas and deltablobs (delta updates, docs/protocol.md
+// "Delta updates (v1.4)") came without a new schema version: a release
+// that does not know them ignores them, and [Open] deletes the deltas
+// whose images such a release evicted. A delta goes with its base or
+// target image, in the transaction that deletes the image.
 //
 // Schema version 1 kept a rollout as one value, rollouts/<id>; the
 // migration to version 2 moves it to rollouts/<id>/legacy, which the

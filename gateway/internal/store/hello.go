@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -46,5 +47,6 @@ func (r *nodeRecord) holds(h *protocol.Hello) bool {
 	sameOther := (r.Other == nil && h.Other == nil) || (r.Other != nil && h.Other != nil && *r.Other == *h.Other)
 	return sameOther && r.Class == h.Class && maps.Equal(r.Labels, h.Labels) && r.Component == h.Component &&
 		r.AgentVersion == h.AgentVersion && r.RunningSeq == h.RunningSeq && r.RunningDigest == h.RunningDigest &&
-		r.ActiveSlot == h.ActiveSlot && r.ActiveState == h.ActiveState && r.EpochFloor == h.EpochFloor && r.Runtime == h.Runtime
+		r.ActiveSlot == h.ActiveSlot && r.ActiveState == h.ActiveState && r.EpochFloor == h.EpochFloor && r.Runtime == h.Runtime &&
+		slices.Equal(r.DeltaFormats, h.DeltaFormats)
 }

@@ -372,6 +372,12 @@ var errNegativeOffset = errors.New("store: read at: negative offset")
 // 10 allocations and 570 bytes); it does not hold the transaction beyond
 // the call.
 func (db *DB) ReadAt(d protocol.Digest, p []byte, off int64) (int, error) {
+	return db.readChunks(bucketImages, d, p, off)
+}
+
+// readChunks reads a blob stored in chunks under parent/<d>: an image, or
+// a delta (delta.go).
+func (db *DB) readChunks(parent []byte, d protocol.Digest, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errNegativeOffset
 	}
@@ -380,7 +386,7 @@ func (db *DB) ReadAt(d protocol.Digest, p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("store: read %s: %w", d, err)
 	}
 	defer tx.Rollback()
-	img := tx.Bucket(bucketImages).Bucket(d[:])
+	img := tx.Bucket(parent).Bucket(d[:])
 	if img == nil {
 		return 0, fmt.Errorf("store: read %s: %w", d, ErrNotFound)
 	}
@@ -469,8 +475,13 @@ func (db *DB) DeleteModel(d protocol.Digest) error {
 	return nil
 }
 
+// deleteModel deletes the model d, its image, and the deltas from or to
+// it (delta.go).
 func deleteModel(tx *bolt.Tx, d protocol.Digest) error {
 	if err := tx.Bucket(bucketModels).Delete(d[:]); err != nil {
+		return err
+	}
+	if err := deleteDeltasOf(tx, d); err != nil {
 		return err
 	}
 	err := tx.Bucket(bucketImages).DeleteBucket(d[:])

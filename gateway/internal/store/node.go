@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,6 +33,12 @@ type Node struct {
 	// Runtime is Hello key 64 (v1.1): the inference runtime the node
 	// offers, empty when it names none (a v1 node).
 	Runtime string
+	// DeltaFormats is Hello key 65 (v1.4): the delta formats the node
+	// applies, nil when it names none.
+	DeltaFormats []uint64
+	// Transfer is the latest transfer a status event reported (status
+	// key 64, v1.4), nil before the first.
+	Transfer *Transfer
 	// LastState, LastReason and LastCode are from the latest status event;
 	// zero before the first.
 	LastState  protocol.State
@@ -75,6 +82,36 @@ type nodeRecord struct {
 	// Runtime is absent from records written before Hello key 64 and
 	// from nodes that name none.
 	Runtime string `cbor:"21,keyasint,omitempty"`
+	// DeltaFormats (Hello key 65) and Transfer (status key 64) are absent
+	// from records written before v1.4 and from nodes that sent none.
+	DeltaFormats []uint64  `cbor:"22,keyasint,omitempty"`
+	Transfer     *Transfer `cbor:"23,keyasint,omitempty"`
+}
+
+// Transfer is how a node fetched, or fetches, the image of an update, as
+// its latest status event with a transfer (key 64) said.
+type Transfer struct {
+	// Seq and Digest are the manifest seq and image digest of the status
+	// event (keys 3 and 4).
+	Seq    uint64          `cbor:"1,keyasint"`
+	Digest protocol.Digest `cbor:"2,keyasint"`
+	// State is the status event's state.
+	State protocol.State `cbor:"3,keyasint"`
+	// Kind, Delta, Fetched and Fallback are the transfer's keys 1 to 4.
+	Kind     protocol.TransferKind `cbor:"4,keyasint"`
+	Delta    protocol.Digest       `cbor:"5,keyasint,omitzero"`
+	Fetched  uint64                `cbor:"6,keyasint"`
+	Fallback string                `cbor:"7,keyasint,omitempty"`
+}
+
+// TransferOf returns the transfer of status event e, nil when it carries
+// none.
+func TransferOf(e *protocol.StatusEvent) *Transfer {
+	t := e.Transfer
+	if t == nil {
+		return nil
+	}
+	return &Transfer{Seq: e.Seq, Digest: e.Digest, State: e.State, Kind: t.Kind, Delta: t.Delta, Fetched: t.Fetched, Fallback: t.Fallback}
 }
 
 func (r *nodeRecord) node(id string) *Node {
@@ -91,6 +128,8 @@ func (r *nodeRecord) node(id string) *Node {
 		EpochFloor:    r.EpochFloor,
 		Other:         r.Other,
 		Runtime:       r.Runtime,
+		DeltaFormats:  r.DeltaFormats,
+		Transfer:      r.Transfer,
 		LastState:     r.LastState,
 		LastReason:    r.LastReason,
 		LastCode:      r.LastCode,
@@ -172,6 +211,7 @@ func (db *DB) PutHello(h *protocol.Hello, addr string) (n *Node, changed bool, e
 		r.Class, r.Labels, r.Component, r.AgentVersion = h.Class, labels, h.Component, h.AgentVersion
 		r.RunningSeq, r.RunningDigest, r.ActiveSlot, r.ActiveState = h.RunningSeq, h.RunningDigest, h.ActiveSlot, h.ActiveState
 		r.EpochFloor, r.Other, r.Runtime = h.EpochFloor, other, h.Runtime
+		r.DeltaFormats = slices.Clone(h.DeltaFormats)
 		r.LastSeen, r.Addr = now, addr
 		if err := putNode(nodes, h.NodeID, r); err != nil {
 			return err
@@ -252,6 +292,9 @@ func (db *DB) PutStatus(e *protocol.StatusEvent, addr string) error {
 		n.LastState, n.LastCode, n.LastReason = e.State, e.Code, e.Reason
 		n.EventBoot, n.EventNumber = e.BootCount, e.Number
 		n.StatusEvents++
+		if t := TransferOf(e); t != nil {
+			n.Transfer = t
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("store: status event: %w", err)

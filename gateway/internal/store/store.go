@@ -66,11 +66,14 @@ var (
 	bucketStaging     = []byte("staging")
 	bucketNodes       = []byte("nodes")
 	bucketAssignments = []byte("assignments")
+	bucketDeltas      = []byte("deltas")
+	bucketDeltaBlobs  = []byte("deltablobs")
 
 	keyStanding = []byte("standing")
 )
 
-var topBuckets = [][]byte{bucketMeta, bucketModels, bucketImages, bucketStaging, bucketNodes, bucketAssignments}
+var topBuckets = [][]byte{bucketMeta, bucketModels, bucketImages, bucketStaging, bucketNodes, bucketAssignments,
+	bucketDeltas, bucketDeltaBlobs}
 
 // Defaults and bounds of the options.
 const (
@@ -236,7 +239,7 @@ func (db *DB) initTx(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return nil
+	return db.cleanDeltas(tx)
 }
 
 // bucketNames returns copies of the names of b's sub-buckets.
