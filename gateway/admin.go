@@ -62,6 +62,7 @@ func (b adminBackend) DeleteModel(d protocol.Digest) error {
 		return err
 	}
 	b.g.images.Remove(d)
+	b.g.forgetDeltas(d)
 	return nil
 }
 
@@ -78,9 +79,7 @@ func (b adminBackend) Assign(signed []byte, nodes []string, all bool) ([]string,
 	} else if err := b.g.store.Assign(nodes, signed); err != nil {
 		return nil, err
 	}
-	for _, id := range nodes {
-		b.g.serve.Notify(id)
-	}
+	notifier{b.g}.Notify(nodes)
 	return nodes, nil
 }
 

@@ -79,6 +79,12 @@ type Config struct {
 	// BlockCacheBytes bounds the image chunks kept in memory, shared by
 	// every transfer (default 64 MiB; negative: none).
 	BlockCacheBytes int64
+	// DeltaCacheMaxBytes bounds the deltas the gateway computes between
+	// cached images and offers to nodes (docs/protocol.md "Delta updates
+	// (v1.4)"): default 64 MiB; negative: no deltas are computed or
+	// offered. Least recently used deltas are evicted beyond it, and a
+	// delta goes with its base or target image.
+	DeltaCacheMaxBytes int64
 	// MQTT is the uplink's broker: tcp://HOST:1883, ssl://HOST:8883,
 	// "embedded" (an embedded broker on 127.0.0.1, a free port) or
 	// "embedded:ADDR"; empty: no uplink.

@@ -22,6 +22,7 @@ import (
 	"edgeota/gateway/internal/broker"
 	"edgeota/gateway/internal/coapd"
 	"edgeota/gateway/internal/coapserve"
+	"edgeota/gateway/internal/deltas"
 	"edgeota/gateway/internal/deploy"
 	"edgeota/gateway/internal/dtls"
 	"edgeota/gateway/internal/images"
@@ -37,6 +38,7 @@ import (
 	"edgeota/gateway/internal/transfer"
 	"edgeota/gateway/internal/uplink"
 	"edgeota/protocol"
+	"edgeota/protocol/delta"
 )
 
 // ErrDeployment is wrapped by every reason a deployment is refused (the
@@ -61,6 +63,7 @@ type Gateway struct {
 	keys     *keyring.Keyring
 	metrics  *metrics.Metrics
 	images   *images.Cache
+	deltas   *deltas.Manager // nil when DeltaCacheMaxBytes is negative
 	origin   *origin.Fetcher
 	act      *activity.Recorder
 	rollouts *rollout.Engine
@@ -151,6 +154,20 @@ func New(cfg Config) (_ *Gateway, err error) {
 	for _, m := range models {
 		g.images.Add(m.Digest, m.Size)
 	}
+	if cfg.DeltaCacheMaxBytes >= 0 {
+		g.deltas, err = deltas.New(deltas.Config{Store: db, Images: g.images, Format: delta.Format1,
+			Diff:     func(base, target []byte) ([]byte, error) { return delta.Diff(base, target) },
+			MaxBytes: cfg.DeltaCacheMaxBytes, ChunkCacheBytes: min(cfg.BlockCacheBytes, 8<<20),
+			Ready: func(nodes []string) {
+				for _, id := range nodes {
+					g.serve.Notify(id)
+				}
+			},
+			Metrics: g.metrics, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+	}
 	nodes, err := db.Nodes()
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -225,6 +242,9 @@ func New(cfg Config) (_ *Gateway, err error) {
 			MaxTransfers: cmp.Or(cfg.QBlock.MaxTransfers, cfg.MaxTransfers)}}
 	if g.outbox != nil {
 		sc.Outbox, sc.Uplink = g.outbox, g.uplink
+	}
+	if g.deltas != nil {
+		sc.Deltas, sc.Offers = g.deltas.Blobs(), g.deltas
 	}
 	g.serve = coapserve.New(sc)
 
@@ -311,6 +331,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		})
 	}
 	goRun(func() { g.origin.Run(ctx) })
+	if g.deltas != nil {
+		goRun(func() { g.deltas.Run(ctx) })
+	}
 	goRun(func() { g.housekeeping(ctx) })
 	if g.uplink != nil {
 		goRun(func() { g.uplink.Run(ctx) })
@@ -375,6 +398,9 @@ func (g *Gateway) housekeeping(ctx context.Context) {
 			g.serve.NotifyDue(now, g.cfg.ConfirmableEvery)
 			g.images.FlushUsed()
 			g.enforceQuota()
+			if g.deltas != nil {
+				g.deltas.Enforce()
+			}
 		}
 		g.rounds.Add(1)
 	}
@@ -394,8 +420,17 @@ func (g *Gateway) enforceQuota() {
 	}
 	for _, d := range evicted {
 		g.images.Remove(d)
+		g.forgetDeltas(d)
 		g.metrics.Evictions.Inc()
 		g.log.Info("evicted model", "digest", d.String())
+	}
+}
+
+// forgetDeltas forgets the deltas from or to image d, which the store
+// deleted with it.
+func (g *Gateway) forgetDeltas(d protocol.Digest) {
+	if g.deltas != nil {
+		g.deltas.ForgetImage(d)
 	}
 }
 
@@ -426,6 +461,9 @@ func (g *Gateway) onSession(identity string, from netip.AddrPort, err error) {
 type notifier struct{ g *Gateway }
 
 func (n notifier) Notify(nodes []string) {
+	if n.g.deltas != nil {
+		n.g.deltas.Assigned(nodes)
+	}
 	for _, id := range nodes {
 		n.g.serve.Notify(id)
 	}

@@ -85,6 +85,7 @@ func newGatewayCmd() *cobra.Command {
 	var blockCache int64
 	var qMaxPayloads int
 	var qNonTimeout time.Duration
+	var deltaCache int64
 	var mq mqttFlags
 	var adminSec adminServeFlags
 	var sec coapFlags
@@ -191,7 +192,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 				return err
 			}
 			gc := gateway.Config{DataDir: data, AdminAddr: admin, TrustKeys: keys, TrustRoots: roots, TrustThreshold: trustThreshold,
-				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, Logger: log,
+				CacheMaxBytes: cacheMax, MaxTransfers: maxTransfers, MaxTransfersPerNode: maxPerNode, MaxNodes: maxNodes, BlockCacheBytes: blockCache, DeltaCacheMaxBytes: deltaCache, Logger: log,
 				QBlock: gateway.QBlockParams{MaxPayloads: qMaxPayloads, NonTimeout: qNonTimeout}}
 			if err := sec.apply(cmd, &gc); err != nil {
 				return err
@@ -250,6 +251,7 @@ watchdog (WatchdogSec) while its housekeeping loop advances.`,
 	fl.Int64Var(&blockCache, "block-cache-bytes", 64<<20, "image chunks kept in memory, shared by all transfers (-1: none)")
 	fl.IntVar(&qMaxPayloads, "qblock-max-payloads", 10, "RFC 9177 MAX_PAYLOADS: blocks of one Q-Block2 burst (the nodes must use the same)")
 	fl.DurationVar(&qNonTimeout, "qblock-non-timeout", 2*time.Second, "RFC 9177 NON_TIMEOUT: the least pause between two Q-Block2 bursts a node did not ask for")
+	fl.Int64Var(&deltaCache, "delta-cache-max-bytes", 64<<20, "bound on the deltas computed between cached images and offered to nodes (-1: no deltas)")
 	mq.register(cmd)
 	fl.Float64Var(&timeScale, "time-scale", 1, "simulated seconds per real second for rollouts (needs --sim)")
 	fl.BoolVar(&sim, "sim", false, "this gateway serves a simulated fleet (allows --time-scale)")

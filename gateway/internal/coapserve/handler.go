@@ -64,6 +64,14 @@ type Images interface {
 	MarkUsed(d protocol.Digest)
 }
 
+// Offers attach delta offers to the manifests nodes are answered (package
+// deltas).
+type Offers interface {
+	// Offer returns what node n is answered for the signed manifest
+	// assigned to it: signed, or signed with a delta offer.
+	Offer(n *store.Node, signed []byte) []byte
+}
+
 // Origin tells which images are being fetched from their origin.
 type Origin interface {
 	Fetching(d protocol.Digest) bool
@@ -122,8 +130,13 @@ type Sender interface {
 // Config holds what a Handler needs. Outbox and Uplink are nil without an
 // uplink; everything else is required.
 type Config struct {
-	Store     Store
-	Images    Images
+	Store  Store
+	Images Images
+	// Deltas are the stored deltas, served on /d/{hex} as images are on
+	// /m/{hex}, and Offers attaches them to manifests; both nil without
+	// delta updates.
+	Deltas    Images
+	Offers    Offers
 	Origin    Origin
 	Transfers Transfers
 	Limiter   Limiter
@@ -188,7 +201,7 @@ func (h *Handler) ServeCoAP(w *coapd.Response, r *coapd.Request) {
 			return
 		}
 		h.onlyGET(w, r, h.serveCore)
-	case protocol.PathImage:
+	case protocol.PathImage, protocol.PathDelta:
 		h.onlyGET(w, r, h.serveImage) // limited when a transfer starts
 	case protocol.PathNode:
 		if r.Msg.Options.HasOption(message.QBlock2) {
@@ -269,8 +282,9 @@ func (h *Handler) coreLinks() []byte {
 	return []byte(b.String())
 }
 
-// serveImage answers GET /m/{hex} with one block, statelessly: the block
-// the request asks for, at its size (at most 1024), or block 0.
+// serveImage answers GET /m/{hex}, and GET /d/{hex} for a delta
+// (docs/protocol.md section 5), with one block, statelessly: the block the
+// request asks for, at its size (at most 1024), or block 0.
 func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 	p, err := protocol.ParsePath(r.Path)
 	if err != nil {
@@ -278,9 +292,17 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 		return
 	}
 	d := p.Digest
-	size, ok := h.cfg.Images.Size(d)
+	src, kind := h.cfg.Images, "full"
+	if p.Kind == protocol.PathDelta {
+		if h.cfg.Deltas == nil {
+			w.Code = codes.NotFound
+			return
+		}
+		src, kind = h.cfg.Deltas, "delta"
+	}
+	size, ok := src.Size(d)
 	if !ok {
-		if h.cfg.Origin.Fetching(d) {
+		if p.Kind == protocol.PathImage && h.cfg.Origin.Fetching(d) {
 			w.Code = codes.ServiceUnavailable
 			w.SetUint32(message.MaxAge, busyMaxAge)
 			return
@@ -323,7 +345,7 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 	}
 	if started {
 		h.cfg.Metrics.TransfersStarted.Inc()
-		h.cfg.Images.MarkUsed(d)
+		src.MarkUsed(d)
 	}
 	if isQ {
 		h.serveQBlock2(w, r, imageBody(d, size), &q)
@@ -331,8 +353,8 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 	}
 	n := min(int64(bsize), size-off)
 	buf := w.Buffer(int(n))
-	if err := h.cfg.Images.ReadAt(d, size, buf, off); err != nil {
-		h.log.Error("read image block", "digest", d.String(), "offset", off, "err", err)
+	if err := src.ReadAt(d, size, buf, off); err != nil {
+		h.log.Error("read block", "kind", kind, "digest", d.String(), "offset", off, "err", err)
 		w.Code = codes.InternalServerError
 		return
 	}
@@ -351,7 +373,7 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 	}
 	w.Payload = buf
 	h.cfg.Metrics.Blocks.Inc()
-	h.cfg.Metrics.Bytes.Add(float64(n))
+	h.cfg.Metrics.Bytes.WithLabelValues(kind).Add(float64(n))
 }
 
 func sizeToSZX(size int) (blockwise.SZX, error) {

@@ -13,9 +13,12 @@ import (
 )
 
 // serveManifest answers GET /n/{node}/manifest, registering or cancelling
-// an observation (RFC 7641).
+// an observation (RFC 7641). The manifest carries the node's delta offer
+// when it has one (docs/protocol.md "Delta updates (v1.4)"); the ETag is
+// taken over the bytes sent.
 func (h *Handler) serveManifest(w *coapd.Response, r *coapd.Request, node string) {
-	if _, err := h.cfg.Store.Node(node); err != nil {
+	n, err := h.cfg.Store.Node(node)
+	if err != nil {
 		w.Code = codes.NotFound
 		return
 	}
@@ -24,6 +27,9 @@ func (h *Handler) serveManifest(w *coapd.Response, r *coapd.Request, node string
 		h.log.Error("read assignment", "node", node, "err", err)
 		w.Code = codes.InternalServerError
 		return
+	}
+	if h.cfg.Offers != nil {
+		payload = h.cfg.Offers.Offer(n, payload)
 	}
 	etag := observe.ETag(payload)
 	obs, err := r.Msg.Options.Observe()
@@ -83,6 +89,11 @@ func (h *Handler) notify(node string, confirmable bool, obs []observe.Observer) 
 	if err != nil {
 		h.log.Error("read assignment", "node", node, "err", err)
 		return
+	}
+	if h.cfg.Offers != nil {
+		if n, err := h.cfg.Store.Node(node); err == nil {
+			payload = h.cfg.Offers.Offer(n, payload)
+		}
 	}
 	etag := observe.ETag(payload)
 	for _, ob := range obs {

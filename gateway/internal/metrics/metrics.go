@@ -17,8 +17,20 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	// Requests counts CoAP requests answered, by resource kind and code.
 	Requests *prometheus.CounterVec
-	// Blocks and Bytes count the image blocks and bytes served.
-	Blocks, Bytes prometheus.Counter
+	// Blocks counts the image and delta blocks served.
+	Blocks prometheus.Counter
+	// Bytes counts the payload bytes served, by kind: "full" for images,
+	// "delta" for deltas (docs/protocol.md "Delta updates (v1.4)").
+	Bytes *prometheus.CounterVec
+	// DeltasComputed counts the deltas computed, by result: "offered"
+	// (kept and offered), "too_large" (not 20% smaller than the image),
+	// "failed"; DeltaSeconds observes how long each took.
+	DeltasComputed *prometheus.CounterVec
+	DeltaSeconds   prometheus.Histogram
+	// DeltaCacheBytes is the size of the stored deltas; DeltaOffers counts
+	// the manifest answers and notifications that carried a delta offer.
+	DeltaCacheBytes prometheus.Gauge
+	DeltaOffers     prometheus.Counter
 	// TransfersStarted counts the image transfers admitted.
 	TransfersStarted prometheus.Counter
 	// Refused counts requests refused, by reason.
@@ -66,9 +78,17 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_coap_requests_total",
 			Help: "CoAP requests answered, by resource kind and response code."}, []string{"resource", "code"}),
 		Blocks: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_blocks_served_total",
-			Help: "Image blocks (Block2) served."}),
-		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_bytes_served_total",
-			Help: "Image payload bytes served."}),
+			Help: "Image and delta blocks (Block2) served."}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_image_bytes_served_total",
+			Help: "Payload bytes served, by kind: full (images) or delta (deltas, docs/protocol.md \"Delta updates (v1.4)\")."}, []string{"kind"}),
+		DeltasComputed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_deltas_computed_total",
+			Help: "Deltas computed, by result: offered (kept and offered), too_large (not at least 20% smaller than the image, not offered), failed."}, []string{"result"}),
+		DeltaSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeota_delta_compute_seconds",
+			Help: "Time to compute one delta.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}}),
+		DeltaCacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeota_delta_cache_bytes",
+			Help: "Bytes of stored deltas."}),
+		DeltaOffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_delta_offers_total",
+			Help: "Manifest answers and notifications that carried a delta offer."}),
 		TransfersStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_transfers_started_total",
 			Help: "Image transfers admitted."}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_refused_total",
@@ -92,6 +112,11 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 		DTLSHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_dtls_handshakes_total",
 			Help: "DTLS handshakes, by result (failed: wrong key, unknown identity, timeout)."}, []string{"result"}),
 	}
+	m.Bytes.WithLabelValues("full")
+	m.Bytes.WithLabelValues("delta")
+	for _, r := range []string{"offered", "too_large", "failed"} {
+		m.DeltasComputed.WithLabelValues(r)
+	}
 	m.AdminRefused.WithLabelValues("missing")
 	m.AdminRefused.WithLabelValues("invalid")
 	limit := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeota_limit",
@@ -102,7 +127,7 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 	}
 	reg.MustRegister(m.Requests, m.Blocks, m.Bytes, m.TransfersStarted, m.Refused, m.Observers,
 		m.Notifications, m.Health, m.StatusEvents, m.CacheBytes, m.Evictions, m.OutboxDropped, m.AdminRefused,
-		m.DTLSHandshakes, limit,
+		m.DTLSHandshakes, m.DeltasComputed, m.DeltaSeconds, m.DeltaCacheBytes, m.DeltaOffers, limit,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_image_transfers_active", Help: "Image transfers in progress."},
 			g.TransfersActive),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeota_transfer_limit_total", Help: "Configured limit of concurrent transfers."},
