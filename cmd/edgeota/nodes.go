@@ -24,8 +24,11 @@ func newNodesCmd() *cobra.Command {
 		Use:   "nodes --admin URL [--label K=V]... [--cohort EXPR] [--model M] [--state S] [--limit N [--after ID]] [--json]",
 		Short: "List the nodes a gateway knows, with what they run",
 		Long: `List the nodes that said Hello to a gateway: labels, the manifest each runs
-(seq, slot, trial or confirmed), its epoch floor, its last state, when it
-was last seen, and the manifest assigned to it, by node id.
+(seq, slot, trial or confirmed), its epoch floor, its last state, the
+manifest assigned to it, how it fetched its latest update (TRANSFER: a
+delta or the full image, and the bytes it fetched; "fallback" when it
+abandoned a delta for the full image, --json says why), and when it was
+last seen, by node id.
 
 The gateway filters (every filter given must hold) and answers in pages of
 at most ` + strconv.Itoa(admin.MaxPageLimit) + ` nodes:
@@ -136,15 +139,32 @@ func flagWords(err error) string {
 }
 
 func printNodes(w io.Writer, ns []admin.Node) {
-	fmt.Fprintf(w, "%-16s  %5s  %4s  %-9s  %5s  %-12s  %8s  %-20s  %s\n", "NODE", "SEQ", "SLOT", "STATE", "FLOOR", "LAST", "ASSIGNED", "LAST SEEN", "LABELS")
+	fmt.Fprintf(w, "%-16s  %5s  %4s  %-9s  %5s  %-12s  %8s  %-17s  %-20s  %s\n", "NODE", "SEQ", "SLOT", "STATE", "FLOOR", "LAST", "ASSIGNED",
+		"TRANSFER", "LAST SEEN", "LABELS")
 	for _, n := range ns {
 		assigned := "-"
 		if n.AssignedSeq > 0 {
 			assigned = fmt.Sprintf("seq %d", n.AssignedSeq)
 		}
-		fmt.Fprintf(w, "%-16s  %5d  %4s  %-9s  %5d  %-12s  %8s  %-20s  %s\n", n.ID, n.RunningSeq, n.ActiveSlot, n.ActiveState,
-			n.EpochFloor, n.LastState, assigned, n.LastSeen.Format(time.RFC3339), protocol.FormatLabels(n.Labels))
+		xfer := "-"
+		if t := n.Transfer; t != nil {
+			xfer = transferText(t.Kind, t.Fallback, t.FetchedBytes)
+		}
+		fmt.Fprintf(w, "%-16s  %5d  %4s  %-9s  %5d  %-12s  %8s  %-17s  %-20s  %s\n", n.ID, n.RunningSeq, n.ActiveSlot, n.ActiveState,
+			n.EpochFloor, n.LastState, assigned, xfer, n.LastSeen.Format(time.RFC3339), protocol.FormatLabels(n.Labels))
 	}
+}
+
+// transferText says how a node fetched an update: "delta 6 KiB", "full
+// 64 KiB", or "fallback 69 KiB" for a node that abandoned a delta.
+func transferText(kind, fallback string, fetched uint64) string {
+	if kind == "" {
+		return "-"
+	}
+	if fallback != "" {
+		kind = "fallback"
+	}
+	return kind + " " + bytesText(fetched)
 }
 
 // printPageEnd says, under one page's table, how many of the matching

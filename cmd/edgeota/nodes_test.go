@@ -36,6 +36,18 @@ func fakeNodes() []admin.Node {
 		if i == 3 {
 			n.ActiveState, n.LastState, n.Assigned, n.AssignedSeq = "trial", "trial", strings.Repeat("cd", 32), 42
 		}
+		switch i {
+		case 1:
+			n.DeltaFormats = []uint64{1}
+			n.Transfer = &admin.Transfer{Seq: 42, Digest: strings.Repeat("cd", 32), State: "verified", Kind: "delta",
+				Delta: strings.Repeat("de", 32), FetchedBytes: 6144}
+		case 3:
+			n.DeltaFormats = []uint64{1}
+			n.Transfer = &admin.Transfer{Seq: 42, Digest: strings.Repeat("cd", 32), State: "downloading", Kind: "full",
+				FetchedBytes: 70656, Fallback: "patch refused: base digest differs"}
+		case 4:
+			n.Transfer = &admin.Transfer{Seq: 41, Digest: strings.Repeat("ab", 32), State: "verified", Kind: "full", FetchedBytes: 65536}
+		}
 		ns = append(ns, n)
 	}
 	return ns
@@ -52,6 +64,14 @@ func fakeRolloutNodes() []admin.RolloutNode {
 		case admin.NodeWaiting:
 			n.Wave, n.Since = 0, time.Time{}
 		}
+		switch i {
+		case 0:
+			n.Transfer, n.FetchedBytes = "delta", 6144
+		case 1:
+			n.Transfer, n.FetchedBytes, n.Fallback = "full", 70656, "patch refused: base digest differs"
+		case 4:
+			n.Transfer, n.FetchedBytes = "full", 65536
+		}
 		ns = append(ns, n)
 	}
 	return ns
@@ -64,7 +84,8 @@ func fakeRollout() admin.Rollout {
 			{Wave: 2, Percent: "100", BakeSeconds: 0, Targeted: 2, Downloading: 1, Succeeded: 1}},
 		Gates:     []admin.Gate{{Name: "max_failed", Value: "1", Bound: "2", OK: true}},
 		Decisions: []admin.Decision{{At: fakeSeen, Node: "node-1", What: "failed: reverted"}, {At: fakeSeen.Add(time.Minute), What: "wave 2 started"}},
-		Started:   fakeSeen, Updated: fakeSeen.Add(time.Minute), Totals: map[string]int{"succeeded": 2, "failed": 1, "assigned": 1, "waiting": 1}}
+		Started:   fakeSeen, Updated: fakeSeen.Add(time.Minute), Totals: map[string]int{"succeeded": 2, "failed": 1, "assigned": 1, "waiting": 1},
+		Transfers: admin.Transfers{Delta: 1, Full: 2, Fallback: 1, FetchedBytes: 6144 + 70656 + 65536}}
 }
 
 // page answers the page after after of ids, two at most.

@@ -240,6 +240,10 @@ func printRollout(w io.Writer, st admin.Rollout) {
 	if st.Ineligible > 0 {
 		fmt.Fprintf(w, "  ineligible: %d nodes do not meet the manifest's requires (never assigned, not failed)\n", st.Ineligible)
 	}
+	if t := st.Transfers; t.Delta+t.Full > 0 {
+		fmt.Fprintf(w, "  transfers: %d delta, %d full image (%d fell back from a delta); %s fetched\n", t.Delta, t.Full, t.Fallback,
+			bytesText(t.FetchedBytes))
+	}
 	if len(st.Gates) > 0 {
 		fmt.Fprintln(w, "  gates:")
 		for _, g := range st.Gates {
@@ -279,7 +283,7 @@ func printRolloutNodes(cmd *cobra.Command, c *admin.Client, id string, q admin.R
 	if asJSON {
 		return writeJSON(w, ns)
 	}
-	fmt.Fprintf(w, "%-16s  %4s  %-14s  %-20s  %s\n", "NODE", "WAVE", "STATE", "SINCE", "REASON")
+	fmt.Fprintf(w, "%-16s  %4s  %-14s  %-20s  %-17s  %s\n", "NODE", "WAVE", "STATE", "SINCE", "TRANSFER", "REASON")
 	for _, n := range ns {
 		wave := "-"
 		if n.Wave > 0 {
@@ -289,7 +293,12 @@ func printRolloutNodes(cmd *cobra.Command, c *admin.Client, id string, q admin.R
 		if !n.Since.IsZero() {
 			since = n.Since.UTC().Format(time.RFC3339)
 		}
-		line := fmt.Sprintf("%-16s  %4s  %-14s  %-20s  %s", n.ID, wave, n.State, since, n.Reason)
+		reason := n.Reason
+		if n.Fallback != "" {
+			reason = strings.TrimPrefix(reason+"; ", "; ") + "delta abandoned: " + n.Fallback
+		}
+		line := fmt.Sprintf("%-16s  %4s  %-14s  %-20s  %-17s  %s", n.ID, wave, n.State, since,
+			transferText(n.Transfer, n.Fallback, n.FetchedBytes), reason)
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	return nil

@@ -69,6 +69,31 @@ type Node struct {
 	// Assigned and AssignedSeq are the manifest assigned to it, if any.
 	Assigned    string `json:"assigned_digest,omitempty"`
 	AssignedSeq uint64 `json:"assigned_seq,omitempty"`
+	// DeltaFormats are the delta formats the node applies (Hello key 65,
+	// contract v1.4); none for a node that applies none.
+	DeltaFormats []uint64 `json:"delta_formats,omitempty"`
+	// Transfer is the node's latest transfer, as its status events said
+	// (status key 64, v1.4); nil before one did.
+	Transfer *Transfer `json:"transfer,omitempty"`
+}
+
+// Transfer is how a node fetched, or fetches, the image of an update
+// (docs/protocol.md "Delta updates (v1.4)").
+type Transfer struct {
+	// Seq and Digest are the manifest seq and image digest (hex) of the
+	// update; State the status event's state that said it last.
+	Seq    uint64 `json:"seq"`
+	Digest string `json:"digest"`
+	State  string `json:"state"`
+	// Kind is "full" (the image) or "delta"; Delta the delta's digest
+	// (hex) for a delta.
+	Kind  string `json:"kind"`
+	Delta string `json:"delta,omitempty"`
+	// FetchedBytes are the bytes the node fetched from the gateway for
+	// the update.
+	FetchedBytes uint64 `json:"fetched_bytes"`
+	// Fallback says why the node abandoned a delta for the full image.
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // AssignmentRequest is the body of POST /v1/assignments.
@@ -157,6 +182,23 @@ type Rollout struct {
 	// manifest's requires (agent version, runtime): never assigned, never
 	// failed, outside the waves and gates.
 	Ineligible int `json:"ineligible"`
+	// Transfers counts how the rollout's nodes fetched its manifest
+	// (contract v1.4).
+	Transfers Transfers `json:"transfers"`
+}
+
+// Transfers counts how a rollout's nodes fetched its manifest, as their
+// status events said (status key 64, docs/protocol.md "Delta updates
+// (v1.4)").
+type Transfers struct {
+	// Delta and Full count the nodes whose latest transfer was a delta or
+	// the full image; Fallback those of them that abandoned a delta for
+	// the full image.
+	Delta    int `json:"delta"`
+	Full     int `json:"full"`
+	Fallback int `json:"fallback"`
+	// FetchedBytes sums the bytes those nodes fetched.
+	FetchedBytes uint64 `json:"fetched_bytes"`
 }
 
 // Wave counts the nodes of one wave of a rollout by state.
@@ -193,6 +235,12 @@ type RolloutNode struct {
 	State  NodeState `json:"state"`
 	Since  time.Time `json:"since"`
 	Reason string    `json:"reason,omitempty"`
+	// Transfer is "full" or "delta" as the node's status events about
+	// the rollout's manifest said ("" before one did); FetchedBytes the
+	// bytes it fetched; Fallback why it abandoned a delta (v1.4).
+	Transfer     string `json:"transfer,omitempty"`
+	FetchedBytes uint64 `json:"fetched_bytes,omitempty"`
+	Fallback     string `json:"fallback,omitempty"`
 }
 
 // Decision is one decision a rollout took, with its reason.

@@ -20,7 +20,21 @@ func nodeOf(n *store.Node) admin.Node {
 	return admin.Node{ID: n.ID, Class: n.Class.String(), Labels: n.Labels, Component: n.Component, AgentVersion: n.AgentVersion, Runtime: n.Runtime,
 		RunningSeq: n.RunningSeq, RunningDigest: n.RunningDigest.String(), ActiveSlot: n.ActiveSlot.String(),
 		ActiveState: n.ActiveState.String(), EpochFloor: n.EpochFloor, LastState: n.LastState.String(), LastReason: n.LastReason,
-		LastCode: reasonCode(n.LastCode), LastSeen: n.LastSeen, Addr: n.Addr, HealthReports: n.HealthReports, StatusEvents: n.StatusEvents}
+		LastCode: reasonCode(n.LastCode), LastSeen: n.LastSeen, Addr: n.Addr, HealthReports: n.HealthReports, StatusEvents: n.StatusEvents,
+		DeltaFormats: n.DeltaFormats, Transfer: transferOf(n.Transfer)}
+}
+
+// transferOf is a node's latest transfer, nil for none.
+func transferOf(t *store.Transfer) *admin.Transfer {
+	if t == nil {
+		return nil
+	}
+	a := &admin.Transfer{Seq: t.Seq, Digest: t.Digest.String(), State: t.State.String(), Kind: t.Kind.String(),
+		FetchedBytes: t.Fetched, Fallback: t.Fallback}
+	if !t.Delta.IsZero() {
+		a.Delta = t.Delta.String()
+	}
+	return a
 }
 
 // reasonCode names a status event's reason code, "" for none.
@@ -41,7 +55,7 @@ func auditEntryOf(e store.AuditEntry) admin.AuditEntry {
 func Rollout(st rollout.StatusView) admin.Rollout {
 	r := admin.Rollout{ID: st.ID, Seq: st.Seq, Phase: admin.Phase(st.Phase), Component: st.Component, Version: st.Version,
 		ManifestSeq: st.ManSeq, Digest: st.Digest, Cohort: st.Cohort, Wave: st.Wave, Started: st.Started, Updated: st.Updated,
-		Totals: st.Totals, Ineligible: st.Ineligible}
+		Totals: st.Totals, Ineligible: st.Ineligible, Transfers: admin.Transfers(st.Transfers)}
 	if st.Waves != nil {
 		r.Waves = make([]admin.Wave, len(st.Waves))
 		for i, w := range st.Waves {
@@ -65,5 +79,6 @@ func Rollout(st rollout.StatusView) admin.Rollout {
 
 // rolloutNodeOf is one node's state in a rollout.
 func rolloutNodeOf(n rollout.NodeView) admin.RolloutNode {
-	return admin.RolloutNode{ID: n.ID, Wave: n.Wave, State: admin.NodeState(n.State), Since: n.Since, Reason: n.Reason}
+	return admin.RolloutNode{ID: n.ID, Wave: n.Wave, State: admin.NodeState(n.State), Since: n.Since, Reason: n.Reason,
+		Transfer: n.Transfer, FetchedBytes: n.Fetched, Fallback: n.Fallback}
 }

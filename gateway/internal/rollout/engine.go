@@ -608,6 +608,9 @@ func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) Commit {
 		if ev.Seq != r.ManSeq || (r.Phase != Running && r.Phase != Paused && r.Phase != Completed) {
 			continue
 		}
+		if x.noteTransfer(ev.Transfer) {
+			r.touch(x)
+		}
 		switch ev.State {
 		case protocol.StateReverted:
 			if x.State == NodeFailed {
@@ -636,6 +639,25 @@ func (e *Engine) Status(ev *protocol.StatusEvent, now time.Time) Commit {
 		e.step(r, now, false)
 	}
 	return e.stage()
+}
+
+// noteTransfer records the transfer of a status event about the
+// rollout's manifest, and reports whether the node changed. A fallback
+// reason is kept through the later events of the full download, which say
+// none.
+func (n *Node) noteTransfer(t *protocol.Transfer) bool {
+	if t == nil {
+		return false
+	}
+	kind, fallback := t.Kind.String(), t.Fallback
+	if fallback == "" && t.Kind == protocol.TransferFull {
+		fallback = n.Fallback
+	}
+	if n.Transfer == kind && n.Fetched == t.Fetched && n.Fallback == fallback {
+		return false
+	}
+	n.Transfer, n.Fetched, n.Fallback = kind, t.Fetched, fallback
+	return true
 }
 
 // Health takes a node's health report: before activation it feeds the

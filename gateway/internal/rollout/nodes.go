@@ -74,5 +74,6 @@ func (e *Engine) Nodes(id string, q NodeQuery, now time.Time) (NodePage, error) 
 
 // view is the node's state for operators.
 func (n *Node) view() NodeView {
-	return NodeView{ID: n.ID, Wave: n.Wave + 1, State: n.State, Since: n.Since, Reason: n.Reason}
+	return NodeView{ID: n.ID, Wave: n.Wave + 1, State: n.State, Since: n.Since, Reason: n.Reason,
+		Transfer: n.Transfer, Fetched: n.Fetched, Fallback: n.Fallback}
 }

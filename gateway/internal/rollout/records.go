@@ -61,6 +61,11 @@ type nodeRecord struct {
 	Returned    bool             `cbor:"20,keyasint,omitempty"`
 	Failed      bool             `cbor:"21,keyasint,omitempty"`
 	Reason      string           `cbor:"22,keyasint,omitempty"`
+	// Transfer, Fetched and Fallback are absent from records saved before
+	// delta updates (v1.4) and for nodes that reported no transfer.
+	Transfer string `cbor:"23,keyasint,omitempty"`
+	Fetched  uint64 `cbor:"24,keyasint,omitempty"`
+	Fallback string `cbor:"25,keyasint,omitempty"`
 }
 
 func nanos(t time.Time) int64 {
@@ -90,7 +95,7 @@ func (r *Rollout) encodeNode(n *Node) ([]byte, error) {
 		AssignedAt: nanos(n.AssignedAt), ActivatedAt: nanos(n.ActivatedAt), ConfirmedAt: nanos(n.ConfirmedAt),
 		Reports: n.Reports, Inferences: n.Inferences, Errors: n.Errors, MaxP99: n.MaxP99, BaselineP99: n.BaselineP99,
 		BaselineAt: nanos(n.BaselineAt), Metrics: n.Metrics, BootLoop: n.BootLoop, Returned: n.Returned, Failed: n.Failed,
-		Reason: n.Reason}
+		Reason: n.Reason, Transfer: n.Transfer, Fetched: n.Fetched, Fallback: n.Fallback}
 	if n.PrevDigest != (protocol.Digest{}) {
 		rec.PrevDigest = n.PrevDigest[:]
 	}
@@ -110,7 +115,7 @@ func (r *Rollout) decodeNode(b []byte) (*Node, error) {
 		AssignedAt: fromNanos(rec.AssignedAt), ActivatedAt: fromNanos(rec.ActivatedAt), ConfirmedAt: fromNanos(rec.ConfirmedAt),
 		Reports: rec.Reports, Inferences: rec.Inferences, Errors: rec.Errors, MaxP99: rec.MaxP99, BaselineP99: rec.BaselineP99,
 		BaselineAt: fromNanos(rec.BaselineAt), Metrics: rec.Metrics, BootLoop: rec.BootLoop, Returned: rec.Returned,
-		Failed: rec.Failed, Reason: rec.Reason}
+		Failed: rec.Failed, Reason: rec.Reason, Transfer: rec.Transfer, Fetched: rec.Fetched, Fallback: rec.Fallback}
 	if len(rec.PrevDigest) > 0 {
 		if len(rec.PrevDigest) != len(n.PrevDigest) {
 			return nil, fmt.Errorf("node %s: previous digest of %d bytes", rec.ID, len(rec.PrevDigest))

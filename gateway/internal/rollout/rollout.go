@@ -84,6 +84,14 @@ type Node struct {
 	Failed   bool      `json:"failed,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
 	Reason   string    `json:"reason,omitempty"`
+	// Transfer, Fetched and Fallback are what the node's latest status
+	// event about this manifest said of its transfer (status key 64,
+	// docs/protocol.md "Delta updates (v1.4)"): "full" or "delta" ("" when
+	// none said), the bytes fetched, and why it abandoned a delta, kept
+	// once said.
+	Transfer string `json:"transfer,omitempty"`
+	Fetched  uint64 `json:"fetched,omitempty"`
+	Fallback string `json:"fallback,omitempty"`
 
 	// c is what the node adds to its rollout's tally; inUntargeted and
 	// inReady say it is in those heaps of its rollout.

@@ -31,6 +31,22 @@ type StatusView struct {
 	// manifest's requires (agent version, runtime): never assigned, never
 	// failed, outside the waves and gates.
 	Ineligible int `json:"ineligible"`
+	// Transfers counts how the nodes fetched this manifest, as their
+	// status events said (status key 64, docs/protocol.md "Delta updates
+	// (v1.4)").
+	Transfers TransfersView `json:"transfers"`
+}
+
+// TransfersView counts the transfers of a rollout's nodes.
+type TransfersView struct {
+	// Delta and Full count the nodes whose latest transfer was a delta or
+	// the full image; Fallback those of them that abandoned a delta for
+	// the full image.
+	Delta    int `json:"delta"`
+	Full     int `json:"full"`
+	Fallback int `json:"fallback"`
+	// FetchedBytes sums the bytes the nodes fetched for this manifest.
+	FetchedBytes uint64 `json:"fetched_bytes"`
 }
 
 // WaveView counts the nodes of one wave by state.
@@ -66,6 +82,12 @@ type NodeView struct {
 	State  NodeState `json:"state"`
 	Since  time.Time `json:"since"`
 	Reason string    `json:"reason,omitempty"`
+	// Transfer is "full" or "delta", as the node's status events about
+	// this manifest said ("" before any said); Fetched the bytes it
+	// fetched; Fallback why it abandoned a delta.
+	Transfer string `json:"transfer,omitempty"`
+	Fetched  uint64 `json:"fetched,omitempty"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
@@ -82,6 +104,16 @@ func (r *Rollout) view(now time.Time, offlineAfter time.Duration) StatusView {
 	var worstP99V uint64
 	for _, n := range r.order {
 		v.Totals[string(n.State)]++
+		switch n.Transfer {
+		case "delta":
+			v.Transfers.Delta++
+		case "full":
+			v.Transfers.Full++
+		}
+		if n.Fallback != "" {
+			v.Transfers.Fallback++
+		}
+		v.Transfers.FetchedBytes += n.Fetched
 		if n.State == NodeIneligible {
 			v.Ineligible++
 		}
