@@ -23,11 +23,13 @@ func newInspectCmd() *cobra.Command {
 		Long: `Print any edgeota protocol document as indented JSON on stdout.
 
 FILE (or - for stdin) holds a signed manifest or deployment (COSE_Sign1),
-or an unsigned manifest, deployment, Hello, health report, status event, or
-an MQTT batch of health reports or status events, as CBOR bytes or as hex
-text. The kind is detected: each document's strict decoder accepts only its
-own keys; --type forces one of manifest, deployment, hello, health, status,
-health-batch, event-batch.
+or an unsigned manifest, deployment, Hello, health report, status event,
+an MQTT batch of health reports or status events, or a delta offer, as CBOR
+bytes or as hex text. The kind is detected: each document's strict decoder
+accepts only its own keys; --type forces one of manifest, deployment,
+hello, health, status, health-batch, event-batch, delta-offer. A signed
+manifest's delta offer (in its unprotected header, not signed) is shown as
+delta_offer.
 
 Digests are printed in hex, classes as UUIDs, times in RFC 3339, and units
 are spelled in the field names (size_bytes, latency_p99_us...). Inspect
@@ -138,6 +140,13 @@ var unsignedDecoders = []unsignedDecoder{
 		}
 		return out, nil
 	}},
+	{"delta-offer", func(b []byte) (any, error) {
+		o, err := protocol.DecodeDeltaOffer(b)
+		if err != nil {
+			return nil, err
+		}
+		return deltaOfferView(o), nil
+	}},
 }
 
 type signedView struct {
@@ -146,6 +155,8 @@ type signedView struct {
 	ContentType       string `json:"content_type"`
 	SignatureVerified bool   `json:"signature_verified"`
 	Document          any    `json:"document"`
+	// DeltaOffer is the unprotected header's offer (v1.4), not signed.
+	DeltaOffer *deltaOfferJSON `json:"delta_offer,omitempty"`
 }
 
 type docView struct {
@@ -171,7 +182,15 @@ func inspectDocument(b []byte, typ string, warn func(string, ...any), now time.T
 				warn("deployment %s expired at %s", d.ID, time.Unix(int64(d.Expires), 0).UTC().Format(time.RFC3339))
 			}
 		}
-		return signedView{"signed-" + kind, env.KeyID.String(), env.ContentType, false, doc}, nil
+		v := signedView{"signed-" + kind, env.KeyID.String(), env.ContentType, false, doc, nil}
+		if raw, ok := env.Unprotected(protocol.DeltaOfferLabel); ok {
+			o, err := protocol.DecodeDeltaOffer(raw)
+			if err != nil {
+				return nil, fmt.Errorf("delta offer in the unprotected header: %w", err)
+			}
+			v.DeltaOffer = deltaOfferView(o)
+		}
+		return v, nil
 	}
 	var errs []error
 	for _, d := range unsignedDecoders {
@@ -185,7 +204,7 @@ func inspectDocument(b []byte, typ string, warn func(string, ...any), now time.T
 		errs = append(errs, fmt.Errorf("as %s: %w", d.kind, err))
 	}
 	if len(errs) == 0 {
-		return nil, usagef("--type %q: want manifest, deployment, hello, health, status, health-batch or event-batch", typ)
+		return nil, usagef("--type %q: want manifest, deployment, hello, health, status, health-batch, event-batch or delta-offer", typ)
 	}
 	if len(errs) == 1 {
 		return nil, errs[0]

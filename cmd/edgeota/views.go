@@ -99,8 +99,9 @@ func helloView(h *protocol.Hello) any {
 		OtherSlot     *otherSlotView    `json:"other_slot"`
 		Component     string            `json:"component"`
 		Runtime       string            `json:"runtime,omitempty"`
+		DeltaFormats  []uint64          `json:"delta_formats,omitempty"`
 	}{h.NodeID, h.Class.String(), h.Labels, h.RunningSeq, h.RunningDigest.String(), h.ActiveSlot.String(),
-		h.AgentVersion, h.EpochFloor, h.ActiveState.String(), nil, h.Component, h.Runtime}
+		h.AgentVersion, h.EpochFloor, h.ActiveState.String(), nil, h.Component, h.Runtime, h.DeltaFormats}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}
@@ -133,21 +134,51 @@ func healthView(r *protocol.HealthReport) healthJSON {
 }
 
 type statusJSON struct {
-	NodeID        string `json:"node_id"`
-	State         string `json:"state"`
-	Seq           uint64 `json:"seq"`
-	Digest        string `json:"digest"`
-	Reason        string `json:"reason"`
-	BytesReceived uint64 `json:"bytes_received"`
-	ReasonCode    string `json:"reason_code"`
-	BootCount     uint64 `json:"boot_count"`
-	EventNumber   uint64 `json:"event_number"`
-	Actor         string `json:"actor,omitempty"`
+	NodeID        string        `json:"node_id"`
+	State         string        `json:"state"`
+	Seq           uint64        `json:"seq"`
+	Digest        string        `json:"digest"`
+	Reason        string        `json:"reason"`
+	BytesReceived uint64        `json:"bytes_received"`
+	ReasonCode    string        `json:"reason_code"`
+	BootCount     uint64        `json:"boot_count"`
+	EventNumber   uint64        `json:"event_number"`
+	Actor         string        `json:"actor,omitempty"`
+	Transfer      *transferJSON `json:"transfer,omitempty"`
+}
+
+// transferJSON is a status event's key 64 (v1.4).
+type transferJSON struct {
+	Kind         string `json:"kind"`
+	Delta        string `json:"delta,omitempty"`
+	FetchedBytes uint64 `json:"fetched_bytes"`
+	Fallback     string `json:"fallback,omitempty"`
 }
 
 func statusView(e *protocol.StatusEvent) statusJSON {
-	return statusJSON{e.NodeID, e.State.String(), e.Seq, e.Digest.String(), e.Reason, e.BytesReceived,
-		e.Code.String(), e.BootCount, e.Number, e.Actor}
+	v := statusJSON{e.NodeID, e.State.String(), e.Seq, e.Digest.String(), e.Reason, e.BytesReceived,
+		e.Code.String(), e.BootCount, e.Number, e.Actor, nil}
+	if t := e.Transfer; t != nil {
+		v.Transfer = &transferJSON{Kind: t.Kind.String(), FetchedBytes: t.Fetched, Fallback: t.Fallback}
+		if !t.Delta.IsZero() {
+			v.Transfer.Delta = t.Delta.String()
+		}
+	}
+	return v
+}
+
+// deltaOfferJSON is a delta offer (v1.4), the unsigned hint a gateway
+// puts in a manifest's unprotected header.
+type deltaOfferJSON struct {
+	Format     uint64 `json:"format"`
+	BaseDigest string `json:"base_digest"`
+	Delta      string `json:"delta"`
+	SizeBytes  uint64 `json:"size_bytes"`
+	Location   string `json:"location"`
+}
+
+func deltaOfferView(o *protocol.DeltaOffer) *deltaOfferJSON {
+	return &deltaOfferJSON{o.Format, o.Base.String(), o.Delta.String(), o.Size, protocol.DeltaPath(o.Delta)}
 }
 
 type waveView struct {
