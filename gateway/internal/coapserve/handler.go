@@ -348,7 +348,11 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 		src.MarkUsed(d)
 	}
 	if isQ {
-		h.serveQBlock2(w, r, imageBody(d, size), &q)
+		b := imageBody(d, size)
+		if p.Kind == protocol.PathDelta {
+			b = deltaBody(d, size)
+		}
+		h.serveQBlock2(w, r, b, &q)
 		return
 	}
 	n := min(int64(bsize), size-off)

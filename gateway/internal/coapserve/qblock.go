@@ -16,6 +16,7 @@ import (
 const (
 	bodyImage uint8 = iota + 1 // Key.Body is the image's digest
 	bodyCore                   // Key.Body is zero: /.well-known/core
+	bodyDelta                  // Key.Body is the delta's digest (v1.4)
 )
 
 // body is a representation served block by block: what a Q-Block2
@@ -33,8 +34,11 @@ type body struct {
 
 // readAt fills p from offset off of the body.
 func (h *Handler) readAt(b *body, p []byte, off int64) error {
-	if b.kind == bodyImage {
+	switch b.kind {
+	case bodyImage:
 		return h.cfg.Images.ReadAt(protocol.Digest(b.id), b.size, p, off)
+	case bodyDelta:
+		return h.cfg.Deltas.ReadAt(protocol.Digest(b.id), b.size, p, off)
 	}
 	copy(p, b.data[off:])
 	return nil
@@ -50,6 +54,15 @@ func (h *Handler) bodyOf(k qblock.Key) (body, bool) {
 			return body{}, false
 		}
 		return imageBody(protocol.Digest(k.Body), size), true
+	case bodyDelta:
+		if h.cfg.Deltas == nil {
+			return body{}, false
+		}
+		size, ok := h.cfg.Deltas.Size(protocol.Digest(k.Body))
+		if !ok {
+			return body{}, false
+		}
+		return deltaBody(protocol.Digest(k.Body), size), true
 	case bodyCore:
 		return h.coreBody(), true
 	}
@@ -58,6 +71,12 @@ func (h *Handler) bodyOf(k qblock.Key) (body, bool) {
 
 func imageBody(d protocol.Digest, size int64) body {
 	return body{kind: bodyImage, id: d, size: size, etag: d[:8], cf: cfOctetStream}
+}
+
+// deltaBody is a delta, served as an image is (docs/protocol.md section
+// 5, /d/{hex}).
+func deltaBody(d protocol.Digest, size int64) body {
+	return body{kind: bodyDelta, id: d, size: size, etag: d[:8], cf: cfOctetStream}
 }
 
 // coreBody is /.well-known/core, its ETag the start of its SHA-256.
@@ -76,7 +95,7 @@ func (h *Handler) newQBlockTable(p qblock.Params) *qblock.Table {
 // endTransfer is told of a Q-Block2 transfer that left the table: an
 // image transfer ends for the transfer bounds too.
 func (h *Handler) endTransfer(k qblock.Key, _ qblock.Reason) {
-	if k.Kind == bodyImage {
+	if k.Kind == bodyImage || k.Kind == bodyDelta {
 		h.cfg.Transfers.Done(k.From, protocol.Digest(k.Body))
 	}
 }
@@ -137,9 +156,13 @@ func (h *Handler) fillBlock(w *coapd.Response, b *body, blk qblock.Block, count 
 	w.SetUint32(message.QBlock2, blk.Value())
 	w.SetUint32(message.Size2, uint32(b.size))
 	w.Payload = buf
-	if b.kind == bodyImage {
+	switch b.kind {
+	case bodyImage:
 		h.cfg.Metrics.Blocks.Inc()
-		h.cfg.Metrics.Bytes.Add(float64(n))
+		h.cfg.Metrics.Bytes.WithLabelValues("full").Add(float64(n))
+	case bodyDelta:
+		h.cfg.Metrics.Blocks.Inc()
+		h.cfg.Metrics.Bytes.WithLabelValues("delta").Add(float64(n))
 	}
 }
 
