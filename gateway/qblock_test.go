@@ -61,6 +61,12 @@ func qopt(num uint32, more bool) message.Option {
 // send sends a GET of path with extra options, of type typ, token tok.
 func (p *qpeer) send(typ message.Type, path, tok string, extra ...message.Option) {
 	p.t.Helper()
+	p.request(codes.GET, typ, path, tok, nil, extra...)
+}
+
+// request sends a request of code with a payload.
+func (p *qpeer) request(code codes.Code, typ message.Type, path, tok string, payload []byte, extra ...message.Option) {
+	p.t.Helper()
 	p.mid++
 	opts := message.Options{}
 	buf := make([]byte, 256)
@@ -68,8 +74,9 @@ func (p *qpeer) send(typ message.Type, path, tok string, extra ...message.Option
 	for _, o := range extra {
 		opts = opts.Add(o)
 	}
-	out := make([]byte, 512)
-	n, err := coder.DefaultCoder.Encode(message.Message{Code: codes.GET, Type: typ, MessageID: int32(p.mid), Token: []byte(tok), Options: opts}, out)
+	out := make([]byte, 2048)
+	n, err := coder.DefaultCoder.Encode(message.Message{Code: code, Type: typ, MessageID: int32(p.mid), Token: []byte(tok),
+		Options: opts, Payload: payload}, out)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -287,5 +294,41 @@ func TestQBlock2OverDTLS(t *testing.T) {
 	}
 	if v := metricValue(t, e, `edgeota_qblock_bursts_total{trigger="request"}`); v != 1 {
 		t.Fatalf("bursts by request %v", v)
+	}
+}
+
+// TestQBlock1OnePayload: RFC 9177 asks an endpoint to support both
+// Q-Block options or neither. A node's document fits one payload, so the
+// gateway takes Q-Block1 as a whole body in one (NUM 0, M unset, with
+// Size1 and Request-Tag); a body of more payloads gets 4.13.
+func TestQBlock1OnePayload(t *testing.T) {
+	e := newEnv(t, opts{})
+	hello, err := protocol.Marshal(&protocol.Hello{NodeID: "q1", Class: testClass, AgentVersion: "0.1.0", Component: "kws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newQPeer(t, e.coap)
+	path := protocol.NodePath("q1", protocol.ResHello)
+	size1 := message.Option{ID: message.Size1, Value: []byte{byte(len(hello))}}
+	tag := message.Option{ID: message.RequestTag, Value: []byte{1, 2, 3, 4}}
+	cf := message.Option{ID: message.ContentFormat, Value: []byte{60}}
+	q1 := func(v byte) message.Option { return message.Option{ID: message.QBlock1, Value: []byte{v}} }
+	for _, tc := range []struct {
+		name string
+		opts []message.Option
+		code codes.Code
+	}{
+		{"one payload", []message.Option{q1(0x06), cf, size1, tag}, codes.Changed},
+		{"no Request-Tag", []message.Option{q1(0x06), cf, size1}, codes.BadRequest},
+		{"no Size1", []message.Option{q1(0x06), cf, tag}, codes.BadRequest},
+		{"more payloads", []message.Option{q1(0x0e), cf, size1, tag}, codes.RequestEntityTooLarge},
+		{"a later payload", []message.Option{q1(0x16), cf, size1, tag}, codes.RequestEntityTooLarge},
+		{"with Block1", []message.Option{q1(0x06), cf, {ID: message.Block1, Value: []byte{0x06}}, size1, tag}, codes.BadOption},
+		{"SZX 7", []message.Option{q1(0x07), cf, size1, tag}, codes.BadOption},
+	} {
+		p.request(codes.POST, message.Confirmable, path, "h", hello, tc.opts...)
+		if b := p.recv(); b.typ != message.Acknowledgement || b.code != tc.code {
+			t.Errorf("%s: %v %v, want %v", tc.name, b.typ, b.code, tc.code)
+		}
 	}
 }

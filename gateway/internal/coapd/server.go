@@ -80,6 +80,21 @@ func (r *Response) reset() {
 // request that needs none, such as a late RFC 9177 'Continue'.
 func (r *Response) NoResponse() { r.silent = true }
 
+// NoAnswer reports whether the handler called NoResponse.
+func (r *Response) NoAnswer() bool { return r.silent }
+
+// Followers builds the followers Follow asked for, each into a Response
+// of its own handed to f, and returns how many there were: for a
+// handler's own tests, as Deferred.Answer is (a Server sends them).
+func (r *Response) Followers(f func(w *Response)) int {
+	for i := 0; i < r.follow.n; i++ {
+		w := new(Response)
+		r.follow.build(i, w)
+		f(w)
+	}
+	return r.follow.n
+}
+
 // Follow sends n more responses to the request after this answer, each a
 // separate response with the request's token (RFC 9177 section 4.4: the
 // rest of a Q-Block2 burst): build fills the i-th, 0 <= i < n, in a
@@ -467,7 +482,7 @@ func known(id message.OptionID) bool {
 	case message.IfMatch, message.URIHost, message.ETag, message.IfNoneMatch, message.Observe, message.URIPort,
 		message.URIPath, message.ContentFormat, message.MaxAge, message.URIQuery, message.Accept,
 		message.Block2, message.Block1, message.Size2, message.Size1,
-		message.QBlock2: // RFC 9177: the handler answers 4.02 where it does not serve it
+		message.QBlock1, message.QBlock2: // RFC 9177: the handler answers 4.02 where it does not serve them
 		return true
 	}
 	return false

@@ -3,6 +3,7 @@ package coapserve
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"edgeota/gateway/internal/metrics"
 	"edgeota/gateway/internal/observe"
 	"edgeota/gateway/internal/origin"
+	"edgeota/gateway/internal/qblock"
 	"edgeota/gateway/internal/ratelimit"
 	"edgeota/gateway/internal/rollout"
 	"edgeota/gateway/internal/store"
@@ -77,6 +79,8 @@ func newTestHandler(tb testing.TB, opts ...store.Option) *Handler {
 // with a code.
 func FuzzServeCoAP(f *testing.F) {
 	h := newTestHandler(f)
+	img := memImage(25*1024 - 100) // 25 blocks of 1024: bursts 0-9, 10-19, 20-24
+	h.cfg.Images = img
 	class := protocol.Class{1, 2, 3}
 	hello, _ := protocol.Marshal(&protocol.Hello{NodeID: "n1", Class: class, AgentVersion: "1", Component: "kws"})
 	health, _ := protocol.Marshal(&protocol.HealthReport{NodeID: "n1", BootCount: 1, Number: 1})
@@ -103,6 +107,16 @@ func FuzzServeCoAP(f *testing.F) {
 		req(codes.GET, protocol.NodePath("n1", protocol.ResManifest), nil, message.Option{ID: message.Observe, Value: nil}),
 		req(codes.GET, protocol.ImagePath(protocol.Digest{}), nil, message.Option{ID: message.Block2, Value: []byte{0x16}}),
 		req(codes.GET, protocol.PathCore, nil),
+		// RFC 9177: the whole body, a Continue, missing blocks, bad orders,
+		// a probe of discovery, and Q-Block1 with a node's document.
+		req(codes.GET, protocol.ImagePath(img.d), nil, qopt(0, true)),
+		req(codes.GET, protocol.ImagePath(img.d), nil, qopt(10, true)),
+		req(codes.GET, protocol.ImagePath(img.d), nil, qopt(3, false), qopt(7, false), qopt(22, true)),
+		req(codes.GET, protocol.ImagePath(img.d), nil, qopt(7, false), qopt(3, false)),
+		req(codes.GET, protocol.ImagePath(img.d), nil, message.Option{ID: message.Block2, Value: []byte{0x16}}, qopt(1, false)),
+		req(codes.GET, protocol.PathCore, nil, message.Option{ID: message.QBlock2, Value: nil}),
+		req(codes.POST, protocol.NodePath("n1", protocol.ResHello), hello, message.Option{ID: message.QBlock1, Value: []byte{6}},
+			message.Option{ID: message.Size1, Value: []byte{byte(len(hello))}}, message.Option{ID: message.RequestTag, Value: []byte{1}}),
 		req(codes.DELETE, protocol.NodePath("n2", protocol.ResHello), nil),
 	} {
 		f.Add(s, false)
@@ -130,8 +144,56 @@ func FuzzServeCoAP(f *testing.F) {
 		if d := w.Deferred(); d != nil {
 			w = *d.Answer()
 		}
-		if w.Code == codes.Empty {
+		if w.Code == codes.Empty && !w.NoAnswer() {
 			t.Fatalf("%s %s: no answer", r.Msg.Code, r.Path)
 		}
+		// A burst's followers are blocks of the body, at most
+		// MAX_PAYLOADS with the answer.
+		n := w.Followers(func(w *coapd.Response) {
+			if w.Code != codes.Content || !w.Options.HasOption(message.QBlock2) {
+				t.Fatalf("%s %s: follower %v", r.Msg.Code, r.Path, w.Code)
+			}
+		})
+		if n >= h.QBlock().Params().MaxPayloads {
+			t.Fatalf("%s %s: %d followers", r.Msg.Code, r.Path, n)
+		}
+		if st := h.QBlock().Stats(); st.Transfers > h.QBlock().Params().MaxTransfers {
+			t.Fatalf("%d transfers in flight", st.Transfers)
+		}
 	})
+}
+
+// qopt is a Q-Block2 option of block num, M bit more, 1024 bytes.
+func qopt(num uint32, more bool) message.Option {
+	v := qblock.Block{Num: num, More: more, SZX: 6}.Value()
+	b := []byte{byte(v >> 16), byte(v >> 8), byte(v)}
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	return message.Option{ID: message.QBlock2, Value: b}
+}
+
+// memImages is one image in memory, as the cache would serve it.
+type memImages struct {
+	d    protocol.Digest
+	data []byte
+}
+
+func memImage(size int) *memImages {
+	m := &memImages{data: make([]byte, size)}
+	for i := range m.data {
+		m.data[i] = byte(i * 7)
+	}
+	m.d = sha256.Sum256(m.data)
+	return m
+}
+
+func (m *memImages) Size(d protocol.Digest) (int64, bool) { return int64(len(m.data)), d == m.d }
+func (m *memImages) List() []images.Image {
+	return []images.Image{{Digest: m.d, Size: int64(len(m.data))}}
+}
+func (m *memImages) MarkUsed(protocol.Digest) {}
+func (m *memImages) ReadAt(_ protocol.Digest, _ int64, p []byte, off int64) error {
+	copy(p, m.data[off:])
+	return nil
 }

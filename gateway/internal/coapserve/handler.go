@@ -195,6 +195,9 @@ func (h *Handler) Close() { h.qblocks.Close() }
 
 // ServeCoAP answers one request.
 func (h *Handler) ServeCoAP(w *coapd.Response, r *coapd.Request) {
+	if r.Msg.Options.HasOption(message.QBlock1) && h.qblock1(w, r) {
+		return
+	}
 	switch protocol.PathKindOf(r.Path) {
 	case protocol.PathCoreKind:
 		if h.limited(w, r) {

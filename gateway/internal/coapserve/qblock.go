@@ -93,9 +93,10 @@ func (h *Handler) newQBlockTable(p qblock.Params) *qblock.Table {
 }
 
 // endTransfer is told of a Q-Block2 transfer that left the table: an
-// image transfer ends for the transfer bounds too.
-func (h *Handler) endTransfer(k qblock.Key, _ qblock.Reason) {
-	if k.Kind == bodyImage || k.Kind == bodyDelta {
+// image or delta transfer ends for the transfer bounds too, unless a new
+// one of the same endpoint and body replaced it.
+func (h *Handler) endTransfer(k qblock.Key, why qblock.Reason) {
+	if (k.Kind == bodyImage || k.Kind == bodyDelta) && why != qblock.Replaced {
 		h.cfg.Transfers.Done(k.From, protocol.Digest(k.Body))
 	}
 }
@@ -202,9 +203,13 @@ func (h *Handler) serveQBlock2(w *coapd.Response, r *coapd.Request, b body, q *q
 	h.fillBlock(w, &b, qblock.Block{Num: nums[0], SZX: szx}, count)
 	if len(nums) > 1 {
 		rest := nums[1:]
+		var onAck func() // the acknowledgements of a burst clock the next one
+		if plan.Kind == qblock.Stream {
+			onAck = h.ackFunc(tg.Key, tg.Confirmable)
+		}
 		w.Follow(len(rest), func(i int, w *coapd.Response) {
 			h.fillBlock(w, &b, qblock.Block{Num: rest[i], SZX: szx}, count)
-		}, h.ackFunc(tg.Key, tg.Confirmable), h.failFunc(tg.Key, tg.Confirmable))
+		}, onAck, h.failFunc(tg.Key, tg.Confirmable))
 	}
 }
 
@@ -222,4 +227,46 @@ func qblockOptions(w *coapd.Response, r *coapd.Request) (q qblock.Request, ok, a
 		return q, true, true
 	}
 	return q, ok, false
+}
+
+// qblock1 answers a request carrying Q-Block1 (RFC 9177 section 4.3)
+// that cannot be served, and reports whether it did. A node's document
+// always fits one payload, so the gateway takes Q-Block1 only as a whole
+// body in one: a POST to a node resource with NUM 0, the M bit unset,
+// and the Size1 and Request-Tag the RFC requires (else 4.00); a body of
+// more payloads gets 4.13 with the largest accepted in Size1, Q-Block1
+// anywhere else 4.02.
+func (h *Handler) qblock1(w *coapd.Response, r *coapd.Request) bool {
+	opts := r.Msg.Options
+	v, _ := opts.GetBytes(message.QBlock1)
+	b, err := qblock.DecodeBlock(v)
+	switch {
+	case err != nil || countOption(opts, message.QBlock1) > 1 || opts.HasOption(message.Block1) ||
+		opts.HasOption(message.Block2) || r.Msg.Code != codes.POST || protocol.PathKindOf(r.Path) != protocol.PathNode:
+		w.Code = codes.BadOption
+	case !opts.HasOption(message.Size1) || !opts.HasOption(message.RequestTag):
+		w.Code = codes.BadRequest
+		w.Payload = []byte("Q-Block1 without Size1 or Request-Tag")
+	case b.Num != 0 || b.More || tooLarge(opts, h.cfg.MaxBody):
+		w.Code = codes.RequestEntityTooLarge
+		w.SetUint32(message.Size1, uint32(h.cfg.MaxBody))
+	default:
+		return false
+	}
+	return true
+}
+
+func countOption(opts message.Options, id message.OptionID) int {
+	n := 0
+	for _, o := range opts {
+		if o.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+func tooLarge(opts message.Options, max int) bool {
+	size, err := opts.GetUint32(message.Size1)
+	return err == nil && int64(size) > int64(max)
 }

@@ -265,6 +265,12 @@ func (t *Table) Stream(tg Target, start uint32, buf []uint32) ([]uint32, error) 
 		return nil, ErrFull
 	}
 	tr := t.m[tg.Key]
+	if tr != nil && (tr.SZX != tg.SZX || tr.Count != tg.Count) {
+		// Another block size (or body) numbers other blocks: a new
+		// transfer, never a continuation of this one.
+		t.endLocked(tr, Replaced)
+		tr = nil
+	}
 	trigger := ByRequest
 	switch {
 	case tr != nil && tr.Token == tg.Token && tr.TokenLen == tg.TokenLen && start == tr.start:

@@ -241,7 +241,14 @@ func TestResumeAndSkipAhead(t *testing.T) {
 	if got, _ := h.Stream(target(1, "c", 100, false), 0, nil); !slices.Equal(got, span(0, 9)) {
 		t.Fatalf("restart %v", got)
 	}
-	if st := h.Stats(); st.Started != 3 || st.Ended[Replaced] != 2 || st.Transfers != 1 {
+	// A 'Continue' at another block size numbers other blocks: a new
+	// transfer from there, not the next set of this one.
+	small := target(1, "d", 400, false)
+	small.SZX = 4
+	if got, _ := h.Stream(small, 10, nil); !slices.Equal(got, span(10, 19)) {
+		t.Fatalf("another size %v", got)
+	}
+	if st := h.Stats(); st.Started != 4 || st.Ended[Replaced] != 3 || st.Sets[ByContinue] != 0 || st.Transfers != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
