@@ -460,11 +460,18 @@ func (g *Gateway) onSession(identity string, from netip.AddrPort, err error) {
 // notifier tells the observers of nodes the rollout engine assigned.
 type notifier struct{ g *Gateway }
 
+// Nodes waiting for the delta of their new manifest are notified once it
+// is computed (deltas.Config.Ready), the others at once.
 func (n notifier) Notify(nodes []string) {
+	waiting := map[string]bool{}
 	if n.g.deltas != nil {
-		n.g.deltas.Assigned(nodes)
+		for _, id := range n.g.deltas.Assigned(nodes) {
+			waiting[id] = true
+		}
 	}
 	for _, id := range nodes {
-		n.g.serve.Notify(id)
+		if !waiting[id] {
+			n.g.serve.Notify(id)
+		}
 	}
 }

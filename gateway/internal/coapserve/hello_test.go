@@ -2,6 +2,7 @@ package coapserve
 
 import (
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -68,6 +69,9 @@ func TestRepeatedHelloWritesNothing(t *testing.T) {
 			h.RunningSeq, h.RunningDigest, h.ActiveState = 2, protocol.Digest{2}, protocol.SlotTrial
 		}, "10.0.0.1:6000", true},
 		{"the activation again", func(*protocol.Hello) {}, "10.0.0.1:6000", false},
+		{"delta formats listed (v1.4)", func(h *protocol.Hello) { h.DeltaFormats = []uint64{1} }, "10.0.0.1:6000", true},
+		{"the same formats", func(h *protocol.Hello) { h.DeltaFormats = []uint64{1} }, "10.0.0.1:6000", false},
+		{"formats dropped", func(h *protocol.Hello) { h.DeltaFormats = nil }, "10.0.0.1:6000", true},
 	} {
 		before := st.puts.Load()
 		c.edit(hello)
@@ -83,7 +87,8 @@ func TestRepeatedHelloWritesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n.Addr != c.from || n.RunningSeq != hello.RunningSeq || n.ActiveState != hello.ActiveState {
+		if n.Addr != c.from || n.RunningSeq != hello.RunningSeq || n.ActiveState != hello.ActiveState ||
+			!slices.Equal(n.DeltaFormats, hello.DeltaFormats) {
 			t.Fatalf("%s (step %d): the registry holds %+v", c.name, i, n)
 		}
 	}

@@ -12,7 +12,10 @@
 // A node that asks before its delta is ready is answered the plain
 // manifest and registered as waiting: once the delta is stored, the
 // gateway is told which nodes waited ([Config.Ready]) and notifies their
-// observers, whose next answer carries the offer (a new ETag).
+// observers, whose next answer carries the offer (a new ETag). A node
+// just assigned a manifest whose delta is being computed is notified
+// of the assignment only then, with the offer ([Manager.Assigned]), so
+// that it does not start the full download a moment before.
 package deltas
 
 import (
@@ -85,9 +88,10 @@ type Config struct {
 	// ChunkCacheBytes is the memory of recently served delta chunks
 	// (package images); 0: none.
 	ChunkCacheBytes int64
-	// Ready is told, from the worker, the nodes that asked for a delta
-	// that is now stored and offered, so that their observers are
-	// notified. Optional.
+	// Ready is told, from the worker, the nodes that waited for a delta
+	// once it is computed, offered or not, so that their observers are
+	// notified: with the offer, or of the assignment they were not yet
+	// notified of ([Manager.Assigned]). Optional.
 	Ready func(nodes []string)
 	// Metrics receives the counts; optional.
 	Metrics *metrics.Metrics
@@ -182,16 +186,23 @@ func (m *Manager) Blobs() *images.Cache { return m.blobs }
 // computed yet, the pair is queued for the worker and n waits for it; this
 // never blocks.
 func (m *Manager) Offer(n *store.Node, signed []byte) []byte {
+	out, _ := m.attach(n, signed)
+	return out
+}
+
+// attach is Offer, and reports whether n waits for its delta: it is
+// told when the delta is computed, whatever the result.
+func (m *Manager) attach(n *store.Node, signed []byte) ([]byte, bool) {
 	if len(signed) == 0 || n == nil || n.RunningDigest.IsZero() || !applies(n, m.cfg.Format) {
-		return signed
+		return signed, false
 	}
 	e, err := sign.Parse(signed)
 	if err != nil {
-		return signed
+		return signed, false
 	}
 	man, err := protocol.DecodeManifest(e.Payload)
 	if err != nil || man.Digest == n.RunningDigest {
-		return signed
+		return signed, false
 	}
 	p := pair{n.RunningDigest, man.Digest}
 	m.mu.Lock()
@@ -199,7 +210,7 @@ func (m *Manager) Offer(n *store.Node, signed []byte) []byte {
 	if x == nil {
 		if !m.eligible(p) {
 			m.mu.Unlock()
-			return signed
+			return signed, false
 		}
 		select {
 		case m.queue <- p:
@@ -207,29 +218,29 @@ func (m *Manager) Offer(n *store.Node, signed []byte) []byte {
 			m.pairs[p] = x
 		default: // full: the node's next request asks again
 			m.mu.Unlock()
-			return signed
+			return signed, false
 		}
 	}
 	switch x.state {
 	case queued:
 		x.waiters[n.ID] = struct{}{}
 		m.mu.Unlock()
-		return signed
+		return signed, true
 	case ready:
 		offer := x.offer
 		m.mu.Unlock()
 		out, err := sign.WithUnprotected(signed, protocol.DeltaOfferLabel, offer)
 		if err != nil {
 			m.log.Warn("attach delta offer", "node", n.ID, "err", err)
-			return signed
+			return signed, false
 		}
 		if m.cfg.Metrics != nil {
 			m.cfg.Metrics.DeltaOffers.Inc()
 		}
-		return out
+		return out, false
 	}
 	m.mu.Unlock()
-	return signed
+	return signed, false
 }
 
 // eligible reports whether a delta of p could be computed: both images
@@ -254,8 +265,11 @@ func applies(n *store.Node, f uint64) bool {
 
 // Assigned queues the deltas the nodes just assigned a manifest could
 // take, so that they are computed before the nodes ask: the rollout's and
-// the operator's assignments call it.
-func (m *Manager) Assigned(nodes []string) {
+// the operator's assignments call it. It returns the nodes that now wait
+// for a delta being computed: their observers are best notified once it is
+// ([Config.Ready] names them, whatever the computation's result), so that
+// the notification carries the offer; the others at once.
+func (m *Manager) Assigned(nodes []string) (waiting []string) {
 	for _, id := range nodes {
 		n, err := m.cfg.Store.Node(id)
 		if err != nil {
@@ -268,8 +282,11 @@ func (m *Manager) Assigned(nodes []string) {
 		if err != nil {
 			continue
 		}
-		m.Offer(n, signed)
+		if _, waits := m.attach(n, signed); waits {
+			waiting = append(waiting, id)
+		}
 	}
+	return waiting
 }
 
 // Run computes the queued deltas, one at a time, until ctx ends.
@@ -302,16 +319,17 @@ func (m *Manager) compute(p pair) {
 	}
 	waiters := x.waiters
 	x.waiters = nil
-	if result != "offered" {
+	if result == "offered" {
+		m.loaded(d)
+	} else {
 		x.state = useless
-		m.mu.Unlock()
-		return
 	}
-	m.loaded(d)
 	m.mu.Unlock()
-	m.gauge()
-	m.log.Info("delta computed", "base", p.base.String(), "target", p.target.String(), "delta", d.Digest.String(),
-		"size", d.Size, "waiting_nodes", len(waiters))
+	if result == "offered" {
+		m.gauge()
+		m.log.Info("delta computed", "base", p.base.String(), "target", p.target.String(), "delta", d.Digest.String(),
+			"size", d.Size, "waiting_nodes", len(waiters))
+	}
 	if m.cfg.Ready != nil && len(waiters) > 0 {
 		nodes := make([]string, 0, len(waiters))
 		for id := range waiters {

@@ -360,3 +360,45 @@ func TestEvictedWithImages(t *testing.T) {
 		}
 	})
 }
+
+// TestAssignedWaits: nodes just assigned a manifest whose delta is being
+// computed wait for it, and are named to Ready once it is computed,
+// offered or not; nodes that can take no delta do not wait.
+func TestAssignedWaits(t *testing.T) {
+	base, retrained, unrelated := images2(4)
+	for _, tt := range []struct {
+		target string
+		result string
+	}{{"retrained", "offered"}, {"unrelated", "too_large"}} {
+		t.Run(tt.result, func(t *testing.T) {
+			f := newFixture(t, 0)
+			d := map[string]protocol.Digest{"base": f.put("kws", base), "retrained": f.put("kws", retrained), "unrelated": f.put("kws", unrelated)}
+			hello := func(id string, formats ...uint64) {
+				h := &protocol.Hello{NodeID: id, Class: testClass, Component: "kws", AgentVersion: "1.0", RunningSeq: 1,
+					RunningDigest: d["base"], ActiveState: protocol.SlotConfirmed, DeltaFormats: formats}
+				if _, _, err := f.db.PutHello(h, "addr"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hello("takes", 1)
+			hello("v13")
+			if err := f.db.Assign([]string{"takes", "v13"}, f.signed[d[tt.target]]); err != nil {
+				t.Fatal(err)
+			}
+			if w := f.m.Assigned([]string{"takes", "v13"}); len(w) != 1 || w[0] != "takes" {
+				t.Fatalf("waiting %v, want [takes]", w)
+			}
+			f.drain()
+			if len(f.ready) != 1 || len(f.ready[0]) != 1 || f.ready[0][0] != "takes" {
+				t.Fatalf("ready told %v, want [[takes]]", f.ready)
+			}
+			if c := f.value("edgeota_deltas_computed_total", tt.result); c != 1 {
+				t.Fatalf("%s counted %v", tt.result, c)
+			}
+			// Once computed, nobody waits any more.
+			if w := f.m.Assigned([]string{"takes", "v13"}); len(w) != 0 {
+				t.Fatalf("waiting %v after the computation", w)
+			}
+		})
+	}
+}
