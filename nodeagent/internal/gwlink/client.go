@@ -111,6 +111,10 @@ type Client struct {
 
 	lastRx atomic.Int64 // Unix nanoseconds of the last datagram answered
 
+	qr     qrouter       // Q-Block2 answers to the transfers' tokens
+	noQGen atomic.Uint64 // the connection whose gateway refused Q-Block2
+	okQGen atomic.Uint64 // the connection whose gateway answered Q-Block2
+
 	helloMu sync.Mutex
 	hello   []byte // the last Hello the gateway accepted
 }
@@ -174,6 +178,7 @@ func (c *Client) dial(ctx context.Context) (*udpclient.Conn, error) {
 		options.WithPeriodicRunner(c.runner),
 		options.WithTransmission(1, c.cfg.ackTimeout, uint32(c.cfg.maxRetransmit)),
 		options.WithCloseSocket(),
+		options.WithHandlerFunc(c.qr.handle),
 	}
 	var conn *udpclient.Conn
 	if c.cfg.psk != nil {
@@ -273,6 +278,47 @@ func (c *Client) Close() error {
 		return c.conn.Close()
 	}
 	return nil
+}
+
+// qblockOn reports whether images are read with Q-Block2: the option is
+// on and the gateway of the current connection did not refuse it.
+func (c *Client) qblockOn() bool {
+	if !c.cfg.qblock {
+		return false
+	}
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	return c.noQGen.Load() != gen || gen == 0
+}
+
+// qblockKnown reports whether the gateway of the current connection
+// answered with Q-Block2 before.
+func (c *Client) qblockKnown() bool {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	return c.okQGen.Load() == gen
+}
+
+// qblockSeen remembers that the gateway of the current connection does
+// Q-Block2: silence is now loss, not a gateway without it.
+func (c *Client) qblockSeen() {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	c.okQGen.Store(gen)
+}
+
+// noQBlock remembers that the gateway of the current connection does not
+// do Q-Block2.
+func (c *Client) noQBlock() {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	if c.noQGen.Swap(gen) != gen {
+		c.log.Info("the gateway does not do Q-Block2: images are read block by block")
+	}
 }
 
 // NodeID returns the node the link speaks for.

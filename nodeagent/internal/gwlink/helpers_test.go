@@ -48,6 +48,7 @@ func fastOpts(extra ...Option) []Option {
 		WithRequestTimeout(3 * time.Second),
 		WithBackoff(10*time.Millisecond, 200*time.Millisecond),
 		WithLogger(testLogger()),
+		WithQBlock(false), // lock-step: the Q-Block2 tests ask for it
 	}, extra...)
 }
 
@@ -404,11 +405,27 @@ type lossyRelay struct {
 	rng     *rand.Rand
 	up      map[string]*net.UDPConn
 	wg      sync.WaitGroup
-	dropped atomic.Int64
-	passed  atomic.Int64
+	dropped  atomic.Int64
+	passed   atomic.Int64
+	requests atomic.Int64 // datagrams from the clients
+	// filter, when set, sees each datagram from a client first; true
+	// consumes it (it may answer on pc itself).
+	filter func(pc net.PacketConn, from net.Addr, d []byte) bool
 }
 
 func newRelay(tb testing.TB, target string, drop float64, seed uint64) *lossyRelay {
+	tb.Helper()
+	return startRelay(tb, target, drop, seed, nil)
+}
+
+// newFilterRelay is a relay that loses nothing and shows each datagram
+// from a client to filter first.
+func newFilterRelay(tb testing.TB, target string, filter func(pc net.PacketConn, from net.Addr, d []byte) bool) *lossyRelay {
+	tb.Helper()
+	return startRelay(tb, target, 0, 1, filter)
+}
+
+func startRelay(tb testing.TB, target string, drop float64, seed uint64, filter func(pc net.PacketConn, from net.Addr, d []byte) bool) *lossyRelay {
 	tb.Helper()
 	taddr, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
@@ -418,7 +435,7 @@ func newRelay(tb testing.TB, target string, drop float64, seed uint64) *lossyRel
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &lossyRelay{pc: pc, target: taddr, drop: drop, rng: rand.New(rand.NewPCG(seed, 2)), up: map[string]*net.UDPConn{}}
+	r := &lossyRelay{pc: pc, target: taddr, drop: drop, rng: rand.New(rand.NewPCG(seed, 2)), up: map[string]*net.UDPConn{}, filter: filter}
 	r.wg.Add(1)
 	go r.serve()
 	tb.Cleanup(r.close)
@@ -445,6 +462,10 @@ func (r *lossyRelay) serve() {
 		n, from, err := r.pc.ReadFrom(buf)
 		if err != nil {
 			return
+		}
+		r.requests.Add(1)
+		if r.filter != nil && r.filter(r.pc, from, buf[:n]) {
+			continue
 		}
 		up, err := r.upstream(from)
 		if err != nil {

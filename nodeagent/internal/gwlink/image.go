@@ -3,8 +3,10 @@ package gwlink
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -26,6 +28,9 @@ type Image struct {
 	size   int64
 	szx    atomic.Uint32         // Block2 SZX asked for; lowered when the gateway answers smaller blocks
 	last   atomic.Pointer[block] // the last block fetched, for reads that end inside it
+
+	qmu sync.Mutex // a Q-Block2 transfer: one reader at a time
+	q   *qwindow
 }
 
 // Image returns the image of the given digest and size at its default path
@@ -69,6 +74,16 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if rest := im.size - off; int64(len(p)) > rest {
 		want, eof = p[:rest], true
 	}
+	if im.c.qblockOn() {
+		n, err := im.readBurst(ctx, want, off)
+		if !errors.Is(err, errNoQBlock) {
+			if err == nil && eof {
+				err = io.EOF
+			}
+			return n, err
+		}
+		im.c.noQBlock()
+	}
 	n := 0
 	for n < len(want) {
 		pos := off + int64(n)
@@ -94,6 +109,20 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// readBurst reads want at off with Q-Block2, retrying as ReadAt says.
+func (im *Image) readBurst(ctx context.Context, want []byte, off int64) (int, error) {
+	n := 0
+	_, err := retry(ctx, im.c, "GET "+im.path, 0, func() (struct{}, error) {
+		k, err := im.readQ(ctx, want[n:], off+int64(n))
+		n += k
+		if err != nil {
+			im.c.log.Debug("Q-Block2 read", "path", im.path, "at", off+int64(n), "err", err)
+		}
+		return struct{}{}, err
+	})
+	return n, err
 }
 
 // block is a piece of the image: data at off, and whether more follows.

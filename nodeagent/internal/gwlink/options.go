@@ -36,6 +36,8 @@ type config struct {
 	maxElapsed     time.Duration
 	maxWait        time.Duration
 	psk            []byte // set: CoAP over DTLS with this pre-shared key
+	qblock         bool   // read images with Q-Block2 when the gateway has it
+	qparams        QBlockParams
 }
 
 func defaultConfig() config {
@@ -50,6 +52,7 @@ func defaultConfig() config {
 		backoffMax:     DefaultBackoffMax,
 		maxElapsed:     DefaultMaxElapsed,
 		maxWait:        DefaultMaxWait,
+		qblock:         true,
 	}
 }
 
@@ -69,6 +72,9 @@ func (c *config) validate() error {
 	}
 	if c.keepAlive < 0 || c.maxElapsed < 0 {
 		return fmt.Errorf("gwlink: keepalive and max elapsed must not be negative")
+	}
+	if err := c.qparams.fill(); err != nil {
+		return err
 	}
 	if c.backoffInitial <= 0 {
 		c.backoffInitial = c.ackTimeout / 2
@@ -142,3 +148,13 @@ func WithMaxElapsed(d time.Duration) Option { return func(c *config) { c.maxElap
 
 // WithMaxWait caps the wait a 5.03 answer's Max-Age asks for (default 60 s).
 func WithMaxWait(d time.Duration) Option { return func(c *config) { c.maxWait = d } }
+
+// WithQBlock turns RFC 9177 Q-Block2 image downloads on (the default) or
+// off. On, the node asks for an image in bursts and falls back to
+// lock-step Block2 when the gateway answers 4.02 Bad Option or with Block2
+// (remembered for the connection); off, it always reads lock-step.
+func WithQBlock(on bool) Option { return func(c *config) { c.qblock = on } }
+
+// WithQBlockParams sets the Q-Block2 parameters (RFC 9177 section 7.2);
+// zero fields keep their defaults.
+func WithQBlockParams(p QBlockParams) Option { return func(c *config) { c.qparams = p } }

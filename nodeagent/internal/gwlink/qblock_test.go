@@ -1,0 +1,226 @@
+package gwlink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	"github.com/plgd-dev/go-coap/v3/udp/coder"
+
+	"edgeota/protocol"
+)
+
+// qServer serves img with go-coap's own RFC 9177 implementation
+// (options.WithQBlockwise), the independent Q-Block2 peer of issue 14.
+func qServer(tb testing.TB, img testImage) string {
+	tb.Helper()
+	r := mux.NewRouter()
+	etag := img.digest.ETag()
+	must(tb, r.Handle(protocol.ImagePath(img.digest), mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
+		_ = w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(img.data),
+			message.Option{ID: message.ETag, Value: etag})
+	})))
+	l, err := coapnet.NewListenUDP("udp", "127.0.0.1:0")
+	must(tb, err)
+	srv := udp.NewServer(
+		options.WithMux(r),
+		options.WithErrors(func(error) {}),
+		options.WithBlockwise(true, blockwise.SZX1024, time.Minute),
+		options.WithQBlockwise(options.QBlockwiseAuto),
+		// NON_TIMEOUT short for loopback (the pace between sets when the
+		// node does not ask for the next); go-coap wants
+		// NON_RECEIVE_TIMEOUT >= 1.5 NON_TIMEOUT + 1 s.
+		options.WithQBlockwiseConfig(options.QBlockwiseConfig{MaxPayloads: 10, NonTimeout: 20 * time.Millisecond,
+			NonReceiveTimeout: 1100 * time.Millisecond, NonMaxRetransmit: 4, MaxLatency: time.Second}),
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	tb.Cleanup(func() { srv.Stop(); <-done })
+	return l.LocalAddr().String()
+}
+
+// qOpts are the tests' Q-Block2 options: loopback timers.
+func qOpts(extra ...Option) []Option {
+	return append(fastOpts(WithQBlock(true), WithQBlockParams(QBlockParams{NonReceiveTimeout: 40 * time.Millisecond})), extra...)
+}
+
+// readAll reads the image as the device does: 4 KiB at a time, from off.
+func readAll(ctx context.Context, tb testing.TB, im *Image, off int64) []byte {
+	tb.Helper()
+	out := make([]byte, 0, im.Size()-off)
+	buf := make([]byte, 4096)
+	for off < im.Size() {
+		n, err := im.ReadAt(ctx, buf, off)
+		out = append(out, buf[:n]...)
+		off += int64(n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			tb.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	return out
+}
+
+// requests counts the datagrams the node sent through r.
+func requests(r *lossyRelay) int64 { return r.requests.Load() }
+
+// TestQBlockDownload reads a 256 KiB image from go-coap's Q-Block2 server
+// through a relay that loses 5% of the datagrams each way (seeded), and
+// checks every byte, that the node never fell back to lock-step, and
+// that bursts carried the image: far fewer requests than blocks.
+//
+// The bound: a set of 10 blocks needs one request (the GET of the set)
+// plus one per NON_RECEIVE_TIMEOUT round that finds a block still
+// missing. The first round fails when one of its 11 datagrams is lost,
+// p = 1-0.95^11 = 0.43; a recovery round asks for about one block,
+// p = 1-0.95^2 = 0.10. Requests per set are 1 + a geometric count with
+// mean 0.43/(1-0.10) = 0.48: about 38 for the 26 sets, standard deviation
+// about 5. 128 (half the blocks, what lock-step needs at the least) is
+// more than 15 deviations above; by Chernoff's bound the chance is far
+// below 1e-6.
+func TestQBlockDownload(t *testing.T) {
+	img := newTestImage(256<<10, *seedFlag)
+	relay := newRelay(t, qServer(t, img), 0.05, *seedFlag)
+	c := dial(t, relay.addr(), qOpts()...)
+	im := c.Image(img.digest, int64(len(img.data)))
+	got := readAll(t.Context(), t, im, 0)
+	if !bytes.Equal(got, img.data) {
+		t.Fatalf("read %d bytes that differ from the image's %d", len(got), len(img.data))
+	}
+	if !c.qblockKnown() || !c.qblockOn() {
+		t.Fatal("the node does not hold the gateway for a Q-Block2 one")
+	}
+	blocks := int64(len(img.data) / 1024)
+	if n := requests(relay); n >= blocks/2 {
+		t.Fatalf("%d requests for %d blocks: not bursts", n, blocks)
+	}
+	t.Logf("%d requests for %d blocks, %d datagrams lost", requests(relay), blocks, relay.dropped.Load())
+}
+
+// TestQBlockResume reads the first part of an image, then a new client
+// (a node after a power cut) resumes at an offset inside a set and inside
+// a block: every byte after it is right, again in bursts.
+func TestQBlockResume(t *testing.T) {
+	img := newTestImage(100<<10+123, *seedFlag+1)
+	relay := newRelay(t, qServer(t, img), 0, *seedFlag)
+	first := dial(t, relay.addr(), qOpts()...)
+	head := make([]byte, 37<<10)
+	if _, err := first.Image(img.digest, int64(len(img.data))).ReadAt(t.Context(), head, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(head, img.data[:len(head)]) {
+		t.Fatal("first part differs")
+	}
+	must(t, first.Close())
+	before := requests(relay)
+	const at = 37<<10 + 512
+	second := dial(t, relay.addr(), qOpts()...)
+	got := readAll(t.Context(), t, second.Image(img.digest, int64(len(img.data))), at)
+	if !bytes.Equal(got, img.data[at:]) {
+		t.Fatal("resumed part differs")
+	}
+	if n := requests(relay) - before; n > 20 {
+		t.Fatalf("%d requests for the %d blocks after the resume: not bursts", n, (len(img.data)-at)/1024)
+	}
+}
+
+// TestQBlockFallback: a gateway without Q-Block2 gets the image
+// lock-step. One (like edgeota's v1.3 gateway) answers 4.02 Bad Option;
+// the other (go-coap's server) drops a NON request with an option it
+// does not know. The node asks once per connection.
+func TestQBlockFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  bool // answer 4.02 to Q-Block2 requests
+	}{
+		{"4.02", true},
+		{"silent", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, "127.0.0.1:0", false)
+			img := newTestImage(20<<10+7, *seedFlag+2)
+			g.addImage(img)
+			f := newBadOption(t, g.addr, tc.bad)
+			c := dial(t, f.addr(), qOpts()...)
+			for range 2 {
+				got := readAll(t.Context(), t, c.Image(img.digest, int64(len(img.data))), 0)
+				if !bytes.Equal(got, img.data) {
+					t.Fatal("image differs")
+				}
+			}
+			if c.qblockOn() {
+				t.Fatal("the node still asks with Q-Block2")
+			}
+			if n := f.qrequests.Load(); n != 1 {
+				t.Fatalf("%d Q-Block2 requests, want 1 (remembered for the connection)", n)
+			}
+		})
+	}
+}
+
+// TestQBlockGivesUp: a gateway that answered Q-Block2 and then stops
+// answering gets 1 + NON_MAX_RETRANSMIT requests, each wait doubling,
+// and the read ends with ErrQBlockTimeout.
+func TestQBlockGivesUp(t *testing.T) {
+	img := newTestImage(8<<10, *seedFlag+3)
+	relay := newRelay(t, qServer(t, img), 1, *seedFlag)
+	c := dial(t, relay.addr(), fastOpts(WithQBlock(true),
+		WithQBlockParams(QBlockParams{NonReceiveTimeout: 5 * time.Millisecond, NonMaxRetransmit: 2}))...)
+	c.qblockSeen()
+	im := c.Image(img.digest, int64(len(img.data)))
+	_, err := im.readQ(t.Context(), make([]byte, 1024), 0)
+	if !errors.Is(err, ErrQBlockTimeout) {
+		t.Fatalf("err %v, want ErrQBlockTimeout", err)
+	}
+	if n := requests(relay); n != 3 {
+		t.Fatalf("%d requests, want 3", n)
+	}
+}
+
+// badOption forwards datagrams to a gateway, answering a request that
+// carries Q-Block2 itself: 4.02 Bad Option when bad, nothing otherwise.
+type badOption struct {
+	*lossyRelay
+	qrequests atomic.Int64
+}
+
+func newBadOption(tb testing.TB, target string, bad bool) *badOption {
+	tb.Helper()
+	b := &badOption{}
+	b.lossyRelay = newFilterRelay(tb, target, func(pc net.PacketConn, from net.Addr, d []byte) bool {
+		m := message.Message{Options: make(message.Options, 0, 16)}
+		if _, err := coder.DefaultCoder.Decode(d, &m); err != nil || !m.Options.HasOption(message.QBlock2) {
+			return false
+		}
+		b.qrequests.Add(1)
+		if bad {
+			out := message.Message{Token: m.Token, Code: codes.BadOption, Type: message.NonConfirmable, MessageID: 7}
+			if m.Type == message.Confirmable {
+				out.Type, out.MessageID = message.Acknowledgement, m.MessageID
+			}
+			buf := make([]byte, 64)
+			if w, err := coder.DefaultCoder.Encode(out, buf); err == nil {
+				_, _ = pc.WriteTo(buf[:w], from)
+			}
+		}
+		return true
+	})
+	return b
+}
