@@ -376,8 +376,8 @@ func (im *Image) continueQ(ctx context.Context, q *qwindow) error {
 }
 
 // missing lists the blocks of num's set from num on that the window does
-// not hold; when it holds none of them, it is num alone, asked with M set
-// (the rest of the set).
+// not hold, to be asked for one by one (M unset): a set asked for again
+// with M set is one a gateway may hold for sent already (go-coap's does).
 func (q *qwindow) missing(num int64) (nums []int64, more bool) {
 	end := min(num-num%q.w+q.w, q.count)
 	var out []int64
@@ -385,9 +385,6 @@ func (q *qwindow) missing(num int64) (nums []int64, more bool) {
 		if !q.held(n) {
 			out = append(out, n)
 		}
-	}
-	if int64(len(out)) == end-num {
-		return []int64{num}, true
 	}
 	return out, false
 }
