@@ -111,6 +111,10 @@ type Config struct {
 	// AckTimeout is the CoAP ACK_TIMEOUT of the link (default 2s, RFC
 	// 7252); lower it on fast simulated links.
 	AckTimeout time.Duration
+	// LockStep reads images one Block2 per round trip (RFC 7959), never in
+	// RFC 9177 Q-Block2 bursts; by default the agent asks for Q-Block2 and
+	// falls back to lock-step when the gateway does not have it.
+	LockStep bool
 	// OnDelivered, when set, is told each Hello, status event and health
 	// report the gateway accepted (answered 2.04), from the link's
 	// goroutine: delivery accounting for simulators and tests.

@@ -85,6 +85,9 @@ func (a *Agent) connect(ctx context.Context) error {
 	if a.cfg.AckTimeout > 0 {
 		opts = append(opts, gwlink.WithTransmission(a.cfg.AckTimeout, 4), gwlink.WithBackoff(a.cfg.AckTimeout, 10*a.cfg.AckTimeout))
 	}
+	if a.cfg.LockStep {
+		opts = append(opts, gwlink.WithQBlock(false))
+	}
 	c, err := gwlink.Dial(ctx, addr, a.cfg.NodeID, opts...)
 	if err != nil {
 		return fmt.Errorf("nodeagent: gateway %s: %w", a.cfg.Gateway, err)

@@ -73,6 +73,7 @@ type nodeFlags struct {
 	trustThreshold               uint64
 	gateway, pskFile             string
 	poll, ackTimeout             time.Duration
+	qblock                       bool
 	rate                         float64
 	health                       time.Duration
 	seed                         int64
@@ -93,6 +94,7 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 		fl.StringVar(&n.gateway, "gateway", "", "the gateway's CoAP URL: coaps://HOST[:5684] (DTLS, needs --psk-file), or coap://HOST[:5683] (plain UDP: development only)")
 		fl.StringVar(&n.pskFile, "psk-file", "", "file holding this node's DTLS pre-shared key: its literal string, or hex: followed by hex")
 		fl.DurationVar(&n.poll, "poll-interval", time.Minute, "how often to poll the assigned manifest besides observing it")
+		fl.BoolVar(&n.qblock, "qblock", true, "download images in RFC 9177 Q-Block2 bursts when the gateway has them (false: lock-step Block2, one round trip per block)")
 		fl.DurationVar(&n.ackTimeout, "ack-timeout", 2*time.Second, "CoAP ACK_TIMEOUT: the wait before a lost request is sent again (RFC 7252 default 2s)")
 	}
 	fl.Float64Var(&n.rate, "inference-rate", 10, "simulated inferences per second")
@@ -167,7 +169,7 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 	}
 	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, Runtime: n.runtime, PSK: psk,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, Roots: roots, RootThreshold: n.trustThreshold, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
-		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout}
+		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout, LockStep: !n.qblock}
 	for _, o := range overlay {
 		if err := o(&cfg); err != nil {
 			f.Close()

@@ -9,6 +9,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise/qblock"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
 
 	"edgeota/protocol"
@@ -100,6 +101,91 @@ func FuzzAnswer(f *testing.F) {
 		}
 		if b.off > p || (p >= b.off+int64(len(b.data)) && b.more) {
 			t.Fatalf("block at %d of %d bytes (more %v) for position %d", b.off, len(b.data), b.more, p)
+		}
+	})
+}
+
+// FuzzQBlockAnswer feeds arbitrary datagrams, as a broken or hostile
+// gateway could send them on a Q-Block2 transfer's token, through the
+// node's reading of them (go-coap's decoding, readQAnswer, takeQ) into a
+// window at base: no panic, the window only ever holds blocks inside it
+// and the image, and a block it holds has the image's length for its
+// number and the payload that came.
+func FuzzQBlockAnswer(f *testing.F) {
+	digest := protocol.Digest{4, 5, 6}
+	etag := digest.ETag()
+	const size = 5000 // 79 blocks of 64 bytes, the last of 8
+	for _, seed := range []struct {
+		num     int64
+		more    bool
+		payload int
+		etag    []byte
+		code    codes.Code
+	}{
+		{0, true, 64, etag, codes.Content},
+		{78, false, 8, etag, codes.Content},
+		{21, true, 64, etag, codes.Content},     // past the window
+		{3, true, 63, etag, codes.Content},      // short
+		{4, true, 64, []byte{1}, codes.Content}, // other ETag
+		{0, false, 0, nil, codes.BadOption},
+		{0, false, 0, nil, codes.BadRequest},
+		{0, false, 0, nil, codes.ServiceUnavailable},
+	} {
+		m := pool.NewMessage(context.Background())
+		m.SetCode(seed.code)
+		m.SetType(message.NonConfirmable)
+		m.SetMessageID(9)
+		m.SetToken([]byte{7, 7})
+		if seed.etag != nil {
+			m.SetOptionBytes(message.ETag, seed.etag)
+		}
+		if seed.code == codes.Content {
+			v, err := qblock.EncodeQBlockOption(blockwise.SZX64, seed.num, seed.more)
+			if err != nil {
+				f.Fatal(err)
+			}
+			m.SetOptionUint32(message.QBlock2, v)
+			m.SetOptionUint32(message.Size2, size)
+			m.SetBody(bytes.NewReader(make([]byte, seed.payload)))
+		}
+		b, err := m.MarshalWithEncoder(coder.DefaultCoder)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(0))
+	}
+	c := &Client{cfg: defaultConfig()}
+	_ = c.cfg.validate()
+	f.Fuzz(func(t *testing.T, datagram []byte, base uint8) {
+		m := pool.NewMessage(context.Background())
+		if _, err := m.UnmarshalWithDecoder(coder.DefaultCoder, datagram); err != nil {
+			return
+		}
+		a, err := readQAnswer(m)
+		if err != nil {
+			return
+		}
+		im := &Image{c: c, path: protocol.ImagePath(digest), digest: digest, etag: etag, size: size}
+		im.szx.Store(uint32(blockwise.SZX64))
+		q := im.newWindow(blockwise.SZX64)
+		q.reset(int64(base) % q.count)
+		if err := im.takeQ(q, a); err != nil {
+			if q.have != 0 {
+				t.Fatalf("a refused answer left blocks in the window: %b", q.have)
+			}
+			return
+		}
+		for i := int64(0); i < 64; i++ {
+			if q.have&(1<<uint(i)) == 0 {
+				continue
+			}
+			num := q.base + i
+			if i >= 2*q.w || num >= q.count {
+				t.Fatalf("block %d held outside the window at %d (%d blocks)", num, q.base, q.count)
+			}
+			if got := q.buf[i*q.bs : i*q.bs+q.blockLen(num, size)]; !bytes.Equal(got, a.body) {
+				t.Fatalf("block %d holds %d bytes other than the payload's %d", num, len(got), len(a.body))
+			}
 		}
 	})
 }

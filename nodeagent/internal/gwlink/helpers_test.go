@@ -398,13 +398,13 @@ func (g *testGateway) servePost(w mux.ResponseWriter, r *mux.Message) {
 // lossyRelay forwards UDP datagrams between clients and a target, dropping
 // each one, in either direction, with probability drop.
 type lossyRelay struct {
-	pc      net.PacketConn
-	target  *net.UDPAddr
-	drop    float64
-	mu      sync.Mutex
-	rng     *rand.Rand
-	up      map[string]*net.UDPConn
-	wg      sync.WaitGroup
+	pc       net.PacketConn
+	target   *net.UDPAddr
+	drop     float64
+	mu       sync.Mutex
+	rng      *rand.Rand
+	up       map[string]*net.UDPConn
+	wg       sync.WaitGroup
 	dropped  atomic.Int64
 	passed   atomic.Int64
 	requests atomic.Int64 // datagrams from the clients
