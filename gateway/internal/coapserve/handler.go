@@ -336,6 +336,20 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 		w.Code = codes.BadOption // a block past the end (RFC 7959 section 2.2)
 		return
 	}
+	var qb body
+	if isQ {
+		qb = imageBody(d, size)
+		if p.Kind == protocol.PathDelta {
+			qb = deltaBody(d, size)
+		}
+		if h.qblocks.InFlight(qblock.Key{From: r.From, Body: d, Kind: qb.kind}) {
+			// Admitted when it started, and never refused since (the
+			// transfer bounds may have let its idle entry go while it
+			// lingered for recovery requests).
+			h.serveQBlock2(w, r, qb, &q)
+			return
+		}
+	}
 	ok, started, limited := h.cfg.Transfers.Admit(r.From, r.Identity, d, h.cfg.Now(), func() bool { return !h.limited(w, r) })
 	if limited {
 		return // answered 4.29 by limited
@@ -351,11 +365,7 @@ func (h *Handler) serveImage(w *coapd.Response, r *coapd.Request) {
 		src.MarkUsed(d)
 	}
 	if isQ {
-		b := imageBody(d, size)
-		if p.Kind == protocol.PathDelta {
-			b = deltaBody(d, size)
-		}
-		h.serveQBlock2(w, r, b, &q)
+		h.serveQBlock2(w, r, qb, &q)
 		return
 	}
 	n := min(int64(bsize), size-off)

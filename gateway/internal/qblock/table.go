@@ -244,6 +244,14 @@ func (t *Table) Stats() Stats {
 	return s
 }
 
+// InFlight reports whether k's transfer is in the table (streaming, or
+// lingering for recovery requests).
+func (t *Table) InFlight(k Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[k] != nil
+}
+
 // appendSet appends the blocks of the set that starts at from.
 func (t *Table) appendSet(buf []uint32, from, count uint32) []uint32 {
 	for n := from; n <= SetLast(from, count, t.p.MaxPayloads); n++ {

@@ -3,6 +3,7 @@ package qblock
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -316,5 +317,35 @@ func TestTableBounded(t *testing.T) {
 	}
 	if _, err := h.Stream(target(7, "a", 100, false), 0, nil); !errors.Is(err, ErrFull) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestMemoryPerTransfer: a transfer in flight costs a fixed few hundred
+// bytes (its record, its timer, its map entry), whatever the body's size:
+// 10,000 of them, each of a 1 GiB body, stay under 1 KiB each.
+func TestMemoryPerTransfer(t *testing.T) {
+	const n = 10_000
+	tb := New(Params{NonTimeout: time.Hour, MaxTransfers: n}, func(Target, []uint32) {}, nil)
+	defer tb.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	buf := make([]uint32, 0, 10)
+	for i := 0; i < n; i++ {
+		tg := target(uint16(i), "token678", 1<<20, false)
+		tg.Key.Body[1] = byte(i >> 8)
+		if _, err := tb.Stream(tg, 0, buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d bytes per transfer in flight", per)
+	if st := tb.Stats(); st.Transfers != n {
+		t.Fatalf("%d transfers", st.Transfers)
+	}
+	if per > 1024 {
+		t.Fatalf("%d bytes per transfer", per)
 	}
 }
