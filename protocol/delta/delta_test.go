@@ -91,9 +91,10 @@ func patchInPieces(t testing.TB, base, patch []byte, cp Checkpoint, seed uint64,
 func TestRoundTrip(t *testing.T) {
 	for _, tc := range pairs() {
 		for _, opt := range []struct {
-			name string
-			o    []Option
-		}{{"default", nil}, {"small chunks", []Option{WithChunkSize(1000, 300)}}} {
+			name   string
+			o      []Option
+			packed int
+		}{{"default", nil, DefaultChunkPacked}, {"small chunks", []Option{WithChunkSize(1000, 300)}, 300}} {
 			t.Run(tc.name+"/"+opt.name, func(t *testing.T) {
 				patch, err := Diff(tc.base, tc.target, opt.o...)
 				if err != nil {
@@ -116,8 +117,9 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("header %+v does not bind the pair", h)
 				}
 				// Never worse than the target stored, plus the header and
-				// 16 bytes of chunk and record header per 4064 bytes.
-				if limit := len(tc.target) + HeaderSize + 16*(len(tc.target)/250+1); len(patch) > limit {
+				// 16 bytes of chunk and record header per stored chunk
+				// (whose records carry at most packed-30 bytes).
+				if limit := len(tc.target) + HeaderSize + 16*(len(tc.target)/(opt.packed-30)+1); len(patch) > limit {
 					t.Errorf("patch of %d bytes for a %d-byte target, over %d", len(patch), len(tc.target), limit)
 				}
 			})
@@ -235,5 +237,24 @@ func TestSuffixArray(t *testing.T) {
 		if !slices.Equal(sa, want) {
 			t.Fatalf("suffix array of %d bytes differs from a sort", len(b))
 		}
+	}
+}
+
+// TestSearchWorkBounded checks that matching periodic data stays linear:
+// with bsdiff's own search (comparing only the common length, no bound on
+// a match) every search on "abcdefgh..." shifted by 3 bytes compared up to
+// the whole base and a 1 MiB diff took 19 s of CPU.
+func TestSearchWorkBounded(t *testing.T) {
+	const n = 256 << 10
+	period := bytes.Repeat([]byte("abcdefgh"), n/8)
+	shifted := append([]byte("xyz"), period[:n-3]...)
+	ix, err := newIndex(period)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := matches(ix, shifted)
+	t.Logf("%d ops, %d bytes compared for %d target bytes", len(ops), ix.work, n)
+	if ix.work > 64*n {
+		t.Errorf("searches compared %d bytes for a %d-byte target, over 64 a byte", ix.work, n)
 	}
 }

@@ -174,6 +174,7 @@ type index struct {
 	old    []byte
 	sa     []int32
 	bucket []int32 // bucket[k]: first suffix whose 2-byte prefix is >= k; bucket[65536] = len(sa)
+	work   int     // bytes the searches may have compared, for tests
 }
 
 func newIndex(old []byte) (*index, error) {
@@ -200,9 +201,12 @@ func newIndex(old []byte) (*index, error) {
 	return ix, nil
 }
 
-// search returns the position in the base and the length of the longest
-// prefix of nw found there (bsdiff's binary search, within the bucket of
-// nw's first two bytes when that is not empty).
+// search returns the position in the base and the length (at most
+// maxMatch) of the longest prefix of nw found there: a binary search for
+// where nw sorts among the suffixes, within the bucket of nw's first two
+// bytes when that is not empty. Unlike bsdiff's, which compares only the
+// common length and so lands on the shortest suffix that is a prefix of
+// nw, it sorts a proper prefix first, as the suffix array does.
 func (ix *index) search(nw []byte) (pos, n int) {
 	st, en := 0, len(ix.sa)-1
 	if en < 0 {
@@ -215,11 +219,11 @@ func (ix *index) search(nw []byte) (pos, n int) {
 		}
 	}
 	old, sa := ix.old, ix.sa
+	nw = nw[:min(len(nw), maxMatch)]
 	for en-st >= 2 {
 		x := st + (en-st)/2
-		s := old[sa[x]:]
-		m := min(len(s), len(nw))
-		if bytes.Compare(s[:m], nw[:m]) < 0 {
+		ix.work += len(nw)
+		if bytes.Compare(old[sa[x]:min(int(sa[x])+len(nw), len(old))], nw) < 0 {
 			st = x
 		} else {
 			en = x
@@ -227,11 +231,18 @@ func (ix *index) search(nw []byte) (pos, n int) {
 	}
 	a, b := int(sa[st]), int(sa[en])
 	x, y := matchLen(old[a:], nw), matchLen(old[b:], nw)
+	ix.work += 2 * len(nw)
 	if x >= y {
 		return a, x
 	}
 	return b, y
 }
+
+// maxMatch bounds the length of a match search looks for, and so the
+// bytes one comparison reads: a longer match is found again, aligned, by
+// the next search. Without it, bsdiff's loop is quadratic on periodic data
+// (every suffix of "abcabc..." shares a long prefix with every other).
+const maxMatch = 4096
 
 func matchLen(a, b []byte) int {
 	n := min(len(a), len(b))

@@ -49,6 +49,6 @@ func Example() {
 	fmt.Println("image", len(target), "bytes, delta", len(patch), "bytes")
 	fmt.Println("rebuilt:", sha256.Sum256(slot.Bytes()) == h.Target)
 	// Output:
-	// image 4200 bytes, delta 148 bytes
+	// image 4200 bytes, delta 149 bytes
 	// rebuilt: true
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -100,46 +102,46 @@ func TestMalformed(t *testing.T) {
 		name  string
 		patch []byte
 		want  error
+		why   string // in the message
 	}{
-		{"bad magic", setByte(0, 'X'), ErrMalformed},
-		{"format 2", setByte(4, 2), ErrMalformed},
-		{"flags", setByte(5, 1), ErrMalformed},
-		{"short header", hdr[:HeaderSize-1], ErrTruncated},
-		{"huge base size", setByte(6, 0x80), ErrMalformed},
-		{"huge target size", setByte(14, 1), ErrMalformed},
-		{"unknown chunk kind", handPatch(16, chunk(7, 16, 16, 0, 0, nil)), ErrMalformed},
-		{"raw length zero", handPatch(16, chunk(kindLZMA, 0, 5, 0, 0, nil)), ErrMalformed},
-		{"raw length over the limit", handPatch(16, chunk(kindLZMA, MaxChunkRaw+1, 5, 0, 0, nil)), ErrMalformed},
-		{"packed length over the limit", handPatch(16, chunk(kindLZMA, 16, MaxChunkPacked+1, 0, 0, nil)), ErrMalformed},
-		{"stored lengths differ", handPatch(16, chunk(kindStored, 16, 15, 0, 0, nil)), ErrMalformed},
-		{"chunk header varint never ends", handPatch(16, append([]byte{kindLZMA}, bytes.Repeat([]byte{0x80}, 40)...)), ErrMalformed},
-		{"chunk header varint not minimal", handPatch(16, []byte{kindStored, 0x81, 0x00}), ErrMalformed},
-		{"chunk base position past the base", handPatch(16, stored(101, 0, rec(1, 0, 0))), ErrMalformed},
-		{"chunk at the wrong target offset", handPatch(16, stored(0, 3, rec(1, 0, 0))), ErrMalformed},
-		{"copy past the base", handPatch(16, stored(95, 0, rec(10, 0, 0))), ErrMalformed},
-		{"record past the target", handPatch(16, stored(0, 0, rec(10, 7, 0))), ErrMalformed},
-		{"seek before the base", handPatch(16, stored(0, 0, rec(10, 0, -11), rec(6, 0, 0))), ErrMalformed},
-		{"seek past the base", handPatch(16, stored(0, 0, rec(10, 0, 91), rec(6, 0, 0))), ErrMalformed},
-		{"record crosses the chunk's end", handPatch(16, chunk(kindStored, 5, 5, 0, 0, rec(10, 0, 0)[:5])), ErrMalformed},
-		{"record header crosses the chunk's end", handPatch(16, chunk(kindStored, 2, 2, 0, 0, []byte{10, 0})), ErrMalformed},
-		{"chunk without output", handPatch(16, stored(0, 0, rec(0, 0, 3))), ErrMalformed},
-		{"lzma garbage", handPatch(16, chunk(kindLZMA, 16, 8, 0, 0, []byte{0xff, 1, 2, 3, 4, 5, 6, 7})), ErrMalformed},
-		{"lzma shorter than its raw length", handPatch(16, chunk(kindLZMA, 20, len(good)-5, 0, 0, good[5:])), ErrMalformed},
-		{"lzma longer than its raw length", handPatch(16, chunk(kindLZMA, 14, len(good)-5, 0, 0, good[5:])), ErrMalformed},
-		{"lzma bytes unused", handPatch(16, withUnused), ErrMalformed},
-		{"trailing bytes", handPatch(16, good, []byte{0}), ErrMalformed},
-		{"trailing chunk", handPatch(16, good, stored(0, 16, rec(1, 0, 0))), ErrMalformed},
-		{"missing chunk", handPatch(17, good), ErrTruncated},
-		{"patch ends in a chunk", handPatch(16, good[:len(good)-1]), ErrTruncated},
-		{"patch ends in a chunk header", handPatch(16, good[:2]), ErrTruncated},
+		{"bad magic", setByte(0, 'X'), ErrMalformed, "bad magic"},
+		{"format 2", setByte(4, 2), ErrMalformed, "format 2"},
+		{"flags", setByte(5, 1), ErrMalformed, "unknown flags"},
+		{"short header", hdr[:HeaderSize-1], ErrTruncated, "header needs"},
+		{"huge base size", setByte(6, 0x80), ErrMalformed, "image size"},
+		{"huge target size", setByte(14, 1), ErrMalformed, "image size"},
+		{"unknown chunk kind", handPatch(16, chunk(7, 16, 16, 0, 0, nil)), ErrMalformed, "unknown chunk kind"},
+		{"raw length zero", handPatch(16, chunk(kindLZMA, 0, 5, 0, 0, nil)), ErrMalformed, "raw length 0"},
+		{"raw length over the limit", handPatch(16, chunk(kindLZMA, MaxChunkRaw+1, 5, 0, 0, nil)), ErrMalformed, "raw length 65537"},
+		{"packed length over the limit", handPatch(16, chunk(kindLZMA, 16, MaxChunkPacked+1, 0, 0, nil)), ErrMalformed, "packed length 8193"},
+		{"stored lengths differ", handPatch(16, chunk(kindStored, 16, 15, 0, 0, nil)), ErrMalformed, "stored chunk"},
+		{"chunk header varint never ends", handPatch(16, append([]byte{kindLZMA}, bytes.Repeat([]byte{0x80}, 40)...)), ErrMalformed, "chunk header"},
+		{"chunk header varint not minimal", handPatch(16, []byte{kindStored, 0x81, 0x00}), ErrMalformed, "not minimal"},
+		{"chunk base position past the base", handPatch(16, stored(101, 0, rec(1, 0, 0))), ErrMalformed, "base position 101"},
+		{"chunk at the wrong target offset", handPatch(16, stored(0, 3, rec(1, 0, 0))), ErrMalformed, "target offset 3"},
+		{"copy past the base", handPatch(16, stored(95, 0, rec(10, 0, 0))), ErrMalformed, "copy of 10 bytes at base offset 95"},
+		{"record past the target", handPatch(16, stored(0, 0, rec(10, 7, 0))), ErrMalformed, "past the target size"},
+		{"seek before the base", handPatch(16, stored(0, 0, rec(10, 0, -11), rec(6, 0, 0))), ErrMalformed, "seek -11"},
+		{"seek past the base", handPatch(16, stored(0, 0, rec(10, 0, 91), rec(6, 0, 0))), ErrMalformed, "seek 91"},
+		{"record crosses the chunk's end", handPatch(16, chunk(kindStored, 5, 5, 0, 0, rec(10, 0, 0)[:5])), ErrMalformed, "crosses the chunk's end"},
+		{"record header crosses the chunk's end", handPatch(16, chunk(kindStored, 2, 2, 0, 0, []byte{10, 0})), ErrMalformed, "crosses the chunk's end"},
+		{"chunk without output", handPatch(16, stored(0, 0, rec(0, 0, 3))), ErrMalformed, "produces no target bytes"},
+		{"lzma garbage", handPatch(16, chunk(kindLZMA, 16, 8, 0, 0, []byte{0xff, 1, 2, 3, 4, 5, 6, 7})), ErrMalformed, "chunk at patch offset 86"},
+		{"lzma shorter than its raw length", handPatch(16, chunk(kindLZMA, 20, len(good)-5, 0, 0, good[5:])), ErrMalformed, "chunk at patch offset 86"},
+		{"lzma longer than its raw length", handPatch(16, chunk(kindLZMA, 14, len(good)-5, 0, 0, good[5:])), ErrMalformed, "chunk at patch offset 86"},
+		{"lzma bytes unused", handPatch(16, withUnused), ErrMalformed, "packed bytes unused"},
+		{"trailing bytes", handPatch(16, good, []byte{0}), ErrMalformed, "after the end"},
+		{"trailing chunk", handPatch(16, good, stored(0, 16, rec(1, 0, 0))), ErrMalformed, "after the end"},
+		{"missing chunk", handPatch(17, good), ErrTruncated, "16 of 17"},
+		{"patch ends in a chunk", handPatch(16, good[:len(good)-1]), ErrTruncated, "inside the chunk"},
+		{"patch ends in a chunk header", handPatch(16, good[:2]), ErrTruncated, "inside the chunk"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := applyAll(tc.patch)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("got %v, want %v", err, tc.want)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("got %v, want %v saying %q", err, tc.want, tc.why)
 			}
-			t.Log(err)
 		})
 	}
 }
@@ -173,5 +175,28 @@ func TestHeaderGivenDiffers(t *testing.T) {
 	}
 	if _, err := NewPatcher(h, bytes.NewReader(handBase), Checkpoint{Patch: 3}, func([]byte) error { return nil }); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("checkpoint inside the header: %v", err)
+	}
+}
+
+func TestApplyChecksTarget(t *testing.T) {
+	base := randBytes(71, 8<<10)
+	target := append(slices.Clone(base), randBytes(72, 6<<10)...)
+	patch, err := Diff(base, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last chunk holds the new random bytes, stored: changing one
+	// keeps the patch well formed and the target wrong.
+	bad := slices.Clone(patch)
+	bad[len(bad)-1] ^= 1
+	if _, err := Apply(base, bad); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "target digest") {
+		t.Fatalf("Apply of a patch building another target: %v", err)
+	}
+}
+
+func TestCheckBaseSize(t *testing.T) {
+	h := Header{Format: Format1, Base: sha256.Sum256(handBase), BaseSize: 100}
+	if err := h.CheckBase(h.Base, 99); !errors.Is(err, ErrWrongBase) {
+		t.Fatalf("CheckBase with the digest but another size: %v", err)
 	}
 }
