@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +21,9 @@ import (
 
 // TestDownloadAcrossLossyLink: a node behind a radio link that loses 20% of
 // the datagrams in each direction downloads, verifies and confirms a model
-// from a real gateway through its own per-block request loop, over plain
-// CoAP and over DTLS with its pre-shared key (handshake flights lost too).
+// from a real gateway in RFC 9177 Q-Block2 bursts (the gateway's metrics
+// show it), over plain CoAP and over DTLS with its pre-shared key
+// (handshake flights lost too).
 func TestDownloadAcrossLossyLink(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		name := map[bool]string{false: "coap", true: "coaps"}[secure]
@@ -129,4 +134,32 @@ func downloadAcrossLossyLink(t *testing.T, secure bool) {
 	if stats.Up.Dropped == 0 || stats.Down.Dropped == 0 {
 		t.Fatal("the link lost nothing: the test proves nothing")
 	}
+	if n := scrape(t, "http://"+ln.Addr().String()+"/metrics", "edgeota_qblock_transfers_started_total"); n < 1 {
+		t.Fatalf("%v Q-Block2 transfers started: the node read the image lock-step", n)
+	}
+}
+
+// scrape returns the value of an unlabelled metric on a Prometheus page.
+func scrape(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s on %s", name, url)
+	return 0
 }

@@ -73,7 +73,7 @@ func (c *config) validate() error {
 	if c.keepAlive < 0 || c.maxElapsed < 0 {
 		return fmt.Errorf("gwlink: keepalive and max elapsed must not be negative")
 	}
-	if err := c.qparams.fill(); err != nil {
+	if err := c.qparams.fill(c.ackTimeout); err != nil {
 		return err
 	}
 	if c.backoffInitial <= 0 {

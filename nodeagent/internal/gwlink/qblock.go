@@ -54,9 +54,8 @@ var errFirstBlock = errors.New("gwlink: 4.00 to a first Q-Block2 request")
 
 // Defaults of QBlockParams: RFC 9177 section 7.2.
 const (
-	DefaultMaxPayloads       = 10
-	DefaultNonReceiveTimeout = 4 * time.Second
-	DefaultNonMaxRetransmit  = 4
+	DefaultMaxPayloads      = 10
+	DefaultNonMaxRetransmit = 4
 	// maxMaxPayloads keeps the window's bitmap (two sets) in a uint64.
 	maxMaxPayloads = 32
 	// qTokens is how many of its latest request tokens a transfer still
@@ -70,15 +69,16 @@ type QBlockParams struct {
 	// MaxPayloads is MAX_PAYLOADS, the blocks of a set: 1 to 32 (default 10).
 	MaxPayloads int
 	// NonReceiveTimeout is NON_RECEIVE_TIMEOUT, how long the node waits for
-	// the next block before it asks again (default 4 s); it doubles with
-	// every request in a row that brings no block.
+	// the next block before it asks again (default twice the ACK timeout,
+	// 4 s by default: RFC 9177's NON_TIMEOUT is ACK_TIMEOUT); it doubles
+	// with every request in a row that brings no block.
 	NonReceiveTimeout time.Duration
 	// NonMaxRetransmit is NON_MAX_RETRANSMIT, the requests in a row that may
 	// bring no block before the download gives up: 1 to 20 (default 4).
 	NonMaxRetransmit int
 }
 
-func (p *QBlockParams) fill() error {
+func (p *QBlockParams) fill(ackTimeout time.Duration) error {
 	if p.MaxPayloads == 0 {
 		p.MaxPayloads = DefaultMaxPayloads
 	}
@@ -86,7 +86,7 @@ func (p *QBlockParams) fill() error {
 		p.NonMaxRetransmit = DefaultNonMaxRetransmit
 	}
 	if p.NonReceiveTimeout == 0 {
-		p.NonReceiveTimeout = DefaultNonReceiveTimeout
+		p.NonReceiveTimeout = 2 * ackTimeout // RFC 9177: 2 x NON_TIMEOUT, which is ACK_TIMEOUT
 	}
 	if p.MaxPayloads < 1 || p.MaxPayloads > maxMaxPayloads {
 		return fmt.Errorf("gwlink: MAX_PAYLOADS %d is not from 1 to %d", p.MaxPayloads, maxMaxPayloads)
@@ -314,11 +314,12 @@ func (im *Image) awaitQ(ctx context.Context, q *qwindow, num int64) error {
 		if err := im.sendQ(ctx, q, []int64{num}, true); err != nil {
 			return err
 		}
+		q.continued = num - num%q.w
 	}
 	timer := time.NewTimer(time.Until(q.deadline))
 	defer timer.Stop()
 	for !q.held(num) {
-		if err := im.continueQ(ctx, q); err != nil {
+		if err := im.continueQ(ctx, q, num); err != nil {
 			return err
 		}
 		select {
@@ -363,13 +364,17 @@ func (im *Image) awaitQ(ctx context.Context, q *qwindow, num int64) error {
 	return nil
 }
 
-// continueQ asks for the set after the window's first once that one is
-// complete, rather than let the gateway wait NON_TIMEOUT before it sends
-// it (RFC 9177 section 4.4).
-func (im *Image) continueQ(ctx context.Context, q *qwindow) error {
-	next := q.base + q.w
-	if next >= q.count || q.continued >= next || !q.setComplete(q.base) {
-		return nil
+// continueQ asks for the set holding num when it was not asked for, and
+// for the set after it once that one is complete, rather than let the
+// gateway wait NON_TIMEOUT before it sends it (RFC 9177 section 4.4).
+func (im *Image) continueQ(ctx context.Context, q *qwindow, num int64) error {
+	cur := num - num%q.w
+	next := cur
+	if q.continued >= cur {
+		next = cur + q.w // num's set was asked for: the one after it, once complete
+		if next >= q.count || q.continued >= next || next >= q.base+2*q.w || !q.setComplete(cur) {
+			return nil
+		}
 	}
 	q.continued = next
 	return im.sendQ(ctx, q, []int64{next}, true)
