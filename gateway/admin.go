@@ -79,7 +79,7 @@ func (b adminBackend) Assign(signed []byte, nodes []string, all bool) ([]string,
 	} else if err := b.g.store.Assign(nodes, signed); err != nil {
 		return nil, err
 	}
-	notifier{b.g}.Notify(nodes)
+	notifier(b).Notify(nodes)
 	return nodes, nil
 }
 

@@ -22,17 +22,16 @@ var testClass = protocol.Class{0x6b, 0x77, 0x73}
 // fixture is a store holding images, a Manager over it and what the
 // Manager told.
 type fixture struct {
-	t       *testing.T
-	db      *store.DB
-	imgs    *images.Cache
-	m       *Manager
-	met     *metrics.Metrics
-	signer  *sign.Signer
-	trust   *sign.TrustStore
-	signed  map[protocol.Digest][]byte
-	ready   [][]string
-	seq     uint64
-	maxSize int64
+	t      *testing.T
+	db     *store.DB
+	imgs   *images.Cache
+	m      *Manager
+	met    *metrics.Metrics
+	signer *sign.Signer
+	trust  *sign.TrustStore
+	signed map[protocol.Digest][]byte
+	ready  [][]string
+	seq    uint64
 }
 
 func zero() float64 { return 0 }

@@ -28,7 +28,7 @@ type Metrics struct {
 	DeltasComputed *prometheus.CounterVec
 	DeltaSeconds   prometheus.Histogram
 	// DeltaCacheBytes is the size of the stored deltas; DeltaOffers counts
-	// the manifest answers and notifications that carried a delta offer.
+	// the manifest answers and notifications made with a delta offer.
 	DeltaCacheBytes prometheus.Gauge
 	DeltaOffers     prometheus.Counter
 	// TransfersStarted counts the image transfers admitted.
@@ -88,7 +88,7 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 		DeltaCacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeota_delta_cache_bytes",
 			Help: "Bytes of stored deltas."}),
 		DeltaOffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_delta_offers_total",
-			Help: "Manifest answers and notifications that carried a delta offer."}),
+			Help: "Manifest answers and notifications made with a delta offer (2.03 answers to a node that holds it included)."}),
 		TransfersStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeota_image_transfers_started_total",
 			Help: "Image transfers admitted."}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_refused_total",
