@@ -5,8 +5,10 @@
 // The operator signs only the full image. A delta is never trusted: the
 // header binds it to a base and a target digest, every length and offset in
 // it is checked before use, and the node verifies the rebuilt image against
-// the signed manifest as after a full download. A bad delta can waste
-// airtime, never install anything.
+// the signed manifest as after a full download (chunks carry no checksum:
+// damaged compressed bytes that still decode rebuild a wrong image, which
+// that check refuses). A bad delta can waste airtime, never install
+// anything.
 //
 // The package is pure: no files, sockets, goroutines or clocks.
 //
