@@ -175,6 +175,9 @@ func checkInvariants(tb testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
+		if err := checkDeltas(tx); err != nil {
+			return err
+		}
 		nodes := tx.Bucket(bucketNodes)
 		if n := uint64(nodes.Stats().KeyN); nodes.Sequence() != n {
 			return fmt.Errorf("nodes bucket: sequence %d, %d records (the registry's count is wrong)", nodes.Sequence(), n)
@@ -187,6 +190,46 @@ func checkInvariants(tb testing.TB, db *DB) {
 	if err != nil {
 		tb.Errorf("invariants: %v", err)
 	}
+}
+
+// checkDeltas checks the deltas: every record's base and target are
+// stored models; every stored delta's chunks hash to its digest and add
+// up to its size; every blob is named by a record.
+func checkDeltas(tx *bolt.Tx) error {
+	models, blobs := tx.Bucket(bucketModels), tx.Bucket(bucketDeltaBlobs)
+	named := map[protocol.Digest]bool{}
+	err := tx.Bucket(bucketDeltas).ForEach(func(k, v []byte) error {
+		if len(k) != 64 || models.Get(k[:32]) == nil || models.Get(k[32:]) == nil {
+			return fmt.Errorf("delta %x: base or target not stored", k)
+		}
+		var r deltaRecord
+		if err := decodeRecord(v, &r); err != nil {
+			return err
+		}
+		if !r.Stored {
+			return nil
+		}
+		named[r.Digest] = true
+		b := blobs.Bucket(r.Digest[:])
+		if b == nil || b.Sequence() != r.Size {
+			return fmt.Errorf("delta %s: no blob of %d bytes", r.Digest, r.Size)
+		}
+		h := sha256.New()
+		b.ForEach(func(_, cv []byte) error { h.Write(cv); return nil })
+		if got := protocol.Digest(h.Sum(nil)); got != r.Digest {
+			return fmt.Errorf("delta %s: chunks hash to %s", r.Digest, got)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return blobs.ForEachBucket(func(k []byte) error {
+		if !named[protocol.Digest(k)] {
+			return fmt.Errorf("delta blob %x has no record", k)
+		}
+		return nil
+	})
 }
 
 // bucketCounts returns how many models, images and staging buckets the
