@@ -59,9 +59,10 @@ const (
 	// DefaultMaxBytes bounds the stored deltas.
 	DefaultMaxBytes = 64 << 20
 	// DefaultMaxImageBytes is the largest image a delta is computed
-	// from or to: computing one holds both images and the suffix array of
-	// the base in memory.
-	DefaultMaxImageBytes = 16 << 20
+	// from or to: computing one holds both images, the suffix array of
+	// the base and the patch in memory, about 26 times the image's size
+	// (docs/deltas.md, "Cost"), so about 100 MiB at this bound.
+	DefaultMaxImageBytes = 4 << 20
 	// DefaultQueue is how many pairs may wait for the worker; a pair
 	// asked for when the queue is full is asked for again by the node's
 	// next request.
