@@ -21,7 +21,7 @@ import (
 // blockClient is a node's per-block request loop on a raw UDP socket with
 // go-coap's codec: lock-step CON requests, retransmitted after a timeout.
 type blockClient struct {
-	conn *net.UDPConn
+	conn net.Conn // a UDP socket, or a DTLS session
 	out  []byte
 	in   []byte
 	opt  []byte

@@ -230,10 +230,12 @@ func New(cfg Config) (_ *Gateway, err error) {
 			}
 		}
 	}
+	sourceDropped := g.metrics.Refused.WithLabelValues(ratelimit.SourceRate)
 	g.coap = coapd.New(conn, coapd.HandlerFunc(func(w *coapd.Response, r *coapd.Request) { g.serve.ServeCoAP(w, r) }),
 		coapd.WithLogger(cfg.Logger), coapd.WithRequestHook(func(r *coapd.Request, code codes.Code, took time.Duration) {
 			g.serve.LogRequest(r, code, took)
-		}))
+		}), coapd.WithSourceLimit(cfg.Limits.SourceDropRate, cfg.Limits.SourceDropBurst),
+		coapd.WithSourceDropHook(func(n uint64) { sourceDropped.Add(float64(n)) }))
 	sc := coapserve.Config{Store: db, Images: g.images, Origin: g.origin, Transfers: g.transfers, Limiter: g.limiter,
 		Observers: observers, Trust: keys, TrustObservers: observe.NewRegistry(), Activity: g.act, Rollouts: g.deploy, Audit: audit.New(db, cfg.Logger), Sender: g.coap,
 		Metrics: g.metrics, MaxBody: cfg.Limits.MaxBody, Now: g.clock, Logger: cfg.Logger,

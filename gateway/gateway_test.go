@@ -160,7 +160,7 @@ func (e *env) dial() *udpClient.Conn {
 	return c
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultCeiling)
 	t.Cleanup(cancel)
 	return ctx

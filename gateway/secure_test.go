@@ -258,7 +258,7 @@ func limitsForTest() gateway.Limits {
 }
 
 // metricValue reads one sample from the gateway's /metrics.
-func metricValue(t *testing.T, e *env, name string) float64 {
+func metricValue(t testing.TB, e *env, name string) float64 {
 	t.Helper()
 	b, err := e.api.Metrics(ctxT(t))
 	if err != nil {

@@ -20,6 +20,9 @@ func (f *coapFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.coap, "coap", ":5683", "UDP address of plain CoAP (only with --insecure-udp)")
 	fl.Float64Var(&f.limits.SourceRate, "rate-source", 2000, "requests per second per source IP address (-1: off)")
 	fl.IntVar(&f.limits.SourceBurst, "rate-source-burst", 0, "burst of --rate-source (0: twice the rate)")
+	fl.Float64Var(&f.limits.SourceDropRate, "rate-source-drop", 0,
+		"datagrams per second per source IP address beyond which they are dropped before decoding (0: ten times --rate-source; -1: off)")
+	fl.IntVar(&f.limits.SourceDropBurst, "rate-source-drop-burst", 0, "burst of --rate-source-drop (0: one second's worth)")
 	fl.Float64Var(&f.limits.NodeRate, "rate-node", 50, "requests per second per node: PSK identity, or source endpoint on plain UDP (-1: off)")
 	fl.IntVar(&f.limits.NodeBurst, "rate-node-burst", 0, "burst of --rate-node (0: twice the rate)")
 	fl.IntVar(&f.limits.MaxBody, "max-body", 1024, "largest node document in bytes (at most 1024); larger get 4.13")

@@ -190,6 +190,7 @@ func (s *Server) serveSession(ctx context.Context, c net.Conn, cfg sessionConfig
 		}
 		s.stats.received.Add(1)
 		s.handleDatagram(ws, ws.in[:n], from)
+		s.publishDrops(ws)
 	}
 }
 

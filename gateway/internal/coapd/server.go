@@ -247,6 +247,10 @@ type Stats struct {
 	// those that failed (wrong key, unknown identity, timeout), and
 	// SessionsRefused associations closed at once for a full table.
 	Sessions, HandshakeFailed, SessionsRefused uint64
+	// SourceDropped counts the datagrams the source gate dropped before
+	// decoding them (WithSourceLimit); it lags the drops by at most one
+	// batch per worker.
+	SourceDropped uint64
 }
 
 // Server is a CoAP endpoint on one UDP socket.
@@ -262,7 +266,10 @@ type Server struct {
 	stats   struct {
 		received, sent, malformed, badOption, tooLarge, duplicates, resets, acked, failed, retrans atomic.Uint64
 		sessions, handshakeFailed, sessionsRefused                                                 atomic.Uint64
+		sourceDropped                                                                              atomic.Uint64
 	}
+	gate      *sourceGate
+	onDrop    func(n uint64)
 	sessions  sync.Map // netip.AddrPort -> *session
 	nsessions atomic.Int64
 	onReq     func(r *Request, code codes.Code, took time.Duration)
@@ -303,7 +310,9 @@ func WithTransmission(ackTimeout time.Duration, maxRetransmit int) Option {
 	return func(s *Server) { s.ackTO, s.maxRetry = ackTimeout, maxRetransmit }
 }
 
-// New returns a server for conn. It raises the socket's buffers to 4 MiB.
+// New returns a server for conn. It raises the socket's buffers to 4 MiB
+// (the receive buffer past net.core.rmem_max when the process holds
+// CAP_NET_ADMIN).
 // conn may be nil for a server that only serves secure sessions
 // (ServeSessions).
 func New(conn *net.UDPConn, h Handler, opts ...Option) *Server {
@@ -318,7 +327,7 @@ func New(conn *net.UDPConn, h Handler, opts ...Option) *Server {
 	s.out = newOutstanding(1 << 16)
 	s.mid.Store(uint32(time.Now().UnixNano()))
 	if conn != nil {
-		_ = conn.SetReadBuffer(4 << 20)
+		raiseReadBuffer(conn, 4<<20)
 		_ = conn.SetWriteBuffer(4 << 20)
 	}
 	return s
@@ -338,7 +347,7 @@ func (s *Server) Stats() Stats {
 		BadOption: s.stats.badOption.Load(), TooLarge: s.stats.tooLarge.Load(), Duplicates: s.stats.duplicates.Load(),
 		Resets: s.stats.resets.Load(), NotifyAcked: s.stats.acked.Load(), NotifyFailed: s.stats.failed.Load(),
 		Retransmits: s.stats.retrans.Load(), Sessions: s.stats.sessions.Load(), HandshakeFailed: s.stats.handshakeFailed.Load(),
-		SessionsRefused: s.stats.sessionsRefused.Load()}
+		SessionsRefused: s.stats.sessionsRefused.Load(), SourceDropped: s.stats.sourceDropped.Load()}
 }
 
 // Serve reads and answers datagrams until ctx ends; it then closes the
@@ -390,6 +399,8 @@ type workerState struct {
 	nout    int
 	curAddr net.Addr
 	bc      batchConn
+	// dropped counts the source gate's drops not yet published.
+	dropped uint64
 }
 
 // batchConn is the batched I/O of golang.org/x/net's ipv4 and ipv6
@@ -446,6 +457,7 @@ func (s *Server) worker(ctx context.Context) error {
 // flush sends the answers a worker queued, in as few system calls as the
 // kernel takes them.
 func (s *Server) flush(ws *workerState, bc batchConn) {
+	s.publishDrops(ws)
 	for sent := 0; sent < ws.nout; {
 		k, err := bc.WriteBatch(ws.wmsgs[sent:ws.nout], 0)
 		if err != nil || k == 0 {
@@ -489,6 +501,9 @@ func known(id message.OptionID) bool {
 }
 
 func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPort) {
+	if !s.admitSource(ws, from) {
+		return
+	}
 	if len(data) > s.maxSize {
 		s.stats.tooLarge.Add(1)
 		s.rejectTooLarge(ws, data, from)
