@@ -215,8 +215,13 @@ func New(cfg Config) (_ *Gateway, err error) {
 		}
 		closers = append(closers, conn.Close)
 	}
+	// One source gate for both ports: an address's datagrams count
+	// together, dropped before anything decodes them.
+	gate := coapd.NewSourceGate(cfg.Limits.SourceDropRate, cfg.Limits.SourceDropBurst)
+	sourceDropped := g.metrics.Refused.WithLabelValues(ratelimit.SourceRate)
+	countDrops := func(n uint64) { sourceDropped.Add(float64(n)) }
 	if cfg.CoAPSAddr != "-" {
-		if g.dtls, err = dtls.Listen(cfg.CoAPSAddr, db, g.admitHandshake); err != nil {
+		if g.dtls, err = dtls.Listen(cfg.CoAPSAddr, db, g.admitHandshake, gate.Allow, countDrops); err != nil {
 			return nil, fmt.Errorf("gateway: listen CoAP over DTLS %s: %w", cfg.CoAPSAddr, err)
 		}
 		closers = append(closers, g.dtls.Close)
@@ -230,12 +235,10 @@ func New(cfg Config) (_ *Gateway, err error) {
 			}
 		}
 	}
-	sourceDropped := g.metrics.Refused.WithLabelValues(ratelimit.SourceRate)
 	g.coap = coapd.New(conn, coapd.HandlerFunc(func(w *coapd.Response, r *coapd.Request) { g.serve.ServeCoAP(w, r) }),
 		coapd.WithLogger(cfg.Logger), coapd.WithRequestHook(func(r *coapd.Request, code codes.Code, took time.Duration) {
 			g.serve.LogRequest(r, code, took)
-		}), coapd.WithSourceLimit(cfg.Limits.SourceDropRate, cfg.Limits.SourceDropBurst),
-		coapd.WithSourceDropHook(func(n uint64) { sourceDropped.Add(float64(n)) }))
+		}), coapd.WithSourceGate(gate), coapd.WithSourceDropHook(countDrops))
 	sc := coapserve.Config{Store: db, Images: g.images, Origin: g.origin, Transfers: g.transfers, Limiter: g.limiter,
 		Observers: observers, Trust: keys, TrustObservers: observe.NewRegistry(), Activity: g.act, Rollouts: g.deploy, Audit: audit.New(db, cfg.Logger), Sender: g.coap,
 		Metrics: g.metrics, MaxBody: cfg.Limits.MaxBody, Now: g.clock, Logger: cfg.Logger,

@@ -46,8 +46,8 @@ func flood(ctx context.Context, conn net.Conn, datagram []byte, perSecond int, s
 	for {
 		// What the rate allows by now, and at most 10 ms of it at once
 		// when the thread fell behind.
-		due = max(due, int(time.Since(t0).Seconds()*float64(perSecond))-perSecond/100)
-		for ; due < int(time.Since(t0).Seconds()*float64(perSecond))+1; due++ {
+		target := int(time.Since(t0).Seconds()*float64(perSecond)) + 1
+		for due = max(due, target-perSecond/100); due < target; due++ {
 			if _, err := conn.Write(datagram); err == nil {
 				sent++
 			}

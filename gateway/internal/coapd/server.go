@@ -248,7 +248,7 @@ type Stats struct {
 	// SessionsRefused associations closed at once for a full table.
 	Sessions, HandshakeFailed, SessionsRefused uint64
 	// SourceDropped counts the datagrams the source gate dropped before
-	// decoding them (WithSourceLimit); it lags the drops by at most one
+	// decoding them (WithSourceGate); it lags the drops by at most one
 	// batch per worker.
 	SourceDropped uint64
 }
@@ -268,7 +268,7 @@ type Server struct {
 		sessions, handshakeFailed, sessionsRefused                                                 atomic.Uint64
 		sourceDropped                                                                              atomic.Uint64
 	}
-	gate      *sourceGate
+	gate      *SourceGate
 	onDrop    func(n uint64)
 	sessions  sync.Map // netip.AddrPort -> *session
 	nsessions atomic.Int64

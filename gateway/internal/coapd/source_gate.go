@@ -41,8 +41,10 @@ type gateSet struct {
 	e  [gateWays]gateEntry
 }
 
-// sourceGate is the table of per-source buckets.
-type sourceGate struct {
+// SourceGate is the table of per-source buckets: one may serve several
+// sockets (the gateway's plain CoAP and DTLS ports), so that an address's
+// datagrams count together. It is safe for concurrent use.
+type SourceGate struct {
 	k0, k1   uint64 // the hash's key
 	epoch    time.Time
 	interval int64 // ns per token
@@ -50,9 +52,12 @@ type sourceGate struct {
 	sets     [gateSets]gateSet
 }
 
-// newSourceGate returns a gate of perSecond tokens a second and burst
-// tokens at most, or nil (no gate) for a rate that is not positive.
-func newSourceGate(perSecond float64, burst int) *sourceGate {
+// NewSourceGate returns a gate of perSecond datagrams a second and burst
+// datagrams at most per source address, or nil (no gate) for a rate that
+// is not positive. Set it far above what a legitimate address sends: a
+// node fetching an image in lock-step over a fast link sends a request per
+// round trip, and every node behind a NAT shares its address.
+func NewSourceGate(perSecond float64, burst int) *SourceGate {
 	if perSecond <= 0 {
 		return nil
 	}
@@ -60,15 +65,15 @@ func newSourceGate(perSecond float64, burst int) *sourceGate {
 	if interval < 1 {
 		interval = 1
 	}
-	return &sourceGate{k0: rand.Uint64(), k1: rand.Uint64(), epoch: time.Now(), interval: interval,
+	return &SourceGate{k0: rand.Uint64(), k1: rand.Uint64(), epoch: time.Now(), interval: interval,
 		limit: int64(max(1, burst)) * interval}
 }
 
 // now returns the gate's clock: monotonic ns since its epoch, never 0.
-func (g *sourceGate) now() int64 { return int64(time.Since(g.epoch)) + 1 }
+func (g *SourceGate) now() int64 { return int64(time.Since(g.epoch)) + 1 }
 
 // index returns the set of an address: a keyed mix of its 16 bytes.
-func (g *sourceGate) index(hi, lo uint64) uint64 {
+func (g *SourceGate) index(hi, lo uint64) uint64 {
 	h := (hi ^ g.k0) * 0x9e3779b97f4a7c15
 	h ^= h >> 29
 	h = (h ^ lo ^ g.k1) * 0xbf58476d1ce4e5b9
@@ -76,9 +81,13 @@ func (g *sourceGate) index(hi, lo uint64) uint64 {
 	return h % gateSets
 }
 
+// Allow takes a token of a's bucket now and reports whether there was
+// one: false means drop the datagram. A nil gate allows everything.
+func (g *SourceGate) Allow(a netip.Addr) bool { return g == nil || g.allow(a, g.now()) }
+
 // allow takes a token of a's bucket at now (the gate's clock) and
 // reports whether there was one.
-func (g *sourceGate) allow(a netip.Addr, now int64) bool {
+func (g *SourceGate) allow(a netip.Addr, now int64) bool {
 	b := a.As16()
 	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 	set := &g.sets[g.index(hi, lo)]
@@ -119,7 +128,7 @@ const dropBatch = 64
 // datagram from from: it reports whether the datagram may go on to be
 // decoded, and counts it on the worker when it may not.
 func (s *Server) admitSource(ws *workerState, from netip.AddrPort) bool {
-	if s.gate == nil || s.gate.allow(from.Addr(), s.gate.now()) {
+	if s.gate.Allow(from.Addr()) {
 		return true
 	}
 	if ws.dropped++; ws.dropped >= dropBatch {
@@ -142,16 +151,10 @@ func (s *Server) publishDrops(ws *workerState) {
 	}
 }
 
-// WithSourceLimit drops, before decoding, the datagrams of a source IP
-// address beyond perSecond a second with bursts of burst (a token bucket
-// per address in a fixed table of 4096 addresses, about 104 KiB; see
-// Stats.SourceDropped). A rate that is not positive (the default) turns
-// the gate off. Set it far above what a legitimate address sends: a node
-// fetching an image in lock-step over a fast link sends a request per
-// round trip, and every node behind a NAT shares its address.
-func WithSourceLimit(perSecond float64, burst int) Option {
-	return func(s *Server) { s.gate = newSourceGate(perSecond, burst) }
-}
+// WithSourceGate drops, before decoding, the datagrams of a source IP
+// address its bucket in g refuses (see Stats.SourceDropped); nil (the
+// default) drops nothing.
+func WithSourceGate(g *SourceGate) Option { return func(s *Server) { s.gate = g } }
 
 // WithSourceDropHook sets a function told how many datagrams the source
 // gate dropped, called at most once per batch a worker reads (for a

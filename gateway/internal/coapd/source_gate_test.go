@@ -39,7 +39,7 @@ func TestSourceGate(t *testing.T) {
 			[]dgram{{a, 1}, {a, 1 + 10*ms}, {a, 1 + 10*ms}, {a, 1 + 10*ms}}, "yyyn"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newSourceGate(tc.perSecond, tc.burst)
+			g := NewSourceGate(tc.perSecond, tc.burst)
 			got := make([]byte, len(tc.in))
 			for i, d := range tc.in {
 				got[i] = 'n'
@@ -52,7 +52,7 @@ func TestSourceGate(t *testing.T) {
 			}
 		})
 	}
-	if newSourceGate(0, 10) != nil || newSourceGate(-1, 10) != nil {
+	if NewSourceGate(0, 10) != nil || NewSourceGate(-1, 10) != nil {
 		t.Fatal("a rate that is not positive made a gate")
 	}
 }
@@ -61,10 +61,10 @@ func TestSourceGate(t *testing.T) {
 // flood), leave the table its fixed size, and do not make the gate
 // forget a source at its limit: the flooder among them stays dropped.
 func TestSourceGateBounded(t *testing.T) {
-	if size := unsafe.Sizeof(sourceGate{}); size > 110<<10 {
+	if size := unsafe.Sizeof(SourceGate{}); size > 110<<10 {
 		t.Fatalf("the table is %d bytes, more than the 110 KiB its doc states", size)
 	}
-	g := newSourceGate(1000, 10)
+	g := NewSourceGate(1000, 10)
 	flooder := netip.MustParseAddr("198.51.100.7")
 	now := int64(1)
 	for i := 0; i < 10; i++ {
@@ -121,7 +121,7 @@ func TestSourceGateRandomFlooders(t *testing.T) {
 		}
 		return netip.AddrFrom16(b)
 	}
-	g := newSourceGate(perSecond, burst)
+	g := NewSourceGate(perSecond, burst)
 	fl := make([]netip.Addr, flooders)
 	got := make([]int, flooders)
 	for i := range fl {
@@ -158,7 +158,7 @@ func TestSourceGateRandomFlooders(t *testing.T) {
 }
 
 func BenchmarkSourceGate(b *testing.B) {
-	g := newSourceGate(1000, 10)
+	g := NewSourceGate(1000, 10)
 	addrs := make([]netip.Addr, 1024)
 	for i := range addrs {
 		addrs[i] = netip.MustParseAddr(fmt.Sprintf("10.0.%d.%d", i>>8, i&255))

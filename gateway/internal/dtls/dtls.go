@@ -1,5 +1,5 @@
-// Package dtls listens for CoAP over DTLS 1.2 (go-coap's DTLS listener over
-// github.com/pion/dtls) with per-node pre-shared keys (docs/protocol.md
+// Package dtls listens for CoAP over DTLS 1.2 (github.com/pion/dtls over a
+// socket reader of its own that drops a flooding source's datagrams first) with per-node pre-shared keys (docs/protocol.md
 // section 5): a node's PSK identity is its node id, and its key comes from
 // the gateway's key registry.
 package dtls
@@ -11,7 +11,6 @@ import (
 	"net/netip"
 
 	piondtls "github.com/pion/dtls/v3"
-	coapnet "github.com/plgd-dev/go-coap/v3/net"
 
 	"edgeota/gateway/internal/store"
 )
@@ -40,10 +39,13 @@ type Keys interface {
 }
 
 // Listen listens on the UDP address addr. A client's key is keys' key of
-// the identity it presents. admit, when not nil, may refuse a source
-// before any handshake work, so that a flood of ClientHellos costs no
+// the identity it presents. gate, when not nil, is asked for every
+// datagram before pion's DTLS sees it: a datagram of a source it refuses
+// is dropped at the cost of a table look-up, and dropped is told how many
+// once per batch read. admit, when not nil, may refuse a source before
+// any handshake work, so that a flood of ClientHellos costs no
 // cryptography.
-func Listen(addr string, keys Keys, admit func(src netip.Addr) bool) (net.Listener, error) {
+func Listen(addr string, keys Keys, admit, gate func(src netip.Addr) bool, dropped func(n uint64)) (net.Listener, error) {
 	opts := []piondtls.ServerOption{
 		piondtls.WithPSK(func(identity []byte) ([]byte, error) {
 			k, err := keys.PSK(string(identity))
@@ -65,8 +67,20 @@ func Listen(addr string, keys Keys, admit func(src netip.Addr) bool) (net.Listen
 			return ErrRefused
 		}))
 	}
-	l, err := coapnet.NewDTLSListener("udp", addr, coapnet.NewDTLSServerOptions(opts...))
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
+		return nil, err
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	d := newDemux(conn, gate, dropped)
+	l, err := piondtls.NewListenerWithOptions(d, opts...)
+	if err != nil {
+		d.Close()
 		return nil, err
 	}
 	return l, nil
