@@ -30,13 +30,18 @@ import (
 // the source gate's drops (and the 4.29 answers of the source rate).
 const refusedSourceRate = `edgeota_refused_total{reason="source_rate"}`
 
+// flooder's counters: what it sent, and its OS thread's CPU time, both
+// brought up to date every millisecond.
+type flooder struct {
+	sent, cpu atomic.Int64
+}
+
 // flood sends datagram from conn at perSecond datagrams a second until ctx
 // ends: every millisecond, the datagrams due at that rate since it began
 // (at most 10 ms' worth at once), so the load is bounded whatever the
-// machine's speed. It closes started after its first
-// burst. It runs on its own OS thread and returns that thread's CPU time
-// and how many datagrams it sent.
-func flood(ctx context.Context, conn net.Conn, datagram []byte, perSecond int, started chan<- struct{}) (cpu time.Duration, sent int) {
+// machine's speed. It closes started (when not nil) after its first
+// burst, and runs on an OS thread of its own.
+func (f *flooder) flood(ctx context.Context, conn net.Conn, datagram []byte, perSecond int, started chan<- struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := threadCPU()
@@ -49,16 +54,17 @@ func flood(ctx context.Context, conn net.Conn, datagram []byte, perSecond int, s
 		target := int(time.Since(t0).Seconds()*float64(perSecond)) + 1
 		for due = max(due, target-perSecond/100); due < target; due++ {
 			if _, err := conn.Write(datagram); err == nil {
-				sent++
+				f.sent.Add(1)
 			}
 		}
+		f.cpu.Store(int64(threadCPU() - start))
 		if started != nil {
 			close(started)
 			started = nil
 		}
 		select {
 		case <-ctx.Done():
-			return threadCPU() - start, sent
+			return
 		case <-tick.C:
 		}
 	}
@@ -122,44 +128,71 @@ func coreRequest(tb testing.TB) []byte {
 	return out[:n]
 }
 
-// TestSourceFloodDroppedBeforeDecoding: while 127.0.0.2 sends requests
-// for a block at 10,000 a second (bounded: 10 every millisecond), five
+// TestSourceFloodDroppedBeforeDecoding: while 127.0.0.2 floods a port at
+// 10,000 datagrams a second (bounded: what is due every millisecond), five
 // times its address's drop rate, a node on 127.0.1.1 fetches the whole
-// image, every byte, and the gateway counts the flooder's excess as
-// refused for source_rate. The request-rate limits are off, so only the
-// source gate counts there: without it the metric stays at 0 and the
-// wait fails.
+// image through that port, every byte, and the gateway counts the
+// flooder's excess as refused for source_rate, before and after the
+// node's fetch. On plain CoAP the flood is requests for a block; on the
+// DTLS port, a replayed ClientHello. The request-rate limits are off, so
+// only the source gate counts there: without it (or, on the DTLS port,
+// without the gateway's own reader in front of pion) the metric stays at
+// 0 and the wait fails.
 func TestSourceFloodDroppedBeforeDecoding(t *testing.T) {
 	const dropRate, dropBurst, floodRate = 2000, 500, 10_000
-	e := newEnv(t, opts{limits: gateway.Limits{SourceRate: -1, NodeRate: -1, SourceDropRate: dropRate, SourceDropBurst: dropBurst}})
-	md := e.model(1, 64<<10)
-	if err := e.push(md.signed, md.image); err != nil {
-		t.Fatal(err)
-	}
-	path := protocol.ImagePath(md.m.Digest)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var sent int
-	go func() {
-		defer wg.Done()
-		_, sent = flood(ctx, dialFrom(t, "127.0.0.2", e.coap), blockRequest(t, path), floodRate, nil)
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	// The flood is on and dropped before the node starts.
-	testutil.Eventually(t, "the flooder's datagrams refused", func() bool { return metricValue(t, e, refusedSourceRate) > 0 })
+	for _, secure := range []bool{false, true} {
+		name := "plain"
+		if secure {
+			name = "dtls"
+		}
+		t.Run(name, func(t *testing.T) {
+			key := []byte("source-flood-node-key")
+			e := newEnv(t, opts{keys: map[string][]byte{"node-a": key},
+				limits: gateway.Limits{SourceRate: -1, NodeRate: -1, SourceDropRate: dropRate, SourceDropBurst: dropBurst}})
+			md := e.model(1, 64<<10)
+			if err := e.push(md.signed, md.image); err != nil {
+				t.Fatal(err)
+			}
+			path := protocol.ImagePath(md.m.Digest)
+			target, datagram := e.coap, blockRequest(t, path)
+			if secure {
+				target, datagram = e.coaps, clientHello(t)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Add(1)
+			var f flooder
+			conn := dialFrom(t, "127.0.0.2", target)
+			go func() {
+				defer wg.Done()
+				f.flood(ctx, conn, datagram, floodRate, nil)
+			}()
+			t.Cleanup(func() { cancel(); wg.Wait() })
+			// The flood is on and dropped before the node starts.
+			testutil.Eventually(t, "the flooder's datagrams refused", func() bool { return metricValue(t, e, refusedSourceRate) > 0 })
 
-	c := &blockClient{conn: dialFrom(t, "127.0.1.1", e.coap), out: make([]byte, 256), in: make([]byte, 2048), opt: make([]byte, 128)}
-	n, err := c.fetchAll(path)
-	if err != nil || n != len(md.image) {
-		t.Fatalf("the node fetched %d of %d bytes during the flood: %v", n, len(md.image), err)
+			var nc net.Conn = dialFrom(t, "127.0.1.1", e.coap)
+			if secure {
+				dc, err := gatewaytest.DialDTLS(ctxT(t), "127.0.1.1", e.coaps, "node-a", key)
+				if err != nil {
+					t.Fatalf("the node's handshake during the flood: %v", err)
+				}
+				t.Cleanup(func() { dc.Close() })
+				nc = dc
+			}
+			c := &blockClient{conn: nc, out: make([]byte, 256), in: make([]byte, 2048), opt: make([]byte, 128)}
+			n, err := c.fetchAll(path)
+			if err != nil || n != len(md.image) {
+				t.Fatalf("the node fetched %d of %d bytes during the flood: %v", n, len(md.image), err)
+			}
+			// Still refused after the node finished: the flood went on throughout.
+			before := metricValue(t, e, refusedSourceRate)
+			testutil.Eventually(t, "more of the flooder's datagrams refused", func() bool { return metricValue(t, e, refusedSourceRate) > before })
+			cancel()
+			wg.Wait()
+			t.Logf("flooder sent %d, %v refused", f.sent.Load(), metricValue(t, e, refusedSourceRate))
+		})
 	}
-	// Still refused after the node finished: the flood went on throughout.
-	before := metricValue(t, e, refusedSourceRate)
-	testutil.Eventually(t, "more of the flooder's datagrams refused", func() bool { return metricValue(t, e, refusedSourceRate) > before })
-	cancel()
-	wg.Wait()
-	t.Logf("flooder sent %d, %v refused", sent, metricValue(t, e, refusedSourceRate))
 }
 
 // floodNodes and floodImage are the fetches BenchmarkFloodOthers times:
@@ -183,13 +216,15 @@ const (
 // rate counts: 2,000 a second answered, then 4.29 up to the source gate's
 // 20,000 a second, dropped beyond) and over DTLS (the flood: a
 // ClientHello replayed from one port). The gateway runs with its default
-// limits but for the gate's burst (floodDropBurst). It reports each
-// flood's slowdown (time with it / time without) and the gateway's CPU
-// per refused datagram: the process's
-// CPU during the flood less the flooder thread's and less the same
-// fetches' CPU without a flood, over the refusals counted in
-// edgeota_refused_total{reason="source_rate"} (DTLS: over the datagrams
-// sent, since pion drops a replayed hello without counting it).
+// limits but for the gate's burst (floodDropBurst). Per flood it reports:
+// slowdown-Nk, the nodes' time with it over their time without;
+// us/refused-Nk, the gateway's CPU per refused datagram while the nodes
+// fetch (the process's CPU less the flooder thread's and less the same
+// fetch's CPU without a flood, over the refusals counted in
+// edgeota_refused_total{reason="source_rate"}; on DTLS over the datagrams
+// sent, which the gate drops or pion's handshake handles); us/flood-dgram-Nk,
+// the same CPU over every flood datagram; refused-share-Nk, refusals over
+// datagrams sent (below 1 while the source rate still answers some).
 func BenchmarkFloodOthers(b *testing.B) {
 	rates := []int{10_000, 50_000}
 	for _, secure := range []bool{false, true} {
@@ -251,7 +286,7 @@ func BenchmarkFloodOthers(b *testing.B) {
 			fetchAll() // warm: the image's blocks cached, the sessions' first records
 			var base, baseCPU time.Duration
 			took := make([]time.Duration, len(rates))
-			perRefused := make([]float64, len(rates))
+			perRefused, perSent, share := make([]float64, len(rates)), make([]float64, len(rates)), make([]float64, len(rates))
 			iters := 0
 			b.ResetTimer()
 			for b.Loop() {
@@ -259,43 +294,45 @@ func BenchmarkFloodOthers(b *testing.B) {
 				d, cpu := fetchAll()
 				base, baseCPU = base+d, baseCPU+cpu
 				for k, rate := range rates {
-					// The flood's window: from its start, through the
-					// wait for its first refusals, to its end.
-					refused0, cpu0 := metricValue(b, e, refusedSourceRate), processCPU()
 					ctx, cancel := context.WithCancel(context.Background())
-					var floodCPU time.Duration
-					var sent int
+					var f flooder
 					done, started := make(chan struct{}), make(chan struct{})
 					conn := dialFrom(b, "127.0.0.2", target)
 					go func() {
 						defer close(done)
-						floodCPU, sent = flood(ctx, conn, datagram, rate, started)
+						f.flood(ctx, conn, datagram, rate, started)
 					}()
 					<-started
 					if !secure { // refused before the nodes start: the buckets of 127.0.0.2 are empty
-						for metricValue(b, e, refusedSourceRate) == refused0 {
+						for r := metricValue(b, e, refusedSourceRate); metricValue(b, e, refusedSourceRate) == r; {
 							time.Sleep(time.Millisecond) // a benchmark's pacing, not a test's wait
 						}
 					}
+					// The window measured: the nodes' fetch, the flood on.
+					refused0, sent0, floodCPU0, cpu0 := metricValue(b, e, refusedSourceRate), f.sent.Load(), f.cpu.Load(), processCPU()
 					d, _ := fetchAll()
+					refused, sent := metricValue(b, e, refusedSourceRate)-refused0, float64(f.sent.Load()-sent0)
+					cpu := processCPU() - cpu0 - time.Duration(f.cpu.Load()-floodCPU0) - baseCPU/time.Duration(iters)
 					cancel()
 					<-done
-					cpu := processCPU() - cpu0
 					took[k] += d
-					refused := metricValue(b, e, refusedSourceRate) - refused0
 					if secure {
-						refused = float64(sent)
+						refused = sent // pion never sees them: no count but the gate's
 					}
-					b.Logf("%d/s: fetched in %v; flood: %d sent, %v refused, CPU %v (flooder %v, the fetch alone %v)",
-						rate, d, sent, refused, cpu, floodCPU, baseCPU/time.Duration(iters))
 					if refused > 0 {
-						perRefused[k] += float64(cpu-floodCPU-baseCPU/time.Duration(iters)) / 1e3 / refused
+						perRefused[k] += float64(cpu) / 1e3 / refused
+					}
+					if sent > 0 {
+						perSent[k] += float64(cpu) / 1e3 / sent
+						share[k] += refused / sent
 					}
 				}
 			}
 			for k, rate := range rates {
 				b.ReportMetric(float64(took[k])/float64(base), fmt.Sprintf("slowdown-%dk", rate/1000))
 				b.ReportMetric(perRefused[k]/float64(iters), fmt.Sprintf("us/refused-%dk", rate/1000))
+				b.ReportMetric(perSent[k]/float64(iters), fmt.Sprintf("us/flood-dgram-%dk", rate/1000))
+				b.ReportMetric(share[k]/float64(iters), fmt.Sprintf("refused-share-%dk", rate/1000))
 			}
 			b.ReportMetric(float64(base.Milliseconds())/float64(iters), "ms/fetch-alone")
 		})

@@ -28,8 +28,10 @@ import (
 // association made); the caller (coapd.Server.ServeSessions) bounds the
 // associations it accepts.
 type demux struct {
-	conn    *net.UDPConn
-	batch   interface{ ReadBatch([]ipv4.Message, int) (int, error) }
+	conn  *net.UDPConn
+	batch interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+	}
 	gate    func(netip.Addr) bool
 	dropped func(n uint64)
 
