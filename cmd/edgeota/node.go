@@ -77,10 +77,12 @@ type nodeFlags struct {
 	rate                         float64
 	health                       time.Duration
 	seed                         int64
+	delta                        bool
 }
 
 func (n *nodeFlags) register(cmd *cobra.Command) {
 	n.flashFlags.register(cmd)
+	n.delta = true // commands without --delta take a delta when one comes
 	fl := cmd.Flags()
 	fl.StringVar(&n.id, "id", "", "node id")
 	fl.StringVar(&n.class, "class", "", "device class UUID of this node")
@@ -96,6 +98,7 @@ func (n *nodeFlags) register(cmd *cobra.Command) {
 		fl.DurationVar(&n.poll, "poll-interval", time.Minute, "how often to poll the assigned manifest besides observing it")
 		fl.BoolVar(&n.qblock, "qblock", true, "download images in RFC 9177 Q-Block2 bursts when the gateway has them (false: lock-step Block2, one round trip per block)")
 		fl.DurationVar(&n.ackTimeout, "ack-timeout", 2*time.Second, "CoAP ACK_TIMEOUT: the wait before a lost request is sent again (RFC 7252 default 2s)")
+		fl.BoolVar(&n.delta, "delta", true, "apply the deltas the gateway offers with manifests (docs/deltas.md); --delta=false downloads full images only")
 	}
 	fl.Float64Var(&n.rate, "inference-rate", 10, "simulated inferences per second")
 	fl.DurationVar(&n.health, "health-interval", time.Minute, "time between health reports")
@@ -169,7 +172,8 @@ func (n *nodeFlags) agent(log *slog.Logger, rep nodeagent.Reporter, overlay ...f
 	}
 	cfg := nodeagent.Config{NodeID: n.id, Class: cls, Labels: labels, Component: n.component, Runtime: n.runtime, PSK: psk,
 		Flash: f, SlotSize: n.slotSize, JournalBlocks: n.journalBlocks, Trust: trust, Roots: roots, RootThreshold: n.trustThreshold, Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
-		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout, LockStep: !n.qblock}
+		InferenceRate: n.rate, HealthInterval: n.health, Reporter: rep, Logger: log, Gateway: n.gateway, PollInterval: n.poll, AckTimeout: n.ackTimeout, LockStep: !n.qblock,
+		DisableDeltas: !n.delta}
 	for _, o := range overlay {
 		if err := o(&cfg); err != nil {
 			f.Close()

@@ -22,7 +22,7 @@ func newSimCmd() *cobra.Command {
 	var seed uint64
 	var junit, gw, mqttURL, keyFile, cpuProfile, memProfile string
 	var api adminFlags
-	var quiet, asJSON bool
+	var quiet, asJSON, noDeltas bool
 	run := &cobra.Command{
 		Use:   "run SCENARIO.yaml [--seed N] [--junit FILE]",
 		Short: "Run a scenario and check its expectations",
@@ -64,7 +64,7 @@ docs/simulator.md teaches writing your own.`,
 			if f, ok := errw.(*os.File); ok {
 				tty = term.IsTerminal(int(f.Fd()))
 			}
-			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, MQTT: mqttURL}
+			opts := fleet.Options{Seed: seed, Logger: loggerFrom(cmd).With("component", "gateway"), Gateway: gw, MQTT: mqttURL, NoDeltas: noDeltas}
 			if gw != "" || api.url != "" || mqttURL != "" {
 				if gw == "" || api.url == "" || mqttURL == "" || keyFile == "" {
 					return usagef("a running gateway needs --gateway, --admin, --mqtt and --key")
@@ -146,6 +146,7 @@ docs/simulator.md teaches writing your own.`,
 	run.Flags().Uint64Var(&seed, "seed", 0, "seed of every random choice (default: the scenario's, or a new one, printed)")
 	run.Flags().StringVar(&junit, "junit", "", "write JUnit XML to FILE")
 	run.Flags().BoolVar(&quiet, "quiet", false, "no progress lines")
+	run.Flags().BoolVar(&noDeltas, "no-deltas", false, "every node takes full images only (edgeota node --delta=false), whatever its fleet group says: the same run without deltas, to compare the bytes on air")
 	run.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON instead of the summary (the exit status still says whether every expectation passed)")
 	run.Flags().StringVar(&gw, "gateway", "", "a running gateway's CoAP URL, coap://HOST:PORT, or coaps://HOST:PORT for a transport dtls scenario (instead of one in-process)")
 	api.register(run.Flags(), "", "that gateway's admin API URL (with --token-file and --admin-ca when it requires them)")

@@ -302,6 +302,10 @@ func (s *sim) result() *scenario.Result {
 		}
 		nr.Download = time.Duration(n.dlTook.Load())
 		nr.Confirmed = time.Duration(n.confirmed.Load())
+		if t := n.transfer.Load(); t != nil {
+			nr.Transfer, nr.Fallback = t.Kind.String(), t.Fallback
+		}
+		nr.Fetched = n.fetched.Load()
 		n.mu.Lock()
 		a := n.agent
 		n.mu.Unlock()

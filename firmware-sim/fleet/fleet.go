@@ -71,6 +71,10 @@ type Options struct {
 	// HeapProfile, when set, gets a heap profile (runtime/pprof) once
 	// every node has said Hello: what a node costs in memory, and where.
 	HeapProfile io.Writer
+	// NoDeltas makes every node take full images only, whatever its
+	// group says (edgeota sim run --no-deltas): the baseline a run with
+	// deltas compares with.
+	NoDeltas bool
 }
 
 // model is a scenario model, built and signed.
@@ -118,6 +122,13 @@ type node struct {
 	// confirmed is the simulated time since the start at which it last
 	// confirmed an update (0: none).
 	confirmed atomic.Int64
+	// noDeltas: the node takes full images only (its group's deltas:
+	// false, or Options.NoDeltas).
+	noDeltas bool
+	// transfer is the transfer (status event key 64) of the latest
+	// update the node verified, fetched the payload bytes of all of them.
+	transfer atomic.Pointer[protocol.Transfer]
+	fetched  atomic.Uint64
 }
 
 // sim is one run.
@@ -264,7 +275,14 @@ func (s *sim) setup(ctx context.Context) error {
 	for i := range s.sc.Models {
 		spec := &s.sc.Models[i]
 		img := make([]byte, spec.Size)
-		for j := range img {
+		from := 0
+		if spec.From != "" {
+			// Retrained from an earlier model: its image, the last
+			// Changed of it drawn again (docs/simulator.md).
+			copy(img, s.models[spec.From].image)
+			from = spec.Size - int(uint64(spec.Size)*spec.Changed/10000)
+		}
+		for j := from; j < len(img); j++ {
 			img[j] = byte(s.rng.Uint32())
 		}
 		copy(img, "edgeota-sim-model "+spec.Behaviour+"\n")
@@ -344,6 +362,7 @@ type identity struct {
 	id          string
 	labels      map[string]string
 	psk, secret []byte
+	noDeltas    bool
 }
 
 // identities names the fleet's nodes in fleet order, scoped to the run on
@@ -368,7 +387,7 @@ func (s *sim) identities() []identity {
 				// derive from the seed.
 				cryptorand.Read(psk)
 			}
-			out = append(out, identity{id: id, labels: labels, psk: psk, secret: secret})
+			out = append(out, identity{id: id, labels: labels, psk: psk, secret: secret, noDeltas: g.NoDeltas || s.opts.NoDeltas})
 		}
 	}
 	return out

@@ -30,7 +30,8 @@ func (s *sim) newNode(ctx context.Context, ident identity, i int, slot int64) (*
 	if err != nil {
 		return nil, err
 	}
-	n := &node{id: ident.id, labels: ident.labels, psk: ident.psk, flash: f, restart: make(chan string, 1), seed: int64(s.rng.Uint64())}
+	n := &node{id: ident.id, labels: ident.labels, psk: ident.psk, flash: f, restart: make(chan string, 1), seed: int64(s.rng.Uint64()),
+		noDeltas: ident.noDeltas}
 	if s.sc.Initial != "" {
 		if err := s.install(n, slot, s.models[s.sc.Initial]); err != nil {
 			return nil, err
@@ -136,8 +137,13 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
 		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
 		AckTimeout: s.ackTimeout(), PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
-		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second,
+		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second, DisableDeltas: n.noDeltas,
 		OnStatus: func(e *protocol.StatusEvent) {
+			if t := e.Transfer; t != nil && e.State == protocol.StateVerified {
+				c := *t
+				n.transfer.Store(&c)
+				n.fetched.Add(t.Fetched)
+			}
 			switch e.State {
 			case protocol.StateDownloading:
 				n.dlStart.Store(s.clock.Now().UnixNano())

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"strings"
@@ -111,6 +112,17 @@ type NodeResult struct {
 	// HeardAfterOutage is how many of its documents (Hello, health report,
 	// status event) the gateway accepted after its last outage ended.
 	HeardAfterOutage int
+	// Transfer is how the node fetched its latest verified update:
+	// "delta", "full" or "" (none), from its status event's transfer (key
+	// 64).
+	Transfer string
+	// Fetched is the payload bytes the node fetched from the gateway for
+	// its updates, deltas and images together (the transfers' key 3,
+	// summed over the updates it verified).
+	Fetched uint64
+	// Fallback is why the node abandoned a delta for the full image in
+	// its latest update, "" when it did not.
+	Fallback string
 }
 
 // AuditEntry is one entry of the gateway's provisioning audit log, as far
@@ -203,6 +215,10 @@ func evaluate(s *Scenario, r *Result, e Expectation) (bool, string) {
 		return provisioned(s, r, e)
 	case ExpectLinkRecovered:
 		return linkRecovered(r, e)
+	case ExpectTookDelta:
+		return tookDelta(r, e)
+	case ExpectAirRatio:
+		return airRatio(r, e)
 	}
 	return false, fmt.Sprintf("unknown expectation kind %q", e.Kind)
 }
@@ -482,6 +498,86 @@ func defaultName(s *Scenario, e Expectation) string {
 		return every + " provisioned over BLE and audited once"
 	case ExpectLinkRecovered:
 		return strings.Replace(every, "node", "node whose link went out", 1) + " is heard again after it"
+	case ExpectTookDelta:
+		return every + " running " + model + " took it as a delta"
+	case ExpectAirRatio:
+		return fmt.Sprintf("%s put at most %s%% of the bytes on air of %s", nodesOf(e.Cohort), percentText(e.MaxPercent), nodesOf(e.Baseline))
 	}
 	return e.Kind
+}
+
+func tookDelta(r *Result, e Expectation) (bool, string) {
+	nodes, why := occupiedCohort(r, e)
+	if why != "" {
+		return false, why
+	}
+	var bad []string
+	took, ran := 0, 0
+	for _, n := range nodes {
+		if n.Model != e.Model || n.State != StateConfirmed {
+			continue
+		}
+		ran++
+		switch {
+		case n.Transfer == "delta":
+			took++
+		case n.Fallback != "":
+			bad = append(bad, fmt.Sprintf("%s took the full image (%s)", n.ID, n.Fallback))
+		default:
+			bad = append(bad, fmt.Sprintf("%s took the %s image", n.ID, cmp.Or(n.Transfer, "no")))
+		}
+	}
+	if ran == 0 {
+		return false, fmt.Sprintf("no %s runs %s", strings.TrimSuffix(nodesOf(e.Cohort), "s"), e.Model)
+	}
+	d := fmt.Sprintf("%d of %d %s that run %s took it as a delta", took, ran, nodesOf(e.Cohort), e.Model)
+	if len(bad) > 0 {
+		d += "; " + offenders(bad)
+	}
+	return len(bad) == 0, d
+}
+
+// airPerNode is the bytes on air per node, both ways, of a cohort's
+// nodes, and the payload bytes they fetched per node.
+func airPerNode(r *Result, expr string) (air, fetched float64, n int, err error) {
+	nodes, err := cohortNodes(r, expr)
+	if err != nil || len(nodes) == 0 {
+		return 0, 0, 0, err
+	}
+	var a, f uint64
+	for _, nd := range nodes {
+		a += nd.Link.Up.AirBytes + nd.Link.Down.AirBytes
+		f += nd.Fetched
+	}
+	return float64(a) / float64(len(nodes)), float64(f) / float64(len(nodes)), len(nodes), nil
+}
+
+func airRatio(r *Result, e Expectation) (bool, string) {
+	air, fetched, n, err := airPerNode(r, e.Cohort)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("no node is in the cohort %s", cohortOrAll(e.Cohort))
+	}
+	if err != nil {
+		return false, err.Error()
+	}
+	bair, bfetched, bn, err := airPerNode(r, e.Baseline)
+	if err == nil && bn == 0 {
+		err = fmt.Errorf("no node is in the baseline cohort %s", e.Baseline)
+	}
+	if err != nil {
+		return false, err.Error()
+	}
+	if bair == 0 {
+		return false, fmt.Sprintf("the baseline's %d nodes put nothing on air", bn)
+	}
+	ratio := air / bair
+	d := fmt.Sprintf("%s: %s on air per node (%s fetched), %s: %s (%s fetched): %.1f%%, at most %s%%",
+		nodesOf(e.Cohort), bytesText(int64(air)), bytesText(int64(fetched)), nodesOf(e.Baseline), bytesText(int64(bair)),
+		bytesText(int64(bfetched)), 100*ratio, percentText(e.MaxPercent))
+	return ratio*10000 <= float64(e.MaxPercent), d
+}
+
+// percentText writes basis points as a percent: 2500 is "25", 1250 "12.5".
+func percentText(bp uint64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%d.%02d", bp/100, bp%100), "0"), ".")
 }

@@ -226,7 +226,7 @@ func (p *parser) fleet(n *yaml.Node) error {
 	}
 	total := 0
 	for _, it := range items {
-		m, err := fields(it, "count", "labels")
+		m, err := fields(it, "count", "labels", "deltas")
 		if err != nil {
 			return err
 		}
@@ -246,6 +246,13 @@ func (p *parser) fleet(n *yaml.Node) error {
 			return errAt(c, "the fleet has %d nodes so far, more than %d", total, MaxNodes)
 		}
 		g := Group{Count: int(count), Labels: map[string]string{}}
+		if d, ok := m["deltas"]; ok && yamlfield.IsSet(d) {
+			on, err := boolean(d, "deltas")
+			if err != nil {
+				return err
+			}
+			g.NoDeltas = !on
+		}
 		if l, ok := m["labels"]; ok && yamlfield.IsSet(l) {
 			if l.Kind != yaml.MappingNode {
 				return errAt(l, "labels: want a mapping such as {region: us-east, hw: rev2}")
@@ -332,7 +339,7 @@ func (p *parser) models(n *yaml.Node) error {
 		return err
 	}
 	for _, it := range items {
-		m, err := fields(it, "name", "version", "behaviour", "size", "probation")
+		m, err := fields(it, "name", "version", "behaviour", "size", "probation", "from", "changed")
 		if err != nil {
 			return err
 		}
@@ -355,9 +362,33 @@ func (p *parser) models(n *yaml.Node) error {
 		if err := checkBehaviour(md.Behaviour); err != nil {
 			return errAt(m["behaviour"], "model %s: behaviour: %v", md.Name, err)
 		}
+		if md.From, err = optionalString(m["from"], "from"); err != nil {
+			return err
+		}
 		size, err := optionalUint(m["size"], "size", 32768)
 		if err != nil {
 			return err
+		}
+		if md.From != "" {
+			base := p.s.Model(md.From)
+			if base == nil {
+				return errAt(m["from"], "model %s: from %q: no model of that name above it", md.Name, md.From)
+			}
+			if yamlfield.IsSet(m["size"]) {
+				return errAt(m["size"], "model %s: size does not apply with from (the image has %s's size)", md.Name, md.From)
+			}
+			size = uint64(base.Size)
+			md.Changed = 1000
+			if c, ok := m["changed"]; ok && yamlfield.IsSet(c) {
+				if md.Changed, err = percent(c, "changed"); err != nil {
+					return err
+				}
+				if md.Changed == 0 {
+					return errAt(c, "model %s: changed 0%%: the image would be %s's", md.Name, md.From)
+				}
+			}
+		} else if yamlfield.IsSet(m["changed"]) {
+			return errAt(m["changed"], "model %s: changed applies only with from", md.Name)
 		}
 		if size < 1 || size > MaxModelSize {
 			return errAt(m["size"], "model %s: size %d: want 1 to %d bytes", md.Name, size, MaxModelSize)
@@ -371,6 +402,36 @@ func (p *parser) models(n *yaml.Node) error {
 		p.s.Models = append(p.s.Models, md)
 	}
 	return nil
+}
+
+// boolean reads a YAML boolean.
+func boolean(n *yaml.Node, name string) (bool, error) {
+	v, err := field.Scalar(n, name)
+	if err != nil {
+		return false, err
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil || (v != "true" && v != "false") {
+		return false, errAt(n, "%s %q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+// percent reads a share such as 10% (or 10) as basis points, 0 to 10000.
+func percent(n *yaml.Node, name string) (uint64, error) {
+	v, err := field.Scalar(n, name)
+	if err != nil {
+		return 0, err
+	}
+	pct, _ := strings.CutSuffix(v, "%")
+	bp, err := field.Decimal(&yaml.Node{Line: n.Line, Column: n.Column, Kind: yaml.ScalarNode, Value: strings.TrimSpace(pct)}, name, 2)
+	if err != nil {
+		return 0, err
+	}
+	if bp > 10000 {
+		return 0, errAt(n, "%s %s: want a percent from 0 to 100", name, v)
+	}
+	return bp, nil
 }
 
 func probation(n *yaml.Node) (*Probation, error) {
@@ -708,7 +769,7 @@ func (p *parser) expectations(n *yaml.Node) error {
 	}
 	names := map[string]int{}
 	for _, it := range items {
-		m, err := fields(it, "name", "kind", "cohort", "model", "deployment", "phase", "max_wave")
+		m, err := fields(it, "name", "kind", "cohort", "model", "deployment", "phase", "max_wave", "baseline", "max")
 		if err != nil {
 			return err
 		}
@@ -735,8 +796,12 @@ func (p *parser) expectations(n *yaml.Node) error {
 				return errAt(m["kind"], "expectation link-recovered needs a link-outage fault")
 			}
 			allowed = []string{"cohort"}
+		case ExpectTookDelta:
+			allowed = []string{"cohort", "model"}
+		case ExpectAirRatio:
+			allowed = []string{"cohort", "baseline", "max"}
 		default:
-			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout, health-delivered, provisioned or link-recovered", e.Kind)
+			return errAt(m["kind"], "expectation kind %q: want all-run, none-run, no-unbootable, rollout, health-delivered, provisioned, link-recovered, took-delta or air-ratio", e.Kind)
 		}
 		for i := 0; i+1 < len(it.Content); i += 2 {
 			k := it.Content[i].Value
@@ -758,6 +823,17 @@ func (p *parser) expectations(n *yaml.Node) error {
 			}
 			if p.s.Model(e.Model) == nil {
 				return errAt(m["model"], "%s: no model named %q", e.Kind, e.Model)
+			}
+		}
+		if e.Kind == ExpectAirRatio {
+			if !yamlfield.IsSet(m["baseline"]) || !yamlfield.IsSet(m["max"]) {
+				return errAt(it, "air-ratio: want cohort, baseline and max, e.g. {kind: air-ratio, cohort: \"deltas:on\", baseline: \"deltas:off\", max: 25%%}")
+			}
+			if e.Baseline, err = cohortExpr(m["baseline"]); err != nil {
+				return err
+			}
+			if e.MaxPercent, err = percent(m["max"], "max"); err != nil {
+				return err
 			}
 		}
 		if e.Kind == ExpectRollout {

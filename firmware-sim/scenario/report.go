@@ -137,7 +137,7 @@ func writeRadio(w io.Writer, s *Scenario, r *Result) {
 			d.st.In, bytesText(int64(d.st.BytesIn)), d.st.Dropped, d.st.Frames, bytesText(int64(d.st.AirBytes)), d.st.Airtime.Round(time.Millisecond))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "group\tnodes\tdownloaded\tdownload median\tdownload max\tlast confirmed\tairtime per node\ton air per node")
+	fmt.Fprintln(tw, "group\tnodes\tdownloaded\tdeltas\tdownload median\tdownload max\tlast confirmed\tairtime per node\ton air per node\tfetched per node")
 	for _, g := range groupAir(s, r) {
 		median, most, last := "-", "-", "-"
 		if g.Downloaded > 0 {
@@ -146,8 +146,12 @@ func writeRadio(w io.Writer, s *Scenario, r *Result) {
 		if g.Confirmed > 0 {
 			last = g.Confirmed.Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%v\t%s\n", g.Name, g.Nodes, g.Downloaded, median, most, last,
-			g.Airtime.Round(time.Millisecond), bytesText(g.AirBytes))
+		deltas := fmt.Sprint(g.Deltas)
+		if g.NoDeltas {
+			deltas = "off"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", g.Name, g.Nodes, g.Downloaded, deltas, median, most, last,
+			g.Airtime.Round(time.Millisecond), bytesText(g.AirBytes), bytesText(g.Fetched))
 	}
 	tw.Flush()
 }
@@ -165,6 +169,15 @@ type groupStats struct {
 	Confirmed  time.Duration `json:"-"`
 	Airtime    time.Duration `json:"-"`
 	AirBytes   int64         `json:"air_bytes_per_node"`
+	// NoDeltas is the group's deltas: false; Deltas how many of its
+	// nodes took their latest update as a delta, Fallbacks how many
+	// abandoned one for the full image.
+	NoDeltas  bool `json:"deltas_off,omitempty"`
+	Deltas    int  `json:"deltas"`
+	Fallbacks int  `json:"fallbacks"`
+	// Fetched is the payload bytes fetched from the gateway per node,
+	// deltas and images (the nodes' status events, transfer key 3).
+	Fetched int64 `json:"fetched_bytes_per_node"`
 }
 
 // groupAir sums the nodes of each fleet group: r.Nodes are in fleet
@@ -173,15 +186,22 @@ func groupAir(s *Scenario, r *Result) []groupStats {
 	var out []groupStats
 	i := 0
 	for _, g := range s.Fleet {
-		gs := groupStats{Name: groupName(g)}
+		gs := groupStats{Name: groupName(g), NoDeltas: g.NoDeltas}
 		var took []time.Duration
 		var air time.Duration
-		var bytes uint64
+		var bytes, fetched uint64
 		for ; i < len(r.Nodes) && gs.Nodes < g.Count; i++ {
 			n := &r.Nodes[i]
 			gs.Nodes++
 			air += n.Link.Up.Airtime + n.Link.Down.Airtime
 			bytes += n.Link.Up.AirBytes + n.Link.Down.AirBytes
+			fetched += n.Fetched
+			if n.Transfer == "delta" {
+				gs.Deltas++
+			}
+			if n.Fallback != "" {
+				gs.Fallbacks++
+			}
 			if n.Download > 0 {
 				took = append(took, n.Download)
 			}
@@ -190,6 +210,7 @@ func groupAir(s *Scenario, r *Result) []groupStats {
 		if gs.Nodes > 0 {
 			gs.Airtime = air / time.Duration(gs.Nodes)
 			gs.AirBytes = int64(bytes) / int64(gs.Nodes)
+			gs.Fetched = int64(fetched) / int64(gs.Nodes)
 		}
 		if gs.Downloaded = len(took); len(took) > 0 {
 			slices.Sort(took)
@@ -473,6 +494,12 @@ type jsonNodeView struct {
 	// confirmed no update.
 	Download  float64 `json:"download_seconds"`
 	Confirmed float64 `json:"confirmed_seconds"`
+	// Transfer is how the node fetched its latest update ("delta",
+	// "full", "" for none), Fetched the payload bytes of its updates,
+	// Fallback why it abandoned a delta.
+	Transfer string `json:"transfer,omitempty"`
+	Fetched  uint64 `json:"fetched_bytes"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 type jsonAudit struct {
@@ -529,7 +556,7 @@ func WriteJSON(w io.Writer, s *Scenario, r *Result, outs []Outcome) error {
 			Unbootable: n.Unbootable, Provisioned: n.Provisioned, Registered: n.Registered,
 			LinkOutages: n.LinkOutages, OutageDropped: n.OutageDropped, HeardAfterOutage: n.HeardAfterOutage,
 			Link: jsonLink{Up: dirJSON(n.Link.Up), Down: dirJSON(n.Link.Down)}, Download: n.Download.Seconds(),
-			Confirmed: n.Confirmed.Seconds()}
+			Confirmed: n.Confirmed.Seconds(), Transfer: n.Transfer, Fetched: n.Fetched, Fallback: n.Fallback}
 		if v.Labels == nil {
 			v.Labels = map[string]string{}
 		}

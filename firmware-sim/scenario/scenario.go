@@ -44,6 +44,14 @@ const (
 	// by the node's DTLS key under transport dtls). Only with provision:
 	// ble.
 	ExpectProvisioned = "provisioned"
+	// ExpectTookDelta: every node of the cohort that runs the model,
+	// confirmed, took it as a delta (its last transfer, status event key
+	// 64, was a delta it did not abandon).
+	ExpectTookDelta = "took-delta"
+	// ExpectAirRatio: the bytes on air per node (both ways) of the
+	// cohort's nodes are at most a share (MaxPercent) of the baseline
+	// cohort's: the saving of deltas, measured side by side in one run.
+	ExpectAirRatio = "air-ratio"
 	// ExpectLinkRecovered: every node of the cohort whose radio a
 	// link-outage silenced lost datagrams to it, and was heard by the
 	// gateway after it ended (a Hello, report or status event the gateway
@@ -147,6 +155,10 @@ type Group struct {
 	// Labels is key labels: label key to value, with the label syntax of
 	// docs/protocol.md section 0. It may be empty.
 	Labels map[string]string
+	// NoDeltas is key deltas set to false: the group's nodes take full
+	// images only (edgeota node --delta=false), the baseline beside the
+	// nodes that apply deltas (the default).
+	NoDeltas bool
 }
 
 // Link is the radio link of every node (key link). The zero Link is a
@@ -203,8 +215,17 @@ type Model struct {
 	// (docs/simulator.md). "" is a healthy model.
 	Behaviour string
 	// Size is key size: the image size in bytes, 1 to [MaxModelSize]
-	// (default 32768).
+	// (default 32768; a model with From has its base's size).
 	Size int
+	// From is key from: the name of an earlier model this one was
+	// retrained from. Its image is that model's with this one's behaviour
+	// header and the last Changed of its bytes drawn again, as a model
+	// whose last layer was retrained: the gateway's delta between them is
+	// small. "" draws the whole image.
+	From string
+	// Changed is key changed (a percent, default 10%) × 100: the share of
+	// the image drawn again, with From.
+	Changed uint64
 	// Probation is key probation: the manifest's probation, nil for none.
 	Probation *Probation
 }
@@ -322,6 +343,11 @@ type Expectation struct {
 	// MaxWave is key max_wave, for rollout: the highest wave (1-based) the
 	// rollout may have reached; 0 is not checked.
 	MaxWave int
+	// Baseline is key baseline, for air-ratio: the cohort whose bytes on
+	// air per node the cohort's are compared with.
+	Baseline string
+	// MaxPercent is key max (a percent) × 100, for air-ratio.
+	MaxPercent uint64
 }
 
 // Model returns the model with the given name, or nil.
