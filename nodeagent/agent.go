@@ -549,9 +549,17 @@ func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
 		// with its reason: it has no seq or version to show here.
 		a.log.Info("installing offered manifest", "seq", m.Seq, "version", m.Version)
 	}
-	err = a.Install(ctx, o.Signed, src, nil)
+	ictx, preempted := a.preemptible(ctx)
+	err = a.Install(ictx, o.Signed, src, nil)
+	newer := preempted()
 	var ue *UpdateError
 	switch {
+	case err != nil && newer && ctx.Err() == nil:
+		// A newer assignment came while this one downloaded (the same
+		// manifest with a delta now ready, or another): take it at once.
+		a.retryAt = time.Time{}
+		a.log.Info("a newer assignment came while installing; taking it", "err", err)
+		return nil
 	case err == nil:
 		a.offer = nil
 		return a.Boot(ctx)
@@ -567,6 +575,38 @@ func (a *Agent) takeOffers(ctx context.Context, now time.Time) error {
 		return ctx.Err()
 	default:
 		return err // flash failure: the device is gone
+	}
+}
+
+// errNewOffer cancels an install that a newer assignment replaces.
+var errNewOffer = errors.New("a newer assignment came")
+
+// preemptible returns a context for installing the current offer that
+// ends when the gateway link brings a newer one, and a function telling,
+// once the install returned, whether that is what ended it. Without a
+// gateway link the context is ctx.
+func (a *Agent) preemptible(ctx context.Context) (context.Context, func() bool) {
+	if a.link == nil {
+		return ctx, func() bool { return false }
+	}
+	select { // a signal of the offer being taken
+	case <-a.link.changed:
+	default:
+	}
+	ictx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-a.link.changed:
+			cancel(errNewOffer)
+		case <-done:
+		}
+	}()
+	return ictx, func() bool {
+		close(done)
+		preempted := context.Cause(ictx) == errNewOffer
+		cancel(nil)
+		return preempted
 	}
 }
 

@@ -109,8 +109,9 @@ func (d *Device) takeOffer(o *protocol.DeltaOffer, m *protocol.Manifest, target 
 func short(d protocol.Digest) string { return d.String()[:16] }
 
 // resumes tells whether an update may resume the bytes a slot's record
-// says are written: those of a full download go on as one, those of a
-// delta only with the same delta. It sets the update's delta state.
+// says are written: those of a full download go on as one, or from a
+// delta now offered (the bytes written are kept); those of a delta only
+// with the same delta. It sets the update's delta state.
 func (d *Device) resumes(u *Update, rec slotRec) bool {
 	switch {
 	case rec.State == slotReady:
@@ -118,9 +119,13 @@ func (d *Device) resumes(u *Update, rec slotRec) bool {
 			u.Delta = nil
 		}
 		return true
-	case rec.Delta == nil:
-		u.Delta = nil // a full download goes on as one
+	case rec.Delta == nil && u.Delta != nil:
+		// A full download in progress, and now a delta: the image bytes
+		// written are kept (the apply skips them) and the rest comes
+		// from the delta, applied from its start.
 		return true
+	case rec.Delta == nil:
+		return true // a full download goes on as one
 	case u.Delta != nil && u.Delta.Delta == rec.Delta.Digest:
 		u.cp = *rec.Delta
 		return true

@@ -574,6 +574,9 @@ func (d *Device) Write(ctx context.Context, u *Update, src ImageSource, progress
 			if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return d.fail(u, protocol.ReasonSize, fmt.Sprintf("image source ended at %d of %d bytes", off+int64(got), size), true)
 			}
+			if ctx.Err() != nil {
+				return ctx.Err() // stopped, not failed: the download resumes
+			}
 			return d.fail(u, protocol.ReasonLink, "image source: "+err.Error(), false)
 		}
 		if err := d.flash.Erase(region.DataOff+off, eb); err != nil {

@@ -64,6 +64,9 @@ type link struct {
 	queue  *reportQueue
 	offers chan Offer
 	trust  chan []byte
+	// changed is signalled after each assignment put in offers: an
+	// install in progress gives way to it (Agent.preemptible).
+	changed chan struct{}
 }
 
 // connect dials the gateway (a UDP socket: nothing is sent yet).
@@ -97,7 +100,8 @@ func (a *Agent) connect(ctx context.Context) error {
 	} else {
 		a.log.Warn("talking to the gateway over plain CoAP/UDP: development only; manifests are still verified end to end", "gateway", a.cfg.Gateway)
 	}
-	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1), trust: make(chan []byte, 1)}
+	a.link = &link{client: c, queue: newReportQueue(c, a.log), offers: make(chan Offer, 1), trust: make(chan []byte, 1),
+		changed: make(chan struct{}, 1)}
 	a.link.queue.delivered = a.cfg.OnDelivered
 	a.cfg.Reporter = a.link.queue
 	a.cfg.Offers = a.link.offers
@@ -146,6 +150,10 @@ func (a *Agent) runLink(ctx context.Context) func() {
 			default:
 			}
 			a.link.offers <- o
+			select {
+			case a.link.changed <- struct{}{}:
+			default:
+			}
 		})
 		if err != nil && ctx.Err() == nil {
 			a.log.Error("manifest watch ended", "err", err)
