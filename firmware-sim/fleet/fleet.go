@@ -282,6 +282,11 @@ func (s *sim) setup(ctx context.Context) error {
 			copy(img, s.models[spec.From].image)
 			from = spec.Size - int(uint64(spec.Size)*spec.Changed/10000)
 		}
+		if spec.Corpus != "" {
+			c, _ := scenario.CorpusImage(spec.Corpus)
+			copy(img, c)
+			from = len(img)
+		}
 		for j := from; j < len(img); j++ {
 			img[j] = byte(s.rng.Uint32())
 		}

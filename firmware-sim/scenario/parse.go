@@ -339,7 +339,7 @@ func (p *parser) models(n *yaml.Node) error {
 		return err
 	}
 	for _, it := range items {
-		m, err := fields(it, "name", "version", "behaviour", "size", "probation", "from", "changed")
+		m, err := fields(it, "name", "version", "behaviour", "size", "probation", "from", "changed", "corpus")
 		if err != nil {
 			return err
 		}
@@ -364,6 +364,21 @@ func (p *parser) models(n *yaml.Node) error {
 		}
 		if md.From, err = optionalString(m["from"], "from"); err != nil {
 			return err
+		}
+		if md.Corpus, err = optionalString(m["corpus"], "corpus"); err != nil {
+			return err
+		}
+		if md.Corpus != "" {
+			img, ok := CorpusImage(md.Corpus)
+			if !ok {
+				return errAt(m["corpus"], "model %s: corpus %q: want PAIR.base or PAIR.target, PAIR one of a-head, b-finetune, c-operator, d-unrelated", md.Name, md.Corpus)
+			}
+			for _, k := range []string{"size", "from", "changed"} {
+				if yamlfield.IsSet(m[k]) {
+					return errAt(m[k], "model %s: %s does not apply with corpus (the image is the corpus's)", md.Name, k)
+				}
+			}
+			md.Size = len(img)
 		}
 		size, err := optionalUint(m["size"], "size", 32768)
 		if err != nil {
@@ -393,7 +408,9 @@ func (p *parser) models(n *yaml.Node) error {
 		if size < 1 || size > MaxModelSize {
 			return errAt(m["size"], "model %s: size %d: want 1 to %d bytes", md.Name, size, MaxModelSize)
 		}
-		md.Size = int(size)
+		if md.Corpus == "" {
+			md.Size = int(size)
+		}
 		if pr, ok := m["probation"]; ok && yamlfield.IsSet(pr) {
 			if md.Probation, err = probation(pr); err != nil {
 				return err

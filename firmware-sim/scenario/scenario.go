@@ -3,7 +3,10 @@ package scenario
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
+
+	"edgeota/protocol/delta/corpus"
 )
 
 // Fault kinds, the values of a fault's kind field.
@@ -226,6 +229,12 @@ type Model struct {
 	// Changed is key changed (a percent, default 10%) × 100: the share of
 	// the image drawn again, with From.
 	Changed uint64
+	// Corpus is key corpus: an image of the delta corpus
+	// (protocol/delta/corpus, seed 15, docs/deltas.md), "PAIR.base" or
+	// "PAIR.target" with PAIR one of a-head, b-finetune, c-operator and
+	// d-unrelated, its first bytes overwritten by the behaviour header;
+	// "" for none. Size is the image's.
+	Corpus string
 	// Probation is key probation: the manifest's probation, nil for none.
 	Probation *Probation
 }
@@ -404,4 +413,26 @@ func (f Selector) Pick(n int, r *rand.Rand) []int {
 	idx := r.Perm(n)[:k]
 	slices.Sort(idx)
 	return idx
+}
+
+// CorpusSeed is the seed of the delta corpus images a model's corpus key
+// names: the one docs/deltas.md quotes.
+const CorpusSeed = 15
+
+// CorpusImage returns the delta corpus image a model's corpus key names
+// ("a-head.target"), and false for a name that is not one.
+func CorpusImage(name string) ([]byte, bool) {
+	pair, role, ok := strings.Cut(name, ".")
+	if !ok || (role != "base" && role != "target") {
+		return nil, false
+	}
+	for _, p := range corpus.Pairs(CorpusSeed) {
+		if p.Name == pair {
+			if role == "base" {
+				return p.Base, true
+			}
+			return p.Target, true
+		}
+	}
+	return nil, false
 }
