@@ -538,3 +538,64 @@ func TestDeltaApplyRAM(t *testing.T) {
 		t.Fatalf("delta apply held %d bytes of heap, over the %d-byte budget", hf.peak, deltaRAMBudget)
 	}
 }
+
+// cutSource serves an image until limit bytes were read, then fails as a
+// lost link does.
+type cutSource struct {
+	image []byte
+	limit int
+	read  int
+}
+
+func (s *cutSource) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	if s.read+len(p) > s.limit {
+		return 0, errLink
+	}
+	n, err := bytes.NewReader(s.image).ReadAt(p, off)
+	s.read += n
+	return n, err
+}
+
+// TestDeltaAfterFullDownloadStarted: a node whose full download of v2
+// stopped part way (its progress recorded) is then offered v2 with a
+// delta, as a gateway does once it computed the delta: it takes the delta
+// and keeps the image bytes written, writing nothing of slot B below them
+// again.
+func TestDeltaAfterFullDownloadStarted(t *testing.T) {
+	x := newDeltaFixture(t)
+	a := x.agent(t, x.f, nil, false)
+	cut := &cutSource{image: x.v2.image, limit: 40 << 10}
+	err := a.Install(context.Background(), x.v2.signed, cut, nil)
+	var ue *nodeagent.UpdateError
+	if !errors.As(err, &ue) || ue.Code != protocol.ReasonLink {
+		t.Fatalf("the cut download: %v, want a link failure", err)
+	}
+	d := status(t, x.f).Download
+	if d == nil || d.WrittenBytes == 0 {
+		t.Fatalf("no progress recorded: %+v", d)
+	}
+	v2d := withDelta(t, x.v1, x.v2)
+	rec := &helloRecorder{}
+	rf := recording(x.f)
+	a = x.agent(t, rf, rec, false)
+	src := &deltaSource{image: x.v2.image, delta: v2d.delta}
+	if err := a.Install(context.Background(), v2d.signed, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	if src.imageRead != 0 || src.deltaRead != len(v2d.delta) {
+		t.Fatalf("read %d image and %d delta bytes, want the delta only", src.imageRead, src.deltaRead)
+	}
+	if got := rec.transfers(t, sha256.Sum256(v2d.delta)); fmt.Sprint(got) != fmt.Sprint([]string{"downloaded delta", "verified delta"}) {
+		t.Fatalf("transfers %q", got)
+	}
+	b := x.layout.Slots[protocol.SlotB]
+	if ops, _ := rf.writesIn(b.DataOff, b.DataOff+int64(d.WrittenBytes)); ops != 0 {
+		t.Fatalf("%d writes below the %d bytes the full download wrote", ops, d.WrittenBytes)
+	}
+	if ops, most := rf.writesIn(b.DataOff, b.DataOff+b.DataSize); ops == 0 || most != 1 {
+		t.Fatalf("slot B: %d writes, a unit or block written %d times", ops, most)
+	}
+	if st := status(t, x.f); st.Pending != "B" {
+		t.Fatalf("not pending: %+v", st)
+	}
+}
