@@ -25,7 +25,11 @@
 //     running slot is never the target) and write its header.
 //  2. Write: erase and program the image erase block by erase block, with a
 //     progress record every checkpoint; after a power cut the download
-//     resumes from the last progress record.
+//     resumes from the last progress record. Or WriteDelta: rebuild the
+//     image from a delta offered with the manifest, reading the running
+//     image and writing the inactive slot sequentially, the patcher's
+//     checkpoint in each progress record; a delta that fails falls back
+//     to the full image (docs/deltas.md, The node).
 //  3. Verify: hash the slot; record it verified.
 //  4. Activate: record it pending; the next boot runs it on trial.
 //  5. Probation: the model runs; the manifest's policy (seconds, minimum

@@ -35,6 +35,7 @@
 //	    labels: {region: us-east, hw: rev2}   # optional; label syntax of docs/protocol.md section 0
 //	  - count: 50
 //	    labels: {region: us-east, hw: rev1}
+//	    deltas: false             # full images only (edgeota node --delta=false); default true
 //
 //	link:                         # the radio link of every node; all optional, default perfect
 //	  profile: thread             # thread, subghz, nbiot or ble: that radio's values, in simulated time
@@ -57,6 +58,13 @@
 //	    probation: {seconds: 60, min_inferences: 20, max_error_permille: 50, max_p99_us: 80000}
 //	                              # optional; seconds defaults to 60, min_inferences to 20,
 //	                              # an absent bound is not checked
+//	  - name: v2
+//	    version: 1.1.0
+//	    from: v1                  # retrained from v1: v1's image, the last changed of it drawn
+//	    changed: 8%               # again (default 10%); no size: v1's
+//	  - name: kws
+//	    version: 2.0.0
+//	    corpus: a-head.target     # an image of the delta corpus (PAIR.base or PAIR.target), no size
 //
 //	initial: v1                   # optional: every node starts with this model installed and confirmed
 //
@@ -93,6 +101,8 @@
 //	  - {kind: health-delivered}
 //	  - {kind: provisioned}         # only with provision: ble
 //	  - {kind: link-recovered}      # only with a link-outage fault
+//	  - {kind: took-delta, cohort: "deltas:on", model: v2}
+//	  - {kind: air-ratio, cohort: "deltas:on", baseline: "deltas:off", max: 25%}
 //
 // A fault's nodes is a share of the whole fleet ("10%", at most 2 decimals,
 // 0 to 100, rounded up to whole nodes) or a number of nodes (at most the
@@ -133,6 +143,13 @@
 //     after it ended (the gateway accepted a Hello, health report or
 //     status event of it); a run in which no outage struck a node of the
 //     cohort fails.
+//   - took-delta (model, optional cohort): every node of the cohort that
+//     runs the model, confirmed, took its latest update as a delta
+//     ([NodeResult].Transfer) without abandoning it; a cohort none of
+//     whose nodes runs the model fails.
+//   - air-ratio (cohort, baseline, max): the bytes on air per node, both
+//     ways, of the cohort's nodes are at most max (a percent) of the
+//     baseline cohort's: a delta rollout beside nodes with deltas: false.
 //
 // Each [Outcome] has a Detail with the counts behind the verdict and at
 // most 5 offending nodes, such as "148 of 150 hw:rev2 nodes run v2;
