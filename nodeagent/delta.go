@@ -119,13 +119,11 @@ func (d *Device) resumes(u *Update, rec slotRec) bool {
 			u.Delta = nil
 		}
 		return true
-	case rec.Delta == nil && u.Delta != nil:
-		// A full download in progress, and now a delta: the image bytes
-		// written are kept (the apply skips them) and the rest comes
-		// from the delta, applied from its start.
-		return true
 	case rec.Delta == nil:
-		return true // a full download goes on as one
+		// A full download in progress goes on, from the delta when one is
+		// offered now: the image bytes written are kept (the apply skips
+		// them) and the rest comes from the delta, applied from its start.
+		return true
 	case u.Delta != nil && u.Delta.Delta == rec.Delta.Digest:
 		u.cp = *rec.Delta
 		return true
