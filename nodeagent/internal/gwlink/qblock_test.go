@@ -26,6 +26,13 @@ import (
 // (options.WithQBlockwise), the independent Q-Block2 peer of issue 14.
 func qServer(tb testing.TB, img testImage) string {
 	tb.Helper()
+	return qServerPaced(tb, img, 20*time.Millisecond)
+}
+
+// qServerPaced is qServer with NON_TIMEOUT nonTimeout: the pause before
+// the server sends the next set of a node that did not ask for it.
+func qServerPaced(tb testing.TB, img testImage, nonTimeout time.Duration) string {
+	tb.Helper()
 	r := mux.NewRouter()
 	etag := img.digest.ETag()
 	must(tb, r.Handle(protocol.ImagePath(img.digest), mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
@@ -42,8 +49,8 @@ func qServer(tb testing.TB, img testImage) string {
 		// NON_TIMEOUT short for loopback (the pace between sets when the
 		// node does not ask for the next); go-coap wants
 		// NON_RECEIVE_TIMEOUT >= 1.5 NON_TIMEOUT + 1 s.
-		options.WithQBlockwiseConfig(options.QBlockwiseConfig{MaxPayloads: 10, NonTimeout: 20 * time.Millisecond,
-			NonReceiveTimeout: 1100 * time.Millisecond, NonMaxRetransmit: 4, MaxLatency: time.Second}),
+		options.WithQBlockwiseConfig(options.QBlockwiseConfig{MaxPayloads: 10, NonTimeout: nonTimeout,
+			NonReceiveTimeout: nonTimeout*3/2 + 1100*time.Millisecond, NonMaxRetransmit: 4, MaxLatency: time.Second}),
 	)
 	done := make(chan struct{})
 	go func() {
@@ -223,4 +230,30 @@ func newBadOption(tb testing.TB, target string, bad bool) *badOption {
 		return true
 	})
 	return b
+}
+
+// TestQBlockAsksForEachSet: on a link that loses nothing, the node asks
+// for each set of 10 blocks once, with a 'Continue' as soon as the set
+// before it is complete (RFC 9177 section 4.4), so a gateway that would
+// wait a long NON_TIMEOUT before sending a set unasked never has to: 26
+// requests for 256 KiB, and no NON_RECEIVE_TIMEOUT (5 s, which a run
+// that needs it would take 26 times) goes by. The node once counted its
+// sets from block -1 and asked for sets that did not start at a multiple
+// of 10; then it asked for no set until the block it read was missing.
+func TestQBlockAsksForEachSet(t *testing.T) {
+	img := newTestImage(256<<10, *seedFlag)
+	relay := newRelay(t, qServerPaced(t, img, time.Hour), 0, *seedFlag)
+	c := dial(t, relay.addr(), append(fastOpts(WithQBlock(true)), WithQBlockParams(QBlockParams{NonReceiveTimeout: 5 * time.Second}))...)
+	im := c.Image(img.digest, int64(len(img.data)))
+	// The ceiling only keeps a node that waits for sets it never asks
+	// for from hanging the test.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	got := readAll(ctx, t, im, 0)
+	if !bytes.Equal(got, img.data) {
+		t.Fatalf("read %d bytes that differ from the image's %d", len(got), len(img.data))
+	}
+	if n, sets := requests(relay), int64(len(img.data)/1024/10+1); n != sets {
+		t.Errorf("%d requests for %d sets, want one a set", n, sets)
+	}
 }
