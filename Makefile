@@ -66,12 +66,13 @@ sweep:
 		awk '/sweep: |updates of/{print} /^(FAIL|--- FAIL)/{print; bad=1} END{exit bad}'
 
 # The shipped fleet scenarios (firmware-sim/scenarios, the 1,000-node
-# large-fleet.yaml among them), and the gateway killed with SIGKILL in the
+# large-fleet.yaml among them; TestDownloadGroups checks long-link.yaml's
+# Q-Block2 and lock-step groups), and the gateway killed with SIGKILL in the
 # middle of a 2,000-node rollout (TestKill9At2000Nodes, about a minute),
 # without -race: the race detector allows 8,128 goroutines, the simulator
 # runs 11 a node.
 scenarios:
-	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios' -v ./firmware-sim/fleet/ | \
+	@$(GO) test -count=1 -timeout 15m -run 'TestShippedScenarios|TestDownloadGroups' -v ./firmware-sim/fleet/ | \
 		awk '/^(PASS|FAIL) |expectations passed|^    --- |^--- |^ +FAIL |^ +(scenario|seed|time|cost) /{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'
 	@$(GO) test -count=1 -timeout 10m -run '^TestKill9At2000Nodes$$' -v ./test/ | \
 		awk '/^(PASS|FAIL|ok) |^--- |^ +FAIL |scale_kill_test/{print} /^(FAIL|--- FAIL)/{bad=1} END{exit bad}'

@@ -103,6 +103,7 @@ type node struct {
 	outages  atomic.Int32 // link-outage faults that struck it
 	heard    atomic.Int32 // documents the gateway accepted after its last outage
 	seed     int64        // of its simulated model runtime
+	lockStep bool         // its agent reads images lock-step (download: lock-step)
 
 	// With provision: ble, the node starts factory-fresh: it knows its
 	// factory secret and serves the provisioning service on the air.
@@ -362,12 +363,13 @@ func (s *sim) setup(ctx context.Context) error {
 }
 
 // identity is who a node is before it starts: its id, labels, DTLS key
-// and factory secret.
+// and factory secret, and how it downloads (its group's).
 type identity struct {
 	id          string
 	labels      map[string]string
 	psk, secret []byte
 	noDeltas    bool
+	download    string
 }
 
 // identities names the fleet's nodes in fleet order, scoped to the run on
@@ -392,7 +394,8 @@ func (s *sim) identities() []identity {
 				// derive from the seed.
 				cryptorand.Read(psk)
 			}
-			out = append(out, identity{id: id, labels: labels, psk: psk, secret: secret, noDeltas: g.NoDeltas || s.opts.NoDeltas})
+			out = append(out, identity{id: id, labels: labels, psk: psk, secret: secret, noDeltas: g.NoDeltas || s.opts.NoDeltas,
+				download: g.Download})
 		}
 	}
 	return out
@@ -503,7 +506,11 @@ func (s *sim) gatewayConfig() gateway.Config {
 		DeployTrust: []ed25519.PublicKey{pub}, MQTT: "tcp://" + s.brAddr, GatewayID: "sim-gw", BatchInterval: 100 * time.Millisecond,
 		Clock: s.clock, MaxTransfers: 4096, MaxTransfersPerNode: 2, Logger: s.log,
 		// Every simulated node speaks from 127.0.0.1: no per-address rate.
-		Limits: gateway.Limits{SourceRate: -1}}
+		Limits: gateway.Limits{SourceRate: -1},
+		// NON_TIMEOUT is ACK_TIMEOUT (RFC 9177 section 7.2): on a link in
+		// simulated time, the nodes' scaled one, so that a burst a node
+		// did not answer is sent again after simulated seconds.
+		QBlock: gateway.QBlockParams{NonTimeout: s.ackTimeout()}}
 	if s.dtls {
 		cfg.InsecureUDP = false
 		// Every virtual node's radio relay speaks from 127.0.0.1 (a port

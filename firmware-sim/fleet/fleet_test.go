@@ -133,3 +133,46 @@ func runScenario(t *testing.T, src string) (*scenario.Result, string, bool) {
 	scenario.WriteSummary(&b, sc, res, outs)
 	return res, b.String(), scenario.Passed(outs)
 }
+
+// TestDownloadGroups runs long-link.yaml: its lock-step nodes ask for
+// each of the model's 64 blocks, so each sends at least 64 datagrams; its
+// Q-Block2 nodes ask once for each set of 10 and again for lost blocks,
+// with their Hello, status events and health reports about 30 in all.
+// Each node's link counts what it sent.
+func TestDownloadGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a fleet")
+	}
+	sc, err := scenario.Load(filepath.Join("..", "scenarios", "long-link.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := fleet.Run(ctx, sc, fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outs := scenario.Evaluate(sc, res); !scenario.Passed(outs) {
+		t.Fatalf("expectations failed (replay with --seed %d)", res.Seed)
+	}
+	const blocks = 64
+	for _, n := range res.Nodes {
+		sent := n.Link.Up.In
+		switch n.Labels["download"] {
+		case scenario.DownloadLockStep:
+			if sent < blocks {
+				t.Errorf("lock-step node %s sent %d datagrams, fewer than the %d blocks", n.ID, sent, blocks)
+			}
+		case scenario.DownloadQBlock:
+			if sent >= blocks {
+				t.Errorf("Q-Block2 node %s sent %d datagrams, not fewer than the %d blocks", n.ID, sent, blocks)
+			}
+		default:
+			t.Fatalf("node %s of no download group", n.ID)
+		}
+		if n.Download == 0 || n.Link.Down.Airtime == 0 {
+			t.Errorf("node %s: download %v, downlink airtime %v", n.ID, n.Download, n.Link.Down.Airtime)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func (s *sim) newNode(ctx context.Context, ident identity, i int, slot int64) (*
 		return nil, err
 	}
 	n := &node{id: ident.id, labels: ident.labels, psk: ident.psk, flash: f, restart: make(chan string, 1), seed: int64(s.rng.Uint64()),
-		noDeltas: ident.noDeltas}
+		noDeltas: ident.noDeltas, lockStep: ident.download == scenario.DownloadLockStep}
 	if s.sc.Initial != "" {
 		if err := s.install(n, slot, s.models[s.sc.Initial]); err != nil {
 			return nil, err
@@ -109,14 +109,20 @@ func (s *sim) ackTimeout() time.Duration {
 }
 
 // simAckTimeout is the ACK timeout a node on l should use, in l's time:
-// RFC 7252's 2 s, or twice the slowest round trip of a 1 KiB block and its
-// request (per-hop latency and jitter both ways, and their airtime) when
-// that is longer, so that a slow answer is not taken for a lost one.
+// twice the slowest round trip of a 1 KiB block and its request (per-hop
+// latency and jitter both ways, and their airtime), at least
+// minSimAckTimeout. RFC 7252's 2 s is for a link nobody measured; a
+// node configured for its radio uses what the radio needs, and so does
+// the gateway's NON_TIMEOUT (RFC 9177: ACK_TIMEOUT).
 func simAckTimeout(l radio.Link) time.Duration {
 	hops := time.Duration(max(l.Hops, 1))
 	rtt := 2*hops*(l.Latency+l.Jitter) + l.Airtime(1100) + l.Airtime(100)
-	return max(2*time.Second, 2*rtt)
+	return max(minSimAckTimeout, 2*rtt)
 }
+
+// minSimAckTimeout is the shortest simulated ACK timeout: a link of no
+// latency still gets a tenth of a second.
+const minSimAckTimeout = 100 * time.Millisecond
 
 // pollInterval is how often a simulated node polls its manifest besides
 // observing it (real time): every minute of simulated time, between 2 and
@@ -136,7 +142,7 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 	cfg := nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Labels: n.labels,
 		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
 		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
-		AckTimeout: s.ackTimeout(), PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
+		AckTimeout: s.ackTimeout(), LockStep: n.lockStep, PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second, DisableDeltas: n.noDeltas,
 		OnStatus: func(e *protocol.StatusEvent) {
 			if t := e.Transfer; t != nil && e.State == protocol.StateVerified {

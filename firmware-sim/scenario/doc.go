@@ -36,6 +36,7 @@
 //	  - count: 50
 //	    labels: {region: us-east, hw: rev1}
 //	    deltas: false             # full images only (edgeota node --delta=false); default true
+//	    download: lock-step       # q-block (default: RFC 9177 bursts when offered) or lock-step (RFC 7959)
 //
 //	link:                         # the radio link of every node; all optional, default perfect
 //	  profile: thread             # thread, subghz, nbiot or ble: that radio's values, in simulated time

@@ -226,7 +226,7 @@ func (p *parser) fleet(n *yaml.Node) error {
 	}
 	total := 0
 	for _, it := range items {
-		m, err := fields(it, "count", "labels", "deltas")
+		m, err := fields(it, "count", "labels", "deltas", "download")
 		if err != nil {
 			return err
 		}
@@ -246,6 +246,9 @@ func (p *parser) fleet(n *yaml.Node) error {
 			return errAt(c, "the fleet has %d nodes so far, more than %d", total, MaxNodes)
 		}
 		g := Group{Count: int(count), Labels: map[string]string{}}
+		if g.Download, err = oneOf(m["download"], "download", DownloadQBlock, DownloadLockStep); err != nil {
+			return err
+		}
 		if d, ok := m["deltas"]; ok && yamlfield.IsSet(d) {
 			on, err := boolean(d, "deltas")
 			if err != nil {

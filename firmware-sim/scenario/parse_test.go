@@ -26,6 +26,7 @@ fleet:
     labels: {region: us-east, hw: rev2}
   - count: 50
     labels: {region: us-east, hw: rev1}
+    download: lock-step
 link:
   loss: 0.10
   latency: 20ms
@@ -93,8 +94,8 @@ func TestParseFull(t *testing.T) {
 		Transport:      "udp",
 		Provision:      "none",
 		Fleet: []scenario.Group{
-			{Count: 150, Labels: map[string]string{"region": "us-east", "hw": "rev2"}},
-			{Count: 50, Labels: map[string]string{"region": "us-east", "hw": "rev1"}},
+			{Count: 150, Labels: map[string]string{"region": "us-east", "hw": "rev2"}, Download: "q-block"},
+			{Count: 50, Labels: map[string]string{"region": "us-east", "hw": "rev1"}, Download: "lock-step"},
 		},
 		Link: scenario.Link{Loss: 0.10, Latency: 20 * time.Millisecond, Jitter: 10 * time.Millisecond,
 			Duplicate: 0.01, Reorder: 0.01, Bandwidth: 250000},
@@ -222,6 +223,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level field", minimal + "colour: blue\n", 15, `unknown field "colour"`},
 		{"unknown nested field", strings.Replace(minimal, "{percent: 50}", "{percent: 50, soak: 1m}", 1), 12, `unknown field "soak" (known: percent, bake)`},
 		{"unknown field in fleet", strings.Replace(minimal, "count: 10", "count: 10\n    name: x", 1), 5, `unknown field "name"`},
+		{"unknown download", strings.Replace(minimal, "count: 10", "count: 10\n    download: fast", 1), 5, "download"},
 		{"unknown field in link", minimal + "link: {loss: 0.1, drop: 0.2}\n", 15, `unknown field "drop"`},
 		{"bad duration", strings.Replace(minimal, "10m", "10 minutes", 1), 2, `duration "10 minutes": want a duration`},
 		{"bad bake", strings.Replace(minimal, "{percent: 50}", "{percent: 50, bake: 5}", 1), 12, `bake "5": want a duration`},

@@ -162,7 +162,20 @@ type Group struct {
 	// images only (edgeota node --delta=false), the baseline beside the
 	// nodes that apply deltas (the default).
 	NoDeltas bool
+	// Download is key download: how the group's nodes fetch an image,
+	// [DownloadQBlock] (the default) or [DownloadLockStep].
+	Download string
 }
+
+// Ways a node fetches an image (a fleet group's key download).
+const (
+	// DownloadQBlock: RFC 9177 Q-Block2 bursts when the gateway offers
+	// them, lock-step Block2 otherwise; what a node does by default.
+	DownloadQBlock = "q-block"
+	// DownloadLockStep: RFC 7959 Block2, one block per round trip, even
+	// from a gateway that offers Q-Block2.
+	DownloadLockStep = "lock-step"
+)
 
 // Link is the radio link of every node (key link). The zero Link is a
 // perfect link in real time. A link with a Profile starts from that
