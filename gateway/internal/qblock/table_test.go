@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"edgeota/test/testutil"
 )
 
 // fakeClock runs a table's timers by hand: a test fires them in order and
@@ -91,6 +93,12 @@ func newHarness(p Params) *harness {
 	return h
 }
 
+// endedWhy waits for the end function to be told of a transfer's end.
+func (h *harness) endedWhy(t *testing.T) Reason {
+	t.Helper()
+	return testutil.Receive(t, "a transfer's end", h.ended)
+}
+
 func (h *harness) takeSent() []sent {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -146,7 +154,7 @@ func TestStreamContinue(t *testing.T) {
 	if d := h.clock.fire(t); d != h.Params().linger() {
 		t.Fatalf("lingered %v", d)
 	}
-	if why := <-h.ended; why != Done {
+	if why := h.endedWhy(t); why != Done {
 		t.Fatalf("ended %v", why)
 	}
 	if st := h.Stats(); st.Transfers != 0 || st.Ended[Done] != 1 || len(h.takeSent()) != 0 {
@@ -166,7 +174,10 @@ func TestPaceSlowsAndVanishes(t *testing.T) {
 	for i := 0; i <= h.Params().NonMaxRetransmit; i++ {
 		pauses = append(pauses, h.clock.fire(t))
 	}
-	if why := <-h.ended; why != Vanished {
+	if st := h.Stats(); st.Transfers != 0 {
+		t.Fatalf("the transfer is still in flight after %d unanswered sets", h.Params().NonMaxRetransmit)
+	}
+	if why := h.endedWhy(t); why != Vanished {
 		t.Fatalf("ended %v", why)
 	}
 	base := pauses[0]
@@ -236,7 +247,7 @@ func TestResumeAndSkipAhead(t *testing.T) {
 	if got, _ := h.Stream(target(1, "b", 100, false), 60, nil); !slices.Equal(got, span(60, 69)) {
 		t.Fatalf("skip ahead %v", got)
 	}
-	if why := <-h.ended; why != Replaced {
+	if why := h.endedWhy(t); why != Replaced {
 		t.Fatalf("ended %v", why)
 	}
 	if got, _ := h.Stream(target(1, "c", 100, false), 0, nil); !slices.Equal(got, span(0, 9)) {
@@ -277,7 +288,7 @@ func TestConfirmableAckClock(t *testing.T) {
 		t.Fatalf("sent %v", s)
 	}
 	h.Fail(tg.Key)
-	if why := <-h.ended; why != Failed {
+	if why := h.endedWhy(t); why != Failed {
 		t.Fatalf("ended %v", why)
 	}
 	if st := h.Stats(); st.Sets[ByAck] != 1 || st.Transfers != 0 {
@@ -305,13 +316,13 @@ func TestTableBounded(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	h.Fail(target(1, "a", 100, false).Key)
-	<-h.ended
+	h.endedWhy(t)
 	if _, err := h.Stream(target(5, "a", 100, false), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
 	for i := 0; i < 4; i++ {
-		if why := <-h.ended; why != Closed {
+		if why := h.endedWhy(t); why != Closed {
 			t.Fatalf("ended %v", why)
 		}
 	}
