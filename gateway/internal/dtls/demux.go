@@ -175,27 +175,37 @@ type peer struct {
 // ReadFrom returns the next datagram of the endpoint.
 func (p *peer) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		var timeout <-chan time.Time
-		if dl := p.deadline.Load(); dl != 0 {
-			wait := time.Until(time.Unix(0, dl))
-			if wait <= 0 {
-				return 0, nil, os.ErrDeadlineExceeded
-			}
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timeout = t.C
+		n, again, err := p.readOnce(b)
+		if !again {
+			return n, p.raddr, err
 		}
-		select {
-		case m := <-p.in:
-			return copy(b, m), p.raddr, nil
-		case <-p.done:
-			return 0, nil, net.ErrClosed
-		case <-p.d.done:
-			return 0, nil, net.ErrClosed
-		case <-p.wake: // the deadline moved
-		case <-timeout:
-			return 0, nil, os.ErrDeadlineExceeded
+	}
+}
+
+// readOnce waits for a datagram until the read deadline; again reports
+// that the deadline moved meanwhile.
+func (p *peer) readOnce(b []byte) (n int, again bool, err error) {
+	var timeout <-chan time.Time
+	if dl := p.deadline.Load(); dl != 0 {
+		wait := time.Until(time.Unix(0, dl))
+		if wait <= 0 {
+			return 0, false, os.ErrDeadlineExceeded
 		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case m := <-p.in:
+		return copy(b, m), false, nil
+	case <-p.done:
+		return 0, false, net.ErrClosed
+	case <-p.d.done:
+		return 0, false, net.ErrClosed
+	case <-p.wake: // the deadline moved
+		return 0, true, nil
+	case <-timeout:
+		return 0, false, os.ErrDeadlineExceeded
 	}
 }
 
