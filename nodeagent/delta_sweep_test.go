@@ -122,7 +122,7 @@ func TestPowerCutSweepDelta(t *testing.T) {
 				if resumed == 0 {
 					t.Fatal("no cut left a progress record to resume from: the sweep proves nothing about resuming")
 				}
-				fmt.Printf("power-cut sweep (delta): %d cut points, %d unbootable (%s, %d ops x 2 cut modes, %d wrong endings, %d resumed from a progress record, %d rewrote recorded units)\n",
+				fmt.Printf("power-cut sweep: %d cut points, %d unbootable (delta %s, %d ops x 2 cut modes, %d wrong endings, %d resumed from a progress record, %d rewrote recorded units)\n",
 					cuts, unbootable, name, n, failures, resumed, rewrites)
 			})
 		}
