@@ -233,68 +233,76 @@ func TestPowerCutSweep(t *testing.T) {
 		for _, end := range endings {
 			name := fmt.Sprintf("erase%d-write%d-%s", g.erase, g.write, end.name)
 			t.Run(name, func(t *testing.T) {
-				base := newSim(t, g, 1)
-				if err := tb.lifecycle(t, base, v1); err != nil {
-					t.Fatalf("install v1: %v", err)
-				}
-				known := map[protocol.Digest]bool{v1.m.Digest: true, end.rel.m.Digest: true}
-				// Count the operations of the whole update.
-				count := base.Clone()
-				before := count.Ops()
-				if err := tb.lifecycle(t, count, end.rel); err != nil {
-					t.Fatal(err)
-				}
-				n := count.Ops() - before
-				st, _ := nodeagent.ReadStatus(count, sweepSlot, g.journal)
-				if err := finalCheck(st, end.rel, v1, end.good); err != nil {
-					t.Fatalf("uncut update: %v", err)
-				}
-				unbootable, failures := 0, 0
-				step := uint64(1)
-				if testing.Short() {
-					step = 7 // go test -short samples; make test runs the whole sweep
-				}
-				cuts := 0
-				for i := uint64(1); i <= n; i += step {
-					cuts += 2
-					for _, mode := range []flash.CutMode{flash.CutBefore, flash.CutMidway} {
-						f := base.Clone()
-						f.CutPowerAt(i, mode)
-						err := tb.lifecycle(t, f, end.rel)
-						if !errors.Is(err, flash.ErrPowerCut) {
-							t.Errorf("cut %d %v: lifecycle returned %v, want the power cut", i, mode, err)
-							failures++
-							continue
-						}
-						f.PowerOn()
-						f.Disarm()
-						mid, err := tb.checkBootable(t, f, known)
-						if err != nil {
-							unbootable++
-							t.Errorf("cut %d %v: %v", i, mode, err)
-							continue
-						}
-						if err := tb.lifecycle(t, f, end.rel); err != nil {
-							failures++
-							t.Errorf("cut %d %v: finishing: %v", i, mode, err)
-							continue
-						}
-						st, err := nodeagent.ReadStatus(f, sweepSlot, g.journal)
-						if err == nil {
-							err = finalCheck(st, end.rel, v1, end.good)
-						}
-						if err == nil && (st.EpochFloor < mid.EpochFloor || st.HighestSeq < mid.HighestSeq) {
-							err = fmt.Errorf("floor %d→%d, highest seq %d→%d decreased", mid.EpochFloor, st.EpochFloor, mid.HighestSeq, st.HighestSeq)
-						}
-						if err != nil {
-							failures++
-							t.Errorf("cut %d %v: %v", i, mode, err)
-						}
-					}
-				}
-				fmt.Printf("power-cut sweep: %d cut points, %d unbootable (%s, %d ops x 2 cut modes, %d wrong endings)\n",
-					cuts, unbootable, name, n, failures)
+				sweep(t, tb, g, name, v1, end.rel, end.good, 1, tb.lifecycle)
 			})
 		}
 	}
+}
+
+// sweep cuts the power at every stride-th flash operation (7 times fewer
+// under -short) of the update to rel that life runs on a device holding
+// v1, in both cut modes, and checks that the device boots an image that
+// verifies and that running life again ends the update as good says.
+func sweep(t *testing.T, tb *testbed, g geometry, name string, v1, rel release, good bool, stride uint64, life func(t testing.TB, f nodeagent.Flash, rel release) error) {
+	base := newSim(t, g, 1)
+	if err := tb.lifecycle(t, base, v1); err != nil {
+		t.Fatalf("install v1: %v", err)
+	}
+	known := map[protocol.Digest]bool{v1.m.Digest: true, rel.m.Digest: true}
+	// Count the operations of the whole update.
+	count := base.Clone()
+	before := count.Ops()
+	if err := life(t, count, rel); err != nil {
+		t.Fatal(err)
+	}
+	n := count.Ops() - before
+	st, _ := nodeagent.ReadStatus(count, sweepSlot, g.journal)
+	if err := finalCheck(st, rel, v1, good); err != nil {
+		t.Fatalf("uncut update: %v", err)
+	}
+	unbootable, failures := 0, 0
+	step := stride
+	if testing.Short() {
+		step = 7 * stride // go test -short samples; make test runs the whole sweep
+	}
+	cuts := 0
+	for i := uint64(1); i <= n; i += step {
+		cuts += 2
+		for _, mode := range []flash.CutMode{flash.CutBefore, flash.CutMidway} {
+			f := base.Clone()
+			f.CutPowerAt(i, mode)
+			err := life(t, f, rel)
+			if !errors.Is(err, flash.ErrPowerCut) {
+				t.Errorf("cut %d %v: lifecycle returned %v, want the power cut", i, mode, err)
+				failures++
+				continue
+			}
+			f.PowerOn()
+			f.Disarm()
+			mid, err := tb.checkBootable(t, f, known)
+			if err != nil {
+				unbootable++
+				t.Errorf("cut %d %v: %v", i, mode, err)
+				continue
+			}
+			if err := life(t, f, rel); err != nil {
+				failures++
+				t.Errorf("cut %d %v: finishing: %v", i, mode, err)
+				continue
+			}
+			st, err := nodeagent.ReadStatus(f, sweepSlot, g.journal)
+			if err == nil {
+				err = finalCheck(st, rel, v1, good)
+			}
+			if err == nil && (st.EpochFloor < mid.EpochFloor || st.HighestSeq < mid.HighestSeq) {
+				err = fmt.Errorf("floor %d→%d, highest seq %d→%d decreased", mid.EpochFloor, st.EpochFloor, mid.HighestSeq, st.HighestSeq)
+			}
+			if err != nil {
+				failures++
+				t.Errorf("cut %d %v: %v", i, mode, err)
+			}
+		}
+	}
+	fmt.Printf("power-cut sweep: %d cut points, %d unbootable (%s, %d ops x 2 cut modes, %d wrong endings)\n",
+		cuts, unbootable, name, n, failures)
 }

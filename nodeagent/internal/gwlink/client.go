@@ -310,6 +310,10 @@ func (c *Client) qblockSeen() {
 	c.okQGen.Store(gen)
 }
 
+// QBlockUsed reports whether the gateway of the current connection
+// answered a Q-Block2 request: images are read in bursts.
+func (c *Client) QBlockUsed() bool { return c.qblockKnown() }
+
 // noQBlock remembers that the gateway of the current connection does not
 // do Q-Block2.
 func (c *Client) noQBlock() {
