@@ -154,8 +154,10 @@ func parsePathDigest(hex string) (Digest, error) {
 	if err != nil {
 		return Digest{}, errors.Join(ErrNoResource, err)
 	}
-	if d.String() != hex {
+	if strings.ContainsAny(hex, "ABCDEF") {
 		// Digests are lowercase hex wherever they are text (section 0).
+		// (ParseDigest took 64 hex digits: this is d.String() != hex
+		// without formatting a string per request.)
 		return Digest{}, ErrNoResource
 	}
 	return d, nil

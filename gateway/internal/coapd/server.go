@@ -1,6 +1,7 @@
 package coapd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,13 +12,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Request is a decoded request. It is valid only while the handler runs.
@@ -251,6 +251,10 @@ type Stats struct {
 	// decoding them (WithSourceGate); it lags the drops by at most one
 	// batch per worker.
 	SourceDropped uint64
+	// FastReads counts the reads whose fast wait in the kernel saw the
+	// next datagram come (light traffic, reader.go); HelpersWoken the
+	// times a datagram backlog woke another worker (load).
+	FastReads, HelpersWoken uint64
 }
 
 // Server is a CoAP endpoint on one UDP socket.
@@ -267,6 +271,7 @@ type Server struct {
 		received, sent, malformed, badOption, tooLarge, duplicates, resets, acked, failed, retrans atomic.Uint64
 		sessions, handshakeFailed, sessionsRefused                                                 atomic.Uint64
 		sourceDropped                                                                              atomic.Uint64
+		fastReads, helpersWoken                                                                    atomic.Uint64
 	}
 	gate      *SourceGate
 	onDrop    func(n uint64)
@@ -274,6 +279,16 @@ type Server struct {
 	nsessions atomic.Int64
 	onReq     func(r *Request, code codes.Code, took time.Duration)
 	wg        sync.WaitGroup
+	// fastWait is how long the reader waits in the kernel for the next
+	// datagram (reader.go); wake wakes a helper, awake counts those
+	// reading.
+	fastWait time.Duration
+	wake     chan struct{}
+	awake    atomic.Int32
+	// epoch is the server's creation; loadUntil (nanoseconds since
+	// epoch) the end of the load a backlog announced.
+	epoch     time.Time
+	loadUntil atomic.Int64
 	ackTO     time.Duration
 	maxRetry  int
 }
@@ -281,8 +296,16 @@ type Server struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithWorkers sets how many goroutines read the socket (default GOMAXPROCS).
+// WithWorkers sets how many goroutines read the socket at most (default
+// GOMAXPROCS): one always, the others only while datagrams queue up.
 func WithWorkers(n int) Option { return func(s *Server) { s.workers = n } }
+
+// WithFastWait sets how long the reader, having answered a datagram,
+// waits in the kernel for the next one before it parks in Go's network
+// poller (default 1 ms, which Linux rounds up to one clock tick, 1-10 ms;
+// 0: always park). See reader.go: a lock-step transfer's next request is
+// then read without a poller wake-up.
+func WithFastWait(d time.Duration) Option { return func(s *Server) { s.fastWait = d } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
@@ -317,7 +340,7 @@ func WithTransmission(ackTimeout time.Duration, maxRetransmit int) Option {
 // (ServeSessions).
 func New(conn *net.UDPConn, h Handler, opts ...Option) *Server {
 	s := &Server{conn: conn, h: h, log: slog.New(slog.DiscardHandler), workers: runtime.GOMAXPROCS(0),
-		maxSize: 1152, ackTO: 2 * time.Second, maxRetry: 4}
+		maxSize: 1152, ackTO: 2 * time.Second, maxRetry: 4, fastWait: defaultFastWait, epoch: time.Now()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -347,7 +370,8 @@ func (s *Server) Stats() Stats {
 		BadOption: s.stats.badOption.Load(), TooLarge: s.stats.tooLarge.Load(), Duplicates: s.stats.duplicates.Load(),
 		Resets: s.stats.resets.Load(), NotifyAcked: s.stats.acked.Load(), NotifyFailed: s.stats.failed.Load(),
 		Retransmits: s.stats.retrans.Load(), Sessions: s.stats.sessions.Load(), HandshakeFailed: s.stats.handshakeFailed.Load(),
-		SessionsRefused: s.stats.sessionsRefused.Load(), SourceDropped: s.stats.sourceDropped.Load()}
+		SessionsRefused: s.stats.sessionsRefused.Load(), SourceDropped: s.stats.sourceDropped.Load(),
+		FastReads: s.stats.fastReads.Load(), HelpersWoken: s.stats.helpersWoken.Load()}
 }
 
 // Serve reads and answers datagrams until ctx ends; it then closes the
@@ -358,17 +382,34 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.out.stopAll()
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	sio, err := newSockIO(s.conn)
+	if err != nil {
+		s.conn.Close()
+		return err
+	}
+	if err := sio.setFastWait(s.fastWait); err != nil {
+		s.log.Warn("coap fast wait off", "err", err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		s.conn.Close()
+		sio.wake()
+	})
 	defer stop()
 	errc := make(chan error, s.workers)
+	s.wake = make(chan struct{}, s.workers)
 	for i := 0; i < s.workers; i++ {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			errc <- s.worker(ctx)
+			if i == 0 {
+				errc <- s.reader(ctx, sio)
+			} else {
+				errc <- s.helper(ctx, sio)
+			}
 		}()
 	}
 	s.wg.Wait()
+	sio.close()
 	s.out.stopAll()
 	if ctx.Err() != nil {
 		return nil
@@ -386,105 +427,47 @@ type workerState struct {
 	in   []byte
 	out  []byte
 	opts message.Options // decoded request options, reused
-	resp Response
+	req  Request
+	// pathBuf joins the request's Uri-Path; lastPath is the string made
+	// of it last (see path).
+	pathBuf  []byte
+	lastPath string
+	resp     Response
 	// identity is the PSK identity of the secure session this worker
 	// serves ("" on the UDP socket).
 	identity string
 
-	// Batched I/O: the datagrams read, and the answers queued for one
-	// WriteBatch, each to the address its request came from.
-	rmsgs   []ipv4.Message
-	wmsgs   []ipv4.Message
-	wbufs   [][]byte
-	nout    int
-	curAddr net.Addr
-	bc      batchConn
+	// bio is the worker's batched I/O on the UDP socket (nil for a
+	// secure session's worker); inBatch is set while the datagrams of one
+	// read are handled, when answers are queued for one sendmmsg.
+	bio     *batchIO
+	inBatch bool
 	// dropped counts the source gate's drops not yet published.
 	dropped uint64
 }
 
-// batchConn is the batched I/O of golang.org/x/net's ipv4 and ipv6
-// PacketConn (recvmmsg and sendmmsg on Linux).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
-func (s *Server) batchConn() batchConn {
-	if la, ok := s.conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil {
-		return ipv4.NewPacketConn(s.conn)
-	}
-	return ipv6.NewPacketConn(s.conn)
-}
-
-func (s *Server) worker(ctx context.Context) error {
-	ws := &workerState{out: make([]byte, 2048), opts: make(message.Options, 0, 32),
-		rmsgs: make([]ipv4.Message, batchSize), wmsgs: make([]ipv4.Message, batchSize), wbufs: make([][]byte, batchSize)}
-	ws.resp.buf = make([]byte, 256)
-	for i := range ws.rmsgs {
-		ws.rmsgs[i].Buffers = [][]byte{make([]byte, s.maxSize+1)}
-		ws.wbufs[i] = make([]byte, 0, 2048)
-		ws.wmsgs[i].Buffers = make([][]byte, 1)
-	}
-	bc := s.batchConn()
-	ws.bc = bc
-	for {
-		n, err := bc.ReadBatch(ws.rmsgs, 0)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			s.log.Warn("coap read", "err", err)
-			continue
-		}
-		ws.nout = 0
-		for i := 0; i < n; i++ {
-			m := &ws.rmsgs[i]
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			s.stats.received.Add(1)
-			ws.curAddr = ua
-			ap := ua.AddrPort()
-			s.handleDatagram(ws, m.Buffers[0][:m.N], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		}
-		ws.curAddr = nil
-		s.flush(ws, bc)
-	}
-}
-
 // flush sends the answers a worker queued, in as few system calls as the
 // kernel takes them.
-func (s *Server) flush(ws *workerState, bc batchConn) {
+func (s *Server) flush(ws *workerState) {
 	s.publishDrops(ws)
-	for sent := 0; sent < ws.nout; {
-		k, err := bc.WriteBatch(ws.wmsgs[sent:ws.nout], 0)
-		if err != nil || k == 0 {
-			s.log.Debug("coap write batch", "err", err)
-			break
-		}
-		s.stats.sent.Add(uint64(k))
-		sent += k
+	k, err := ws.bio.flush()
+	if err != nil {
+		s.log.Debug("coap write batch", "err", err)
 	}
-	ws.nout = 0
+	s.stats.sent.Add(uint64(k))
 }
 
 // reply queues an answer to the datagram being handled (or sends it at
 // once outside a batch).
 func (s *Server) reply(ws *workerState, b []byte, to netip.AddrPort) {
-	if ws.curAddr == nil || ws.rmsgs == nil {
+	if !ws.inBatch {
 		s.write(b, to, ws.identity)
 		return
 	}
-	if ws.nout == len(ws.wmsgs) {
-		s.flush(ws, ws.bc)
+	if ws.bio.full() {
+		s.flush(ws)
 	}
-	i := ws.nout
-	ws.wbufs[i] = append(ws.wbufs[i][:0], b...)
-	ws.wmsgs[i].Buffers[0] = ws.wbufs[i]
-	ws.wmsgs[i].Addr = ws.curAddr
-	ws.nout++
+	ws.bio.queue(b, to)
 }
 
 // known lists the request options this endpoint understands; an unknown
@@ -509,7 +492,10 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 		s.rejectTooLarge(ws, data, from)
 		return
 	}
-	req := Request{Msg: message.Message{Options: ws.opts[:0]}}
+	// The request lives in the worker: passed to the handler through an
+	// interface, a local one would be allocated per datagram.
+	req := &ws.req
+	*req = Request{Msg: message.Message{Options: ws.opts[:0]}}
 	if _, err := coder.DefaultCoder.Decode(data, &req.Msg); err != nil {
 		s.stats.malformed.Add(1)
 		s.resetMalformed(ws, data, from)
@@ -556,7 +542,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 		}
 	}
 	if w.Code == codes.Empty {
-		path, err := m.Options.Path()
+		path, err := ws.path(m.Options)
 		if err != nil {
 			w.Code = codes.BadRequest
 		} else {
@@ -570,10 +556,10 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 				// deferred answer completed at once is not overwritten.
 				s.dedup.store(from, uint16(m.MessageID), nil)
 			}
-			s.h.ServeCoAP(w, &req)
+			s.h.ServeCoAP(w, req)
 			if w.defer_ != nil {
 				if s.onReq != nil {
-					s.onReq(&req, codes.Empty, time.Since(start))
+					s.onReq(req, codes.Empty, time.Since(start))
 				}
 				return
 			}
@@ -582,7 +568,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 					s.sendEmpty(ws, message.Acknowledgement, m.MessageID, from)
 				}
 				if s.onReq != nil {
-					s.onReq(&req, codes.Empty, time.Since(start))
+					s.onReq(req, codes.Empty, time.Since(start))
 				}
 				return
 			}
@@ -607,7 +593,7 @@ func (s *Server) handleDatagram(ws *workerState, data []byte, from netip.AddrPor
 	}
 	s.reply(ws, b, from)
 	if s.onReq != nil {
-		s.onReq(&req, w.Code, time.Since(start))
+		s.onReq(req, w.Code, time.Since(start))
 	}
 	if f := w.follow; f.n > 0 {
 		s.sendFollowers(ws, m.Token, from, m.Type == message.Confirmable, f)
@@ -689,6 +675,32 @@ func (s *Server) Send(to netip.AddrPort, identity string, token []byte, confirma
 		}
 	}
 	return first
+}
+
+// path returns the request's Uri-Path joined as message.Options.Path
+// does ("/a/b"; its errors for no Uri-Path, a '/' inside a segment, or
+// invalid UTF-8), without allocating when it is the path this worker
+// returned last: a transfer asks for the same path block after block.
+func (ws *workerState) path(opts message.Options) (string, error) {
+	first, last, err := opts.Find(message.URIPath)
+	if err != nil {
+		return "", err
+	}
+	ws.pathBuf = ws.pathBuf[:0]
+	for _, o := range opts[first:last] {
+		if bytes.IndexByte(o.Value, '/') >= 0 {
+			return "", message.ErrInvalidEncoding
+		}
+		ws.pathBuf = append(append(ws.pathBuf, '/'), o.Value...)
+	}
+	if string(ws.pathBuf) == ws.lastPath {
+		return ws.lastPath, nil
+	}
+	if !utf8.Valid(ws.pathBuf) {
+		return "", message.ErrInvalidEncoding
+	}
+	ws.lastPath = string(ws.pathBuf)
+	return ws.lastPath, nil
 }
 
 func (s *Server) encode(ws *workerState, m message.Message) ([]byte, error) {
