@@ -41,11 +41,16 @@
 //
 // # Images
 //
-// [Image.ReadAt] fetches the blocks covering the range it is asked for, each
-// with its own stateless GET carrying Block2 (num, size): it can start or
-// resume at any offset. Every block's ETag must be the first 8 bytes of the
-// image digest ([ErrImageChanged] otherwise). When the gateway answers with
-// smaller blocks than asked, the image goes on at the gateway's size.
+// [Image.ReadAt] fetches the blocks covering the range it is asked for. By
+// default it asks with RFC 9177 Q-Block2 and takes the gateway's bursts of
+// non-confirmable blocks into a bounded window (qblock.go: timers, limits,
+// recovery; [WithQBlock], [WithQBlockParams]); against a gateway without
+// Q-Block2 (4.02, a Block2 answer, or silence) it reads lock-step for the
+// rest of the connection: each block its own stateless GET carrying Block2
+// (num, size). Either way it can start or resume at any offset. Every
+// block's ETag must be the first 8 bytes of the image digest
+// ([ErrImageChanged] otherwise). When the gateway answers with smaller
+// blocks than asked, the image goes on at the gateway's size.
 //
 // # Manifest
 //

@@ -56,8 +56,9 @@ func (im *Image) Size() int64 { return im.size }
 
 // ReadAt reads len(p) bytes of the image at off, as io.ReaderAt does: past
 // the image size it returns io.EOF, and io.ErrUnexpectedEOF when the
-// gateway's image ends first. Each block is its own request, so a read may
-// start at any offset (a download resumes where it stopped). 4.04 is
+// gateway's image ends first. It reads in Q-Block2 bursts when the gateway
+// has them, else one request per block; either way a read may start at
+// any offset (a download resumes where it stopped). 4.04 is
 // ErrNotCached and an ETag other than the digest's ErrImageChanged; 5.03
 // waits and transport failures are retried until ctx ends.
 func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
