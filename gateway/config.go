@@ -187,6 +187,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CoAPConn != nil && !c.InsecureUDP {
 		return c, errors.New("gateway: a plain UDP socket (CoAPConn) needs InsecureUDP")
 	}
+	if q := c.QBlock; q.MaxPayloads < 0 || q.MaxPayloads > 256 || q.NonTimeout < 0 || q.NonReceiveTimeout < 0 ||
+		q.NonMaxRetransmit < 0 || q.NonMaxRetransmit > 10 || q.MaxTransfers < 0 {
+		return c, fmt.Errorf("gateway: QBlock: MaxPayloads 0 to 256, NonMaxRetransmit 0 to 10, no negative value: %+v", q)
+	}
 	if !c.InsecureUDP && c.CoAPSAddr == "-" {
 		return c, fmt.Errorf("gateway: %w", ErrNoCoAP)
 	}
@@ -236,8 +240,8 @@ func (c Config) withDefaults() (Config, error) {
 // section 7.2 the gateway serves Q-Block2 with, and the bound of its
 // table of Q-Block2 transfers.
 type QBlockParams struct {
-	// MaxPayloads is MAX_PAYLOADS, the blocks of one burst (default 10;
-	// RFC 9177 asks both peers to use the same value).
+	// MaxPayloads is MAX_PAYLOADS, the blocks of one burst (default 10,
+	// at most 256; RFC 9177 asks both peers to use the same value).
 	MaxPayloads int
 	// NonTimeout is NON_TIMEOUT (default 2s): the pause between two
 	// bursts to a node that sends no 'Continue' is between NonTimeout
@@ -247,8 +251,8 @@ type QBlockParams struct {
 	// NonReceiveTimeout is NON_RECEIVE_TIMEOUT (default twice
 	// NonTimeout).
 	NonReceiveTimeout time.Duration
-	// NonMaxRetransmit is NON_MAX_RETRANSMIT (default 4): bursts sent to
-	// a silent node before its transfer is dropped.
+	// NonMaxRetransmit is NON_MAX_RETRANSMIT (default 4, at most 10):
+	// bursts sent to a silent node before its transfer is dropped.
 	NonMaxRetransmit int
 	// MaxTransfers bounds the Q-Block2 transfers in flight (default
 	// MaxTransfers); beyond it a node's request for a body gets 5.03.

@@ -446,6 +446,8 @@ func TestNewRefusesConfigs(t *testing.T) {
 		{"no manifest key", gateway.Config{DataDir: t.TempDir()}, nil, "Trust"},
 		{"no CoAP service", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPSAddr: "-"}, gateway.ErrNoCoAP, "no CoAP service"},
 		{"plain socket without InsecureUDP", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPConn: conn}, nil, "InsecureUDP"},
+		{"a Q-Block2 burst over 256 blocks", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPSAddr: "127.0.0.1:0",
+			QBlock: gateway.QBlockParams{MaxPayloads: 1000}}, nil, "MaxPayloads"},
 		{"admin beyond loopback without a token", gateway.Config{DataDir: t.TempDir(), Trust: []ed25519.PublicKey{pub}, CoAPSAddr: "127.0.0.1:0",
 			AdminAddr: "0.0.0.0:0"}, gateway.ErrAdminNoToken, "without a token"},
 	} {
