@@ -29,7 +29,12 @@
 //     malformed confirmable message a Reset, and datagrams over the size
 //     limit 4.13; nothing malformed reaches a handler.
 //
-// Several workers read the same socket, whose receive buffer is raised
-// (4 MiB by default) so that hundreds of concurrent transfers do not lose
-// datagrams to a full buffer.
+// One goroutine, the reader, always reads the socket; when the traffic is
+// light it waits for the next datagram in the kernel on its own thread
+// (the fast wait), so that a lone lock-step transfer costs two system
+// calls per block and no goroutine hand-off. A backlog of datagrams wakes
+// helpers (GOMAXPROCS workers in all) that read in batches through Go's
+// network poller until the load has passed (reader.go). The socket's
+// receive buffer is raised (4 MiB by default) so that hundreds of
+// concurrent transfers do not lose datagrams to a full buffer.
 package coapd

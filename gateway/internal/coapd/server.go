@@ -390,11 +390,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := sio.setFastWait(s.fastWait); err != nil {
 		s.log.Warn("coap fast wait off", "err", err)
 	}
+	woken := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(woken)
 		s.conn.Close()
 		sio.wake()
 	})
-	defer stop()
+	s.workers = max(s.workers, 1)
 	errc := make(chan error, s.workers)
 	s.wake = make(chan struct{}, s.workers)
 	for i := 0; i < s.workers; i++ {
@@ -409,6 +411,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 	s.wg.Wait()
+	if !stop() {
+		<-woken // sio.wake must not touch a descriptor number closed and reused
+	}
 	sio.close()
 	s.out.stopAll()
 	if ctx.Err() != nil {
