@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise/qblock"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	"github.com/plgd-dev/go-coap/v3/udp/coder"
@@ -257,3 +259,69 @@ func TestQBlockAsksForEachSet(t *testing.T) {
 		t.Errorf("%d requests for %d sets, want one a set", n, sets)
 	}
 }
+
+// TestQBlockRequests pins what the node's Q-Block2 requests carry on the
+// wire (RFC 9177 sections 4.4 and 6): non-confirmable GETs, each on a new
+// token, never an ETag; the first asks for block 0 and the rest of its set
+// (M set); a request with several Q-Block2 options names missing blocks
+// in increasing order with M unset.
+func TestQBlockRequests(t *testing.T) {
+	img := newTestImage(64<<10, *seedFlag+4)
+	target := qServer(t, img)
+	type req struct {
+		typ   message.Type
+		token string
+		etag  bool
+		q2    []uint32
+	}
+	var (
+		mu   sync.Mutex
+		seen []req
+	)
+	relay := newFilterRelay(t, target, func(_ net.PacketConn, _ net.Addr, d []byte) bool {
+		m := message.Message{Options: make(message.Options, 0, 16)}
+		if _, err := coder.DefaultCoder.Decode(d, &m); err != nil || m.Code != codes.GET {
+			return false
+		}
+		r := req{typ: m.Type, token: string(m.Token), etag: m.Options.HasOption(message.ETag)}
+		for _, o := range m.Options {
+			if o.ID == message.QBlock2 {
+				v, _, _ := message.DecodeUint32(o.Value)
+				r.q2 = append(r.q2, v)
+			}
+		}
+		mu.Lock()
+		seen = append(seen, r)
+		mu.Unlock()
+		return false
+	})
+	c := dial(t, relay.addr(), qOpts()...)
+	if got := readAll(t.Context(), t, c.Image(img.digest, int64(len(img.data))), 0); !bytes.Equal(got, img.data) {
+		t.Fatal("image differs")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatal("no request")
+	}
+	tokens := map[string]bool{}
+	for i, r := range seen {
+		if r.typ != message.NonConfirmable || r.etag || len(r.q2) == 0 || tokens[r.token] {
+			t.Fatalf("request %d: type %v, ETag %v, %d Q-Block2 options, token reused %v", i, r.typ, r.etag, len(r.q2), tokens[r.token])
+		}
+		tokens[r.token] = true
+		prev := int64(-1)
+		for _, v := range r.q2 {
+			szx, num, more, err := qblockDecode(v)
+			if err != nil || szx != blockwise.SZX1024 || num <= prev || (more && len(r.q2) > 1) {
+				t.Fatalf("request %d: Q-Block2 %v (szx %v num %d more %v after %d): %v", i, r.q2, szx, num, more, prev, err)
+			}
+			prev = num
+		}
+	}
+	if _, num, more, _ := qblockDecode(seen[0].q2[0]); num != 0 || !more || len(seen[0].q2) != 1 {
+		t.Fatalf("first request %v: want block 0 with M set", seen[0].q2)
+	}
+}
+
+func qblockDecode(v uint32) (blockwise.SZX, int64, bool, error) { return qblock.DecodeQBlockOption(v) }
