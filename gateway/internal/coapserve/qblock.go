@@ -185,7 +185,18 @@ func (h *Handler) serveQBlock2(w *coapd.Response, r *coapd.Request, b body, q *q
 		Confirmable: r.Msg.Type == message.Confirmable, Count: count}
 	tg.SetToken(r.Msg.Token)
 	nums := plan.Nums
-	if plan.Kind == qblock.Stream {
+	switch {
+	case b.kind == bodyCore:
+		// Discovery is small and admitted by no transfer bound: served
+		// without state, a set per request (a client asks for the next
+		// with a 'Continue'), so that probes from many endpoints hold no
+		// place in the table.
+		if plan.Kind == qblock.Stream {
+			for n := plan.Start; n <= qblock.SetLast(plan.Start, count, mp); n++ {
+				nums = append(nums, n)
+			}
+		}
+	case plan.Kind == qblock.Stream:
 		nums, err = h.qblocks.Stream(tg, plan.Start, make([]uint32, 0, mp))
 		if errors.Is(err, qblock.ErrFull) {
 			h.cfg.Metrics.Refused.WithLabelValues("transfers").Inc()
@@ -197,8 +208,10 @@ func (h *Handler) serveQBlock2(w *coapd.Response, r *coapd.Request, b body, q *q
 			w.NoResponse()
 			return
 		}
-	} else if allowed := h.qblocks.Heard(tg); len(nums) > allowed {
-		nums = nums[:allowed]
+	default:
+		if allowed := h.qblocks.Heard(tg); len(nums) > allowed {
+			nums = nums[:allowed]
+		}
 	}
 	h.fillBlock(w, &b, qblock.Block{Num: nums[0], SZX: szx}, count)
 	if len(nums) > 1 {

@@ -115,9 +115,17 @@ func TestQBlock2BodiesAndDiscovery(t *testing.T) {
 	if !bytes.Contains(core, []byte(protocol.ImagePath(img.d))) || len(core) <= 16 {
 		t.Fatalf("core %s", core)
 	}
+	inFlight := h.QBlock().Stats().Transfers
 	probe := qget(t, h, from, message.Confirmable, protocol.PathCore, message.Option{ID: message.QBlock2, Value: nil})
 	sum := h.coreBody().etag
 	probe.check(t, "probe", core, sum, 16, 0)
+	// Discovery in 16-byte blocks: a set per request, no state kept (a
+	// probe from every port of a flood holds no place in the table).
+	whole := qget(t, h, from, message.NonConfirmable, protocol.PathCore, message.Option{ID: message.QBlock2, Value: []byte{0x08}})
+	whole.check(t, "core from 0", core, sum, 16, seq(0, min(9, uint32(len(core)-1)/16))...)
+	if n := h.QBlock().Stats().Transfers; n != inFlight {
+		t.Fatalf("discovery left %d transfers in the table", n-inFlight)
+	}
 	// Without Q-Block2: the plain answer, whole.
 	r := coapd.Request{Msg: message.Message{Code: codes.GET, Type: message.Confirmable}, From: from, Path: protocol.PathCore}
 	var w coapd.Response
