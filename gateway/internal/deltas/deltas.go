@@ -78,7 +78,8 @@ type Config struct {
 	Diff   Differ
 	Format uint64
 	// MaxBytes bounds the stored deltas (least recently used evicted
-	// first, [Manager.Enforce]); default [DefaultMaxBytes].
+	// first, [Manager.Enforce]); default [DefaultMaxBytes]. A delta
+	// larger than MaxBytes is not kept nor offered.
 	MaxBytes int64
 	// MaxImageBytes is the largest image diffed; default
 	// [DefaultMaxImageBytes].
@@ -370,7 +371,11 @@ func (m *Manager) diff(p pair) (result string, d store.Delta, err error) {
 	if err != nil {
 		return "failed", d, fmt.Errorf("diff: %w", err)
 	}
-	if int64(len(data))*5 > tm.Size*4 { // not at least 20% smaller
+	// Not at least 20% smaller, or larger than the whole bound: such a
+	// delta would be evicted at the next Enforce and computed again at
+	// the node's next request, for ever. Only its record is kept, so that
+	// the pair is computed once.
+	if int64(len(data))*5 > tm.Size*4 || int64(len(data)) > m.cfg.MaxBytes {
 		_, err := m.cfg.Store.PutDelta(p.base, p.target, m.cfg.Format, int64(len(data)), nil)
 		return "too_large", d, err
 	}

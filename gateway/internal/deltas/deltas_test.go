@@ -335,24 +335,53 @@ func TestEvictedWithImages(t *testing.T) {
 			}
 		})
 	}
-	t.Run("bound", func(t *testing.T) {
-		f := newFixture(t, 1) // every delta is over the bound
+	t.Run("over the bound", func(t *testing.T) {
+		// A delta larger than the whole bound is not kept: kept, it would
+		// be evicted at once and computed again at every request.
+		f := newFixture(t, 1)
 		b, r := f.put("kws", base), f.put("kws", retrained)
-		f.m.Offer(node("n", b, 1), f.signed[r])
-		f.drain()
-		o := f.offerIn(f.m.Offer(node("n", b, 1), f.signed[r]))
-		if o == nil {
-			t.Fatal("no offer")
+		for round := range 3 {
+			if f.offerIn(f.m.Offer(node("n", b, 1), f.signed[r])) != nil {
+				t.Fatalf("round %d: offer of a delta over the bound", round)
+			}
+			f.drain()
+			f.m.Enforce()
 		}
-		if g := f.value("edgeota_delta_cache_bytes", ""); g != float64(o.Size) {
-			t.Fatalf("delta cache gauge %v, want %d", g, o.Size)
+		if c := f.value("edgeota_deltas_computed_total", "too_large"); c != 1 {
+			t.Fatalf("computed %v times as too_large, want once", c)
+		}
+		if c := f.value("edgeota_deltas_computed_total", "offered"); c != 0 {
+			t.Fatalf("offered %v times", c)
+		}
+	})
+	t.Run("least recently used", func(t *testing.T) {
+		// A bound that holds one of two deltas: Enforce evicts one.
+		d1, _ := delta.Diff(base, retrained)
+		d2, _ := delta.Diff(base, retrained2)
+		f := newFixture(t, int64(max(len(d1), len(d2))))
+		b, r1, r2 := f.put("kws", base), f.put("kws", retrained), f.put("kws", retrained2)
+		var offers []*protocol.DeltaOffer
+		for _, r := range []protocol.Digest{r1, r2} {
+			f.m.Offer(node("n", b, 1), f.signed[r])
+			f.drain()
+			o := f.offerIn(f.m.Offer(node("n", b, 1), f.signed[r]))
+			if o == nil {
+				t.Fatal("no offer")
+			}
+			offers = append(offers, o)
 		}
 		f.m.Enforce()
-		if _, ok := f.m.Blobs().Size(o.Delta); ok {
-			t.Fatal("delta over the bound still served")
+		var kept []*protocol.DeltaOffer
+		for _, o := range offers {
+			if _, ok := f.m.Blobs().Size(o.Delta); ok {
+				kept = append(kept, o)
+			}
 		}
-		if g := f.value("edgeota_delta_cache_bytes", ""); g != 0 {
-			t.Fatalf("delta cache gauge %v after eviction", g)
+		if len(kept) != 1 {
+			t.Fatalf("%d deltas served after eviction, want 1", len(kept))
+		}
+		if g := f.value("edgeota_delta_cache_bytes", ""); g != float64(kept[0].Size) {
+			t.Fatalf("delta cache gauge %v, want %d", g, kept[0].Size)
 		}
 		if _, err := f.db.Model(b); err != nil {
 			t.Fatal("evicting a delta took its image")

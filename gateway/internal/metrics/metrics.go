@@ -82,7 +82,7 @@ func New(g Gauges, limits map[string]float64) *Metrics {
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_image_bytes_served_total",
 			Help: "Payload bytes served, by kind: full (images) or delta (deltas, docs/protocol.md \"Delta updates (v1.4)\")."}, []string{"kind"}),
 		DeltasComputed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeota_deltas_computed_total",
-			Help: "Deltas computed, by result: offered (kept and offered), too_large (not at least 20% smaller than the image, not offered), failed."}, []string{"result"}),
+			Help: "Deltas computed, by result: offered (kept and offered), too_large (not at least 20% smaller than the image, or larger than the delta cache bound: not offered), failed."}, []string{"result"}),
 		DeltaSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeota_delta_compute_seconds",
 			Help: "Time to compute one delta.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30}}),
 		DeltaCacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeota_delta_cache_bytes",
