@@ -1,9 +1,14 @@
 package main
 
 import (
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"edgeota/nodeagent"
 )
 
 // TestNodeRuntime: --runtime is the runtime the node offers to a
@@ -47,5 +52,45 @@ func TestNodeRuntime(t *testing.T) {
 	}
 	if errs, code := apply("bad.flash", "--runtime", "tf lm"); code != 2 || !strings.Contains(errs, "--runtime") {
 		t.Fatalf("--runtime \"tf lm\": exit %d, stderr %q; want a usage error", code, errs)
+	}
+}
+
+// TestNodeDeltaFlag: edgeota node applies deltas by default and
+// --delta=false turns them off (nodeagent.Config.DisableDeltas); a node
+// command without the flag (node apply) keeps them on.
+func TestNodeDeltaFlag(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range []struct {
+		name, cmd string
+		args      []string
+		disabled  bool
+	}{
+		{"default", "node", nil, false},
+		{"off", "node", []string{"--delta=false"}, true},
+		{"on", "node", []string{"--delta=true"}, false},
+		{"apply", "apply", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var n nodeFlags
+			c := &cobra.Command{Use: tt.cmd}
+			n.register(c)
+			args := append([]string{"--class", testClass, "--trust", f.pub, "--flash", filepath.Join(t.TempDir(), "flash"),
+				"--slot-size", "65536"}, tt.args...)
+			if err := c.ParseFlags(args); err != nil {
+				t.Fatal(err)
+			}
+			var got *bool
+			_, done, err := n.agent(slog.New(slog.DiscardHandler), nil, func(cfg *nodeagent.Config) error {
+				got = &cfg.DisableDeltas
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done()
+			if got == nil || *got != tt.disabled {
+				t.Fatalf("DisableDeltas = %v, want %v", got, tt.disabled)
+			}
+		})
 	}
 }
