@@ -22,9 +22,9 @@ type okRuntime struct{}
 type okModel struct{}
 
 func (okRuntime) Load(io.ReaderAt, int64) (Model, error) { return okModel{}, nil }
-func (okModel) Infer() (time.Duration, error) { return time.Millisecond, nil }
-func (okModel) RAMBytes() uint64              { return 0 }
-func (okModel) CPUPermille() uint64           { return 0 }
+func (okModel) Infer() (time.Duration, error)            { return time.Millisecond, nil }
+func (okModel) RAMBytes() uint64                         { return 0 }
+func (okModel) CPUPermille() uint64                      { return 0 }
 
 // stepClock runs time forward as fast as the agent waits.
 type stepClock struct{ now time.Time }
