@@ -51,7 +51,11 @@ func (o *Registry) Add(node string, addr netip.AddrPort, identity string, token 
 	for _, ob := range list {
 		if ob.Addr == addr {
 			changed = string(ob.Token) != string(token) || ob.Identity != identity
-			ob.Token = append(ob.Token[:0], token...)
+			if changed {
+				// A new slice: a copy returned earlier shares the old one
+				// (its caller may still be saving it).
+				ob.Token = append([]byte(nil), token...)
+			}
 			ob.Identity = identity
 			return *ob, changed, nil
 		}

@@ -67,3 +67,21 @@ func TestETag(t *testing.T) {
 		t.Fatalf("ETag of nothing: %x", got)
 	}
 }
+
+// TestAddReturnsAStableToken: the observation Add returns keeps its token
+// when the same endpoint registers again with another one: its caller
+// saves that token (bbolt reads it during the commit) while another
+// datagram of the endpoint may be handled at once. The registry once
+// rewrote the token in place, a data race the simulator's -race run met.
+func TestAddReturnsAStableToken(t *testing.T) {
+	a := netip.MustParseAddrPort("192.0.2.1:5000")
+	r := NewRegistry()
+	first, _, _ := r.Add("n1", a, "", []byte{1, 2, 3, 4}, time.Unix(0, 0))
+	second, changed, _ := r.Add("n1", a, "", []byte{9, 9, 9, 9}, time.Unix(1, 0))
+	if !changed || string(second.Token) != "\x09\x09\x09\x09" {
+		t.Fatalf("second Add: token %x changed %v", second.Token, changed)
+	}
+	if string(first.Token) != "\x01\x02\x03\x04" {
+		t.Errorf("the first Add's token became %x", first.Token)
+	}
+}
