@@ -138,6 +138,12 @@ func DecodeHello(b []byte) (*Hello, error) {
 	if err := decode(b, helloSchema, false, h); err != nil {
 		return nil, err
 	}
+	if h.DeltaFormats != nil && len(h.DeltaFormats) == 0 {
+		// Key 65 is 1 to 8 formats: a node that applies none leaves it
+		// out. (A Hello built in Go may hold an empty list: it encodes
+		// without the key.)
+		return nil, fmt.Errorf("%w: hello key 65 lists no delta format", ErrInvalid)
+	}
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}

@@ -230,6 +230,7 @@ func buildVectors(t testing.TB) vectorFile {
 		{Name: "hello-delta-format-zero", Type: "hello", Error: "invalid", Note: "v1.4: delta format 0, formats are 1 to 255", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{0})))},
 		{Name: "hello-delta-format-twice", Type: "hello", Error: "invalid", Note: "v1.4: delta format 1 listed twice", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{1, 1})))},
 		{Name: "hello-delta-formats-too-many", Type: "hello", Error: "invalid", Note: "v1.4: 9 delta formats, at most 8", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9})))},
+		{Name: "hello-delta-formats-empty", Type: "hello", Error: "invalid", Note: "v1.4: key 65 an empty array, 1 to 8 formats (a node that applies none leaves the key out)", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, []uint64{})))},
 		{Name: "hello-delta-formats-not-array", Type: "hello", Error: "malformed", Note: "v1.4: key 65 as an unsigned integer, not an array", Hex: hex.EncodeToString(replaceKey(t, helloDelta, 65, mustCBOR(t, 1)))},
 		{Name: "health", Type: "health", Valid: true, Canonical: true, Hex: hex.EncodeToString(health)},
 		{Name: "health-number-zero", Type: "health", Error: "invalid", Hex: hex.EncodeToString(replaceKey(t, health, 13, mustCBOR(t, 0)))},
