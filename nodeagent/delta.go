@@ -158,6 +158,7 @@ func (d *Device) WriteDelta(ctx context.Context, u *Update, src ImageSource, pro
 	if u.Delta == nil {
 		return errors.New("nodeagent: the update takes no delta")
 	}
+	defer d.noteFetched(u)
 	size := int64(u.Manifest.Size)
 	if u.Resumed >= size {
 		d.step(Transition{State: protocol.StateDownloaded, Seq: u.Manifest.Seq, Digest: u.Manifest.Digest, Bytes: uint64(size), Transfer: u.transfer()})

@@ -86,6 +86,11 @@ type Device struct {
 	onStep     func(Transition)
 	deltas     bool                       // takes delta offers (WithDeltas)
 	abandoned  map[protocol.Digest]string // deltas given up since power-on, and why
+	// fetched is the bytes fetched for the image of digest fetchedFor
+	// since power-on: an update resumed without a power cut counts those
+	// past its last progress record too.
+	fetched    uint64
+	fetchedFor protocol.Digest
 
 	slotSize      int64
 	journalBlocks int
@@ -490,6 +495,9 @@ func (d *Device) Begin(signed []byte) (*Update, error) {
 	restart := false
 	if resumable {
 		u.Resumed, u.fetched = int64(rec.Written), rec.Fetched
+		if d.fetchedFor == m.Digest {
+			u.fetched = max(u.fetched, d.fetched)
+		}
 		if rec.State == slotReady {
 			u.Resumed = int64(m.Size)
 		}
@@ -558,6 +566,7 @@ func (d *Device) Write(ctx context.Context, u *Update, src ImageSource, progress
 	if u.Revert {
 		return nil
 	}
+	defer d.noteFetched(u)
 	region := d.layout.Slots[u.Target]
 	size := int64(u.Manifest.Size)
 	eb := int64(d.flash.EraseSize())
@@ -609,6 +618,12 @@ func (d *Device) Write(ctx context.Context, u *Update, src ImageSource, progress
 	}
 	d.step(Transition{State: protocol.StateDownloaded, Seq: u.Manifest.Seq, Digest: u.Manifest.Digest, Bytes: uint64(size), Transfer: u.transfer()})
 	return nil
+}
+
+// noteFetched keeps the bytes an update fetched, for its resumption
+// before the next power cut.
+func (d *Device) noteFetched(u *Update) {
+	d.fetched, d.fetchedFor = u.fetched, u.Manifest.Digest
 }
 
 // fail ends an update that cannot go on; clear empties the slot, otherwise

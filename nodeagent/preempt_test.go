@@ -171,10 +171,10 @@ func TestInstallGivesWayToNewerAssignment(t *testing.T) {
 			last = e.Transfer
 		}
 	}
-	// The bytes fetched count from the last progress record (what a power
-	// cut would keep), then the whole delta.
-	if last == nil || last.Kind != protocol.TransferDelta || last.Fetched != fetched+uint64(len(d)) {
-		t.Fatalf("verified with transfer %+v, want a delta with %d+%d bytes fetched", last, fetched, len(d))
+	// Every byte fetched counts, those past the last progress record too
+	// (the node did not lose power), then the whole delta.
+	if last == nil || last.Kind != protocol.TransferDelta || last.Fetched != uint64(full.read+len(d)) {
+		t.Fatalf("verified with transfer %+v, want a delta with %d+%d bytes fetched (%d recorded)", last, full.read, len(d), fetched)
 	}
 	t.Logf("gave way after %d image bytes (%d recorded), then a %d-byte delta", full.read, written, len(d))
 }
