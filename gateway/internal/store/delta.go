@@ -205,8 +205,11 @@ func (db *DB) ReadDeltaAt(d protocol.Digest, p []byte, off int64) (int, error) {
 	return db.readChunks(bucketDeltaBlobs, d, p, off)
 }
 
-// TouchDelta sets LastUsed of the deltas with digest d to now; call it
-// when a transfer starts. It fails with [ErrNotFound] when none is stored.
+// TouchDelta sets LastUsed of the deltas with digest d, and of their base
+// and target images, to now; call it when a transfer starts. The base is
+// no longer assigned to the nodes fetching the delta, so without this the
+// image quota would evict it first, and the delta with it, while nodes
+// still fetch it. It fails with [ErrNotFound] when none is stored.
 func (db *DB) TouchDelta(d protocol.Digest) error {
 	now := unixNano(db.now())
 	err := db.bolt.Batch(func(tx *bolt.Tx) error {
@@ -231,6 +234,7 @@ func (db *DB) TouchDelta(d protocol.Digest) error {
 		if len(hit) == 0 {
 			return fmt.Errorf("delta %s: %w", d, ErrNotFound)
 		}
+		models := tx.Bucket(bucketModels)
 		for _, h := range hit {
 			h.r.LastUsed = now
 			v, err := encodeRecord(&h.r)
@@ -239,6 +243,19 @@ func (db *DB) TouchDelta(d protocol.Digest) error {
 			}
 			if err := deltas.Put(h.k, v); err != nil {
 				return err
+			}
+			for _, img := range []protocol.Digest{protocol.Digest(h.k[:32]), protocol.Digest(h.k[32:])} {
+				r, err := getModel(models, img)
+				if err != nil {
+					return err
+				}
+				if r == nil { // deleted with its deltas: not reached
+					continue
+				}
+				r.LastUsed = now
+				if err := putModel(models, img, r); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

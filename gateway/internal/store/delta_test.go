@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -99,5 +100,39 @@ func TestDeltas(t *testing.T) {
 	}
 	if _, err := db.ReadDeltaAt(de.Digest, p, 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("blob of a deleted image's delta survived Open: %v", err)
+	}
+}
+
+// TestTouchDeltaKeepsItsImages: a delta being fetched counts as a use of
+// its base and target images, so that the image quota evicts other images
+// first: the base is no longer assigned to the nodes fetching the delta,
+// and evicting it would take the delta.
+func TestTouchDeltaKeepsItsImages(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	db, _ := openTest(t, WithClock(func() time.Time { return now }))
+	k := testKeys(t, 1)
+	rng := rand.New(rand.NewPCG(4, 4))
+	ma := putImage(t, db, k, randomImage(rng, 5000), 1) // the base, oldest
+	now = now.Add(time.Minute)
+	mb := putImage(t, db, k, randomImage(rng, 5000), 2) // the target
+	now = now.Add(time.Minute)
+	mc := putImage(t, db, k, randomImage(rng, 5000), 3) // another image
+	ab, err := db.PutDelta(ma.Digest, mb.Digest, 1, 0, randomImage(rng, 500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if err := db.TouchDelta(ab.Digest); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := db.Evict(10000) // room for two of the three images
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 1 || ev[0] != mc.Digest {
+		t.Fatalf("evicted %v, want only the image no delta uses (%s)", ev, mc.Digest)
+	}
+	if ds, _ := db.Deltas(); len(ds) != 1 || !ds[0].Stored {
+		t.Fatalf("deltas after eviction: %+v", ds)
 	}
 }
