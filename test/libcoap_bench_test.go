@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"edgeota/test/coapload"
 	"edgeota/test/testutil"
 )
 
@@ -81,13 +81,9 @@ func BenchmarkLibcoapClient(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { ls.Process.Kill(); ls.Wait() }()
-	time.Sleep(200 * time.Millisecond) // libcoap has no readiness signal; the PUT below retries anyway
 	for _, size := range sizes {
 		img := filepath.Join(dir, fmt.Sprintf("m%d.bin", size))
-		put := exec.Command(client, "-m", "put", "-b", "1024", "-f", img, fmt.Sprintf("coap://127.0.0.1:%d/m%d", lport, size))
-		if out, err := put.CombinedOutput(); err != nil {
-			b.Fatalf("PUT to libcoap: %v %s", err, out)
-		}
+		libcoapHold(b, client, img, fmt.Sprintf("coap://127.0.0.1:%d/m%d", lport, size))
 	}
 	// fetch runs b.N fetches and returns the time per fetch and the server's
 	// CPU time per block.
@@ -134,40 +130,14 @@ func BenchmarkLibcoapClient(b *testing.B) {
 // kernel has no schedstat, utime+stime of /proc/PID/stat (clock ticks of
 // 10 ms, too coarse for one fetch). taskset execs the server, so the pid
 // is the server's.
+// processCPU is the CPU time a server process has used so far, in
+// nanoseconds.
 func processCPU(tb testing.TB, pid int) int64 {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	var ns int64
-	for _, t := range tasks {
-		raw, err := os.ReadFile(t)
-		if err != nil {
-			continue // the thread exited meanwhile
-		}
-		f := strings.Fields(string(raw))
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			tb.Fatalf("%s: %q", t, raw)
-		}
-		ns += v
-	}
-	if len(tasks) > 0 {
-		return ns
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := coapload.CPUTime(pid)
 	if err != nil {
 		tb.Fatalf("server CPU time: %v", err)
 	}
-	// Fields after the command name, which ends with the last ')':
-	// state is field 3, utime 14 and stime 15.
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-	if len(f) < 13 {
-		tb.Fatalf("/proc/%d/stat: %q", pid, raw)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return (ut + st) * int64(time.Second/100)
+	return int64(d)
 }
 
 func writeModelB(b *testing.B, path string, size int) {

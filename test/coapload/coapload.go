@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,9 +204,31 @@ func (n *node) exchange(req, in []byte) (int, bool, error) {
 	return 0, false, ErrNoAnswer
 }
 
-// CPUTime returns the user plus system CPU time a process has used so
-// far, from /proc/PID/stat (Linux; at the kernel's clock tick, 10 ms).
+// CPUTime returns the CPU time a process has used so far: the sum of
+// its threads' time on a CPU from /proc/PID/task/*/schedstat (in
+// nanoseconds), or, where the kernel keeps no schedstat, user plus system
+// time from /proc/PID/stat at the clock tick (10 ms). Linux only.
 func CPUTime(pid int) (time.Duration, error) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns int64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(raw))
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("coapload: %s: %q", t, raw)
+		}
+		ns += v
+	}
+	if len(tasks) > 0 {
+		return time.Duration(ns), nil
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
