@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -141,6 +142,32 @@ func TestMalformed(t *testing.T) {
 			_, err := applyAll(tc.patch)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.why) {
 				t.Fatalf("got %v, want %v saying %q", err, tc.want, tc.why)
+			}
+		})
+	}
+}
+
+// TestRefusedRecordEmitsNothing: a record whose copy, length or seek is
+// out of range is refused before any of its bytes is emitted
+// (docs/deltas.md, "Refused input").
+func TestRefusedRecordEmitsNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		patch []byte
+	}{
+		{"copy past the base", handPatch(16, stored(95, 0, rec(10, 0, 0)))},
+		{"record past the target", handPatch(16, stored(0, 0, rec(10, 7, 0)))},
+		{"seek before the base", handPatch(16, stored(0, 0, rec(10, 0, -11), rec(6, 0, 0)))},
+		{"seek past the base", handPatch(16, stored(0, 0, rec(10, 0, 91), rec(6, 0, 0)))},
+		{"seek wraps", handPatch(16, stored(0, 0, rec(10, 0, math.MaxInt64), rec(6, 0, 0)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := applyAll(tc.patch)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("got %v, want ErrMalformed", err)
+			}
+			if len(out) != 0 {
+				t.Fatalf("the refused record emitted %d bytes", len(out))
 			}
 		})
 	}

@@ -284,6 +284,13 @@ func (p *Patcher) record(rr *rawReader, pos int64) (int64, error) {
 	if int64(cl+el) > p.h.TargetSize-p.out {
 		return 0, fmt.Errorf("record of %d bytes at target offset %d past the target size %d", cl+el, p.out, p.h.TargetSize)
 	}
+	// The base position after the record, checked before any of its
+	// bytes is emitted (pos+cl is at most BaseSize, 2^30: a seek near
+	// the int64 limits wraps below 0 and is refused).
+	np := pos + int64(cl) + seek
+	if np < 0 || np > p.h.BaseSize {
+		return 0, fmt.Errorf("seek %d to base offset %d outside 0..%d", seek, np, p.h.BaseSize)
+	}
 	for left := int(cl); left > 0; {
 		k := min(left, workSize)
 		d := p.work[:k]
@@ -316,10 +323,6 @@ func (p *Patcher) record(rr *rawReader, pos int64) (int64, error) {
 			return 0, err
 		}
 		left -= k
-	}
-	np := pos + seek
-	if np < 0 || np > p.h.BaseSize {
-		return 0, fmt.Errorf("seek %d to base offset %d outside 0..%d", seek, np, p.h.BaseSize)
 	}
 	return np, nil
 }
