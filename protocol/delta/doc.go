@@ -14,6 +14,9 @@
 //
 // # Format 1
 //
+// The normative definition, byte for byte, is docs/deltas.md, "Format 1"
+// (part of the contract of docs/protocol.md v1.4); this is a summary.
+//
 // A patch is a [Header] of [HeaderSize] bytes followed by chunks.
 //
 // The header (big-endian) is the magic "EDLT", the format number (1 byte,
