@@ -508,14 +508,25 @@ func liveHeap() uint64 {
 // holds beyond the link's block buffer (docs/deltas.md): the patcher (one
 // compressed chunk, its LZMA decoder and two 512-byte work buffers) and
 // the agent's buffers (256 bytes of delta read at once, one 1 KiB program
-// chunk, the patch header).
-const deltaRAMBudget = 32 << 10
+// chunk, the patch header). It is set just above what the Go patcher
+// reaches (about 18.4 KiB here, most of it the LZMA library's decoder:
+// 4.75 KiB of dictionary and 8.4 KiB of state); issue 15's 16 KiB target
+// needs a decoder with flat state that takes packed bytes as they arrive
+// (docs/deltas.md, "RAM on the node").
+const deltaRAMBudget = 20 << 10
 
 // TestDeltaApplyRAM measures the live heap while a node applies a delta:
 // its peak over every flash program of the apply, above the heap before
 // the update began (the images, the flash and the agent). It must stay
-// within deltaRAMBudget.
+// within deltaRAMBudget. A first apply on another node, not measured,
+// fills the process's one-time caches (the CBOR codec's type tables, about
+// 2 KiB) that a node's firmware holds in its code, not per apply.
 func TestDeltaApplyRAM(t *testing.T) {
+	warm := newDeltaFixture(t)
+	wd := withDelta(t, warm.v1, warm.v2)
+	if err := warm.agent(t, warm.f, nil, false).Install(context.Background(), wd.signed, &deltaSource{image: warm.v2.image, delta: wd.delta}, nil); err != nil {
+		t.Fatal(err)
+	}
 	x := newDeltaFixture(t)
 	v2d := withDelta(t, x.v1, x.v2)
 	b := x.layout.Slots[protocol.SlotB]

@@ -152,7 +152,10 @@ func (p *Patcher) chunkHeader(b []byte) (int, error) {
 		}
 		p.cur, p.in, p.chN = h, true, 0
 		if cap(p.pack) < h.packed {
-			p.pack = make([]byte, 0, max(h.packed, DefaultChunkPacked))
+			// Sized to the largest chunk seen (at most MaxChunkPacked),
+			// not to the largest allowed: patches of small chunks keep
+			// a small buffer.
+			p.pack = make([]byte, 0, h.packed)
 		}
 		return i + 1, nil
 	}
