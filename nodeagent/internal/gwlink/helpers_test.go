@@ -411,6 +411,8 @@ type lossyRelay struct {
 	// filter, when set, sees each datagram from a client first; true
 	// consumes it (it may answer on pc itself).
 	filter func(pc net.PacketConn, from net.Addr, d []byte) bool
+	// down, when set, sees each datagram to a client first; true drops it.
+	down func(d []byte) bool
 }
 
 func newRelay(tb testing.TB, target string, drop float64, seed uint64) *lossyRelay {
@@ -425,7 +427,14 @@ func newFilterRelay(tb testing.TB, target string, filter func(pc net.PacketConn,
 	return startRelay(tb, target, 0, 1, filter)
 }
 
-func startRelay(tb testing.TB, target string, drop float64, seed uint64, filter func(pc net.PacketConn, from net.Addr, d []byte) bool) *lossyRelay {
+// newDownRelay is a relay that loses nothing but the datagrams to a
+// client that down says to drop.
+func newDownRelay(tb testing.TB, target string, down func(d []byte) bool) *lossyRelay {
+	tb.Helper()
+	return startRelay(tb, target, 0, 1, nil, down)
+}
+
+func startRelay(tb testing.TB, target string, drop float64, seed uint64, filter func(pc net.PacketConn, from net.Addr, d []byte) bool, down ...func(d []byte) bool) *lossyRelay {
 	tb.Helper()
 	taddr, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
@@ -436,6 +445,9 @@ func startRelay(tb testing.TB, target string, drop float64, seed uint64, filter 
 		tb.Fatal(err)
 	}
 	r := &lossyRelay{pc: pc, target: taddr, drop: drop, rng: rand.New(rand.NewPCG(seed, 2)), up: map[string]*net.UDPConn{}, filter: filter}
+	if len(down) > 0 {
+		r.down = down[0]
+	}
 	r.wg.Add(1)
 	go r.serve()
 	tb.Cleanup(r.close)
@@ -500,6 +512,9 @@ func (r *lossyRelay) upstream(from net.Addr) (*net.UDPConn, error) {
 			}
 			if err != nil {
 				continue // ICMP port unreachable while the target is down
+			}
+			if r.down != nil && r.down(buf[:n]) {
+				continue
 			}
 			if !r.lose() {
 				_, _ = r.pc.WriteTo(buf[:n], from)

@@ -22,12 +22,24 @@ import (
 // asks for a block and the rest of its set (the M bit), the gateway sends
 // the set as NON responses, paced, and the node asks for the next set as
 // soon as one is complete (a GET of the next set's first block with M
-// set), or, after NON_RECEIVE_TIMEOUT without a new block, for the blocks
-// of the set it misses (one Q-Block2 option per block, M unset, in
-// increasing order, a new token, no ETag). Waits double with every request
-// that brings nothing; after NON_MAX_RETRANSMIT of them the download gives
-// up with ErrQBlockTimeout (and ReadAt starts again from the first block it
+// set) as soon as the last block of a set arrives, whether or not the set
+// is complete. A block that ends a set (or one of a later set) also tells
+// the node that the blocks of the set it still misses were lost (blocks of
+// a set come in order on a link that does not reorder): it asks for them
+// at once (one Q-Block2 option per block, M unset, in increasing order, a
+// new token, no ETag), once; a block asked for and still missing after
+// NON_RECEIVE_TIMEOUT without a new block, or a set whose last block was
+// lost, is asked for again then. Waits double with every request that
+// brings nothing; after NON_MAX_RETRANSMIT of them the download gives up
+// with ErrQBlockTimeout (and ReadAt starts again from the first block it
 // does not hold, after a back-off, as it does for a lock-step failure).
+//
+// The first Q-Block2 request of a connection is sent again after
+// NON_TIMEOUT, doubling, up to NON_MAX_RETRANSMIT times, before the node
+// takes the gateway's silence for a gateway without Q-Block2 (go-coap's
+// server drops a NON request with a critical option it does not know): one
+// lost request or answer no longer makes the node read lock-step. A 4.02
+// or a Block2 answer means no Q-Block2 at once.
 //
 // What the node holds of a transfer is bounded: a window of two sets
 // (2 x MAX_PAYLOADS blocks, 20 KiB at the defaults), a 64-bit bitmap of the
@@ -76,6 +88,11 @@ type QBlockParams struct {
 	// NonMaxRetransmit is NON_MAX_RETRANSMIT, the requests in a row that may
 	// bring no block before the download gives up: 1 to 20 (default 4).
 	NonMaxRetransmit int
+	// NonTimeout is NON_TIMEOUT, the wait for an answer to the first
+	// Q-Block2 request of a connection before it is sent again (default
+	// the ACK timeout, as RFC 9177 section 7.2 says); it doubles with
+	// every request in a row that brings nothing.
+	NonTimeout time.Duration
 }
 
 func (p *QBlockParams) fill(ackTimeout time.Duration) error {
@@ -85,13 +102,16 @@ func (p *QBlockParams) fill(ackTimeout time.Duration) error {
 	if p.NonMaxRetransmit == 0 {
 		p.NonMaxRetransmit = DefaultNonMaxRetransmit
 	}
+	if p.NonTimeout == 0 {
+		p.NonTimeout = ackTimeout
+	}
 	if p.NonReceiveTimeout == 0 {
 		p.NonReceiveTimeout = 2 * ackTimeout // RFC 9177: 2 x NON_TIMEOUT, which is ACK_TIMEOUT
 	}
 	if p.MaxPayloads < 1 || p.MaxPayloads > maxMaxPayloads {
 		return fmt.Errorf("gwlink: MAX_PAYLOADS %d is not from 1 to %d", p.MaxPayloads, maxMaxPayloads)
 	}
-	if p.NonReceiveTimeout < 0 || p.NonMaxRetransmit < 1 || p.NonMaxRetransmit > 20 {
+	if p.NonReceiveTimeout < 0 || p.NonTimeout < 0 || p.NonMaxRetransmit < 1 || p.NonMaxRetransmit > 20 {
 		return fmt.Errorf("gwlink: NON_RECEIVE_TIMEOUT must be positive and NON_MAX_RETRANSMIT from 1 to 20")
 	}
 	return nil
@@ -195,6 +215,9 @@ type qwindow struct {
 	base   int64
 	buf    []byte // 2w blocks
 	have   uint64 // bit i: block base+i is in buf
+	asked  uint64 // bit i: block base+i was asked for once it was known lost
+	hi     int64  // the highest block held, -1 before the first
+	from   int64  // the first block the transfer wants (set by reset)
 	ch     chan qanswer
 	tokens [qTokens][]byte
 	next   int // tokens[next] is replaced by the next token
@@ -213,14 +236,14 @@ func (im *Image) newWindow(szx blockwise.SZX) *qwindow {
 	bs := szx.Size()
 	w := int64(p.MaxPayloads)
 	return &qwindow{szx: szx, bs: bs, w: w, count: (im.size + bs - 1) / bs, base: -1,
-		buf: make([]byte, 2*w*bs), ch: make(chan qanswer, 4*w), continued: -1}
+		buf: make([]byte, 2*w*bs), ch: make(chan qanswer, 4*w), continued: -1, hi: -1}
 }
 
 // reset makes the window start at the set holding num and forgets the
 // transfer's requests.
 func (q *qwindow) reset(num int64) {
-	q.base = num - num%q.w
-	q.have = 0
+	q.base, q.from = num-num%q.w, num
+	q.have, q.asked, q.hi = 0, 0, -1
 	q.active = false
 	q.retries = 0
 	q.continued = -1
@@ -231,6 +254,7 @@ func (q *qwindow) reset(num int64) {
 func (q *qwindow) slide() {
 	copy(q.buf, q.buf[q.w*q.bs:])
 	q.have >>= uint(q.w)
+	q.asked >>= uint(q.w)
 	q.base += q.w
 }
 
@@ -338,6 +362,12 @@ func (im *Image) awaitQ(ctx context.Context, q *qwindow, num int64) error {
 			if err != nil {
 				return err
 			}
+			if err := im.continueQ(ctx, q, num); err != nil {
+				return err
+			}
+			if err := im.recoverQ(ctx, q); err != nil {
+				return err
+			}
 			if q.reask && q.answered {
 				q.reask, q.primed = false, false
 				if err := im.sendQ(ctx, q, []int64{num}, true); err != nil {
@@ -345,12 +375,20 @@ func (im *Image) awaitQ(ctx context.Context, q *qwindow, num int64) error {
 				}
 			}
 		case <-timer.C:
+			q.retries++
 			if !q.answered && !im.c.qblockKnown() {
 				// A gateway that drops a NON request with an option it
-				// does not know (RFC 7252 section 5.4.1) says nothing.
-				return errNoQBlock
+				// does not know (RFC 7252 section 5.4.1) says nothing;
+				// so does a lossy link that lost the request or its
+				// answer: ask again, NON_MAX_RETRANSMIT times.
+				if q.retries > p.NonMaxRetransmit {
+					return errNoQBlock
+				}
+				if err := im.sendQ(ctx, q, []int64{num}, true); err != nil {
+					return err
+				}
+				break
 			}
-			q.retries++
 			if q.retries > p.NonMaxRetransmit {
 				return &transientError{fmt.Errorf("%w: block %d of %s after %d requests", ErrQBlockTimeout, num, im.path, q.retries)}
 			}
@@ -371,13 +409,37 @@ func (im *Image) continueQ(ctx context.Context, q *qwindow, num int64) error {
 	cur := num - num%q.w
 	next := cur
 	if q.continued >= cur {
-		next = cur + q.w // num's set was asked for: the one after it, once complete
-		if next >= q.count || q.continued >= next || next >= q.base+2*q.w || !q.setComplete(cur) {
+		// num's set was asked for: the one after it, once num's set is
+		// complete or its last block (or a later one) came.
+		next = cur + q.w
+		if next >= q.count || q.continued >= next || next >= q.base+2*q.w || (!q.setComplete(cur) && q.hi < next-1) {
 			return nil
 		}
 	}
 	q.continued = next
 	return im.sendQ(ctx, q, []int64{next}, true)
+}
+
+// recoverQ asks at once for the blocks known lost: those of a set whose
+// last block, or a block after it, is held (RFC 9177 section 4.4 lets
+// the client ask for missing blocks before NON_RECEIVE_TIMEOUT once it
+// knows they are missing). Each is asked for so once; one still missing
+// after that waits for NON_RECEIVE_TIMEOUT as a set's lost last block
+// does.
+func (im *Image) recoverQ(ctx context.Context, q *qwindow) error {
+	var nums []int64
+	for n := max(q.base, q.from); n < min(q.base+2*q.w, q.count); n++ {
+		setEnd := min(n-n%q.w+q.w, q.count) - 1
+		i := uint(n - q.base)
+		if q.hi >= setEnd && q.have&(1<<i) == 0 && q.asked&(1<<i) == 0 {
+			nums = append(nums, n)
+			q.asked |= 1 << i
+		}
+	}
+	if len(nums) == 0 {
+		return nil
+	}
+	return im.sendQ(ctx, q, nums, false)
 }
 
 // missing lists the blocks of num's set from num on that the window does
@@ -433,7 +495,11 @@ func (im *Image) sendQ(ctx context.Context, q *qwindow, nums []int64, more bool)
 	}
 	im.c.log.Debug("Q-Block2 request", "path", im.path, "blocks", nums, "more", more, "retries", q.retries)
 	q.active = true
-	q.deadline = time.Now().Add(im.c.cfg.qparams.NonReceiveTimeout << q.retries)
+	wait := im.c.cfg.qparams.NonReceiveTimeout
+	if !q.answered && !im.c.qblockKnown() {
+		wait = im.c.cfg.qparams.NonTimeout // the first request of a connection
+	}
+	q.deadline = time.Now().Add(wait << q.retries)
 	return nil
 }
 
@@ -492,6 +558,7 @@ func (im *Image) takeQ(q *qwindow, a qanswer) error {
 	}
 	copy(slot, a.body)
 	q.have |= 1 << uint(i)
+	q.hi = max(q.hi, num)
 	q.retries = 0
 	q.deadline = time.Now().Add(im.c.cfg.qparams.NonReceiveTimeout)
 	return nil
