@@ -111,6 +111,11 @@ type Config struct {
 	// AckTimeout is the CoAP ACK_TIMEOUT of the link (default 2s, RFC
 	// 7252); lower it on fast simulated links.
 	AckTimeout time.Duration
+	// QBlockMaxPayloads is RFC 9177's MAX_PAYLOADS, the blocks of a
+	// Q-Block2 set: 1 to 32, 0 for the RFC's 10. It must be the gateway's
+	// (its --qblock-max-payloads); a link whose bandwidth-delay product is
+	// more than a few blocks is faster with larger sets.
+	QBlockMaxPayloads int
 	// LockStep reads images one Block2 per round trip (RFC 7959), never in
 	// RFC 9177 Q-Block2 bursts; by default the agent asks for Q-Block2 and
 	// falls back to lock-step when the gateway does not have it.

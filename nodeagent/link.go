@@ -91,6 +91,9 @@ func (a *Agent) connect(ctx context.Context) error {
 	if a.cfg.LockStep {
 		opts = append(opts, gwlink.WithQBlock(false))
 	}
+	if a.cfg.QBlockMaxPayloads > 0 {
+		opts = append(opts, gwlink.WithQBlockParams(gwlink.QBlockParams{MaxPayloads: a.cfg.QBlockMaxPayloads}))
+	}
 	c, err := gwlink.Dial(ctx, addr, a.cfg.NodeID, opts...)
 	if err != nil {
 		return fmt.Errorf("nodeagent: gateway %s: %w", a.cfg.Gateway, err)

@@ -510,7 +510,9 @@ func (s *sim) gatewayConfig() gateway.Config {
 		// NON_TIMEOUT is ACK_TIMEOUT (RFC 9177 section 7.2): on a link in
 		// simulated time, the nodes' scaled one, so that a burst a node
 		// did not answer is sent again after simulated seconds.
-		QBlock: gateway.QBlockParams{NonTimeout: s.ackTimeout()}}
+		// MAX_PAYLOADS from the link's bandwidth-delay product, the
+		// nodes' too: see [simMaxPayloads].
+		QBlock: gateway.QBlockParams{NonTimeout: s.ackTimeout(), MaxPayloads: s.maxPayloads()}}
 	if s.dtls {
 		cfg.InsecureUDP = false
 		// Every virtual node's radio relay speaks from 127.0.0.1 (a port

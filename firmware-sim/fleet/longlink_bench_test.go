@@ -53,10 +53,11 @@ expect:
 // gateway), and reports the median download time of each in simulated
 // seconds, their ratio (issue 14: at least 5x over the 1 s round trip
 // with 5% loss, 3x over 100 ms), and how many Q-Block2 nodes fell back to
-// lock-step: a node whose first Q-Block2 request or its answer is lost
-// takes the gateway's silence for a gateway without Q-Block2 and reads
-// lock-step for the rest of the connection (nodeagent/internal/gwlink),
-// about one node in ten at 5% loss each way.
+// lock-step: a node reads lock-step for the rest of its connection when
+// its first Q-Block2 request and NON_MAX_RETRANSMIT repeats all go
+// unanswered (nodeagent/internal/gwlink), which 5% loss each way makes
+// rare (about 0.1^5). The gateway and the nodes use the simulator's
+// MAX_PAYLOADS for the link (simMaxPayloads: 32 and 28 here).
 //
 // The figures are simulated time. The real time the gateway and the
 // nodes take to answer is stretched by the time scale too, which slows
@@ -67,10 +68,9 @@ expect:
 // and the figures mean nothing.
 //
 // The 1 s link is NB-IoT-like at Cat-NB2's 127 kbit/s. At the nbiot
-// profile's 60 kbit/s (long-link.yaml) airtime bounds Q-Block2: a set of
-// 10 blocks takes 1.4 s on air plus a round trip for its 'Continue',
-// 0.24 s a block against lock-step's 1.16 s, so no loss-free run can be
-// more than 4.8x faster. The 100 ms link is BLE's 1 Mbit/s with a steady
+// profile's 60 kbit/s (long-link.yaml) airtime bounds Q-Block2: a block
+// takes 0.15 s on air against lock-step's 1.16 s a block, so no run can
+// be more than about 8x faster. The 100 ms link is BLE's 1 Mbit/s with a steady
 // 50 ms each way: on 802.15.4 (250 kbit/s over two hops, about 130 ms of
 // airtime per 1 KiB block) airtime bounds Q-Block2 to under 2x.
 func BenchmarkLongLink(b *testing.B) {

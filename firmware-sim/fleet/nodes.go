@@ -120,6 +120,34 @@ func simAckTimeout(l radio.Link) time.Duration {
 	return max(minSimAckTimeout, 2*rtt)
 }
 
+// maxPayloads is RFC 9177's MAX_PAYLOADS for the gateway and the nodes:
+// the RFC's 10 on a link without a profile, [simMaxPayloads] on one.
+func (s *sim) maxPayloads() int {
+	if !s.sc.Link.SimulatedTime() {
+		return 0
+	}
+	return simMaxPayloads(radioLink(s.sc.Link))
+}
+
+// simMaxPayloads is the Q-Block2 set size for a link with a profile:
+// the 1 KiB blocks the link carries in two round trips (its
+// bandwidth-delay product twice over), from the RFC's 10 to the node
+// agent's most, 32. A node asks for the next set when a set ends, so a
+// set of one round trip's worth of blocks leaves the link idle for a
+// round trip every set; RFC 9177 section 7.2 lets MAX_PAYLOADS be
+// configured for the link. For the profiles as they come: nbiot and
+// ble 32 (ble with a steady 50 ms each way 28), thread 21, subghz 10. A
+// link without a bandwidth gets 32.
+func simMaxPayloads(l radio.Link) int {
+	const rfcDefault, nodeMost = 10, 32
+	if l.Bandwidth <= 0 {
+		return nodeMost
+	}
+	rtt := simAckTimeout(l) / 2
+	blocks := int(2*rtt.Seconds()*float64(l.Bandwidth)/8/1024) + 1
+	return min(max(blocks, rfcDefault), nodeMost)
+}
+
 // minSimAckTimeout is the shortest simulated ACK timeout: a link of no
 // latency still gets a tenth of a second.
 const minSimAckTimeout = 100 * time.Millisecond
@@ -142,7 +170,7 @@ func (s *sim) agentConfig(n *node, slot int64) nodeagent.Config {
 	cfg := nodeagent.Config{NodeID: n.id, Class: simClass, Component: simComponent, Labels: n.labels,
 		Flash: n.flash, Trust: s.trust, SlotSize: slot, JournalBlocks: 4, Gateway: s.gatewayURI(n),
 		Clock: s.clock, InferenceRate: s.sc.InferenceRate, HealthInterval: s.sc.HealthInterval,
-		AckTimeout: s.ackTimeout(), LockStep: n.lockStep, PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
+		AckTimeout: s.ackTimeout(), QBlockMaxPayloads: s.maxPayloads(), LockStep: n.lockStep, PollInterval: s.pollInterval(), Models: simmodel.Runtime{Seed: n.seed}.ForAgent(),
 		RetryInterval: time.Duration(2*s.sc.TimeScale) * time.Second, DisableDeltas: n.noDeltas,
 		OnStatus: func(e *protocol.StatusEvent) {
 			if t := e.Transfer; t != nil && e.State == protocol.StateVerified {
