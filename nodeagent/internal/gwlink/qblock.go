@@ -427,6 +427,19 @@ func (im *Image) continueQ(ctx context.Context, q *qwindow, num int64) error {
 // after that waits for NON_RECEIVE_TIMEOUT as a set's lost last block
 // does.
 func (im *Image) recoverQ(ctx context.Context, q *qwindow) error {
+	for _, nums := range q.lost() {
+		if err := im.sendQ(ctx, q, nums, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lost returns the blocks known lost and not yet asked for, marked asked
+// now, in requests of at most MAX_PAYLOADS blocks each: blocks of two
+// sets may be known lost at once, and a gateway refuses a request that
+// names more (4.02, as go-coap's does).
+func (q *qwindow) lost() [][]int64 {
 	var nums []int64
 	for n := max(q.base, q.from); n < min(q.base+2*q.w, q.count); n++ {
 		setEnd := min(n-n%q.w+q.w, q.count) - 1
@@ -436,10 +449,13 @@ func (im *Image) recoverQ(ctx context.Context, q *qwindow) error {
 			q.asked |= 1 << i
 		}
 	}
-	if len(nums) == 0 {
-		return nil
+	var batches [][]int64
+	for len(nums) > 0 {
+		k := min(len(nums), int(q.w))
+		batches = append(batches, nums[:k])
+		nums = nums[k:]
 	}
-	return im.sendQ(ctx, q, nums, false)
+	return batches
 }
 
 // missing lists the blocks of num's set from num on that the window does
@@ -508,7 +524,10 @@ func (im *Image) takeQ(q *qwindow, a qanswer) error {
 	op := "GET " + im.path
 	switch {
 	case a.code == codes.Content:
-	case a.code == codes.BadOption && !q.answered:
+	case a.code == codes.BadOption:
+		// Before any block: the gateway has no Q-Block2. After blocks:
+		// it refused one of this node's Q-Block2 requests; the read goes
+		// on lock-step from where it stands rather than fail the update.
 		return errNoQBlock
 	case a.code == codes.BadRequest:
 		return errFirstBlock

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -404,5 +405,26 @@ func TestQBlockRecoversAtSetEnd(t *testing.T) {
 	// recovery request.
 	if n := requests(relay); n != 8 {
 		t.Errorf("%d requests, want 8 (7 sets, 1 recovery)", n)
+	}
+}
+
+// TestQBlockLostInRequestsOfASet: when block 19 comes with blocks 8 to 18
+// missing, 11 blocks of two sets are known lost at once; they are asked
+// for in requests of at most MAX_PAYLOADS (10) blocks, each once. A
+// request naming 11 made go-coap's server answer 4.02 (seen under -race
+// in TestQBlockDownload).
+func TestQBlockLostInRequestsOfASet(t *testing.T) {
+	q := &qwindow{w: 10, count: 64, base: 0, hi: 19}
+	for n := range 8 {
+		q.have |= 1 << n
+	}
+	q.have |= 1 << 19
+	got := q.lost()
+	want := [][]int64{{8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, {18}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("lost() = %v, want %v", got, want)
+	}
+	if again := q.lost(); len(again) != 0 {
+		t.Errorf("asked again for %v", again)
 	}
 }
