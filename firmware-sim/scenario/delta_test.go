@@ -109,3 +109,34 @@ func TestEvaluateDeltas(t *testing.T) {
 		})
 	}
 }
+
+// TestTookDeltaMin: with min, took-delta holds when at least that share of
+// the nodes running the model took it as a delta, and fails below it.
+func TestTookDeltaMin(t *testing.T) {
+	for _, tt := range []struct {
+		min   string
+		fulls int
+		want  bool
+	}{
+		{"95%", 0, true},
+		{"95%", 1, true},  // 19 of 20: 95%
+		{"95%", 2, false}, // 18 of 20: 90%
+		{"100%", 1, false},
+	} {
+		s := mustParse(t, minimal+"  - {kind: took-delta, model: v1, min: "+tt.min+"}\n")
+		r := &scenario.Result{}
+		for i := range 20 {
+			n := scenario.NodeResult{ID: fmt.Sprintf("sim-%04d", i+1), Model: "v1", State: scenario.StateConfirmed, Transfer: "delta"}
+			if i < tt.fulls {
+				n.Transfer = "full"
+			}
+			r.Nodes = append(r.Nodes, n)
+		}
+		if o := scenario.Evaluate(s, r)[1]; o.Passed != tt.want {
+			t.Errorf("min %s with %d full images: passed %v (%s), want %v", tt.min, tt.fulls, o.Passed, o.Detail, tt.want)
+		}
+	}
+	if _, err := scenario.Parse([]byte(minimal + "  - {kind: took-delta, model: v1, min: 120%}\n")); err == nil {
+		t.Error("min: 120% accepted")
+	}
+}

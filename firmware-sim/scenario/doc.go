@@ -147,7 +147,8 @@
 //   - took-delta (model, optional cohort): every node of the cohort that
 //     runs the model, confirmed, took its latest update as a delta
 //     ([NodeResult].Transfer) without abandoning it; a cohort none of
-//     whose nodes runs the model fails.
+//     whose nodes runs the model fails. With min (a percent), at least
+//     that share of them did.
 //   - air-ratio (cohort, baseline, max): the bytes on air per node, both
 //     ways, of the cohort's nodes are at most max (a percent) of the
 //     baseline cohort's: a delta rollout beside nodes with deltas: false.

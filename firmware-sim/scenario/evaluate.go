@@ -499,6 +499,9 @@ func defaultName(s *Scenario, e Expectation) string {
 	case ExpectLinkRecovered:
 		return strings.Replace(every, "node", "node whose link went out", 1) + " is heard again after it"
 	case ExpectTookDelta:
+		if e.MinPercent != 0 && e.MinPercent < 10000 {
+			return fmt.Sprintf("at least %s%% of %s running %s took it as a delta", percentText(e.MinPercent), nodesOf(e.Cohort), model)
+		}
 		return every + " running " + model + " took it as a delta"
 	case ExpectAirRatio:
 		return fmt.Sprintf("%s put at most %s%% of the bytes on air of %s", nodesOf(e.Cohort), percentText(e.MaxPercent), nodesOf(e.Baseline))
@@ -533,6 +536,9 @@ func tookDelta(r *Result, e Expectation) (bool, string) {
 	d := fmt.Sprintf("%d of %d %s that run %s took it as a delta", took, ran, nodesOf(e.Cohort), e.Model)
 	if len(bad) > 0 {
 		d += "; " + offenders(bad)
+	}
+	if e.MinPercent != 0 {
+		return uint64(took)*10000 >= e.MinPercent*uint64(ran), d
 	}
 	return len(bad) == 0, d
 }

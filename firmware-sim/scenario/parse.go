@@ -789,7 +789,7 @@ func (p *parser) expectations(n *yaml.Node) error {
 	}
 	names := map[string]int{}
 	for _, it := range items {
-		m, err := fields(it, "name", "kind", "cohort", "model", "deployment", "phase", "max_wave", "baseline", "max")
+		m, err := fields(it, "name", "kind", "cohort", "model", "deployment", "phase", "max_wave", "baseline", "max", "min")
 		if err != nil {
 			return err
 		}
@@ -817,7 +817,7 @@ func (p *parser) expectations(n *yaml.Node) error {
 			}
 			allowed = []string{"cohort"}
 		case ExpectTookDelta:
-			allowed = []string{"cohort", "model"}
+			allowed = []string{"cohort", "model", "min"}
 		case ExpectAirRatio:
 			allowed = []string{"cohort", "baseline", "max"}
 		default:
@@ -843,6 +843,11 @@ func (p *parser) expectations(n *yaml.Node) error {
 			}
 			if p.s.Model(e.Model) == nil {
 				return errAt(m["model"], "%s: no model named %q", e.Kind, e.Model)
+			}
+		}
+		if e.Kind == ExpectTookDelta && yamlfield.IsSet(m["min"]) {
+			if e.MinPercent, err = percent(m["min"], "min"); err != nil {
+				return err
 			}
 		}
 		if e.Kind == ExpectAirRatio {

@@ -370,6 +370,10 @@ type Expectation struct {
 	Baseline string
 	// MaxPercent is key max (a percent) × 100, for air-ratio.
 	MaxPercent uint64
+	// MinPercent is key min (a percent) × 100, for took-delta: the least
+	// share of the nodes running the model that took it as a delta; 0
+	// means all of them.
+	MinPercent uint64
 }
 
 // Model returns the model with the given name, or nil.
